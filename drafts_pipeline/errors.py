@@ -1,0 +1,46 @@
+"""The project's own exceptions: each message names the task, the provider and what to do."""
+
+
+class DraftsError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigurationError(DraftsError):
+    """A setting is missing or wrong; the message names the environment variable."""
+
+
+class TaskValidationError(DraftsError):
+    """A documentation task cannot be drafted as it is stored."""
+
+
+class ImportRejected(DraftsError):
+    """A task file had bad rows; nothing was imported."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        listing = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"{path}: {len(problems)} bad row(s), nothing imported:\n{listing}")
+
+
+class ProviderError(DraftsError):
+    """A provider call failed for good (after the retry policy, or not retryable)."""
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+        calls: tuple = (),
+    ) -> None:
+        self.provider = provider
+        self.calls = calls
+        self.retryable = retryable
+        self.status_code = status_code
+        self.error_type = error_type
+        self.request_id = request_id
+        super().__init__(f"{provider}: {message}")

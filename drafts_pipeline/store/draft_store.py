@@ -1,0 +1,306 @@
+"""`DraftStore`: every read and write of tasks, drafts and calls, with the design's invariants."""
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from drafts_pipeline.drafting.ballot import assign_labels, decide
+from drafts_pipeline.llm.generation import CallAttempt
+from drafts_pipeline.store import schema
+from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall, utcnow
+
+
+@dataclass(frozen=True)
+class TaskInput:
+    """A new documentation task, as discovery or import produce it."""
+
+    id: str
+    symbol: str
+    language: str
+    code: str
+    context: str = ""
+    source_path: str | None = None
+    template: str = "docstring"
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class DraftRecord:
+    """A draft to store; the store assigns its version."""
+
+    task_id: str
+    provider: str
+    model: str
+    content: str
+    prompt_used: str
+    prompt_hash: str
+    template_version: str
+    settings_hash: str
+    status: str
+    validation: dict[str, Any]
+    finish_reason: str | None = None
+    request_id: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: Decimal | None = None
+    latency_ms: int | None = None
+    attempts: int = 0
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BallotOutcome:
+    """What a ballot did to a task: `voting`, `drafting` (below quorum), `failed`, or `unchanged`."""
+
+    task_id: str
+    outcome: str
+    valid_drafts: int
+    labels: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+
+
+class DraftStore(dg.ConfigurableResource):
+    """The relational store of tasks, drafts and calls (SQLite or PostgreSQL)."""
+
+    database_url: str
+
+    @property
+    def engine(self) -> Engine:
+        return schema.engine_for(self.database_url)
+
+    def upgrade(self) -> None:
+        schema.upgrade(self.database_url)
+
+    def require_current(self) -> None:
+        schema.require_current(self.database_url)
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # --- tasks -------------------------------------------------------------------------
+
+    def add_tasks(self, tasks: Sequence[TaskInput]) -> int:
+        """Insert tasks in one transaction; ids already stored are left as they are.
+
+        Returns how many were new.
+        """
+        if not tasks:
+            return 0
+        now = utcnow()
+        rows = [
+            {**asdict(task), "status": "drafting", "attempts": 0, "created_at": now, "updated_at": now}
+            for task in tasks
+        ]
+        dialect = self.engine.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(DocumentationTask)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(DocumentationTask.id)
+        )
+        with self._session() as session, session.begin():
+            return len(list(session.scalars(statement, rows)))
+
+    def existing_task_ids(self, ids: Iterable[str]) -> set[str]:
+        wanted = list(ids)
+        found: set[str] = set()
+        with self._session() as session:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                found.update(
+                    session.scalars(
+                        select(DocumentationTask.id).where(DocumentationTask.id.in_(chunk))
+                    )
+                )
+        return found
+
+    def tasks_by_id(self, ids: Sequence[str]) -> dict[str, DocumentationTask]:
+        with self._session() as session:
+            rows = session.scalars(select(DocumentationTask).where(DocumentationTask.id.in_(ids)))
+            return {row.id: row for row in rows}
+
+    def record_prompt(
+        self, task_id: str, prompt: str, prompt_hash: str, template_version: str
+    ) -> None:
+        """Store the task's current prompt; only while the task is still being drafted."""
+        with self._session() as session, session.begin():
+            session.execute(
+                update(DocumentationTask)
+                .where(DocumentationTask.id == task_id, DocumentationTask.status == "drafting")
+                .values(prompt=prompt, prompt_hash=prompt_hash, template_version=template_version)
+            )
+
+    def drafting_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
+        """`(seq, id)` of the next `limit` drafting tasks past a cursor, in arrival order."""
+        with self._session() as session:
+            rows = session.execute(
+                select(DocumentationTask.seq, DocumentationTask.id)
+                .where(DocumentationTask.status == "drafting", DocumentationTask.seq > seq)
+                .order_by(DocumentationTask.seq)
+                .limit(limit)
+            )
+            return [(row.seq, row.id) for row in rows]
+
+    def task_ids(self, status: str) -> list[str]:
+        with self._session() as session:
+            return list(
+                session.scalars(
+                    select(DocumentationTask.id)
+                    .where(DocumentationTask.status == status)
+                    .order_by(DocumentationTask.seq)
+                )
+            )
+
+    # --- drafts and calls --------------------------------------------------------------
+
+    def latest_drafts(self, task_ids: Sequence[str], provider: str) -> dict[str, DraftVersion]:
+        """The newest draft version per task for one provider."""
+        newest = (
+            select(DraftVersion.task_id, func.max(DraftVersion.version).label("version"))
+            .where(DraftVersion.task_id.in_(task_ids), DraftVersion.provider == provider)
+            .group_by(DraftVersion.task_id)
+            .subquery()
+        )
+        with self._session() as session:
+            rows = session.scalars(
+                select(DraftVersion).join(
+                    newest,
+                    (DraftVersion.task_id == newest.c.task_id)
+                    & (DraftVersion.version == newest.c.version)
+                    & (DraftVersion.provider == provider),
+                )
+            )
+            return {row.task_id: row for row in rows}
+
+    def add_draft(self, record: DraftRecord) -> DraftVersion | None:
+        """Store a draft as the next version; None when the task left `drafting` meanwhile
+        or a concurrent run stored that version first (the unique key decides)."""
+        try:
+            with self._session() as session, session.begin():
+                status = session.scalar(
+                    select(DocumentationTask.status).where(DocumentationTask.id == record.task_id)
+                )
+                if status != "drafting":
+                    return None
+                current = session.scalar(
+                    select(func.max(DraftVersion.version)).where(
+                        DraftVersion.task_id == record.task_id,
+                        DraftVersion.provider == record.provider,
+                    )
+                )
+                draft = DraftVersion(**asdict(record), version=(current or 0) + 1)
+                session.add(draft)
+            return draft
+        except IntegrityError:
+            return None
+
+    def add_calls(self, task_id: str, run_id: str | None, calls: Sequence[CallAttempt]) -> None:
+        if not calls:
+            return
+        with self._session() as session, session.begin():
+            session.add_all(
+                LLMCall(task_id=task_id, run_id=run_id, **asdict(call)) for call in calls
+            )
+
+    # --- ballots -----------------------------------------------------------------------
+
+    def cast_ballot(
+        self, task_id: str, *, min_drafts: int, max_attempts: int, rng: random.Random
+    ) -> BallotOutcome:
+        """Label the newest valid draft of each provider and move the task to `voting`,
+        atomically and exactly once; below quorum count an attempt instead."""
+        with self._session() as session, session.begin():
+            task = session.scalar(select(DocumentationTask).where(DocumentationTask.id == task_id))
+            if task is None or task.status != "drafting":
+                return BallotOutcome(task_id, "unchanged", 0, reason=task and task.status)
+            valid = self._newest_valid_drafts(session, task_id)
+            decision = decide(len(valid), min_drafts, task.attempts, max_attempts)
+            if decision == "voting":
+                moved = session.execute(
+                    update(DocumentationTask)
+                    .where(DocumentationTask.id == task_id, DocumentationTask.status == "drafting")
+                    .values(status="voting", last_error=None, updated_at=utcnow())
+                )
+                if moved.rowcount != 1:
+                    session.rollback()
+                    return BallotOutcome(task_id, "unchanged", len(valid), reason="raced")
+                labels = assign_labels(list(valid), rng)
+                for provider, draft_id in valid.items():
+                    labelled = session.execute(
+                        update(DraftVersion)
+                        .where(DraftVersion.id == draft_id, DraftVersion.label.is_(None))
+                        .values(label=labels[provider])
+                    )
+                    if labelled.rowcount != 1:
+                        raise RuntimeError(f"task {task_id}: draft {draft_id} was already labelled")
+                return BallotOutcome(task_id, "voting", len(valid), labels)
+            reason = f"{len(valid)} valid draft(s), quorum is {min_drafts}"
+            session.execute(
+                update(DocumentationTask)
+                .where(DocumentationTask.id == task_id, DocumentationTask.status == "drafting")
+                .values(
+                    attempts=DocumentationTask.attempts + 1,
+                    last_error=reason,
+                    status=decision,
+                    updated_at=utcnow(),
+                )
+            )
+            return BallotOutcome(task_id, decision, len(valid), reason=reason)
+
+    @staticmethod
+    def _newest_valid_drafts(session: Session, task_id: str) -> dict[str, int]:
+        """provider -> id of its newest draft, where that newest draft is valid."""
+        rows = session.execute(
+            select(DraftVersion.provider, DraftVersion.id, DraftVersion.status)
+            .where(DraftVersion.task_id == task_id)
+            .order_by(DraftVersion.provider, DraftVersion.version.desc())
+        )
+        newest: dict[str, tuple[int, str]] = {}
+        for provider, draft_id, status in rows:
+            newest.setdefault(provider, (draft_id, status))
+        return {p: draft_id for p, (draft_id, status) in newest.items() if status == "valid"}
+
+    def ballot_labels(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
+        """task id -> labels of its drafts, for the labels check."""
+        with self._session() as session:
+            rows = session.execute(
+                select(DraftVersion.task_id, DraftVersion.label).where(
+                    DraftVersion.task_id.in_(task_ids), DraftVersion.label.is_not(None)
+                )
+            )
+            labels: dict[str, list[str]] = {task_id: [] for task_id in task_ids}
+            for task_id, label in rows:
+                labels[task_id].append(label)
+            return labels
+
+    # --- the voting-ready set ----------------------------------------------------------
+
+    def voting_ready_rows(self) -> list[dict[str, Any]]:
+        """One row per task in `voting` and label; no provider or model in it, by construction."""
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    DocumentationTask.id.label("task_id"),
+                    DocumentationTask.symbol,
+                    DocumentationTask.language,
+                    DocumentationTask.source_path,
+                    DocumentationTask.code,
+                    DraftVersion.label,
+                    DraftVersion.content,
+                    DocumentationTask.updated_at.label("voting_since"),
+                )
+                .join(DraftVersion, DraftVersion.task_id == DocumentationTask.id)
+                .where(DocumentationTask.status == "voting", DraftVersion.label.is_not(None))
+                .order_by(DocumentationTask.seq, DraftVersion.label)
+            )
+            return [dict(row._mapping) for row in rows]

@@ -1,0 +1,132 @@
+"""Tables of the draft store (DESIGN section 2). The Alembic migration mirrors these."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+TASK_STATUSES = ("drafting", "voting", "failed")
+DRAFT_STATUSES = ("valid", "invalid", "failed")
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+Money = Numeric(18, 8, asdecimal=True)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DocumentationTask(Base):
+    """A code symbol to document. `seq` orders arrivals for the sensor's cursor."""
+
+    __tablename__ = "documentation_tasks"
+    __table_args__ = (
+        CheckConstraint("status IN ('drafting', 'voting', 'failed')", name="ck_tasks_status"),
+        CheckConstraint("id NOT LIKE '%,%'", name="ck_tasks_id_no_comma"),
+        CheckConstraint("length(id) BETWEEN 1 AND 128", name="ck_tasks_id_length"),
+        CheckConstraint("attempts >= 0", name="ck_tasks_attempts"),
+        Index("ix_tasks_status_seq", "status", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="drafting")
+    language: Mapped[str] = mapped_column(String(32), nullable=False)
+    symbol: Mapped[str] = mapped_column(String(512), nullable=False)
+    source_path: Mapped[str | None] = mapped_column(String(1024))
+    code: Mapped[str] = mapped_column(Text, nullable=False)
+    context: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    template: Mapped[str] = mapped_column(String(64), nullable=False, default="docstring")
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    prompt: Mapped[str | None] = mapped_column(Text)
+    prompt_hash: Mapped[str | None] = mapped_column(String(64))
+    template_version: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class DraftVersion(Base):
+    """One provider's answer for one task; a regenerate adds `version + 1`."""
+
+    __tablename__ = "draft_versions"
+    __table_args__ = (
+        UniqueConstraint("task_id", "provider", "version", name="uq_drafts_task_provider_version"),
+        UniqueConstraint("task_id", "label", name="uq_drafts_task_label"),
+        CheckConstraint("status IN ('valid', 'invalid', 'failed')", name="ck_drafts_status"),
+        CheckConstraint("version >= 1", name="ck_drafts_version"),
+        CheckConstraint("label IS NULL OR status = 'valid'", name="ck_drafts_label_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("documentation_tasks.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    label: Mapped[str | None] = mapped_column(String(4))
+    content: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    prompt_used: Mapped[str] = mapped_column(Text, nullable=False)
+    prompt_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    template_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    settings_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    validation: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    finish_reason: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[Decimal | None] = mapped_column(Money)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LLMCall(Base):
+    """One HTTP attempt at a provider, successful or not."""
+
+    __tablename__ = "llm_calls"
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error_type: Mapped[str | None] = mapped_column(String(128))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[Decimal | None] = mapped_column(Money)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    run_id: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,77 @@
+"""Engines and migrations: one engine per database URL and process."""
+
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+
+from drafts_pipeline.errors import ConfigurationError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@cache
+def engine_for(url: str) -> Engine:
+    """A pooled engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            # Let SQLAlchemy's "begin" event below open transactions, not the driver.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
+            # Take the write lock up front: a deferred transaction that reads and then
+            # writes fails with "database is locked" when another writer got in between.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def upgrade(url: str) -> None:
+    """Bring the database at `url` to the newest migration (idempotent)."""
+    engine = engine_for(url)
+    config = _alembic_config()
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Concurrent first runs would otherwise race to create the same tables.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724242)")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def require_current(url: str) -> None:
+    """Fail with an actionable message when the schema is missing or behind."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    with engine_for(url).connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current != head:
+        raise ConfigurationError(
+            f"the draft store at {safe_url(url)} is at schema {current or 'none'}, "
+            f"expected {head}: run `drafts-pipeline db upgrade`"
+        )
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

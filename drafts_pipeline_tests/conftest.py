@@ -1,0 +1,60 @@
+"""Shared fixtures: a fresh database per test, on SQLite and on PostgreSQL."""
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.schema import engine_for
+from drafts_pipeline_tests.postgres_server import create_database, drop_database, postgres_server
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    with postgres_server() as url:
+        if url is None:
+            pytest.skip("no PostgreSQL server reachable and no initdb on this machine")
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database with a random name, dropped afterwards."""
+    name = f"drafts_test_{uuid.uuid4().hex[:12]}"
+    url = create_database(postgres_admin_url, name)
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+        drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'drafts.sqlite3'}"
+    yield url
+    engine_for(url).dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on SQLite and once on PostgreSQL."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def store(database_url: str) -> DraftStore:
+    draft_store = DraftStore(database_url=database_url)
+    draft_store.upgrade()
+    return draft_store
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the project's data folder and Dagster's home at temporary folders."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("DRAFTS_DATA_DIR", str(folder))
+    monkeypatch.delenv("DRAFTS_DATABASE_URL", raising=False)
+    return folder
