@@ -1,0 +1,130 @@
+"""Schema-first validation of a provider's answer, and the docstring voters read."""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from drafts_pipeline.prompts.code_facts import SymbolFacts
+
+INCOMPLETE_FINISH_REASONS = {"max_tokens", "length", "model_context_window_exceeded"}
+REFUSAL_FINISH_REASONS = {"refusal", "content_filter"}
+
+# Names that would tell a voter which provider wrote a draft.
+SELF_IDENTIFICATION = re.compile(
+    r"\b(claude|anthropic|openai|chatgpt|gpt-?\d[\w.-]*|moonshot|kimi|"
+    r"as an ai\b|as a language model|i am an ai|i'm an ai)",
+    re.IGNORECASE,
+)
+
+
+class ParameterDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+
+
+class RaisesDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    exception: str = Field(min_length=1)
+    when: str = Field(min_length=1)
+
+
+class DocDraft(BaseModel):
+    """What a provider must answer: the prompt template asks for exactly this shape."""
+
+    model_config = ConfigDict(extra="forbid")
+    summary: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    parameters: list[ParameterDoc] = []
+    returns: str | None = None
+    raises: list[RaisesDoc] = []
+    example: str | None = None
+
+
+@dataclass(frozen=True)
+class DraftValidation:
+    """The verdict: `valid`, or `invalid` with the failing checks; `checks` is stored as JSON."""
+
+    status: str
+    checks: dict[str, dict[str, Any]]
+    content: str
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f"{name}: {c['reason']}" for name, c in self.checks.items() if not c["ok"]]
+
+
+def _check(ok: bool, reason: str = "") -> dict[str, Any]:
+    return {"ok": ok, "reason": reason}
+
+
+def _strip_fences(text: str) -> str:
+    fenced = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text, re.DOTALL)
+    return fenced.group(1) if fenced else text.strip()
+
+
+def validate_draft(
+    text: str, finish_reason: str | None, facts: SymbolFacts | None, source: str = ""
+) -> DraftValidation:
+    """Check the answer against the schema, the symbol's real parameters, its completeness
+    and blindness; render the docstring when it parses.
+
+    A vendor name that the symbol's own `source` uses (a client wrapper, say) is not a leak.
+    """
+    checks: dict[str, dict[str, Any]] = {}
+    if finish_reason in INCOMPLETE_FINISH_REASONS:
+        checks["complete"] = _check(False, f"cut by the token limit (finish reason {finish_reason})")
+    elif finish_reason in REFUSAL_FINISH_REASONS:
+        checks["complete"] = _check(False, f"refused (finish reason {finish_reason})")
+    else:
+        checks["complete"] = _check(True)
+
+    draft: DocDraft | None = None
+    try:
+        draft = DocDraft.model_validate(json.loads(_strip_fences(text)))
+        checks["schema"] = _check(True)
+    except json.JSONDecodeError as error:
+        checks["schema"] = _check(False, f"not JSON: {error.msg} at character {error.pos}")
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "answer"
+        checks["schema"] = _check(False, f"{where}: {first['msg']} ({error.error_count()} error(s))")
+
+    if draft is not None and facts is not None:
+        documented = [p.name for p in draft.parameters]
+        missing = [p for p in facts.parameters if p not in documented]
+        unknown = [p for p in documented if p not in facts.parameters]
+        problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"not in the signature: {', '.join(unknown)}"] if unknown else []
+        )
+        checks["parameters"] = _check(not problems, "; ".join(problems))
+
+    leaks = [
+        match.group(0)
+        for match in SELF_IDENTIFICATION.finditer(text)
+        if match.group(0).lower() not in source.lower()
+    ]
+    checks["blind"] = _check(not leaks, f"names a provider or model: {leaks[0]!r}" if leaks else "")
+
+    status = "valid" if all(c["ok"] for c in checks.values()) else "invalid"
+    return DraftValidation(status, checks, render_docstring(draft) if draft else "")
+
+
+def render_docstring(draft: DocDraft) -> str:
+    """The draft as a Google-style docstring: what voters read side by side."""
+    parts = [draft.summary.strip()]
+    if draft.description.strip():
+        parts.append(draft.description.strip())
+    if draft.parameters:
+        parts.append("Args:\n" + "\n".join(f"    {p.name}: {p.description}" for p in draft.parameters))
+    if draft.returns:
+        parts.append(f"Returns:\n    {draft.returns}")
+    if draft.raises:
+        parts.append("Raises:\n" + "\n".join(f"    {r.exception}: {r.when}" for r in draft.raises))
+    if draft.example:
+        example = "\n".join(f"    {line}" for line in draft.example.strip().splitlines())
+        parts.append(f"Example:\n{example}")
+    return "\n\n".join(parts)

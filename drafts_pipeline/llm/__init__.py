@@ -1,0 +1,1 @@
+"""LLM provider resources: one contract (`generate`), one retry layer, offline mode."""

@@ -1,0 +1,7 @@
+"""Claude over the official `anthropic` SDK (Messages API)."""
+
+from drafts_pipeline.llm.resource import LLMProvider
+
+
+class AnthropicMessagesProvider(LLMProvider):
+    """A provider speaking Anthropic's Messages API."""

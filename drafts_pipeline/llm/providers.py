@@ -1,0 +1,82 @@
+"""The configured providers, as data: a fourth provider is one more `ProviderSpec`."""
+
+import os
+from dataclasses import dataclass
+
+from drafts_pipeline.llm.anthropic_messages import AnthropicMessagesProvider
+from drafts_pipeline.llm.openai_chat import OpenAIChatProvider
+from drafts_pipeline.llm.resource import LLMProvider
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One provider: its wire API, its default model and the variables that configure it."""
+
+    name: str
+    api: str
+    kind: str
+    default_model: str
+    model_env: str
+    key_env: str
+    base_url_env: str
+    default_base_url: str | None = None
+
+    @property
+    def resource_key(self) -> str:
+        return f"{self.name}_llm"
+
+    @property
+    def asset_name(self) -> str:
+        return f"{self.name}_draft"
+
+
+PROVIDER_SPECS: tuple[ProviderSpec, ...] = (
+    ProviderSpec(
+        name="claude",
+        api="anthropic",
+        kind="anthropic",
+        default_model="claude-sonnet-4-5",
+        model_env="DRAFTS_CLAUDE_MODEL",
+        key_env="ANTHROPIC_API_KEY",
+        base_url_env="ANTHROPIC_BASE_URL",
+    ),
+    ProviderSpec(
+        name="openai",
+        api="openai",
+        kind="openai",
+        default_model="gpt-5.1",
+        model_env="DRAFTS_OPENAI_MODEL",
+        key_env="OPENAI_API_KEY",
+        base_url_env="OPENAI_BASE_URL",
+    ),
+    ProviderSpec(
+        name="kimi",
+        api="openai",
+        kind="moonshot",
+        default_model="kimi-k2-0905-preview",
+        model_env="DRAFTS_KIMI_MODEL",
+        key_env="MOONSHOT_API_KEY",
+        base_url_env="MOONSHOT_BASE_URL",
+        default_base_url="https://api.moonshot.ai/v1",
+    ),
+)
+
+API_CLASSES: dict[str, type[LLMProvider]] = {
+    "anthropic": AnthropicMessagesProvider,
+    "openai": OpenAIChatProvider,
+}
+
+
+def provider_resource(spec: ProviderSpec, mode: str) -> LLMProvider:
+    """The resource for one provider, configured from the environment."""
+    return API_CLASSES[spec.api](
+        name=spec.name,
+        mode=mode,
+        model=os.environ.get(spec.model_env) or spec.default_model,
+        api_key_env_var=spec.key_env,
+        base_url=os.environ.get(spec.base_url_env) or spec.default_base_url,
+    )
+
+
+def provider_resources(mode: str, specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dict[str, LLMProvider]:
+    return {spec.resource_key: provider_resource(spec, mode) for spec in specs}
