@@ -31,3 +31,26 @@ def llm_mode() -> str:
             f"DRAFTS_LLM_MODE={mode!r} is not one of {', '.join(LLM_MODES)}"
         )
     return mode
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(f"{name}={raw!r} must be a whole number of at least 1")
+    return value
+
+
+def batch_size() -> int:
+    """`DRAFTS_BATCH_SIZE`: tasks per Dagster run (sensor batches and backfills), default 100."""
+    return _positive_int("DRAFTS_BATCH_SIZE", 100)
+
+
+def sensor_max_tasks_per_tick() -> int:
+    """`DRAFTS_SENSOR_MAX_TASKS`: new tasks one sensor tick reads at most, default 1000."""
+    return _positive_int("DRAFTS_SENSOR_MAX_TASKS", 1000)

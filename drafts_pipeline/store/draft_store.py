@@ -140,6 +140,16 @@ class DraftStore(dg.ConfigurableResource):
                 .values(prompt=prompt, prompt_hash=prompt_hash, template_version=template_version)
             )
 
+    def fail_task(self, task_id: str, reason: str) -> bool:
+        """Mark a task that cannot be drafted as it stands `failed`; True if it was drafting."""
+        with self._session() as session, session.begin():
+            result = session.execute(
+                update(DocumentationTask)
+                .where(DocumentationTask.id == task_id, DocumentationTask.status == "drafting")
+                .values(status="failed", last_error=reason, updated_at=utcnow())
+            )
+            return result.rowcount == 1
+
     def drafting_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
         """`(seq, id)` of the next `limit` drafting tasks past a cursor, in arrival order."""
         with self._session() as session:
@@ -282,6 +292,10 @@ class DraftStore(dg.ConfigurableResource):
             for task_id, label in rows:
                 labels[task_id].append(label)
             return labels
+
+    def draft_models(self) -> set[str]:
+        with self._session() as session:
+            return set(session.scalars(select(DraftVersion.model).distinct()))
 
     # --- the voting-ready set ----------------------------------------------------------
 

@@ -1,0 +1,31 @@
+"""The Dagster `Definitions` of drafts_pipeline: what `dagster dev` serves."""
+
+import dagster as dg
+
+from drafts_pipeline import settings
+from drafts_pipeline.assets.ballot import voting_ballot
+from drafts_pipeline.assets.drafts import build_draft_assets
+from drafts_pipeline.assets.tasks import pending_tasks
+from drafts_pipeline.assets.voting_set import voting_ready_set
+from drafts_pipeline.jobs import draft_tasks_job, publish_voting_set_job
+from drafts_pipeline.llm.providers import provider_resources
+from drafts_pipeline.sensors import drafting_tasks_sensor
+from drafts_pipeline.store import DraftStore
+
+ASSETS = [pending_tasks, build_draft_assets(), voting_ballot, voting_ready_set]
+
+
+def build_resources(mode: str | None = None, database_url: str | None = None) -> dict[str, object]:
+    """The store and one resource per provider, configured from the environment."""
+    return {
+        "store": DraftStore(database_url=database_url or settings.database_url()),
+        **provider_resources(mode or settings.llm_mode()),
+    }
+
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    jobs=[draft_tasks_job, publish_voting_set_job],
+    sensors=[drafting_tasks_sensor],
+    resources=build_resources(),
+)

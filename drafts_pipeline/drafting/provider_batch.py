@@ -1,0 +1,138 @@
+"""Draft a batch of tasks with one provider: reuse, call, validate, store. No Dagster here."""
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from drafts_pipeline.drafting.validation import validate_draft
+from drafts_pipeline.errors import ProviderError
+from drafts_pipeline.llm.generation import Generation
+from drafts_pipeline.llm.resource import DraftRequest, LLMProvider
+from drafts_pipeline.prompts.code_facts import symbol_facts
+from drafts_pipeline.store import DraftRecord, DraftStore
+from drafts_pipeline.store.models import DocumentationTask
+
+
+@dataclass
+class ProviderBatchReport:
+    """What one provider did for a batch: the figures every provider reports alike."""
+
+    provider: str
+    model: str
+    outcomes: Counter[str] = field(default_factory=Counter)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal | None = Decimal(0)
+    latencies_ms: list[int] = field(default_factory=list)
+    problems: dict[str, str] = field(default_factory=dict)
+    leaks: dict[str, str] = field(default_factory=dict)
+
+    def latency_quantile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        if len(self.latencies_ms) == 1:
+            return float(self.latencies_ms[0])
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def reusable(draft_status: str, same_prompt: bool, same_settings: bool) -> bool:
+    """A valid draft for the same prompt, model and settings is kept instead of a new call."""
+    return draft_status == "valid" and same_prompt and same_settings
+
+
+def draft_with_provider(
+    store: DraftStore,
+    provider: LLMProvider,
+    tasks: list[DocumentationTask],
+    *,
+    run_id: str | None,
+    force: bool = False,
+) -> ProviderBatchReport:
+    """Draft every task with `provider`; a provider failure is stored, never raised."""
+    report = ProviderBatchReport(provider.name, provider.effective_model)
+    settings = provider.settings_hash()
+    latest = store.latest_drafts([t.id for t in tasks], provider.name)
+    to_call: list[DocumentationTask] = []
+    for task in tasks:
+        previous = latest.get(task.id)
+        if (
+            not force
+            and previous is not None
+            and reusable(
+                previous.status,
+                previous.prompt_hash == task.prompt_hash,
+                previous.settings_hash == settings,
+            )
+        ):
+            report.outcomes["reused"] += 1
+        else:
+            to_call.append(task)
+    by_id = {task.id: task for task in to_call}
+    requests = [DraftRequest(t.id, t.prompt or "", t.symbol, t.code) for t in to_call]
+    for task_id, result in provider.generate_many(requests).items():
+        record = _record(by_id[task_id], provider, settings, result, run_id, report)
+        store.add_calls(task_id, run_id, result.calls)
+        stored = store.add_draft(record)
+        report.outcomes[record.status if stored else "superseded"] += 1
+    return report
+
+
+def _record(
+    task: DocumentationTask,
+    provider: LLMProvider,
+    settings: str,
+    result: Generation | ProviderError,
+    run_id: str | None,
+    report: ProviderBatchReport,
+) -> DraftRecord:
+    common = {
+        "task_id": task.id,
+        "provider": provider.name,
+        "prompt_used": task.prompt or "",
+        "prompt_hash": task.prompt_hash or "",
+        "template_version": task.template_version or "",
+        "settings_hash": settings,
+        "run_id": run_id,
+    }
+    if isinstance(result, ProviderError):
+        report.problems[task.id] = str(result)
+        return DraftRecord(
+            **common,
+            model=provider.effective_model,
+            content="",
+            status="failed",
+            validation={"provider": {"ok": False, "reason": str(result)}},
+            request_id=result.request_id,
+            attempts=len(result.calls),
+        )
+    verdict = validate_draft(
+        result.text, result.finish_reason, symbol_facts(task.code), f"{task.code}\n{task.context}"
+    )
+    if verdict.status != "valid":
+        report.problems[task.id] = "; ".join(verdict.reasons)
+    if not verdict.checks["blind"]["ok"]:
+        report.leaks[task.id] = verdict.checks["blind"]["reason"]
+    report.input_tokens += result.input_tokens or 0
+    report.output_tokens += result.output_tokens or 0
+    report.latencies_ms.append(result.latency_ms)
+    if result.cost_usd is None or report.cost_usd is None:
+        report.cost_usd = None
+    else:
+        report.cost_usd += result.cost_usd
+    return DraftRecord(
+        **common,
+        model=result.model,
+        content=verdict.content or result.text,
+        status=verdict.status,
+        validation=verdict.checks,
+        finish_reason=result.finish_reason,
+        request_id=result.request_id,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cached_tokens=result.cached_tokens,
+        reasoning_tokens=result.reasoning_tokens,
+        cost_usd=result.cost_usd,
+        latency_ms=result.latency_ms,
+        attempts=result.attempts,
+    )
