@@ -38,7 +38,7 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
     engine_for(url).dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest) -> str:
     """Runs the test once on SQLite and once on PostgreSQL."""
     return request.getfixturevalue(f"{request.param}_url")

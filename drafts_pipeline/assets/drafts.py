@@ -109,6 +109,7 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=batch_size()),
         can_subset=True,
         required_resource_keys={"store", *(spec.resource_key for spec in specs)},
+        pool="llm_providers",
     )
     def provider_drafts(context: dg.AssetExecutionContext, config: DraftConfig):  # type: ignore[no-untyped-def]
         store: DraftStore = context.resources.store

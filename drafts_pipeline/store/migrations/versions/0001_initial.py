@@ -36,8 +36,8 @@ def upgrade() -> None:
         sa.Column("prompt", sa.Text()),
         sa.Column("prompt_hash", sa.String(64)),
         sa.Column("template_version", sa.String(64)),
-        sa.Column("created_at", timestamp),
-        sa.Column("updated_at", timestamp),
+        sa.Column("created_at", timestamp, nullable=False),
+        sa.Column("updated_at", timestamp, nullable=False),
         sa.UniqueConstraint("id"),
         sa.CheckConstraint("status IN ('drafting', 'voting', 'failed')", name="ck_tasks_status"),
         sa.CheckConstraint("id NOT LIKE '%,%'", name="ck_tasks_id_no_comma"),
@@ -76,7 +76,7 @@ def upgrade() -> None:
         sa.Column("latency_ms", sa.Integer()),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("run_id", sa.String(64)),
-        sa.Column("created_at", timestamp),
+        sa.Column("created_at", timestamp, nullable=False),
         sa.UniqueConstraint(
             "task_id", "provider", "version", name="uq_drafts_task_provider_version"
         ),

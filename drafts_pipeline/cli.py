@@ -1,0 +1,172 @@
+"""`drafts-pipeline`: set up the store, bring tasks in, run the graph, export the voting set."""
+
+import os
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from drafts_pipeline import settings
+from drafts_pipeline.errors import DraftsError
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.schema import safe_url
+from drafts_pipeline.voting_set import EXPORT_FORMATS, export_voting_set, voting_ready_frame
+
+SAMPLE_PROJECT = Path(__file__).parent / "sample_project"
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _store() -> DraftStore:
+    store = DraftStore(database_url=settings.database_url())
+    store.upgrade()
+    return store
+
+
+@click.group()
+def main() -> None:
+    """Blind documentation drafts from several LLM providers, on Dagster.
+
+    Every command reads DRAFTS_DATABASE_URL (default: a SQLite file in ./data).
+    """
+
+
+@main.group()
+def db() -> None:
+    """The draft store's schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the tables to the newest schema."""
+    store = _store()
+    click.echo(f"schema is current at {safe_url(store.database_url)}")
+
+
+@main.group()
+def tasks() -> None:
+    """Bring documentation tasks in."""
+
+
+@tasks.command("discover")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def tasks_discover(path: Path) -> None:
+    """Create a task for every public function or method without a docstring under PATH."""
+    from drafts_pipeline.tasks.discover import discover_tasks
+
+    found = discover_tasks(path)
+    for skipped in found.skipped:
+        click.echo(f"skipped {skipped}", err=True)
+    created = _store().add_tasks(found.tasks)
+    click.echo(f"{len(found.tasks)} undocumented symbol(s) found, {created} new task(s) created")
+
+
+@tasks.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def tasks_import(file: Path) -> None:
+    """Import tasks from a .jsonl or .csv FILE; a file with any bad row imports nothing."""
+    from drafts_pipeline.tasks.importer import import_tasks
+
+    summary = import_tasks(_store(), file)
+    click.echo(
+        f"{summary.read} task(s) read, {summary.created} created, "
+        f"{summary.already_present} already present"
+    )
+
+
+def _run_drafting(batch_size: int | None, force: bool) -> list:
+    """Draft every task in `drafting`, in-process, in the mode DRAFTS_LLM_MODE says."""
+    from drafts_pipeline.definitions import defs
+    from drafts_pipeline.runner import run_in_process
+
+    store = _store()
+    task_ids = store.task_ids("drafting")
+    if not task_ids:
+        return []
+    run_config = {
+        **QUIET_RUN_CONFIG,
+        "ops": {"provider_drafts": {"config": {"force": force}}},
+    }
+    return run_in_process(
+        defs, task_ids, batch_size=batch_size or settings.batch_size(), run_config=run_config
+    )
+
+
+@main.command("run")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Tasks per run (DRAFTS_BATCH_SIZE).")
+@click.option("--force", is_flag=True, help="Regenerate drafts even where a valid one exists.")
+def run(batch_size: int | None, force: bool) -> None:
+    """Materialise the graph in-process for every task in `drafting`."""
+    _check_keys()
+    runs = _run_drafting(batch_size, force)
+    _report_runs(runs)
+
+
+def _check_keys() -> None:
+    """Fail before any run when a live provider has no key: never a silent fallback."""
+    from drafts_pipeline.llm.providers import provider_resources
+
+    for provider in provider_resources(settings.llm_mode()).values():
+        if not provider.offline:
+            provider.resolved_api_key()
+
+
+def _report_runs(runs: list) -> None:
+    failed = [r for r in runs if not r.success]
+    click.echo(f"{len(runs)} run(s), {sum(r.size for r in runs)} task(s), {len(failed)} failed run(s)")
+    store = DraftStore(database_url=settings.database_url())
+    counts = {status: len(store.task_ids(status)) for status in ("drafting", "voting", "failed")}
+    click.echo("tasks: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    if failed:
+        for r in failed:
+            click.echo(f"run {r.run_id} for {r.first}..{r.last} failed", err=True)
+        sys.exit(1)
+
+
+@main.command("demo")
+def demo() -> None:
+    """Discover the bundled sample code, draft it offline and print the voting-ready set."""
+    from drafts_pipeline.tasks.discover import discover_tasks
+
+    os.environ["DRAFTS_LLM_MODE"] = "offline"
+    store = _store()
+    created = store.add_tasks(discover_tasks(SAMPLE_PROJECT).tasks)
+    click.echo(f"sample project: {created} new task(s) at {safe_url(store.database_url)}")
+    _report_runs(_run_drafting(None, force=False))
+    frame = voting_ready_frame(store)
+    click.echo(f"\nvoting-ready set: {frame['task_id'].nunique()} task(s), {len(frame)} draft(s)\n")
+    _print_set(frame)
+
+
+def _print_set(frame: pd.DataFrame) -> None:
+    shown = frame[["task_id", "label", "content"]].copy()
+    shown["content"] = shown["content"].str.split("\n").str[0].str.slice(0, 70)
+    with pd.option_context("display.max_rows", 200, "display.width", 160, "display.max_colwidth", 80):
+        click.echo(shown.to_string(index=False))
+
+
+@main.group()
+def export() -> None:
+    """Publish data for other applications."""
+
+
+@export.command("voting-set")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def export_voting_set_command(fmt: str, output: Path) -> None:
+    """Write the voting-ready set (no provider or model names) to OUTPUT."""
+    rows = export_voting_set(voting_ready_frame(_store()), fmt, output)
+    click.echo(f"{rows} labelled draft(s) written to {output}")
+
+
+def run_cli() -> None:
+    try:
+        main(standalone_mode=False)
+    except DraftsError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)

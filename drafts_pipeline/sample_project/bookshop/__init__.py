@@ -1,0 +1,1 @@
+"""A tiny bookshop: the code the demo documents."""

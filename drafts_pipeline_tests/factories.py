@@ -1,0 +1,38 @@
+"""Small builders the tests share."""
+
+from drafts_pipeline.store import DraftRecord, DraftStore, TaskInput
+
+
+def make_task(task_id: str = "shop.orders.compute_total", **overrides: object) -> TaskInput:
+    fields: dict[str, object] = {
+        "id": task_id,
+        "symbol": task_id.rsplit(".", 1)[-1],
+        "language": "python",
+        "code": "def compute_total(lines, shipping=0):\n    return sum(lines) + shipping\n",
+        "context": '"""Orders."""',
+        "source_path": "shop/orders.py",
+    }
+    fields.update(overrides)
+    return TaskInput(**fields)  # type: ignore[arg-type]
+
+
+def make_draft(task_id: str, provider: str, status: str = "valid", **overrides: object) -> DraftRecord:
+    fields: dict[str, object] = {
+        "task_id": task_id,
+        "provider": provider,
+        "model": f"model-of-{provider}",
+        "content": f"Draft by {provider}.",
+        "prompt_used": "prompt",
+        "prompt_hash": "p" * 64,
+        "template_version": "docstring-v1",
+        "settings_hash": "s" * 64,
+        "status": status,
+        "validation": {},
+    }
+    fields.update(overrides)
+    return DraftRecord(**fields)  # type: ignore[arg-type]
+
+
+def seed_drafts(store: DraftStore, task_id: str, statuses: dict[str, str]) -> None:
+    for provider, status in statuses.items():
+        assert store.add_draft(make_draft(task_id, provider, status)) is not None
