@@ -113,7 +113,9 @@ def _check_keys() -> None:
 
 def _report_runs(runs: list) -> None:
     failed = [r for r in runs if not r.success]
-    click.echo(f"{len(runs)} run(s), {sum(r.size for r in runs)} task(s), {len(failed)} failed run(s)")
+    click.echo(
+        f"{len(runs)} run(s), {sum(r.size for r in runs)} task(s), {len(failed)} failed run(s)"
+    )
     store = DraftStore(database_url=settings.database_url())
     counts = {status: len(store.task_ids(status)) for status in ("drafting", "voting", "failed")}
     click.echo("tasks: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
@@ -141,7 +143,9 @@ def demo() -> None:
 def _print_set(frame: pd.DataFrame) -> None:
     shown = frame[["task_id", "label", "content"]].copy()
     shown["content"] = shown["content"].str.split("\n").str[0].str.slice(0, 70)
-    with pd.option_context("display.max_rows", 200, "display.width", 160, "display.max_colwidth", 80):
+    with pd.option_context(
+        "display.max_rows", 200, "display.width", 160, "display.max_colwidth", 80
+    ):
         click.echo(shown.to_string(index=False))
 
 

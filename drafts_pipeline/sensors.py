@@ -19,8 +19,11 @@ def plan_tick(
     partition range and one run. A task whose partition already exists (a re-imported id) gets
     a run of its own, since a range over older keys could cover unrelated tasks.
     """
-    fresh = [(seq, key) for seq, key in new_tasks if not instance.has_dynamic_partition(TASK_PARTITIONS_NAME, key)]
-    known = [(seq, key) for seq, key in new_tasks if (seq, key) not in set(fresh)]
+    fresh: list[tuple[int, str]] = []
+    known: list[tuple[int, str]] = []
+    for seq, key in new_tasks:
+        exists = instance.has_dynamic_partition(TASK_PARTITIONS_NAME, key)
+        (known if exists else fresh).append((seq, key))
     requests = [
         dg.RunRequest(
             run_key=f"tasks-{chunk[0][0]}-{chunk[-1][0]}",
@@ -28,7 +31,9 @@ def plan_tick(
         )
         for chunk in (fresh[i : i + batch] for i in range(0, len(fresh), batch))
     ]
-    requests += [dg.RunRequest(run_key=f"tasks-{seq}-{seq}", partition_key=key) for seq, key in known]
+    requests += [
+        dg.RunRequest(run_key=f"tasks-{seq}-{seq}", partition_key=key) for seq, key in known
+    ]
     return [key for _, key in fresh], requests
 
 
@@ -39,7 +44,9 @@ def plan_tick(
     description="Reads `drafting` tasks past its cursor (at most DRAFTS_SENSOR_MAX_TASKS a "
     "tick), adds their partitions and requests one run per DRAFTS_BATCH_SIZE tasks.",
 )
-def drafting_tasks_sensor(context: dg.SensorEvaluationContext, store: DraftStore) -> dg.SensorResult:
+def drafting_tasks_sensor(
+    context: dg.SensorEvaluationContext, store: DraftStore
+) -> dg.SensorResult:
     cursor = int(context.cursor or 0)
     new_tasks = store.drafting_after(cursor, sensor_max_tasks_per_tick())
     if not new_tasks:
@@ -47,8 +54,8 @@ def drafting_tasks_sensor(context: dg.SensorEvaluationContext, store: DraftStore
     keys, requests = plan_tick(context.instance, new_tasks, batch_size())
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[
-            dg.AddDynamicPartitionsRequest(TASK_PARTITIONS_NAME, keys)
-        ] if keys else [],
+        dynamic_partitions_requests=(
+            [dg.AddDynamicPartitionsRequest(TASK_PARTITIONS_NAME, keys)] if keys else []
+        ),
         cursor=str(new_tasks[-1][0]),
     )

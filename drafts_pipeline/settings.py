@@ -27,9 +27,7 @@ def llm_mode() -> str:
     """`DRAFTS_LLM_MODE`: `live` (default) calls the providers, `offline` drafts locally."""
     mode = os.environ.get("DRAFTS_LLM_MODE", "live").strip().lower()
     if mode not in LLM_MODES:
-        raise ConfigurationError(
-            f"DRAFTS_LLM_MODE={mode!r} is not one of {', '.join(LLM_MODES)}"
-        )
+        raise ConfigurationError(f"DRAFTS_LLM_MODE={mode!r} is not one of {', '.join(LLM_MODES)}")
     return mode
 
 

@@ -6,7 +6,16 @@ import pandas as pd
 
 from drafts_pipeline.store import DraftStore
 
-COLUMNS = ["task_id", "symbol", "language", "source_path", "code", "label", "content", "voting_since"]
+COLUMNS = [
+    "task_id",
+    "symbol",
+    "language",
+    "source_path",
+    "code",
+    "label",
+    "content",
+    "voting_since",
+]
 EXPORT_FORMATS = ("jsonl", "parquet")
 FORBIDDEN_COLUMNS = {"provider", "model"}
 

@@ -16,7 +16,9 @@ def make_task(task_id: str = "shop.orders.compute_total", **overrides: object) -
     return TaskInput(**fields)  # type: ignore[arg-type]
 
 
-def make_draft(task_id: str, provider: str, status: str = "valid", **overrides: object) -> DraftRecord:
+def make_draft(
+    task_id: str, provider: str, status: str = "valid", **overrides: object
+) -> DraftRecord:
     fields: dict[str, object] = {
         "task_id": task_id,
         "provider": provider,

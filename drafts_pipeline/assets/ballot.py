@@ -58,7 +58,9 @@ def voting_ballot(
         if outcome.outcome == "voting":
             moved.append(key)
         elif outcome.outcome in ("drafting", "failed"):
-            context.log.warning(f"task {key}: below quorum ({outcome.reason}); now {outcome.outcome}")
+            context.log.warning(
+                f"task {key}: below quorum ({outcome.reason}); now {outcome.outcome}"
+            )
     problems = {
         task_id: problem
         for task_id, labels in store.ballot_labels(moved).items()

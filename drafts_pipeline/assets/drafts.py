@@ -44,7 +44,10 @@ def _metadata(report: ProviderBatchReport) -> dict[str, dg.MetadataValue]:
 
 def _problems_table(problems: dict[str, str]) -> dg.MetadataValue:
     lines = ["| task | problem |", "|---|---|"]
-    lines += [f"| {task} | {reason.replace('|', '/')[:300]} |" for task, reason in list(problems.items())[:20]]
+    lines += [
+        f"| {task} | {reason.replace('|', '/')[:300]} |"
+        for task, reason in list(problems.items())[:20]
+    ]
     return dg.MetadataValue.md("\n".join(lines))
 
 

@@ -52,6 +52,8 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
         store.record_prompt(task.id, prompt.text, prompt.prompt_hash, prompt.template_version)
         outcomes["ready"] += 1
     return dg.MaterializeResult(
-        metadata={name: dg.MetadataValue.int(outcomes[name]) for name in
-                  ("ready", "rejected", "missing", "already_voting", "already_failed")}
+        metadata={
+            name: dg.MetadataValue.int(outcomes[name])
+            for name in ("ready", "rejected", "missing", "already_voting", "already_failed")
+        }
     )

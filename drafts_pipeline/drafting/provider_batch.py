@@ -33,7 +33,9 @@ class ProviderBatchReport:
             return 0.0
         if len(self.latencies_ms) == 1:
             return float(self.latencies_ms[0])
-        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[round(q * 100) - 1]
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[
+            round(q * 100) - 1
+        ]
 
 
 def reusable(draft_status: str, same_prompt: bool, same_settings: bool) -> bool:

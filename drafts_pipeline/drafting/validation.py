@@ -76,7 +76,9 @@ def validate_draft(
     """
     checks: dict[str, dict[str, Any]] = {}
     if finish_reason in INCOMPLETE_FINISH_REASONS:
-        checks["complete"] = _check(False, f"cut by the token limit (finish reason {finish_reason})")
+        checks["complete"] = _check(
+            False, f"cut by the token limit (finish reason {finish_reason})"
+        )
     elif finish_reason in REFUSAL_FINISH_REASONS:
         checks["complete"] = _check(False, f"refused (finish reason {finish_reason})")
     else:
@@ -91,7 +93,9 @@ def validate_draft(
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "answer"
-        checks["schema"] = _check(False, f"{where}: {first['msg']} ({error.error_count()} error(s))")
+        checks["schema"] = _check(
+            False, f"{where}: {first['msg']} ({error.error_count()} error(s))"
+        )
 
     if draft is not None and facts is not None:
         documented = [p.name for p in draft.parameters]
@@ -119,7 +123,9 @@ def render_docstring(draft: DocDraft) -> str:
     if draft.description.strip():
         parts.append(draft.description.strip())
     if draft.parameters:
-        parts.append("Args:\n" + "\n".join(f"    {p.name}: {p.description}" for p in draft.parameters))
+        parts.append(
+            "Args:\n" + "\n".join(f"    {p.name}: {p.description}" for p in draft.parameters)
+        )
     if draft.returns:
         parts.append(f"Returns:\n    {draft.returns}")
     if draft.raises:

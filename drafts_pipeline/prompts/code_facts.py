@@ -25,7 +25,11 @@ def symbol_facts(code: str) -> SymbolFacts | None:
     except SyntaxError:
         return None
     function = next(
-        (node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)),
+        (
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        ),
         None,
     )
     if function is None:
@@ -49,7 +53,9 @@ def symbol_facts(code: str) -> SymbolFacts | None:
         is_async=isinstance(function, ast.AsyncFunctionDef),
         returns_value=any(isinstance(n, ast.Return) and n.value is not None for n in body),
         return_annotation=ast.unparse(function.returns) if function.returns else None,
-        raises=tuple(dict.fromkeys(_raised_name(n) for n in body if isinstance(n, ast.Raise) and n.exc)),
+        raises=tuple(
+            dict.fromkeys(_raised_name(n) for n in body if isinstance(n, ast.Raise) and n.exc)
+        ),
         yields=any(isinstance(n, ast.Yield | ast.YieldFrom) for n in body),
     )
 

@@ -69,7 +69,9 @@ def build_prompt(
             f"task {task_id}: unknown template {template!r}; known: {', '.join(sorted(TEMPLATES))}"
         )
     if not code.strip():
-        raise TaskValidationError(f"task {task_id}: its code is empty; re-import it with the source")
+        raise TaskValidationError(
+            f"task {task_id}: its code is empty; re-import it with the source"
+        )
     text = chosen.body.substitute(
         language=language,
         symbol=symbol,

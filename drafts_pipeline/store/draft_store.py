@@ -60,7 +60,7 @@ class DraftRecord:
 
 @dataclass(frozen=True)
 class BallotOutcome:
-    """What a ballot did to a task: `voting`, `drafting` (below quorum), `failed`, or `unchanged`."""
+    """What a ballot did: `voting`, `drafting` (below quorum), `failed`, or `unchanged`."""
 
     task_id: str
     outcome: str
@@ -98,7 +98,13 @@ class DraftStore(dg.ConfigurableResource):
             return 0
         now = utcnow()
         rows = [
-            {**asdict(task), "status": "drafting", "attempts": 0, "created_at": now, "updated_at": now}
+            {
+                **asdict(task),
+                "status": "drafting",
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
             for task in tasks
         ]
         dialect = self.engine.dialect.name

@@ -1,0 +1,1 @@
+"""Where documentation tasks come from: discovered in a source tree, or imported from a file."""

@@ -1,0 +1,255 @@
+"""Import: documentation tasks from a JSONL or CSV file, all or nothing.
+
+A file with one bad row imports nothing, and the rejection lists every bad row by its line number,
+so a person fixes the file in one pass. Ids already stored are not an error: importing the same
+file twice creates its tasks once.
+"""
+
+import csv
+import io
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from drafts_pipeline.errors import DraftsError, ImportRejected
+from drafts_pipeline.prompts.templates import TEMPLATES
+from drafts_pipeline.store.draft_store import DraftStore, TaskInput
+from drafts_pipeline.store.models import DocumentationTask
+
+ACCEPTED_SUFFIXES = (".csv", ".jsonl")
+REQUIRED_FIELDS = ("id", "symbol", "language", "code")
+OPTIONAL_TEXT_FIELDS = ("context", "source_path", "template")
+KNOWN_FIELDS = frozenset({*REQUIRED_FIELDS, *OPTIONAL_TEXT_FIELDS, "priority"})
+MAX_LENGTHS: dict[str, int] = {
+    name: DocumentationTask.__table__.c[name].type.length
+    for name in ("id", "symbol", "language", "source_path")
+}
+PRIORITY_RANGE = range(-(2**31), 2**31)
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+Problem = tuple[int, str]
+Row = tuple[int, dict[str, object]]
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """How many tasks a file held, how many were new, and how many the store already had."""
+
+    read: int
+    created: int
+    already_present: int
+
+
+def import_tasks(store: DraftStore, path: Path) -> ImportSummary:
+    """Read the file, then store its tasks in one transaction; stored ids are left as they are."""
+    tasks = read_task_file(path)
+    created = store.add_tasks(tasks)
+    return ImportSummary(read=len(tasks), created=created, already_present=len(tasks) - created)
+
+
+def read_task_file(path: Path) -> list[TaskInput]:
+    """Every task in a `.jsonl` or `.csv` file; `ImportRejected` listing each bad row otherwise."""
+    suffix = path.suffix.lower()
+    if suffix not in ACCEPTED_SUFFIXES:
+        raise DraftsError(
+            f"{path}: cannot import a {suffix or 'suffix-less'!r} file; "
+            f"accepted suffixes: {', '.join(ACCEPTED_SUFFIXES)}"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DraftsError(f"{path}: cannot read it: {error.strerror}") from error
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ImportRejected(str(path), [f"line {line}: not UTF-8 text"]) from error
+
+    rows, problems = parse_jsonl(text) if suffix == ".jsonl" else parse_csv(text)
+    tasks: list[TaskInput] = []
+    first_line_of: dict[str, int] = {}
+    for line, fields in rows:
+        task_id = fields.get("id")
+        if isinstance(task_id, str) and task_id.strip():
+            if task_id in first_line_of:
+                problems.append(
+                    (line, f"duplicate id {task_id!r} (first on line {first_line_of[task_id]})")
+                )
+            else:
+                first_line_of[task_id] = line
+        task, row_problems = task_from_fields(fields)
+        problems.extend((line, problem) for problem in row_problems)
+        if task is not None:
+            tasks.append(task)
+    if problems:
+        problems.sort(key=lambda problem: problem[0])
+        raise ImportRejected(str(path), [f"line {line}: {reason}" for line, reason in problems])
+    return tasks
+
+
+def parse_jsonl(text: str) -> tuple[list[Row], list[Problem]]:
+    """One JSON object per line; blank lines are ignored."""
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    for line, content in enumerate(text.split("\n"), start=1):
+        if not content.strip():
+            continue
+        try:
+            value = json.loads(content)
+        except json.JSONDecodeError as error:
+            problems.append((line, f"bad JSON: {error.msg} (column {error.colno})"))
+            continue
+        if isinstance(value, dict):
+            rows.append((line, value))
+        else:
+            problems.append((line, f"not a JSON object, got {_describe(value)}"))
+    return rows, problems
+
+
+def parse_csv(text: str) -> tuple[list[Row], list[Problem]]:
+    """A header row naming the fields, then one task per row.
+
+    Empty optional cells take their defaults and `priority` is parsed as an integer, so a CSV row
+    reaches the same checks as a JSONL object. A row's line is where it starts, which matters for
+    quoted values that span lines.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    start = 1
+    try:
+        header = next(reader, None)
+        if header is None:
+            return rows, problems
+        problems.extend((1, problem) for problem in _header_problems(header))
+        if problems:
+            return rows, problems
+        start = reader.line_num + 1
+        for values in reader:
+            if any(value.strip() for value in values):
+                if len(values) == len(header):
+                    rows.append((start, _typed_cells(dict(zip(header, values, strict=True)))))
+                else:
+                    problems.append(
+                        (start, f"{len(values)} values, but the header has {len(header)} columns")
+                    )
+            start = reader.line_num + 1
+    except csv.Error as error:
+        problems.append((start, f"unreadable CSV ({error}); nothing after this line was read"))
+    return rows, problems
+
+
+def _header_problems(header: list[str]) -> list[str]:
+    problems = [f"unknown column {name!r}" for name in header if name not in KNOWN_FIELDS]
+    problems += [
+        f"column {name!r} appears {header.count(name)} times"
+        for name in sorted(set(header))
+        if header.count(name) > 1
+    ]
+    problems += [f"missing column {name!r}" for name in REQUIRED_FIELDS if name not in header]
+    return problems
+
+
+def _typed_cells(cells: dict[str, str]) -> dict[str, object]:
+    typed: dict[str, object] = {}
+    for name, value in cells.items():
+        if name in REQUIRED_FIELDS:
+            typed[name] = value
+        elif name == "priority" and _INTEGER.fullmatch(value.strip()):
+            typed[name] = int(value)
+        elif value.strip():
+            typed[name] = value
+    return typed
+
+
+def task_from_fields(fields: Mapping[str, object]) -> tuple[TaskInput | None, list[str]]:
+    """The task one row describes, or the reasons it cannot be one (all of them, not the first)."""
+    problems = [f"unknown field {name!r}" for name in fields if name not in KNOWN_FIELDS]
+    text: dict[str, str] = {}
+    for name in REQUIRED_FIELDS:
+        if name not in fields:
+            problems.append(f"missing field {name!r}")
+            continue
+        value = fields[name]
+        if not isinstance(value, str):
+            problems.append(f"field {name!r} must be a string, got {_describe(value)}")
+        elif not value.strip():
+            problems.append(f"field {name!r} is empty")
+        else:
+            text[name] = value
+    for name in OPTIONAL_TEXT_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, str):
+            text[name] = value
+        elif value is not None:
+            problems.append(f"field {name!r} must be a string, got {_describe(value)}")
+
+    for name, value in text.items():
+        if "\x00" in value:
+            problems.append(f"field {name!r} contains a NUL character, which no database stores")
+        limit = MAX_LENGTHS.get(name)
+        if limit is not None and len(value) > limit:
+            problems.append(f"field {name!r} is {len(value)} characters long; at most {limit}")
+    if "id" in text:
+        problems += _id_problems(text["id"])
+    template = text.get("template", "docstring")
+    if template not in TEMPLATES:
+        problems.append(f"unknown template {template!r}; known: {', '.join(sorted(TEMPLATES))}")
+
+    priority = fields.get("priority", 0)
+    if priority is None:
+        priority = 0
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        problems.append(f"field 'priority' must be an integer, got {_describe(priority)}")
+    elif priority not in PRIORITY_RANGE:
+        problems.append(f"field 'priority' is {priority}, outside the 32-bit integer range")
+
+    if problems:
+        return None, problems
+    return (
+        TaskInput(
+            id=text["id"],
+            symbol=text["symbol"],
+            language=text["language"],
+            code=text["code"],
+            context=text.get("context", ""),
+            source_path=text.get("source_path") or None,
+            template=template,
+            priority=int(priority),
+        ),
+        [],
+    )
+
+
+def _id_problems(task_id: str) -> list[str]:
+    """An id is a Dagster partition key: no comma (the design's rule), none of the substrings
+    Dagster refuses in partition keys (`...`, control characters), and no stray whitespace."""
+    problems = []
+    if "," in task_id:
+        problems.append(f"id {task_id!r} contains a comma")
+    if "..." in task_id:
+        problems.append(f"id {task_id!r} contains '...'")
+    if _CONTROL_CHARACTER.search(task_id):
+        problems.append(f"id {task_id!r} contains a control character")
+    if task_id != task_id.strip():
+        problems.append(f"id {task_id!r} has leading or trailing whitespace")
+    return problems
+
+
+def _describe(value: object) -> str:
+    """A JSON value as a person reading the file would name it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({json.dumps(value)})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value[:40]!r})"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

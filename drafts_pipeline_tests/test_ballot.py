@@ -1,0 +1,102 @@
+"""Blind labels and quorum: the pure rules, their statistics, and the race for `voting`."""
+
+import itertools
+import math
+import random
+import threading
+from collections import Counter
+
+import pytest
+
+from drafts_pipeline.drafting.ballot import assign_labels, decide
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline_tests.factories import make_task, seed_drafts
+
+PROVIDERS = ["claude", "openai", "kimi"]
+
+
+@pytest.mark.parametrize(
+    ("valid", "attempts", "expected"),
+    [
+        (3, 0, "voting"),
+        (2, 2, "voting"),
+        (1, 0, "drafting"),
+        (1, 1, "drafting"),
+        (1, 2, "failed"),
+        (0, 2, "failed"),
+    ],
+)
+def test_decide(valid: int, attempts: int, expected: str) -> None:
+    assert decide(valid, min_drafts=2, attempts=attempts, max_attempts=3) == expected
+
+
+def test_labels_are_a_bijection_independent_of_arrival_order() -> None:
+    labels = assign_labels(PROVIDERS, random.Random(5))
+    assert sorted(labels.values()) == ["A", "B", "C"]
+    assert assign_labels(list(reversed(PROVIDERS)), random.Random(5)) == labels
+
+
+def test_labels_refuse_duplicate_providers() -> None:
+    with pytest.raises(ValueError, match="distinct"):
+        assign_labels(["claude", "claude"], random.Random())
+
+
+def test_label_distribution_is_uniform() -> None:
+    """6,000 ballots with the production RNG: each provider gets each label ~1/3 of the time
+    (within 5 standard deviations), and each of the 6 permutations ~1/6 (chi-square)."""
+    ballots, rng = 6000, random.SystemRandom()
+    cells: Counter[tuple[str, str]] = Counter()
+    permutations: Counter[tuple[str, ...]] = Counter()
+    for _ in range(ballots):
+        labels = assign_labels(PROVIDERS, rng)
+        cells.update(labels.items())
+        permutations[tuple(labels[p] for p in PROVIDERS)] += 1
+    p = 1 / 3
+    bound = 5 * math.sqrt(ballots * p * (1 - p))
+    for provider, label in itertools.product(PROVIDERS, "ABC"):
+        assert abs(cells[(provider, label)] - ballots * p) < bound, (provider, label, cells)
+    expected = ballots / 6
+    chi_square = sum(
+        (permutations[perm] - expected) ** 2 / expected for perm in itertools.permutations("ABC")
+    )
+    assert len(permutations) == 6
+    # 5 degrees of freedom: P(chi2 > 25.7) < 1e-4.
+    assert chi_square < 25.7, permutations
+
+
+@pytest.mark.postgres
+def test_two_runs_racing_move_a_task_to_voting_exactly_once(postgres_url: str) -> None:
+    _race(postgres_url)
+
+
+def test_racing_on_sqlite_moves_a_task_exactly_once(sqlite_url: str) -> None:
+    _race(sqlite_url)
+
+
+def _race(url: str, runners: int = 8, tasks: int = 10) -> None:
+    store = DraftStore(database_url=url)
+    store.upgrade()
+    ids = [f"race.t{i}" for i in range(tasks)]
+    store.add_tasks([make_task(task_id) for task_id in ids])
+    for task_id in ids:
+        seed_drafts(store, task_id, dict.fromkeys(PROVIDERS, "valid"))
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    barrier = threading.Barrier(runners)
+
+    def runner(seed: int) -> None:
+        rng = random.Random(seed)
+        barrier.wait()
+        for task_id in ids:
+            outcome = store.cast_ballot(task_id, min_drafts=2, max_attempts=3, rng=rng)
+            with lock:
+                outcomes[outcome.outcome] += 1
+
+    threads = [threading.Thread(target=runner, args=(seed,)) for seed in range(runners)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {"voting": tasks, "unchanged": tasks * (runners - 1)}
+    for task_id, labels in store.ballot_labels(ids).items():
+        assert sorted(labels) == ["A", "B", "C"], task_id

@@ -1,0 +1,190 @@
+"""The whole graph through `dg.materialize` on a test instance, on SQLite and PostgreSQL."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from drafts_pipeline.definitions import defs
+from drafts_pipeline.errors import ProviderError
+from drafts_pipeline.llm.generation import CallAttempt, Generation
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.resource import DraftRequest, LLMProvider
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.models import DraftVersion, LLMCall
+from drafts_pipeline.voting_set import export_voting_set, voting_ready_frame
+from drafts_pipeline_tests.factories import make_task
+from drafts_pipeline_tests.graph_runs import materialize_tasks
+
+TASKS = [f"shop.orders.f{i}" for i in range(4)]
+IDENTITY_WORDS = ["claude", "openai", "kimi", "anthropic", "moonshot", "offline-", "gpt"]
+
+
+class DownProvider(LLMProvider):
+    """A provider whose every call fails for good, as after its retry policy."""
+
+    def _generate_live(self, request: DraftRequest) -> Generation:
+        call = CallAttempt(
+            provider=self.name,
+            model=self.model,
+            attempt=1,
+            started_at=datetime.now(UTC),
+            latency_ms=1,
+            status_code=503,
+            error_type="InternalServerError",
+            error_message="service unavailable",
+        )
+        raise ProviderError(self.name, "503 service unavailable after 1 attempt", calls=(call,))
+
+
+def down(name: str) -> DownProvider:
+    return DownProvider(name=name, model=f"{name}-model", api_key="k", api_key_env_var="X")
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def tasks(store: DraftStore) -> list[str]:
+    store.add_tasks(
+        [
+            make_task(task_id, code=f"def load_f{i}(path, retries=3):\n    return open(path)\n")
+            for i, task_id in enumerate(TASKS)
+        ]
+    )
+    return TASKS
+
+
+def test_definitions_load() -> None:
+    repository = defs.get_repository_def()
+    keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
+    assert keys == {
+        "pending_tasks",
+        "claude_draft",
+        "openai_draft",
+        "kimi_draft",
+        "voting_ballot",
+        "voting_ready_set",
+    }
+    assert defs.resolve_sensor_def("drafting_tasks_sensor")
+    assert defs.resolve_job_def("draft_tasks")
+
+
+def test_whole_graph_moves_every_task_to_voting(
+    instance: dg.DagsterInstance, store: DraftStore, tasks: list[str], data_dir: Path
+) -> None:
+    result = materialize_tasks(instance, store.database_url, tasks)
+    assert result.success
+    assert store.task_ids("voting") == tasks
+    frame = result.output_for_node("voting_ready_set")
+    assert len(frame) == 3 * len(tasks)
+    assert sorted(
+        frame.groupby("task_id")["label"].apply("".join).map(sorted).map("".join).unique()
+    ) == ["ABC"]
+    for spec in PROVIDER_SPECS:
+        events = result.asset_materializations_for_node("provider_drafts")
+        metadata = next(e.metadata for e in events if e.asset_key == dg.AssetKey(spec.asset_name))
+        assert metadata["valid"].value == len(tasks)
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(check.passed for check in checks)
+    assert (data_dir / "voting_ready_set.parquet").exists()
+
+
+def test_drafts_carry_provenance(
+    instance: dg.DagsterInstance, store: DraftStore, tasks: list[str], data_dir: Path
+) -> None:
+    materialize_tasks(instance, store.database_url, tasks)
+    with store._session() as session:
+        drafts = session.scalars(select(DraftVersion)).all()
+        calls = session.scalar(select(func.count()).select_from(LLMCall))
+    assert len(drafts) == 3 * len(tasks) and calls == 3 * len(tasks)
+    for draft in drafts:
+        assert draft.model == f"offline-{draft.provider}"
+        assert draft.prompt_used.startswith("You are writing reference documentation")
+        assert len(draft.prompt_hash) == 64 and draft.template_version == "docstring-v1"
+        assert draft.status == "valid" and draft.validation["parameters"]["ok"]
+        assert draft.run_id and draft.attempts == 1 and draft.cost_usd == 0
+
+
+def test_rerun_creates_no_duplicate_and_changes_no_ballot(
+    instance: dg.DagsterInstance, store: DraftStore, tasks: list[str], data_dir: Path
+) -> None:
+    materialize_tasks(instance, store.database_url, tasks)
+    before = voting_ready_frame(store)
+    materialize_tasks(instance, store.database_url, tasks)
+    with store._session() as session:
+        assert session.scalar(select(func.count()).select_from(DraftVersion)) == 3 * len(tasks)
+    pd.testing.assert_frame_equal(voting_ready_frame(store), before)
+
+
+def test_one_provider_down_still_yields_a_ballot_of_two(
+    instance: dg.DagsterInstance, store: DraftStore, tasks: list[str], data_dir: Path
+) -> None:
+    result = materialize_tasks(
+        instance, store.database_url, tasks, providers={"kimi_llm": down("kimi")}
+    )
+    assert result.success
+    assert store.task_ids("voting") == tasks
+    for task_labels in store.ballot_labels(tasks).values():
+        assert sorted(task_labels) == ["A", "B"]
+    latest = store.latest_drafts(tasks, "kimi")
+    assert {d.status for d in latest.values()} == {"failed"}
+    assert "503" in next(iter(latest.values())).validation["provider"]["reason"]
+    check = next(
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.asset_key == dg.AssetKey("kimi_draft") and c.check_name == "drafts_valid"
+    )
+    assert not check.passed
+
+
+def test_all_providers_down_leaves_tasks_drafting_with_an_attempt(
+    instance: dg.DagsterInstance, store: DraftStore, tasks: list[str], data_dir: Path
+) -> None:
+    providers = {spec.resource_key: down(spec.name) for spec in PROVIDER_SPECS}
+    result = materialize_tasks(instance, store.database_url, tasks, providers=providers)
+    assert result.success
+    assert store.task_ids("drafting") == tasks
+    assert {t.attempts for t in store.tasks_by_id(tasks).values()} == {1}
+    assert result.output_for_node("voting_ready_set").empty
+
+
+def test_a_bad_task_fails_alone(
+    instance: dg.DagsterInstance, store: DraftStore, tasks: list[str], data_dir: Path
+) -> None:
+    store.add_tasks([make_task("shop.bad", template="no-such-template")])
+    result = materialize_tasks(instance, store.database_url, [*tasks, "shop.bad"])
+    assert result.success
+    assert store.task_ids("voting") == tasks
+    bad = store.tasks_by_id(["shop.bad"])["shop.bad"]
+    assert bad.status == "failed" and "unknown template 'no-such-template'" in bad.last_error
+
+
+def test_voting_set_and_exports_name_no_provider_or_model(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    tasks: list[str],
+    data_dir: Path,
+    tmp_path: Path,
+) -> None:
+    materialize_tasks(instance, store.database_url, tasks)
+    frame = voting_ready_frame(store)
+    assert not {"provider", "model"} & set(frame.columns)
+    jsonl, parquet = tmp_path / "set.jsonl", tmp_path / "set.parquet"
+    assert export_voting_set(frame, "jsonl", jsonl) == len(frame) == 12
+    export_voting_set(frame, "parquet", parquet)
+    texts = [
+        jsonl.read_text().lower(),
+        pd.read_parquet(parquet).to_json(date_format="iso").lower(),
+        frame.to_json(date_format="iso").lower(),
+    ]
+    for text in texts:
+        for word in IDENTITY_WORDS:
+            assert word not in text, word

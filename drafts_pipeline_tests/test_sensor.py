@@ -1,0 +1,108 @@
+"""`drafting_tasks_sensor`: new tasks only, batched, bounded, never a scan of everything."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+
+from drafts_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, TASK_PARTITIONS_NAME
+from drafts_pipeline.sensors import drafting_tasks_sensor
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline_tests.factories import make_task
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def tick(instance: dg.DagsterInstance, store: DraftStore, cursor: str | None) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": store})
+    return drafting_tasks_sensor(context)
+
+
+def apply(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
+    """Do what the daemon does with a tick's partition requests."""
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+
+
+def ranges(result: dg.SensorResult) -> list[tuple[str, str]]:
+    return [
+        (r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG])
+        for r in result.run_requests or []
+        if RANGE_START_TAG in r.tags
+    ]
+
+
+@pytest.fixture
+def no_full_scans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the sensor lists every partition or every task."""
+
+    def forbidden(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the sensor must not list every partition or task")
+
+    monkeypatch.setattr(dg.DagsterInstance, "get_dynamic_partitions", forbidden)
+    monkeypatch.setattr(DraftStore, "task_ids", forbidden)
+
+
+def test_new_tasks_become_partitions_and_batched_runs(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    no_full_scans: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRAFTS_BATCH_SIZE", "2")
+    store.add_tasks([make_task(f"t.{i}") for i in range(5)])
+    result = tick(instance, store, None)
+    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [
+        [f"t.{i}" for i in range(5)]
+    ]
+    assert ranges(result) == [("t.0", "t.1"), ("t.2", "t.3"), ("t.4", "t.4")]
+    assert len({r.run_key for r in result.run_requests}) == 3
+    apply(instance, result)
+
+    again = tick(instance, store, result.cursor)
+    assert not again.run_requests and not again.dynamic_partitions_requests
+    assert again.cursor in (None, result.cursor)
+
+    store.add_tasks([make_task("t.new")])
+    later = tick(instance, store, result.cursor)
+    assert ranges(later) == [("t.new", "t.new")]
+    assert [list(r.partition_keys) for r in later.dynamic_partitions_requests] == [["t.new"]]
+
+
+def test_tick_reads_at_most_its_cap(
+    instance: dg.DagsterInstance, store: DraftStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRAFTS_SENSOR_MAX_TASKS", "3")
+    monkeypatch.setenv("DRAFTS_BATCH_SIZE", "10")
+    store.add_tasks([make_task(f"t.{i}") for i in range(7)])
+    cursor, seen = None, []
+    for _ in range(3):
+        result = tick(instance, store, cursor)
+        keys = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
+        assert len(keys) <= 3
+        seen += keys
+        apply(instance, result)
+        cursor = result.cursor
+    assert seen == [f"t.{i}" for i in range(7)]
+
+
+def test_task_whose_partition_exists_gets_its_own_run(
+    instance: dg.DagsterInstance, store: DraftStore
+) -> None:
+    instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, ["t.old"])
+    store.add_tasks([make_task("t.a"), make_task("t.old"), make_task("t.b")])
+    result = tick(instance, store, None)
+    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["t.a", "t.b"]]
+    assert ranges(result) == [("t.a", "t.b")]
+    assert [r.partition_key for r in result.run_requests[1:]] == ["t.old"]
+
+
+def test_tasks_not_drafting_are_ignored(instance: dg.DagsterInstance, store: DraftStore) -> None:
+    store.add_tasks([make_task("t.a"), make_task("t.b")])
+    store.fail_task("t.a", "bad")
+    result = tick(instance, store, None)
+    assert ranges(result) == [("t.b", "t.b")]
