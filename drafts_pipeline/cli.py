@@ -2,9 +2,11 @@
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
+import dagster as dg
 import pandas as pd
 
 from drafts_pipeline import settings
@@ -14,7 +16,9 @@ from drafts_pipeline.store.schema import safe_url
 from drafts_pipeline.voting_set import EXPORT_FORMATS, export_voting_set, voting_ready_frame
 
 SAMPLE_PROJECT = Path(__file__).parent / "sample_project"
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+# The backfill policy of the per-task assets is a beta parameter; say so once, in the README.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def _store() -> DraftStore:
@@ -83,12 +87,8 @@ def _run_drafting(batch_size: int | None, force: bool) -> list:
     task_ids = store.task_ids("drafting")
     if not task_ids:
         return []
-    run_config = {
-        **QUIET_RUN_CONFIG,
-        "ops": {"provider_drafts": {"config": {"force": force}}},
-    }
     return run_in_process(
-        defs, task_ids, batch_size=batch_size or settings.batch_size(), run_config=run_config
+        defs, task_ids, batch_size=batch_size or settings.batch_size(), force=force
     )
 
 

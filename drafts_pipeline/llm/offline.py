@@ -14,6 +14,7 @@ VERBS = {
     "fetch", "save", "delete", "merge", "split", "count", "apply", "register", "resolve", "scale",
     "normalize", "filter", "sort", "open", "close", "start", "stop", "wait", "collect", "clean",
 }  # fmt: skip
+PREPOSITIONS = {"by", "for", "from", "to", "in", "with", "of", "on", "at"}
 STYLES = ("claude", "openai", "kimi")
 
 
@@ -28,6 +29,8 @@ def _phrase(name: str) -> tuple[str, str]:
         return "Convert", f"the value to {' '.join(words[1:])}"
     else:
         verb, rest = "Handle", words
+    if rest and rest[0].lower() in PREPOSITIONS:
+        return verb, "the entries " + " ".join(rest)
     return verb, ("the " + " ".join(rest)) if rest else "the request"
 
 

@@ -1,0 +1,72 @@
+"""The `drafts-pipeline` command line, as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drafts_pipeline.store import DraftStore
+
+
+def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from drafts_pipeline.cli import run_cli; run_cli()", *args],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    import os
+
+    keep = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return {**keep, "DRAFTS_DATA_DIR": str(tmp_path / "data"), "DRAFTS_DATABASE_URL": database_url}
+
+
+def test_demo_prints_the_voting_ready_set_and_exports_it(
+    env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    first = cli("demo", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "8 new task(s)" in first.stdout
+    assert "voting-ready set: 8 task(s), 24 draft(s)" in first.stdout
+    assert "bookshop.orders.compute_total" in first.stdout
+    second = cli("demo", env=env, cwd=tmp_path)
+    assert "0 new task(s)" in second.stdout and "0 run(s)" in second.stdout
+
+    output = tmp_path / "set.jsonl"
+    exported = cli(
+        "export", "voting-set", "--format", "jsonl", "--output", str(output), env=env, cwd=tmp_path
+    )
+    assert exported.returncode == 0, exported.stderr
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(rows) == 24 and {row["label"] for row in rows} == {"A", "B", "C"}
+    assert not {"provider", "model"} & set(rows[0])
+    assert len(DraftStore(database_url=database_url).task_ids("voting")) == 8
+
+
+def test_live_run_without_a_key_fails_naming_the_variable(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    result = cli("run", env={**env, "DRAFTS_LLM_MODE": "live"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "ANTHROPIC_API_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_import_of_a_bad_file_reports_every_row_and_imports_nothing(
+    env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    bad = tmp_path / "tasks.jsonl"
+    bad.write_text(
+        '{"id": "ok.one", "symbol": "one", "language": "python", "code": "def one(): pass"}\n'
+        '{"id": "a,b", "symbol": "s", "language": "python", "code": "x"}\n'
+        "{not json\n"
+    )
+    result = cli("tasks", "import", str(bad), env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "line 2:" in result.stderr and "comma" in result.stderr and "line 3:" in result.stderr
+    store = DraftStore(database_url=database_url)
+    assert store.task_ids("drafting") == []
