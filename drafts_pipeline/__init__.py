@@ -1,1 +1,1 @@
-"""drafts_pipeline: blind, comparable documentation drafts from several LLM providers, on Dagster."""
+"""drafts_pipeline: blind, comparable documentation drafts from several LLM providers."""

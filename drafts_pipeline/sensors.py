@@ -8,33 +8,21 @@ from drafts_pipeline.settings import batch_size, sensor_max_tasks_per_tick
 from drafts_pipeline.store import DraftStore
 
 
-def plan_tick(
-    instance: dg.DagsterInstance,
-    new_tasks: list[tuple[int, str]],
-    batch: int,
-) -> tuple[list[str], list[dg.RunRequest]]:
-    """Partitions to add and runs to request for tasks read past the cursor.
+def plan_runs(new_tasks: list[tuple[int, str]], batch: int) -> list[dg.RunRequest]:
+    """One run per `batch` tasks read past the cursor, each a range of partition keys.
 
-    Keys added in this tick are contiguous in the partition order, so a batch of them is one
-    partition range and one run. A task whose partition already exists (a re-imported id) gets
-    a run of its own, since a range over older keys could cover unrelated tasks.
+    Tasks past the cursor are rows inserted since the last tick, and the store never reuses a
+    task id, so their partitions are new: added in this tick, in this order, contiguous. The
+    tick therefore looks up no partition one by one (the daemon already does, when it adds them).
     """
-    fresh: list[tuple[int, str]] = []
-    known: list[tuple[int, str]] = []
-    for seq, key in new_tasks:
-        exists = instance.has_dynamic_partition(TASK_PARTITIONS_NAME, key)
-        (known if exists else fresh).append((seq, key))
-    requests = [
+    chunks = (new_tasks[i : i + batch] for i in range(0, len(new_tasks), batch))
+    return [
         dg.RunRequest(
             run_key=f"tasks-{chunk[0][0]}-{chunk[-1][0]}",
             tags=range_tags(chunk[0][1], chunk[-1][1]),
         )
-        for chunk in (fresh[i : i + batch] for i in range(0, len(fresh), batch))
+        for chunk in chunks
     ]
-    requests += [
-        dg.RunRequest(run_key=f"tasks-{seq}-{seq}", partition_key=key) for seq, key in known
-    ]
-    return [key for _, key in fresh], requests
 
 
 @dg.sensor(
@@ -51,11 +39,10 @@ def drafting_tasks_sensor(
     new_tasks = store.drafting_after(cursor, sensor_max_tasks_per_tick())
     if not new_tasks:
         return dg.SensorResult(skip_reason=f"no new drafting tasks past #{cursor}")
-    keys, requests = plan_tick(context.instance, new_tasks, batch_size())
     return dg.SensorResult(
-        run_requests=requests,
-        dynamic_partitions_requests=(
-            [dg.AddDynamicPartitionsRequest(TASK_PARTITIONS_NAME, keys)] if keys else []
-        ),
+        run_requests=plan_runs(new_tasks, batch_size()),
+        dynamic_partitions_requests=[
+            dg.AddDynamicPartitionsRequest(TASK_PARTITIONS_NAME, [key for _, key in new_tasks])
+        ],
         cursor=str(new_tasks[-1][0]),
     )

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from drafts_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, TASK_PARTITIONS_NAME
+from drafts_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG
 from drafts_pipeline.sensors import drafting_tasks_sensor
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task
@@ -44,6 +44,7 @@ def no_full_scans(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the sensor must not list every partition or task")
 
     monkeypatch.setattr(dg.DagsterInstance, "get_dynamic_partitions", forbidden)
+    monkeypatch.setattr(dg.DagsterInstance, "get_paginated_dynamic_partitions", forbidden)
     monkeypatch.setattr(DraftStore, "task_ids", forbidden)
 
 
@@ -74,7 +75,10 @@ def test_new_tasks_become_partitions_and_batched_runs(
 
 
 def test_tick_reads_at_most_its_cap(
-    instance: dg.DagsterInstance, store: DraftStore, monkeypatch: pytest.MonkeyPatch
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    no_full_scans: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DRAFTS_SENSOR_MAX_TASKS", "3")
     monkeypatch.setenv("DRAFTS_BATCH_SIZE", "10")
@@ -88,17 +92,6 @@ def test_tick_reads_at_most_its_cap(
         apply(instance, result)
         cursor = result.cursor
     assert seen == [f"t.{i}" for i in range(7)]
-
-
-def test_task_whose_partition_exists_gets_its_own_run(
-    instance: dg.DagsterInstance, store: DraftStore
-) -> None:
-    instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, ["t.old"])
-    store.add_tasks([make_task("t.a"), make_task("t.old"), make_task("t.b")])
-    result = tick(instance, store, None)
-    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["t.a", "t.b"]]
-    assert ranges(result) == [("t.a", "t.b")]
-    assert [r.partition_key for r in result.run_requests[1:]] == ["t.old"]
 
 
 def test_tasks_not_drafting_are_ignored(instance: dg.DagsterInstance, store: DraftStore) -> None:
