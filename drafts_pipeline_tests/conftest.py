@@ -8,6 +8,7 @@ import pytest
 
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.schema import engine_for
+from drafts_pipeline_tests.fake_providers import fake_providers  # noqa: F401  (a shared fixture)
 from drafts_pipeline_tests.postgres_server import create_database, drop_database, postgres_server
 
 

@@ -1,7 +1,68 @@
 """Claude over the official `anthropic` SDK (Messages API)."""
 
-from drafts_pipeline.llm.resource import LLMProvider
+from typing import Any
+
+import anthropic
+from anthropic.types import Message
+
+from drafts_pipeline.llm.pricing import TokenUsage, token_count
+from drafts_pipeline.llm.resource import DraftRequest, LLMProvider, ProviderReply
+from drafts_pipeline.llm.retry import MalformedResponseError
 
 
 class AnthropicMessagesProvider(LLMProvider):
-    """A provider speaking Anthropic's Messages API."""
+    """A provider speaking Anthropic's Messages API.
+
+    `temperature` is sent only when configured, and then as a raw body field: the SDK no longer
+    offers it because current Claude models reject sampling parameters other than their default.
+    """
+
+    def _build_client(self, api_key: str) -> anthropic.Anthropic:
+        return anthropic.Anthropic(
+            api_key=api_key,
+            base_url=self.base_url,
+            timeout=self.timeout_s,
+            max_retries=0,
+            _strict_response_validation=self.strict_responses,
+        )
+
+    def _send(self, client: anthropic.Anthropic, request: DraftRequest) -> ProviderReply:
+        extra_body = {"temperature": self.temperature} if self.temperature is not None else None
+        message = client.messages.create(
+            model=self.model,
+            max_tokens=self.max_output_tokens,
+            messages=[{"role": "user", "content": request.prompt}],
+            extra_body=extra_body,
+        )
+        return messages_reply(message)
+
+
+def messages_reply(message: Any) -> ProviderReply:
+    """The reply in a Messages API answer: its text blocks (thinking blocks are not the answer),
+    its raw `stop_reason`, and usage made whole (`input_tokens` excludes cache reads and writes)."""
+    if not isinstance(message, Message):
+        raise MalformedResponseError(
+            f"expected a Messages API object, got {type(message).__name__}"
+        )
+    try:
+        text = "".join(block.text for block in message.content if block.type == "text")
+        usage = message.usage
+        cache_read = token_count(usage.cache_read_input_tokens)
+        cache_write = token_count(usage.cache_creation_input_tokens)
+        details = usage.output_tokens_details
+        tokens = TokenUsage(
+            input_tokens=token_count(usage.input_tokens) + cache_read + cache_write,
+            output_tokens=token_count(usage.output_tokens),
+            cached_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            reasoning_tokens=token_count(details.thinking_tokens) if details is not None else 0,
+        )
+        return ProviderReply(
+            text=text,
+            model=message.model,
+            finish_reason=message.stop_reason,
+            request_id=getattr(message, "_request_id", None) or message.id,
+            usage=tokens,
+        )
+    except (AttributeError, TypeError) as error:
+        raise MalformedResponseError(f"unreadable Messages API answer: {error}") from error

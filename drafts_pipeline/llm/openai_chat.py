@@ -1,7 +1,112 @@
 """OpenAI, and OpenAI-compatible APIs such as Moonshot's Kimi, over the official `openai` SDK."""
 
-from drafts_pipeline.llm.resource import LLMProvider
+from typing import Any
+from urllib.parse import urlparse
+
+import openai
+from openai.types.chat import ChatCompletion
+from pydantic import Field
+
+from drafts_pipeline.llm.pricing import TokenUsage, token_count
+from drafts_pipeline.llm.resource import DraftRequest, LLMProvider, ProviderReply
+from drafts_pipeline.llm.retry import MalformedResponseError
+
+OPENAI_HOST = "api.openai.com"
+TOKEN_LIMIT_PARAMETERS = ("max_completion_tokens", "max_tokens")
 
 
 class OpenAIChatProvider(LLMProvider):
-    """A provider speaking the Chat Completions API."""
+    """A provider speaking the Chat Completions API.
+
+    The answer's length limit goes out as `max_completion_tokens` to OpenAI itself, which rejects
+    `max_tokens` for its reasoning models, and as `max_tokens` to any other server (Moonshot and
+    most OpenAI-compatible servers document only that one). `token_limit_parameter` overrides
+    the choice, e.g. for a proxy in front of OpenAI.
+    """
+
+    token_limit_parameter: str | None = Field(
+        default=None,
+        description="`max_completion_tokens` or `max_tokens`; None picks by base_url: the "
+        "first for OpenAI (base_url unset or api.openai.com), the second elsewhere.",
+    )
+
+    @property
+    def token_limit_key(self) -> str:
+        chosen = self.token_limit_parameter
+        if chosen is not None:
+            if chosen not in TOKEN_LIMIT_PARAMETERS:
+                raise ValueError(
+                    f"{self.name}: token_limit_parameter must be one of {TOKEN_LIMIT_PARAMETERS}"
+                )
+            return chosen
+        if self.base_url is None or urlparse(self.base_url).hostname == OPENAI_HOST:
+            return "max_completion_tokens"
+        return "max_tokens"
+
+    def _build_client(self, api_key: str) -> openai.OpenAI:
+        return openai.OpenAI(
+            api_key=api_key,
+            base_url=self.base_url,
+            timeout=self.timeout_s,
+            max_retries=0,
+            _strict_response_validation=self.strict_responses,
+        )
+
+    def _send(self, client: openai.OpenAI, request: DraftRequest) -> ProviderReply:
+        settings: dict[str, Any] = {self.token_limit_key: self.max_output_tokens}
+        if self.temperature is not None:
+            settings["temperature"] = self.temperature
+        completion = client.chat.completions.create(
+            model=self.model,
+            messages=[{"role": "user", "content": request.prompt}],
+            **settings,
+        )
+        return chat_reply(completion)
+
+
+def chat_reply(completion: Any) -> ProviderReply:
+    """The reply in a Chat Completions answer.
+
+    A refusal (`message.refusal`) is reported as finish reason `refusal` whatever the raw
+    `finish_reason`, so validation marks it. `prompt_tokens` already includes cached tokens and
+    `completion_tokens` reasoning tokens; Moonshot reports cached tokens as `usage.cached_tokens`.
+    The request id is the `x-request-id` header, else the completion id.
+    """
+    if not isinstance(completion, ChatCompletion):
+        raise MalformedResponseError(
+            f"expected a Chat Completions object, got {type(completion).__name__}"
+        )
+    try:
+        if not completion.choices:
+            raise MalformedResponseError("Chat Completions answer without choices")
+        choice = completion.choices[0]
+        message = choice.message
+        refused = bool(message.refusal)
+        return ProviderReply(
+            text=message.content or "",
+            model=completion.model,
+            finish_reason="refusal" if refused else choice.finish_reason,
+            request_id=getattr(completion, "_request_id", None) or completion.id,
+            usage=_usage(completion.usage),
+        )
+    except (AttributeError, TypeError) as error:
+        raise MalformedResponseError(f"unreadable Chat Completions answer: {error}") from error
+
+
+def _usage(usage: Any) -> TokenUsage | None:
+    if usage is None:
+        return None
+    prompt = usage.prompt_tokens_details
+    completion = usage.completion_tokens_details
+    cached = prompt.cached_tokens if prompt is not None else None
+    if cached is None:
+        cached = getattr(usage, "cached_tokens", None)
+    cache_writes = prompt.cache_write_tokens if prompt is not None else None
+    reasoning = completion.reasoning_tokens if completion is not None else None
+    return TokenUsage(
+        input_tokens=token_count(usage.prompt_tokens),
+        output_tokens=token_count(usage.completion_tokens),
+        cached_tokens=token_count(cached),
+        cache_write_tokens=token_count(cache_writes),
+        reasoning_tokens=token_count(reasoning),
+    )

@@ -3,6 +3,7 @@
 import os
 from dataclasses import dataclass
 
+from drafts_pipeline.errors import ConfigurationError
 from drafts_pipeline.llm.anthropic_messages import AnthropicMessagesProvider
 from drafts_pipeline.llm.openai_chat import OpenAIChatProvider
 from drafts_pipeline.llm.resource import LLMProvider
@@ -35,7 +36,7 @@ PROVIDER_SPECS: tuple[ProviderSpec, ...] = (
         name="claude",
         api="anthropic",
         kind="anthropic",
-        default_model="claude-sonnet-4-5",
+        default_model="claude-sonnet-5-5",
         model_env="DRAFTS_CLAUDE_MODEL",
         key_env="ANTHROPIC_API_KEY",
         base_url_env="ANTHROPIC_BASE_URL",
@@ -44,7 +45,7 @@ PROVIDER_SPECS: tuple[ProviderSpec, ...] = (
         name="openai",
         api="openai",
         kind="openai",
-        default_model="gpt-5.1",
+        default_model="gpt-6.2-sol",
         model_env="DRAFTS_OPENAI_MODEL",
         key_env="OPENAI_API_KEY",
         base_url_env="OPENAI_BASE_URL",
@@ -53,7 +54,7 @@ PROVIDER_SPECS: tuple[ProviderSpec, ...] = (
         name="kimi",
         api="openai",
         kind="moonshot",
-        default_model="kimi-k2-0905-preview",
+        default_model="kimi-k3",
         model_env="DRAFTS_KIMI_MODEL",
         key_env="MOONSHOT_API_KEY",
         base_url_env="MOONSHOT_BASE_URL",
@@ -67,6 +68,39 @@ API_CLASSES: dict[str, type[LLMProvider]] = {
 }
 
 
+# Settings a deployment tunes per provider, read from `DRAFTS_<PROVIDER>_<SETTING>`,
+# e.g. DRAFTS_CLAUDE_REQUESTS_PER_MINUTE=50 or DRAFTS_KIMI_MAX_ATTEMPTS=6.
+TUNABLE_SETTINGS: dict[str, type] = {
+    "max_output_tokens": int,
+    "temperature": float,
+    "timeout_s": float,
+    "max_attempts": int,
+    "initial_delay_s": float,
+    "max_delay_s": float,
+    "retry_after_cap_s": float,
+    "max_in_flight": int,
+    "requests_per_minute": int,
+    "input_usd_per_mtok": float,
+    "cached_input_usd_per_mtok": float,
+    "output_usd_per_mtok": float,
+}
+
+
+def settings_from_environment(provider: str) -> dict[str, int | float]:
+    """The tunable settings of one provider that the environment sets."""
+    found: dict[str, int | float] = {}
+    for setting, kind in TUNABLE_SETTINGS.items():
+        variable = f"DRAFTS_{provider.upper()}_{setting.upper()}"
+        raw = os.environ.get(variable, "").strip()
+        if not raw:
+            continue
+        try:
+            found[setting] = kind(raw)
+        except ValueError:
+            raise ConfigurationError(f"{variable}={raw!r} is not a valid {kind.__name__}") from None
+    return found
+
+
 def provider_resource(spec: ProviderSpec, mode: str) -> LLMProvider:
     """The resource for one provider, configured from the environment."""
     return API_CLASSES[spec.api](
@@ -75,8 +109,11 @@ def provider_resource(spec: ProviderSpec, mode: str) -> LLMProvider:
         model=os.environ.get(spec.model_env) or spec.default_model,
         api_key_env_var=spec.key_env,
         base_url=os.environ.get(spec.base_url_env) or spec.default_base_url,
+        **settings_from_environment(spec.name),
     )
 
 
-def provider_resources(mode: str, specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dict[str, LLMProvider]:
+def provider_resources(
+    mode: str, specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS
+) -> dict[str, LLMProvider]:
     return {spec.resource_key: provider_resource(spec, mode) for spec in specs}

@@ -1,0 +1,653 @@
+"""A fake of the providers' HTTP APIs: real HTTP on 127.0.0.1, real wire formats, scripted faults.
+
+The resources' real SDKs talk to it through `base_url`, so a test exercises the SDK, the retry
+layer, the limiter and the parsing exactly as in production, without the internet or a key.
+
+One server speaks for every provider, each under its own prefix and wire format:
+
+| provider | wire | base URL (`server.base_url(name)`) | endpoint |
+|---|---|---|---|
+| claude | Anthropic Messages | `{url}/claude` | `POST /claude/v1/messages` |
+| openai | OpenAI Chat Completions | `{url}/openai/v1` | `POST /openai/v1/chat/completions` |
+| kimi | Moonshot (OpenAI-compatible) | `{url}/moonshot/v1` | `POST /moonshot/v1/chat/completions` |
+
+Unprefixed `/v1/messages` and `/v1/chat/completions` reach claude and openai too.
+
+Each provider has a `ProviderScript`: its latency, a rate limit (requests per window, then 429 with
+`retry-after`), a queue of faults (`script.fail("rate_limit", retry_after="0.2")`), a probability of
+faults, a `down` mode, and counters (requests with their headers and bodies, statuses, the most
+requests in flight at once). Each provider also expects its own API key (`script.api_key`); a
+request without it gets the provider's real 401. The answer is a valid `DocDraft` JSON built from
+the symbol's code in the prompt, and usage carries cached and reasoning tokens as each API does.
+"""
+
+import json
+import random
+import re
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from drafts_pipeline.llm.offline import offline_answer
+from drafts_pipeline.llm.providers import API_CLASSES, PROVIDER_SPECS
+from drafts_pipeline.llm.resource import LLMProvider
+
+WIRES = {"claude": "anthropic", "openai": "openai", "kimi": "moonshot"}
+PREFIXES = {"claude": "/claude", "openai": "/openai/v1", "kimi": "/moonshot/v1"}
+ENDPOINTS = {
+    "anthropic": "/v1/messages",
+    "openai": "/chat/completions",
+    "moonshot": "/chat/completions",
+}
+FAULT_KINDS = (
+    "rate_limit", "overloaded", "server_error", "unavailable", "request_timeout", "conflict",
+    "timeout", "disconnect", "malformed", "schema", "unauthorized", "bad_request", "forbidden",
+    "not_found", "unprocessable", "quota",
+)  # fmt: skip
+DOWN_MODES = ("500", "disconnect")
+SOURCE_BLOCK = re.compile(r"The symbol's source:\n```[^\n]*\n(.*?)\n```", re.DOTALL)
+SYMBOL_LINE = re.compile(r"^Symbol: (.+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted failure. `retry_after` / `retry_after_ms` become headers; `delay_s` is how
+    long a `timeout` fault keeps the client waiting (longer than its timeout); `message`
+    replaces the error's usual text."""
+
+    kind: str
+    retry_after: str | None = None
+    retry_after_ms: str | None = None
+    delay_s: float = 5.0
+    message: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {self.kind!r}; one of {FAULT_KINDS}")
+
+
+@dataclass(frozen=True)
+class FixedUsage:
+    """Token counts to report instead of ones derived from the prompt; `cached_tokens` are part
+    of `input_tokens` and `reasoning_tokens` part of `output_tokens`, as OpenAI counts them."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server saw it, and what it answered (no answer: status None)."""
+
+    path: str
+    headers: dict[str, str]
+    body: Any
+    received_at: float
+    status: int | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: Any = None
+
+
+@dataclass
+class ProviderScript:
+    """How one provider behaves (set the fields or queue faults) and what it saw.
+
+    Behaviour: `latency_s` before each answer; `rate_limit` requests per `rate_window_s`, then
+    429 with `retry-after` (and `retry-after-ms` on OpenAI wires); `faults` served first, one
+    per request (`fail`); else `random_fault` with `fault_probability`; `down` = "500" or
+    "disconnect" for every request; `usage` fixes the token counts, else they follow the prompt
+    with `cached_tokens` and `reasoning_tokens`; `finish_reason`, `refusal` (chat wires) and
+    `answer` (prompt -> text) shape the answer. Counters: `requests` (headers, body, status,
+    answer), `calls`, `statuses`, `max_in_flight`.
+    """
+
+    name: str
+    api_key: str | None
+    latency_s: float = 0.0
+    rate_limit: int | None = None
+    rate_window_s: float = 60.0
+    fault_probability: float = 0.0
+    random_fault: Fault = field(default_factory=lambda: Fault("server_error"))
+    down: str | None = None
+    usage: FixedUsage | None = None
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    finish_reason: str | None = None
+    refusal: str | None = None
+    answer: Callable[[str], str] | None = None
+    faults: deque[Fault] = field(default_factory=deque)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    accepted_at: deque[float] = field(default_factory=deque)
+
+    def fail(self, kind: str, times: int = 1, **options: Any) -> "ProviderScript":
+        """Queue `times` faults of one kind for the next requests, e.g.
+        `fail("rate_limit", retry_after="0.2")`, `fail("timeout", delay_s=2)`."""
+        self.faults.extend(Fault(kind, **options) for _ in range(times))
+        return self
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    @property
+    def statuses(self) -> list[int | None]:
+        return [request.status for request in self.requests]
+
+
+class FakeProviderServer:
+    """The fake APIs on 127.0.0.1 at a random port; a context manager that starts and stops it."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.scripts = {
+            name: ProviderScript(name=name, api_key=f"test-{name}-key-{secrets.token_hex(12)}")
+            for name in WIRES
+        }
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "FakeProviderServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        handler = type("FakeProviderHandler", (_Handler,), {"fake": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._httpd.block_on_close = False
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("the fake provider server is not started")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def base_url(self, provider: str) -> str:
+        """What to configure as the provider resource's `base_url`."""
+        return f"{self.url}{PREFIXES[provider]}"
+
+    def script(self, provider: str) -> ProviderScript:
+        return self.scripts[provider]
+
+    def resource(self, provider: str, **overrides: Any) -> LLMProvider:
+        """A live resource of `provider` pointed at this server with the key it expects.
+
+        OpenAI's resource sends `max_completion_tokens`, as it does against api.openai.com.
+        """
+        spec = next(spec for spec in PROVIDER_SPECS if spec.name == provider)
+        settings: dict[str, Any] = {
+            "name": spec.name,
+            "mode": "live",
+            "model": spec.default_model,
+            "api_key": self.scripts[provider].api_key,
+            "api_key_env_var": spec.key_env,
+            "base_url": self.base_url(provider),
+            "strict_responses": True,
+        }
+        if spec.kind == "openai":
+            settings["token_limit_parameter"] = "max_completion_tokens"
+        return API_CLASSES[spec.api](**{**settings, **overrides})
+
+    def _route(self, path: str) -> str | None:
+        """The provider a path belongs to: by prefix, or unprefixed `/v1/…` (claude, openai)."""
+        for provider, prefix in PREFIXES.items():
+            if path == prefix + ENDPOINTS[WIRES[provider]]:
+                return provider
+        return {"/v1/messages": "claude", "/v1/chat/completions": "openai"}.get(path)
+
+    def _begin(self, script: ProviderScript, request: RecordedRequest) -> int:
+        with self._lock:
+            script.requests.append(request)
+            script.in_flight += 1
+            script.max_in_flight = max(script.max_in_flight, script.in_flight)
+            return len(script.requests) - 1
+
+    def _end(self, script: ProviderScript) -> None:
+        with self._lock:
+            script.in_flight -= 1
+
+    def _record_answer(self, script: ProviderScript, index: int, answer: "_Answer") -> None:
+        """Recorded before it is sent, so a client that has its answer sees it counted."""
+        with self._lock:
+            try:
+                body: Any = json.loads(answer.body)
+            except ValueError:
+                body = answer.body
+            script.requests[index] = replace(
+                script.requests[index],
+                status=answer.status,
+                response_headers=answer.headers,
+                response_body=body,
+            )
+
+    def _next_fault(self, script: ProviderScript) -> Fault | None:
+        if script.down not in (None, *DOWN_MODES):
+            raise ValueError(
+                f"{script.name}: down must be one of {DOWN_MODES}, not {script.down!r}"
+            )
+        with self._lock:
+            if script.down == "500":
+                return Fault("server_error")
+            if script.down == "disconnect":
+                return Fault("disconnect")
+            if script.faults:
+                return script.faults.popleft()
+            if script.fault_probability and self._random.random() < script.fault_probability:
+                return script.random_fault
+            return None
+
+    def _rate_limited_for(self, script: ProviderScript, now: float) -> float | None:
+        """Seconds until a place frees up when the window is full; else None, counting this one."""
+        if script.rate_limit is None:
+            return None
+        with self._lock:
+            window = script.accepted_at
+            while window and window[0] <= now - script.rate_window_s:
+                window.popleft()
+            if len(window) >= script.rate_limit:
+                return window[0] + script.rate_window_s - now
+            window.append(now)
+            return None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves one request against the scripts of `fake`."""
+
+    fake: FakeProviderServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: pytest shows failures, not every request."""
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        provider = self.fake._route(self.path.split("?", 1)[0])
+        if provider is None:
+            self._write(_Answer(404, b'{"error": "no such endpoint"}', {}))
+            return
+        script = self.fake.scripts[provider]
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        recorded = RecordedRequest(self.path, headers, body, time.monotonic())
+        index = self.fake._begin(script, recorded)
+        try:
+            answer = self._answer(script, headers, body)
+            if answer is not None:
+                self.fake._record_answer(script, index, answer)
+                self._write(answer)
+        finally:
+            self.fake._end(script)
+
+    def _answer(self, script: ProviderScript, headers: dict[str, str], body: Any) -> _Answer | None:
+        wire = WIRES[script.name]
+        if not _authorized(headers, script.api_key):
+            return _error(wire, "unauthorized", script)
+        fault = self.fake._next_fault(script)
+        if fault is not None:
+            return self._fault(wire, fault, script, body)
+        wait = self.fake._rate_limited_for(script, time.monotonic())
+        if wait is not None:
+            return _error(wire, "rate_limit", script, retry_after_s=wait)
+        problem = _request_problem(wire, body)
+        if problem is not None:
+            return _error(wire, "bad_request", script, message=problem)
+        if script.latency_s:
+            time.sleep(script.latency_s)
+        return _success(wire, script, body)
+
+    def _fault(self, wire: str, fault: Fault, script: ProviderScript, body: Any) -> _Answer | None:
+        if fault.kind == "disconnect":
+            self.close_connection = True
+            return None
+        if fault.kind == "timeout":
+            time.sleep(fault.delay_s)
+            return _success(wire, script, body)
+        if fault.kind == "malformed":
+            truncated = b'{"id": "msg_trunc", "type": "mess'
+            return _Answer(200, truncated, {"content-type": "application/json"})
+        if fault.kind == "schema":
+            return _json(200, {"unexpected": True}, {})
+        extra: dict[str, str] = {}
+        if fault.retry_after is not None:
+            extra["retry-after"] = fault.retry_after
+        if fault.retry_after_ms is not None:
+            extra["retry-after-ms"] = fault.retry_after_ms
+        answer = _error(wire, fault.kind, script, message=fault.message)
+        return _Answer(answer.status, answer.body, {**answer.headers, **extra})
+
+    def _write(self, answer: _Answer) -> None:
+        try:
+            self.send_response(answer.status)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+def _authorized(headers: dict[str, str], key: str | None) -> bool:
+    """The key may come as `Authorization: Bearer` (OpenAI, Moonshot, this Anthropic SDK) or
+    `x-api-key` (Anthropic's documented header)."""
+    if key is None:
+        return True
+    return headers.get("authorization") == f"Bearer {key}" or headers.get("x-api-key") == key
+
+
+def _request_problem(wire: str, body: Any) -> str | None:
+    """What the real API would reject in the request body, in its words."""
+    if not isinstance(body, dict):
+        return "The request body is not valid JSON."
+    required = ("model", "messages", "max_tokens") if wire == "anthropic" else ("model", "messages")
+    missing = [name for name in required if name not in body]
+    if missing:
+        return f"{missing[0]}: Field required"
+    if wire == "openai" and "max_tokens" in body:
+        return (
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead."
+        )
+    return None
+
+
+def _prompt(body: dict[str, Any]) -> str:
+    content = body["messages"][-1]["content"]
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content)
+
+
+def _draft_text(script: ProviderScript, prompt: str) -> str:
+    """The answer: a valid draft of the symbol in the prompt, in this provider's style."""
+    if script.answer is not None:
+        return script.answer(prompt)
+    source = SOURCE_BLOCK.search(prompt)
+    symbol = SYMBOL_LINE.search(prompt)
+    return offline_answer(
+        script.name,
+        symbol.group(1).strip() if symbol else "symbol",
+        source.group(1) if source else "",
+    )
+
+
+def _usage(script: ProviderScript, prompt: str, text: str) -> FixedUsage:
+    if script.usage is not None:
+        return script.usage
+    prompt_tokens = max(1, len(prompt) // 4)
+    return FixedUsage(
+        input_tokens=prompt_tokens,
+        output_tokens=max(1, len(text) // 4) + script.reasoning_tokens,
+        cached_tokens=min(script.cached_tokens, prompt_tokens),
+        reasoning_tokens=script.reasoning_tokens,
+    )
+
+
+def _success(wire: str, script: ProviderScript, body: dict[str, Any]) -> _Answer:
+    prompt = _prompt(body)
+    text = _draft_text(script, prompt)
+    usage = _usage(script, prompt, text)
+    if wire == "anthropic":
+        return _anthropic_message(script, body["model"], text, usage)
+    return _chat_completion(wire, script, body["model"], text, usage)
+
+
+def _anthropic_message(script: ProviderScript, model: str, text: str, usage: FixedUsage) -> _Answer:
+    content: list[dict[str, Any]] = []
+    if usage.reasoning_tokens:
+        content.append(
+            {"type": "thinking", "thinking": "The signature tells most.", "signature": "c2ln"}
+        )
+    content.append({"type": "text", "text": text, "citations": None})
+    message = {
+        "id": f"msg_{secrets.token_hex(12)}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": script.finish_reason or "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": usage.input_tokens - usage.cached_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": usage.cached_tokens,
+            "output_tokens": usage.output_tokens,
+            "output_tokens_details": {"thinking_tokens": usage.reasoning_tokens},
+            "service_tier": "standard",
+        },
+    }
+    return _json(200, message, {"request-id": f"req_{secrets.token_hex(12)}"})
+
+
+def _chat_completion(
+    wire: str, script: ProviderScript, model: str, text: str, usage: FixedUsage
+) -> _Answer:
+    total = usage.input_tokens + usage.output_tokens
+    if wire == "moonshot":
+        reported: dict[str, Any] = {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": total,
+            "cached_tokens": usage.cached_tokens,
+        }
+    else:
+        reported = {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": total,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": usage.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+    refused = script.refusal is not None
+    completion = {
+        "id": f"chatcmpl-{secrets.token_hex(12)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None if refused else text,
+                    "refusal": script.refusal,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": script.finish_reason or "stop",
+            }
+        ],
+        "usage": reported,
+        "system_fingerprint": "fp_fake",
+    }
+    # Moonshot's answers carry no x-request-id; the resource falls back to the completion id.
+    headers = {} if wire == "moonshot" else {"x-request-id": f"req_{secrets.token_hex(12)}"}
+    return _json(200, completion, headers)
+
+
+# (status, Anthropic error type, OpenAI (type, code), Moonshot type, message) per fault kind.
+ERRORS: dict[str, tuple[int, str, tuple[str, str | None], str, str]] = {
+    "rate_limit": (
+        429, "rate_limit_error", ("requests", "rate_limit_exceeded"), "rate_limit_reached_error",
+        "Rate limit reached for requests per minute. Please try again later.",
+    ),
+    "overloaded": (
+        529, "overloaded_error", ("server_error", None), "engine_overloaded_error", "Overloaded",
+    ),
+    "server_error": (
+        500, "api_error", ("server_error", None), "server_error",
+        "The server had an error while processing your request.",
+    ),
+    "unavailable": (
+        503, "api_error", ("server_error", None), "server_error",
+        "The server is overloaded or not ready yet.",
+    ),
+    "request_timeout": (
+        408, "timeout_error", ("timeout", None), "timeout_error", "Request timed out.",
+    ),
+    "conflict": (409, "conflict_error", ("conflict", None), "conflict_error", "Conflict."),
+    "unauthorized": (
+        401, "authentication_error", ("invalid_request_error", "invalid_api_key"),
+        "invalid_authentication_error", "Invalid Authentication",
+    ),
+    "bad_request": (
+        400, "invalid_request_error", ("invalid_request_error", None), "invalid_request_error",
+        "Invalid request.",
+    ),
+    "forbidden": (
+        403, "permission_error", ("invalid_request_error", "model_not_found"),
+        "permission_denied_error", "The API key does not have permission to use this model.",
+    ),
+    "not_found": (
+        404, "not_found_error", ("invalid_request_error", "model_not_found"),
+        "resource_not_found_error", "The model does not exist or you do not have access to it.",
+    ),
+    "unprocessable": (
+        422, "invalid_request_error", ("invalid_request_error", None), "invalid_request_error",
+        "The request could not be processed.",
+    ),
+}  # fmt: skip
+
+
+def _error(
+    wire: str,
+    kind: str,
+    script: ProviderScript,
+    *,
+    message: str | None = None,
+    retry_after_s: float | None = None,
+) -> _Answer:
+    """The provider's own error answer for one kind of fault, body and headers as documented."""
+    headers: dict[str, str] = {}
+    if retry_after_s is not None:
+        headers["retry-after"] = str(max(1, round(retry_after_s + 0.499)))
+        if wire != "anthropic":
+            headers["retry-after-ms"] = str(round(retry_after_s * 1000))
+    if kind == "quota":
+        return _quota_error(wire, headers)
+    status, anthropic_type, (openai_type, openai_code), moonshot_type, text = ERRORS[kind]
+    text = message or text
+    if kind == "unauthorized" and wire == "openai" and message is None:
+        text = (
+            f"Incorrect API key provided: {_masked(script.api_key)}. You can find your API key "
+            "at https://platform.openai.com/account/api-keys."
+        )
+    if wire == "anthropic":
+        request_id = f"req_{secrets.token_hex(12)}"
+        body = {
+            "type": "error",
+            "error": {"type": anthropic_type, "message": text},
+            "request_id": request_id,
+        }
+        return _json(status, body, {**headers, "request-id": request_id})
+    if wire == "openai":
+        body = {"error": {"message": text, "type": openai_type, "param": None, "code": openai_code}}
+        return _json(status, body, {**headers, "x-request-id": f"req_{secrets.token_hex(12)}"})
+    return _json(status, {"error": {"message": text, "type": moonshot_type}}, headers)
+
+
+def _quota_error(wire: str, headers: dict[str, str]) -> _Answer:
+    """Out of credit, as each provider says it: a 429 that no wait will cure."""
+    if wire == "anthropic":
+        request_id = f"req_{secrets.token_hex(12)}"
+        body = {
+            "type": "error",
+            "error": {
+                "type": "rate_limit_error",
+                "message": "Usage blocked until 2026-12-01T00:00:00Z.",
+                "details": {"error_code": "enforced_spend_limit_reached"},
+            },
+            "request_id": request_id,
+        }
+        return _json(429, body, {**headers, "request-id": request_id})
+    if wire == "openai":
+        body = {
+            "error": {
+                "message": "You exceeded your current quota, please check your plan and billing "
+                "details. For more information on this error, read the docs: "
+                "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        }
+        return _json(429, body, {**headers, "x-request-id": f"req_{secrets.token_hex(12)}"})
+    body = {
+        "error": {
+            "message": "Your account org-fake<ak-fake> is suspended, please check your plan "
+            "and billing details",
+            "type": "exceeded_current_quota_error",
+        }
+    }
+    return _json(429, body, headers)
+
+
+def _masked(key: str | None) -> str:
+    """How OpenAI echoes a wrong key: its first and last characters around stars."""
+    if not key:
+        return ""
+    return f"{key[:3]}{'*' * max(0, len(key) - 7)}{key[-4:]}"
+
+
+def _json(status: int, body: Any, headers: dict[str, str]) -> _Answer:
+    return _Answer(
+        status, json.dumps(body).encode(), {"content-type": "application/json", **headers}
+    )
+
+
+def unused_base_url(provider: str) -> str:
+    """A base URL on a 127.0.0.1 port nothing listens on: every call is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}{PREFIXES[provider]}"
+
+
+@pytest.fixture
+def fake_providers() -> Iterator[FakeProviderServer]:
+    """The fake provider APIs, started for one test: `fake_providers.resource("claude")` is a
+    live resource talking to it, `fake_providers.script("claude")` scripts and counts its calls."""
+    with FakeProviderServer() as server:
+        yield server

@@ -1,0 +1,151 @@
+"""The whole graph in live mode against the fake provider server: faults, outages, secrecy."""
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.models import DraftVersion, LLMCall
+from drafts_pipeline.voting_set import export_voting_set, voting_ready_frame
+from drafts_pipeline_tests.factories import make_task
+from drafts_pipeline_tests.fake_providers import FakeProviderServer, Fault, unused_base_url
+from drafts_pipeline_tests.graph_runs import materialize_tasks
+
+MAX_ATTEMPTS = 6
+FAST_RETRIES = {
+    "initial_delay_s": 0.01,
+    "max_delay_s": 0.05,
+    "max_attempts": MAX_ATTEMPTS,
+    "requests_per_minute": 60_000,
+}
+TRANSIENT = {
+    "claude": Fault("overloaded"),
+    "openai": Fault("rate_limit", retry_after_ms="20"),
+    "kimi": Fault("server_error"),
+}
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def live_providers(server: FakeProviderServer, **overrides: object) -> dict[str, object]:
+    return {
+        spec.resource_key: server.resource(spec.name, **{**FAST_RETRIES, **overrides})
+        for spec in PROVIDER_SPECS
+    }
+
+
+def add_tasks(store: DraftStore, count: int) -> list[str]:
+    ids = [f"svc.module.handler_{i:03d}" for i in range(count)]
+    store.add_tasks(
+        [make_task(task_id, code=f"def handler_{i:03d}(event, context=None):\n    return event\n")
+         for i, task_id in enumerate(ids)]
+    )  # fmt: skip
+    return ids
+
+
+def test_fifty_tasks_with_thirty_percent_transient_faults_all_reach_voting(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    fake_providers: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    for name, fault in TRANSIENT.items():
+        script = fake_providers.script(name)
+        script.fault_probability, script.random_fault = 0.3, fault
+    ids = add_tasks(store, 50)
+    result = materialize_tasks(
+        instance, store.database_url, ids, providers=live_providers(fake_providers)
+    )
+    assert result.success
+    assert store.task_ids("voting") == ids
+
+    for name in TRANSIENT:
+        statuses = Counter(fake_providers.script(name).statuses)
+        assert statuses[200] >= 45, (name, statuses)
+        assert sum(n for status, n in statuses.items() if status != 200) > 0, (name, statuses)
+    with store._session() as session:
+        versions = session.execute(
+            select(DraftVersion.task_id, DraftVersion.provider, func.count())
+            .group_by(DraftVersion.task_id, DraftVersion.provider)
+        ).all()  # fmt: skip
+        calls = Counter(session.execute(select(LLMCall.task_id, LLMCall.provider)).all())
+    assert len(versions) == 150 and {n for *_, n in versions} == {1}
+    assert max(calls.values()) <= MAX_ATTEMPTS
+    # Every request the server saw is a row; a connection dropped before the server counted
+    # the request is a row too, so there may be more rows than requests, never fewer.
+    assert sum(calls.values()) >= sum(fake_providers.script(n).calls for n in TRANSIENT)
+
+
+def test_a_provider_down_for_the_whole_run_leaves_two_drafts_per_task(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    fake_providers: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    ids = add_tasks(store, 10)
+    providers = live_providers(fake_providers)
+    providers["kimi_llm"] = fake_providers.resource(
+        "kimi", base_url=unused_base_url("kimi"), **FAST_RETRIES
+    )
+    result = materialize_tasks(instance, store.database_url, ids, providers=providers)
+    assert result.success
+    assert store.task_ids("voting") == ids
+    for labels in store.ballot_labels(ids).values():
+        assert sorted(labels) == ["A", "B"]
+    failed = store.latest_drafts(ids, "kimi")
+    assert {d.status for d in failed.values()} == {"failed"}
+    assert {d.attempts for d in failed.values()} == {MAX_ATTEMPTS}
+
+
+def test_no_api_key_reaches_logs_tables_metadata_or_exports(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    fake_providers: FakeProviderServer,
+    data_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    keys = [fake_providers.script(spec.name).api_key for spec in PROVIDER_SPECS]
+    fake_providers.script("claude").fail("overloaded", times=3)
+    fake_providers.script("openai").fail("unauthorized", times=1)
+    fake_providers.script("kimi").fail("rate_limit", times=2, retry_after="0.01")
+    ids = add_tasks(store, 6)
+    caplog.set_level(logging.DEBUG)
+    materialize_tasks(instance, store.database_url, ids, providers=live_providers(fake_providers))
+
+    every_request = [r for s in fake_providers.scripts.values() for r in s.requests]
+    assert any(key in json.dumps(r.headers) for r in every_request for key in keys), (
+        "the keys must at least reach the provider, or this test proves nothing"
+    )
+    texts = {"python logs": caplog.text}
+    texts["dagster events"] = "\n".join(str(e) for e in instance.all_logs(result_run_id(instance)))
+    with store.engine.connect() as connection:
+        for table in ("documentation_tasks", "draft_versions", "llm_calls"):
+            rows = connection.exec_driver_sql(f"SELECT * FROM {table}").all()
+            texts[table] = "\n".join(map(str, rows))
+    frame = voting_ready_frame(store)
+    export_voting_set(frame, "jsonl", tmp_path / "set.jsonl")
+    export_voting_set(frame, "parquet", tmp_path / "set.parquet")
+    texts["jsonl export"] = (tmp_path / "set.jsonl").read_text()
+    texts["parquet export"] = pd.read_parquet(tmp_path / "set.parquet").to_json(date_format="iso")
+    assert texts["llm_calls"] and texts["dagster events"]
+    for where, text in texts.items():
+        for key in keys:
+            assert key not in text, f"an API key leaked into {where}"
+            assert key[-12:] not in text, f"part of an API key leaked into {where}"
+
+
+def result_run_id(instance: dg.DagsterInstance) -> str:
+    return instance.get_runs(limit=1)[0].run_id

@@ -1,0 +1,477 @@
+"""The retry layer without HTTP: classification, Retry-After, backoff, decisions, the limiter."""
+
+import json
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import anthropic
+import httpx2
+import openai
+import pytest
+
+from drafts_pipeline.llm.limits import LimiterPaused, RequestLimiter
+from drafts_pipeline.llm.retry import (
+    Failure,
+    MalformedResponseError,
+    RetryPolicy,
+    backoff_s,
+    classify,
+    decide,
+    retry_after_seconds,
+)
+
+ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
+OPENAI_URL = "https://api.openai.com/v1/chat/completions"
+MOONSHOT_URL = "https://api.moonshot.ai/v1/chat/completions"
+
+
+def anthropic_error(
+    status: int, error_type: str, message: str, error_code: str | None = None, **headers: str
+) -> Exception:
+    """The exception the Anthropic SDK itself raises for this answer."""
+    error: dict[str, object] = {"type": error_type, "message": message}
+    if error_code is not None:
+        error["details"] = {"error_code": error_code}
+    response = httpx2.Response(
+        status,
+        headers=headers,
+        json={"type": "error", "error": error, "request_id": "req_a"},
+        request=httpx2.Request("POST", ANTHROPIC_URL),
+    )
+    return anthropic.Anthropic(api_key="unused")._make_status_error_from_response(response)
+
+
+def openai_error(
+    status: int, error_type: str, message: str, code: str | None = None, **headers: str
+) -> Exception:
+    """The exception the OpenAI SDK itself raises for this answer."""
+    error = {"message": message, "type": error_type, "param": None, "code": code}
+    return _openai_sdk_error(status, error, OPENAI_URL, headers)
+
+
+def moonshot_error(status: int, error_type: str, message: str) -> Exception:
+    """Moonshot's answers, as the OpenAI SDK pointed at Moonshot raises them."""
+    return _openai_sdk_error(status, {"message": message, "type": error_type}, MOONSHOT_URL, {})
+
+
+def _openai_sdk_error(
+    status: int, error: dict[str, object], url: str, headers: dict[str, str]
+) -> Exception:
+    response = httpx2.Response(
+        status, headers=headers, json={"error": error}, request=httpx2.Request("POST", url)
+    )
+    return openai.OpenAI(api_key="unused")._make_status_error_from_response(response)
+
+
+QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details."
+CREDIT_MESSAGE = "Your credit balance is too low to access the Anthropic API."
+SUSPENDED_MESSAGE = "Your account is suspended, please check your plan and billing details"
+
+RETRYABLE = {
+    "anthropic-429": (anthropic_error(429, "rate_limit_error", "slow down"), "rate_limited"),
+    "anthropic-529": (anthropic_error(529, "overloaded_error", "Overloaded"), "overloaded"),
+    "anthropic-500": (anthropic_error(500, "api_error", "oops"), "server_error"),
+    "anthropic-503": (anthropic_error(503, "api_error", "down"), "server_error"),
+    "anthropic-504": (anthropic_error(504, "timeout_error", "slow"), "server_error"),
+    "anthropic-408": (anthropic_error(408, "timeout_error", "slow"), "request_timeout"),
+    "anthropic-409": (anthropic_error(409, "conflict_error", "again"), "conflict"),
+    "anthropic-429-ramp-limit": (
+        anthropic_error(429, "rate_limit_error", "ramping", "ramp_limit_exceeded"),
+        "rate_limited",
+    ),
+    "openai-429": (
+        openai_error(429, "requests", "Rate limit reached for requests", "rate_limit_exceeded"),
+        "rate_limited",
+    ),
+    "openai-500": (openai_error(500, "server_error", "error"), "server_error"),
+    "openai-502": (openai_error(502, "server_error", "bad gateway"), "server_error"),
+    "moonshot-429": (
+        moonshot_error(429, "rate_limit_reached_error", "max RPM: 3, try again after 1 seconds"),
+        "rate_limited",
+    ),
+    "moonshot-429-overloaded": (
+        moonshot_error(429, "engine_overloaded_error", "The engine is currently overloaded"),
+        "rate_limited",
+    ),
+}
+
+NOT_RETRYABLE = {
+    "anthropic-400": (
+        anthropic_error(400, "invalid_request_error", "max_tokens: Field required"),
+        "bad_request",
+    ),
+    "anthropic-401": (
+        anthropic_error(401, "authentication_error", "invalid x-api-key"),
+        "authentication",
+    ),
+    "anthropic-403": (anthropic_error(403, "permission_error", "no"), "permission"),
+    "anthropic-404": (anthropic_error(404, "not_found_error", "model: x"), "not_found"),
+    "anthropic-422": (anthropic_error(422, "invalid_request_error", "bad"), "unprocessable"),
+    "anthropic-413": (anthropic_error(413, "invalid_request_error", "too large"), "http_error"),
+    "anthropic-429-spend-limit": (
+        anthropic_error(
+            429, "rate_limit_error", "Usage blocked", "enforced_spend_limit_reached",
+            **{"retry-after": "1"},
+        ),
+        "quota",
+    ),
+    "anthropic-429-contract-limit": (
+        anthropic_error(429, "rate_limit_error", "blocked", "contract_spend_limit_reached"),
+        "quota",
+    ),
+    "anthropic-400-credit-balance": (
+        anthropic_error(400, "invalid_request_error", CREDIT_MESSAGE),
+        "quota",
+    ),
+    "anthropic-402-billing": (anthropic_error(402, "billing_error", "pay"), "quota"),
+    "openai-429-insufficient-quota": (
+        openai_error(429, "insufficient_quota", QUOTA_MESSAGE, "insufficient_quota"),
+        "quota",
+    ),
+    "openai-401": (
+        openai_error(401, "invalid_request_error", "Incorrect API key provided", "invalid_api_key"),
+        "authentication",
+    ),
+    "openai-400": (
+        openai_error(400, "invalid_request_error", "Unsupported parameter: 'max_tokens'"),
+        "bad_request",
+    ),
+    "openai-404": (
+        openai_error(404, "invalid_request_error", "No such model", "model_not_found"),
+        "not_found",
+    ),
+    "moonshot-429-quota": (
+        moonshot_error(429, "exceeded_current_quota_error", SUSPENDED_MESSAGE),
+        "quota",
+    ),
+    "moonshot-403-balance": (
+        moonshot_error(403, "exceeded_current_quota_error", "insufficient balance"),
+        "quota",
+    ),
+    "moonshot-401": (
+        moonshot_error(401, "invalid_authentication_error", "Invalid Authentication"),
+        "authentication",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("error", "kind"), RETRYABLE.values(), ids=RETRYABLE.keys())
+def test_transient_statuses_are_retryable(error: Exception, kind: str) -> None:
+    failure = classify(error)
+
+    assert failure.retryable
+    assert failure.kind == kind
+    assert failure.status_code == error.status_code  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("error", "kind"), NOT_RETRYABLE.values(), ids=NOT_RETRYABLE.keys())
+def test_permanent_statuses_and_quota_are_not_retryable(error: Exception, kind: str) -> None:
+    failure = classify(error)
+
+    assert not failure.retryable
+    assert failure.kind == kind
+    assert failure.retry_after_s is None
+
+
+def test_a_request_id_is_read_from_either_header() -> None:
+    claude = classify(anthropic_error(500, "api_error", "x", **{"request-id": "req_9"}))
+    gpt = classify(openai_error(500, "server_error", "x", **{"x-request-id": "req_8"}))
+
+    assert claude.request_id == "req_9"
+    assert gpt.request_id == "req_8"
+
+
+@pytest.mark.parametrize("sdk", [anthropic, openai], ids=["anthropic", "openai"])
+def test_timeouts_and_connection_errors_are_retryable(sdk: object) -> None:
+    request = httpx2.Request("POST", OPENAI_URL)
+    timeout = classify(sdk.APITimeoutError(request=request))  # type: ignore[attr-defined]
+    refused = classify(sdk.APIConnectionError(request=request))  # type: ignore[attr-defined]
+
+    assert (timeout.retryable, timeout.kind) == (True, "timeout")
+    assert (refused.retryable, refused.kind) == (True, "connection")
+    assert "base_url" in refused.message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MalformedResponseError("no choices"),
+        json.JSONDecodeError("Expecting value", '{"id": "x", "ty', 14),
+        openai.APIResponseValidationError(
+            httpx2.Response(200, request=httpx2.Request("POST", OPENAI_URL)), {"unexpected": True}
+        ),
+    ],
+    ids=["ours", "json", "sdk-validation"],
+)
+def test_malformed_answers_are_retryable(error: Exception) -> None:
+    failure = classify(error)
+
+    assert (failure.retryable, failure.kind) == (True, "malformed_response")
+
+
+def test_an_unexpected_exception_is_not_retried() -> None:
+    failure = classify(KeyError("choices"))
+
+    assert (failure.retryable, failure.kind) == (False, "unexpected")
+
+
+def test_messages_say_what_to_do() -> None:
+    unauthorized = classify(
+        anthropic_error(401, "authentication_error", "invalid x-api-key"),
+        key_env_var="ANTHROPIC_API_KEY",
+    )
+    broke = classify(openai_error(429, "insufficient_quota", QUOTA_MESSAGE, "insufficient_quota"))
+
+    assert unauthorized.message == "401 authentication failed: check ANTHROPIC_API_KEY"
+    assert "add credit" in broke.message
+
+
+def test_messages_never_repeat_a_key() -> None:
+    masked = "sk-proj-abc********************wxyz"
+    unauthorized = classify(
+        openai_error(401, "invalid_request_error", f"Incorrect API key provided: {masked}.")
+    )
+    forbidden = classify(
+        openai_error(403, "invalid_request_error", "Key sk-live-0123456789abcdef has no access")
+    )
+
+    assert masked not in unauthorized.message and "wxyz" not in unauthorized.message
+    assert "sk-live-0123456789abcdef" not in forbidden.message
+    assert "[redacted]" in forbidden.message
+
+
+def test_ordinary_words_are_not_mistaken_for_keys() -> None:
+    failure = classify(openai_error(400, "invalid_request_error", "metadata takes key-value pairs"))
+
+    assert "key-value pairs" in failure.message
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+        ({"Retry-After-Ms": "1500"}, 1.5),
+        ({"retry-after": "2"}, 2.0),
+        ({"retry-after": "0.2"}, 0.2),
+        ({"Retry-After": "Fri, 20 Nov 2026 10:00:30 GMT"}, 30.0),
+        ({"retry-after": "Fri, 20 Nov 2026 09:59:00 GMT"}, 0.0),
+        ({"retry-after": "-3"}, 0.0),
+        ({"retry-after-ms": "soon", "retry-after": "4"}, 4.0),
+        ({"retry-after": "soon"}, None),
+        ({"retry-after-ms": "nan"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_headers(headers: dict[str, str], seconds: float | None) -> None:
+    now = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
+
+    assert retry_after_seconds(headers, now=now) == seconds
+
+
+def test_retry_after_comes_with_a_retryable_failure() -> None:
+    failure = classify(anthropic_error(429, "rate_limit_error", "x", **{"retry-after": "7"}))
+
+    assert failure.retry_after_s == 7.0
+
+
+class Extreme(random.Random):
+    """A random source that always draws the low or the high end."""
+
+    def __init__(self, high: bool) -> None:
+        super().__init__(0)
+        self.high = high
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.high else a
+
+
+@pytest.mark.parametrize(
+    ("jitter", "attempt", "low", "high"),
+    [
+        ("equal", 1, 0.5, 1.0),
+        ("equal", 2, 1.0, 2.0),
+        ("equal", 3, 2.0, 4.0),
+        ("equal", 10, 5.0, 10.0),
+        ("full", 1, 0.0, 1.0),
+        ("full", 3, 0.0, 4.0),
+        ("full", 10, 0.0, 10.0),
+    ],
+)
+def test_backoff_grows_exponentially_within_its_jitter_and_cap(
+    jitter: str, attempt: int, low: float, high: float
+) -> None:
+    policy = RetryPolicy(initial_delay_s=1.0, max_delay_s=10.0, jitter=jitter)
+
+    assert backoff_s(attempt, policy, Extreme(high=False)) == low
+    assert backoff_s(attempt, policy, Extreme(high=True)) == high
+    assert low <= backoff_s(attempt, policy, random.Random(attempt)) <= high
+
+
+def test_equal_jitter_spreads_a_crowd() -> None:
+    policy = RetryPolicy(initial_delay_s=1.0, max_delay_s=10.0)
+    rng = random.Random(1)
+
+    delays = {round(backoff_s(3, policy, rng), 6) for _ in range(20)}
+
+    assert len(delays) == 20
+
+
+POLICY = RetryPolicy(max_attempts=3, initial_delay_s=1.0, max_delay_s=8.0, retry_after_cap_s=10.0)
+RATE_LIMITED = Failure(True, "rate_limited", "429 rate_limit_error", status_code=429)
+
+
+def test_a_permanent_failure_stops_at_once() -> None:
+    failure = Failure(False, "authentication", "401 authentication failed: check KEY")
+
+    decision = decide(failure, 1, POLICY)
+
+    assert not decision.retry
+    assert decision.reason == failure.message
+
+
+def test_attempts_are_bounded() -> None:
+    assert decide(RATE_LIMITED, 2, POLICY).retry
+    last = decide(RATE_LIMITED, 3, POLICY)
+
+    assert not last.retry
+    assert "gave up after 3 attempt(s)" in last.reason
+
+
+def test_retry_after_replaces_the_backoff() -> None:
+    failure = Failure(True, "rate_limited", "429", status_code=429, retry_after_s=0.2)
+
+    decision = decide(failure, 1, POLICY, Extreme(high=True))
+
+    assert decision.retry
+    assert decision.delay_s == 0.2
+
+
+def test_retry_after_up_to_the_cap_is_honoured() -> None:
+    failure = Failure(True, "rate_limited", "429", status_code=429, retry_after_s=10.0)
+
+    assert decide(failure, 1, POLICY).delay_s == 10.0
+
+
+def test_retry_after_above_the_cap_fails_at_once() -> None:
+    failure = Failure(True, "rate_limited", "429", status_code=429, retry_after_s=3600)
+
+    decision = decide(failure, 1, POLICY)
+
+    assert not decision.retry
+    assert decision.delay_s == 0
+    assert "3600 s" in decision.reason and "retry_after_cap_s=10" in decision.reason
+
+
+def test_without_retry_after_the_backoff_applies() -> None:
+    decision = decide(RATE_LIMITED, 2, POLICY, Extreme(high=False))
+
+    assert decision.delay_s == 1.0
+
+
+@pytest.mark.parametrize("settings", [{"max_attempts": 0}, {"jitter": "none"}])
+def test_a_policy_refuses_nonsense(settings: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(**settings)  # type: ignore[arg-type]
+
+
+class FakeTime:
+    """A clock that moves only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def limiter_on(fake: FakeTime, per_minute: float = 60.0, in_flight: int = 4) -> RequestLimiter:
+    return RequestLimiter(in_flight, per_minute, clock=fake.clock, sleep=fake.sleep)
+
+
+def starts(limiter: RequestLimiter, fake: FakeTime, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        with limiter.slot():
+            times.append(fake.now)
+    return times
+
+
+def test_requests_are_paced_to_the_rate() -> None:
+    fake = FakeTime()
+
+    times = starts(limiter_on(fake, per_minute=120), fake, 4)
+
+    assert times == [1000.0, 1000.5, 1001.0, 1001.5]
+
+
+def test_a_429_pauses_everyone_and_halves_the_rate() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake, per_minute=60)
+    starts(limiter, fake, 1)
+
+    limiter.on_rate_limited(5.0)
+    limiter.on_rate_limited(5.0)
+    times = starts(limiter, fake, 2)
+
+    assert limiter.rate_factor == 0.5
+    assert times == [1005.0, 1007.0]
+
+
+def test_successes_win_the_rate_back() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake)
+    limiter.on_rate_limited(0.0)
+    limiter.on_rate_limited(0.0)
+
+    for _ in range(100):
+        limiter.on_success()
+
+    assert limiter.rate_factor == 1.0
+
+
+def test_a_pause_longer_than_the_caller_accepts_raises_without_waiting() -> None:
+    fake = FakeTime()
+    limiter = limiter_on(fake)
+    limiter.on_rate_limited(3600)
+
+    with pytest.raises(LimiterPaused) as raised, limiter.slot(max_pause_s=60):
+        pass
+
+    assert raised.value.wait_s == pytest.approx(3600)
+    assert fake.slept == []
+    assert limiter.paused_for_s == pytest.approx(3600)
+
+
+def test_the_in_flight_cap_holds_across_threads() -> None:
+    limiter = RequestLimiter(3, 60_000)
+    lock = threading.Lock()
+    current = peak = 0
+
+    def call() -> None:
+        nonlocal current, peak
+        with limiter.slot():
+            with lock:
+                current += 1
+                peak = max(peak, current)
+            time.sleep(0.02)
+            with lock:
+                current -= 1
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        list(pool.map(lambda _: call(), range(20)))
+
+    assert peak == 3
+
+
+@pytest.mark.parametrize(("in_flight", "per_minute"), [(0, 60), (1, 0)])
+def test_a_limiter_refuses_nonsense(in_flight: int, per_minute: float) -> None:
+    with pytest.raises(ValueError):
+        RequestLimiter(in_flight, per_minute)
