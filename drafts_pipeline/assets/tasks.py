@@ -6,7 +6,7 @@ import dagster as dg
 
 from drafts_pipeline.errors import TaskValidationError
 from drafts_pipeline.partitions import task_partitions
-from drafts_pipeline.prompts.templates import build_prompt
+from drafts_pipeline.prompts.templates import BuiltPrompt, build_prompt
 from drafts_pipeline.settings import batch_size
 from drafts_pipeline.store import DraftStore
 
@@ -25,6 +25,7 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
     keys = context.partition_keys
     tasks = store.tasks_by_id(keys)
     outcomes: Counter[str] = Counter()
+    prompts: list[tuple[str, BuiltPrompt]] = []
     for key in keys:
         task = tasks.get(key)
         if task is None:
@@ -49,8 +50,9 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
             context.log.error(str(error))
             outcomes["rejected"] += 1
             continue
-        store.record_prompt(task.id, prompt.text, prompt.prompt_hash, prompt.template_version)
+        prompts.append((task.id, prompt))
         outcomes["ready"] += 1
+    store.record_prompts(prompts)
     return dg.MaterializeResult(
         metadata={
             name: dg.MetadataValue.int(outcomes[name])

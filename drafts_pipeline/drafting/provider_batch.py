@@ -72,10 +72,9 @@ def draft_with_provider(
             to_call.append(task)
     by_id = {task.id: task for task in to_call}
     requests = [DraftRequest(t.id, t.prompt or "", t.symbol, t.code) for t in to_call]
-    for task_id, result in provider.generate_many(requests).items():
+    for task_id, result in provider.generate_each(requests):
         record = _record(by_id[task_id], provider, settings, result, run_id, report)
-        store.add_calls(task_id, run_id, result.calls)
-        stored = store.add_draft(record)
+        stored = store.add_draft(record, result.calls)
         report.outcomes[record.status if stored else "superseded"] += 1
     return report
 

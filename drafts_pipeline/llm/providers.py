@@ -21,6 +21,8 @@ class ProviderSpec:
     key_env: str
     base_url_env: str
     default_base_url: str | None = None
+    settings: tuple[tuple[str, object], ...] = ()
+    """Resource settings of this provider that differ from its API class's defaults."""
 
     @property
     def resource_key(self) -> str:
@@ -49,6 +51,7 @@ PROVIDER_SPECS: tuple[ProviderSpec, ...] = (
         model_env="DRAFTS_OPENAI_MODEL",
         key_env="OPENAI_API_KEY",
         base_url_env="OPENAI_BASE_URL",
+        settings=(("token_limit_parameter", "max_completion_tokens"),),
     ),
     ProviderSpec(
         name="kimi",
@@ -59,6 +62,7 @@ PROVIDER_SPECS: tuple[ProviderSpec, ...] = (
         key_env="MOONSHOT_API_KEY",
         base_url_env="MOONSHOT_BASE_URL",
         default_base_url="https://api.moonshot.ai/v1",
+        settings=(("token_limit_parameter", "max_tokens"),),
     ),
 )
 
@@ -83,13 +87,16 @@ TUNABLE_SETTINGS: dict[str, type] = {
     "input_usd_per_mtok": float,
     "cached_input_usd_per_mtok": float,
     "output_usd_per_mtok": float,
+    "token_limit_parameter": str,
 }
 
 
-def settings_from_environment(provider: str) -> dict[str, int | float]:
+def settings_from_environment(provider: str, api: type[LLMProvider]) -> dict[str, object]:
     """The tunable settings of one provider that the environment sets."""
-    found: dict[str, int | float] = {}
+    found: dict[str, object] = {}
     for setting, kind in TUNABLE_SETTINGS.items():
+        if setting not in api.model_fields:
+            continue
         variable = f"DRAFTS_{provider.upper()}_{setting.upper()}"
         raw = os.environ.get(variable, "").strip()
         if not raw:
@@ -103,13 +110,14 @@ def settings_from_environment(provider: str) -> dict[str, int | float]:
 
 def provider_resource(spec: ProviderSpec, mode: str) -> LLMProvider:
     """The resource for one provider, configured from the environment."""
-    return API_CLASSES[spec.api](
+    api = API_CLASSES[spec.api]
+    return api(
         name=spec.name,
         mode=mode,
         model=os.environ.get(spec.model_env) or spec.default_model,
         api_key_env_var=spec.key_env,
         base_url=os.environ.get(spec.base_url_env) or spec.default_base_url,
-        **settings_from_environment(spec.name),
+        **{**dict(spec.settings), **settings_from_environment(spec.name, api)},
     )
 
 

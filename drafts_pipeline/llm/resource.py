@@ -2,7 +2,8 @@
 
 Every provider is a `dg.ConfigurableResource` with the same public methods:
 `generate(request) -> Generation` (raises `ProviderError` once its retry policy gives up) and
-`generate_many(requests)`, which runs calls concurrently under the resource's own limits.
+`generate_each(requests)` / `generate_many(requests)`, which run calls concurrently under the
+resource's own limits.
 
 The live path lives here once for every provider: the lazily built SDK client (SDK retries off),
 the one retry loop (`retry.py`), the limiter every thread shares (`limits.py`), the cost
@@ -16,7 +17,8 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -192,6 +194,13 @@ class LLMProvider(dg.ConfigurableResource):
 
     def generate_many(self, requests: list[DraftRequest]) -> dict[str, Generation | ProviderError]:
         """task id -> generation or the error that ended it, calls running concurrently."""
+        return dict(self.generate_each(requests))
+
+    def generate_each(
+        self, requests: list[DraftRequest]
+    ) -> Iterator[tuple[str, Generation | ProviderError]]:
+        """(task id, generation or error) as each call finishes, calls running concurrently
+        up to `max_in_flight`, so the caller can store one result while others are in flight."""
 
         def one(request: DraftRequest) -> Generation | ProviderError:
             try:
@@ -200,9 +209,13 @@ class LLMProvider(dg.ConfigurableResource):
                 return error
 
         if self.offline or len(requests) <= 1:
-            return {r.task_id: one(r) for r in requests}
+            for request in requests:
+                yield request.task_id, one(request)
+            return
         with ThreadPoolExecutor(max_workers=max(1, self.max_in_flight)) as pool:
-            return dict(zip((r.task_id for r in requests), pool.map(one, requests), strict=True))
+            futures = {pool.submit(one, request): request.task_id for request in requests}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
 
     def _build_client(self, api_key: str) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no live API")

@@ -7,13 +7,14 @@ from decimal import Decimal
 from typing import Any
 
 import dagster as dg
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from drafts_pipeline.drafting.ballot import assign_labels, decide
 from drafts_pipeline.llm.generation import CallAttempt
+from drafts_pipeline.prompts.templates import BuiltPrompt
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall, utcnow
 
@@ -135,16 +136,38 @@ class DraftStore(dg.ConfigurableResource):
             rows = session.scalars(select(DocumentationTask).where(DocumentationTask.id.in_(ids)))
             return {row.id: row for row in rows}
 
-    def record_prompt(
-        self, task_id: str, prompt: str, prompt_hash: str, template_version: str
-    ) -> None:
-        """Store the task's current prompt; only while the task is still being drafted."""
-        with self._session() as session, session.begin():
-            session.execute(
-                update(DocumentationTask)
-                .where(DocumentationTask.id == task_id, DocumentationTask.status == "drafting")
-                .values(prompt=prompt, prompt_hash=prompt_hash, template_version=template_version)
+    def record_prompts(self, prompts: Sequence[tuple[str, BuiltPrompt]]) -> None:
+        """Store each task's current prompt, in one transaction; only for tasks still being
+        drafted, and only where it changed."""
+        if not prompts:
+            return
+        statement = (
+            update(DocumentationTask)
+            .where(
+                DocumentationTask.id == bindparam("task_id"),
+                DocumentationTask.status == "drafting",
+                or_(
+                    DocumentationTask.prompt_hash.is_(None),
+                    DocumentationTask.prompt_hash != bindparam("new_hash"),
+                ),
             )
+            .values(
+                prompt=bindparam("new_prompt"),
+                prompt_hash=bindparam("new_hash"),
+                template_version=bindparam("new_version"),
+            )
+        )
+        rows = [
+            {
+                "task_id": task_id,
+                "new_prompt": prompt.text,
+                "new_hash": prompt.prompt_hash,
+                "new_version": prompt.template_version,
+            }
+            for task_id, prompt in prompts
+        ]
+        with self.engine.begin() as connection:
+            connection.execute(statement, rows)
 
     def fail_task(self, task_id: str, reason: str) -> bool:
         """Mark a task that cannot be drafted as it stands `failed`; True if it was drafting."""
@@ -198,11 +221,16 @@ class DraftStore(dg.ConfigurableResource):
             )
             return {row.task_id: row for row in rows}
 
-    def add_draft(self, record: DraftRecord) -> DraftVersion | None:
-        """Store a draft as the next version; None when the task left `drafting` meanwhile
-        or a concurrent run stored that version first (the unique key decides)."""
+    def add_draft(
+        self, record: DraftRecord, calls: Sequence[CallAttempt] = ()
+    ) -> DraftVersion | None:
+        """Store the HTTP attempts behind a draft and the draft as the next version, in one
+        transaction. The draft is not stored (None) when the task left `drafting` meanwhile or
+        a concurrent run stored that version first (the unique key decides); the attempts are
+        stored in every case: they happened."""
         try:
             with self._session() as session, session.begin():
+                session.add_all(self._call_rows(record.task_id, record.run_id, calls))
                 status = session.scalar(
                     select(DocumentationTask.status).where(DocumentationTask.id == record.task_id)
                 )
@@ -218,15 +246,18 @@ class DraftStore(dg.ConfigurableResource):
                 session.add(draft)
             return draft
         except IntegrityError:
+            self.add_calls(record.task_id, record.run_id, calls)
             return None
 
     def add_calls(self, task_id: str, run_id: str | None, calls: Sequence[CallAttempt]) -> None:
         if not calls:
             return
         with self._session() as session, session.begin():
-            session.add_all(
-                LLMCall(task_id=task_id, run_id=run_id, **asdict(call)) for call in calls
-            )
+            session.add_all(self._call_rows(task_id, run_id, calls))
+
+    @staticmethod
+    def _call_rows(task_id: str, run_id: str | None, calls: Sequence[CallAttempt]) -> list[LLMCall]:
+        return [LLMCall(task_id=task_id, run_id=run_id, **asdict(call)) for call in calls]
 
     # --- ballots -----------------------------------------------------------------------
 

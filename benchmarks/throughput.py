@@ -1,0 +1,336 @@
+"""Throughput at the providers' rate limits, against the fake provider server.
+
+Starts the fake server in a process of its own with a per-call latency L and a per-provider
+rate limit R (requests per minute, a sliding window answering 429 beyond it), loads N tasks and
+drafts them three ways, on the same server:
+
+- sequential baseline: one task at a time, the three providers one after another (measured on
+  a sample of tasks, as a rate);
+- in-process: `drafts-pipeline run` in live mode;
+- daemon: `dagster-daemon run` on a temporary instance (queued runs, pools), the sensor picking
+  the tasks up and launching batched runs.
+
+For each it prints wall time, tasks per minute, the ratio to the rate-limit bound (N / R minutes
+plus one latency), the speed-up over the baseline, 429s received, draft outcomes, CPU seconds
+per task of the pipeline's processes and their peak memory. Then it re-runs the graph over the
+same N tasks and prints the provider calls that made (the goal is none).
+
+    .venv/bin/python -m benchmarks.throughput --tasks 300 --latency 1 --rate 600
+"""
+
+import argparse
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from benchmarks.process_tree import ProcessTreeMonitor
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.store import DraftStore, TaskInput
+from drafts_pipeline.store.models import DraftVersion
+from drafts_pipeline.store.schema import engine_for
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+WORKSPACE = REPOSITORY / "workspace.yaml"
+PROVIDERS = [spec.name for spec in PROVIDER_SPECS]
+
+
+def serve_fake_providers(connection: Connection, latency_s: float, rate_per_minute: int) -> None:
+    """Child process: run the fake server until told to stop, answering stats on request."""
+    from drafts_pipeline_tests.fake_providers import FakeProviderServer
+
+    with FakeProviderServer() as server:
+        for name in PROVIDERS:
+            script = server.script(name)
+            script.latency_s = latency_s
+            script.rate_limit = rate_per_minute
+            script.rate_window_s = 60.0
+        connection.send(
+            {
+                "base_urls": {name: server.base_url(name) for name in PROVIDERS},
+                "keys": {name: server.script(name).api_key for name in PROVIDERS},
+            }
+        )
+        while True:
+            command = connection.recv()
+            if command == "stop":
+                return
+            stats = {
+                name: {
+                    "calls": server.script(name).calls,
+                    "429": server.script(name).statuses.count(429),
+                    "max_in_flight": server.script(name).max_in_flight,
+                }
+                for name in PROVIDERS
+            }
+            connection.send(stats)
+
+
+@dataclass
+class FakeServer:
+    process: multiprocessing.Process
+    connection: Connection
+    base_urls: dict[str, str]
+    keys: dict[str, str]
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        self.connection.send("stats")
+        return self.connection.recv()
+
+    def stop(self) -> None:
+        self.connection.send("stop")
+        self.process.join(timeout=10)
+
+
+def start_fake_server(latency_s: float, rate: int) -> FakeServer:
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=serve_fake_providers, args=(child, latency_s, rate), daemon=True
+    )
+    process.start()
+    hello = parent.recv()
+    return FakeServer(process, parent, hello["base_urls"], hello["keys"])
+
+
+def provider_env(server: FakeServer, rate: int, in_flight: int) -> dict[str, str]:
+    """Live mode against the fake server, each provider limited to the server's own rate."""
+    env = {"DRAFTS_LLM_MODE": "live"}
+    for spec in PROVIDER_SPECS:
+        env[spec.key_env] = server.keys[spec.name]
+        env[spec.base_url_env] = server.base_urls[spec.name]
+        prefix = f"DRAFTS_{spec.name.upper()}_"
+        env[prefix + "REQUESTS_PER_MINUTE"] = str(rate)
+        env[prefix + "MAX_IN_FLIGHT"] = str(in_flight)
+    return env
+
+
+def load_tasks(database_url: str, count: int) -> list[str]:
+    store = DraftStore(database_url=database_url)
+    store.upgrade()
+    tasks = [
+        TaskInput(
+            id=f"bench.module{i // 50}.compute_value{i}",
+            symbol=f"compute_value{i}",
+            language="python",
+            code=f"def compute_value{i}(items, factor=2):\n    return sum(items) * factor\n",
+        )
+        for i in range(count)
+    ]
+    store.add_tasks(tasks)
+    return [task.id for task in tasks]
+
+
+def outcome(database_url: str) -> tuple[Counter[str], Counter[str]]:
+    """Tasks by status, newest drafts by status."""
+    store = DraftStore(database_url=database_url)
+    tasks = Counter({s: len(store.task_ids(s)) for s in ("drafting", "voting", "failed")})
+    with store._session() as session:
+        drafts = Counter(
+            dict(
+                session.execute(
+                    select(DraftVersion.status, func.count()).group_by(DraftVersion.status)
+                ).all()
+            )
+        )
+    return tasks, drafts
+
+
+def sequential_baseline(server: FakeServer, env: dict[str, str], sample: int) -> float:
+    """Tasks per minute drafting one task at a time, providers one after another."""
+    from drafts_pipeline.llm.providers import provider_resources
+    from drafts_pipeline.llm.resource import DraftRequest
+
+    os.environ.update(env)
+    resources = list(provider_resources("live").values())
+    started = time.perf_counter()
+    for i in range(sample):
+        request = DraftRequest(
+            f"baseline.t{i}", f"Symbol: f{i}", f"f{i}", f"def f{i}(x):\n    return x\n"
+        )
+        for resource in resources:
+            resource.generate(request)
+    return sample / ((time.perf_counter() - started) / 60)
+
+
+@dataclass
+class PathResult:
+    name: str
+    wall_s: float
+    cpu_s: float
+    peak_rss_bytes: int
+    calls: dict[str, dict[str, int]]
+    tasks: Counter[str]
+    drafts: Counter[str]
+
+
+def run_in_process_path(env: dict[str, str], server: FakeServer, database_url: str) -> PathResult:
+    before = server.stats()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from drafts_pipeline.cli import run_cli; run_cli()", "run"],
+        env=env, cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    with ProcessTreeMonitor(process.pid) as monitor:
+        output, _ = process.communicate()
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"drafts-pipeline run failed:\n{output}")
+    tasks, drafts = outcome(database_url)
+    return PathResult("in-process", wall, monitor.cpu_seconds, monitor.peak_rss_bytes,
+                      _delta(before, server.stats()), tasks, drafts)  # fmt: skip
+
+
+DAEMON_INSTANCE = """\
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+  pools:
+    granularity: op
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+def run_daemon_path(
+    env: dict[str, str], server: FakeServer, database_url: str, count: int, timeout_s: float
+) -> PathResult:
+    before = server.stats()
+    with tempfile.TemporaryDirectory(prefix="drafts-bench-home-") as home:
+        Path(home, "dagster.yaml").write_text(textwrap.dedent(DAEMON_INSTANCE))
+        started = time.perf_counter()
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(WORKSPACE)],
+            env={**env, "DAGSTER_HOME": home}, cwd=REPOSITORY,
+            stdout=subprocess.DEVNULL, stderr=open(Path(home, "daemon.log"), "w"),  # noqa: SIM115
+        )  # fmt: skip
+        store = DraftStore(database_url=database_url)
+        with ProcessTreeMonitor(daemon.pid) as monitor:
+            while time.perf_counter() - started < timeout_s:
+                if len(store.task_ids("voting")) + len(store.task_ids("failed")) >= count:
+                    break
+                time.sleep(0.25)
+            wall = time.perf_counter() - started
+            daemon.terminate()
+            daemon.wait(timeout=60)
+        if wall >= timeout_s:
+            print(Path(home, "daemon.log").read_text()[-3000:], file=sys.stderr)
+    tasks, drafts = outcome(database_url)
+    return PathResult("daemon", wall, monitor.cpu_seconds, monitor.peak_rss_bytes,
+                      _delta(before, server.stats()), tasks, drafts)  # fmt: skip
+
+
+def _delta(before: dict, after: dict) -> dict[str, dict[str, int]]:
+    return {
+        name: {
+            "calls": after[name]["calls"] - before[name]["calls"],
+            "429": after[name]["429"] - before[name]["429"],
+            "max_in_flight": after[name]["max_in_flight"],
+        }
+        for name in after
+    }
+
+
+def rerun_calls(
+    env: dict[str, str], server: FakeServer, database_url: str, task_ids: list[str]
+) -> int:
+    """Provider calls made by materialising the graph again over the same tasks."""
+    before = server.stats()
+    script = (
+        "import sys, json\n"
+        "from drafts_pipeline.definitions import defs\n"
+        "from drafts_pipeline.runner import run_in_process\n"
+        "ids = json.load(sys.stdin)\n"
+        "runs = run_in_process(defs, ids, batch_size=100)\n"
+        "assert all(r.success for r in runs)\n"
+    )
+    import json
+
+    subprocess.run([sys.executable, "-c", script], input=json.dumps(task_ids), text=True,
+                   env=env, cwd=REPOSITORY, check=True)  # fmt: skip
+    after = server.stats()
+    return sum(after[n]["calls"] - before[n]["calls"] for n in PROVIDERS)
+
+
+def report(result: PathResult, count: int, bound_min: float, baseline_per_min: float) -> None:
+    per_minute = count / (result.wall_s / 60)
+    calls = sum(c["calls"] for c in result.calls.values())
+    too_many = sum(c["429"] for c in result.calls.values())
+    print(f"\n[{result.name}]")
+    ratio = bound_min * 60 / result.wall_s
+    print(f"  wall time               {result.wall_s:8.1f} s")
+    print(f"  tasks per minute        {per_minute:8.1f}")
+    print(f"  vs rate-limit bound     {ratio:8.0%}   (bound {bound_min * 60:.1f} s)")
+    print(f"  vs sequential baseline  {per_minute / baseline_per_min:8.1f}x")
+    print(f"  provider calls          {calls:8d}   (429s received: {too_many})")
+    print(f"  max in flight/provider  {max(c['max_in_flight'] for c in result.calls.values()):8d}")
+    print(f"  tasks                   {dict(result.tasks)}")
+    print(f"  drafts                  {dict(result.drafts)}")
+    cpu_ms = result.cpu_s / count * 1000
+    print(f"  CPU per task            {cpu_ms:8.1f} ms   ({result.cpu_s:.1f} s in all)")
+    peak_mib = result.peak_rss_bytes / 2**20
+    print(f"  peak memory             {peak_mib:8.0f} MiB (all pipeline processes)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=300, help="N")
+    parser.add_argument("--latency", type=float, default=1.0, help="L, seconds per call")
+    parser.add_argument("--rate", type=int, default=600, help="R, requests per minute per provider")
+    parser.add_argument("--in-flight", type=int, default=16, help="each provider's in-flight cap")
+    parser.add_argument("--batch-size", type=int, default=100, help="DRAFTS_BATCH_SIZE")
+    parser.add_argument("--baseline-sample", type=int, default=5, help="tasks drafted sequentially")
+    parser.add_argument("--skip-daemon", action="store_true")
+    parser.add_argument("--daemon-timeout", type=float, default=600)
+    args = parser.parse_args()
+
+    server = start_fake_server(args.latency, args.rate)
+    try:
+        env = {**os.environ, **provider_env(server, args.rate, args.in_flight),
+               "DRAFTS_BATCH_SIZE": str(args.batch_size)}  # fmt: skip
+        bound_min = args.tasks / args.rate + args.latency / 60
+        print(f"N={args.tasks} tasks, L={args.latency} s, R={args.rate}/min per provider, "
+              f"in-flight cap {args.in_flight}, batch {args.batch_size}; "
+              f"bound {bound_min * 60:.1f} s")  # fmt: skip
+        baseline = sequential_baseline(server, env, args.baseline_sample)
+        print(f"\n[sequential baseline]\n  tasks per minute        {baseline:8.1f}   "
+              f"(one task at a time, providers in turn; {args.baseline_sample} tasks)")  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="drafts-bench-") as folder:
+            paths = [("in-process", "inproc")] + (
+                [] if args.skip_daemon else [("daemon", "daemon")]
+            )
+            for name, file in paths:
+                url = f"sqlite:///{folder}/{file}.sqlite3"
+                path_env = {
+                    **env,
+                    "DRAFTS_DATABASE_URL": url,
+                    "DRAFTS_DATA_DIR": f"{folder}/{file}",
+                }
+                task_ids = load_tasks(url, args.tasks)
+                if name == "in-process":
+                    result = run_in_process_path(path_env, server, url)
+                else:
+                    result = run_daemon_path(path_env, server, url, args.tasks, args.daemon_timeout)
+                report(result, args.tasks, bound_min, baseline)
+                if name == "in-process":
+                    calls = rerun_calls(path_env, server, url, task_ids)
+                    print(f"  re-run over the {args.tasks} tasks: {calls} provider call(s)")
+                engine_for(url).dispose()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
