@@ -207,28 +207,45 @@ telemetry:
 def run_daemon_path(
     env: dict[str, str], server: FakeServer, database_url: str, count: int, timeout_s: float
 ) -> PathResult:
+    """A running deployment receives N tasks: the clock starts when they are loaded, after the
+    daemon is up and its sensor has ticked once on an empty queue."""
     before = server.stats()
-    with tempfile.TemporaryDirectory(prefix="drafts-bench-home-") as home:
+    with tempfile.TemporaryDirectory(
+        prefix="drafts-bench-home-", ignore_cleanup_errors=True
+    ) as home:
         Path(home, "dagster.yaml").write_text(textwrap.dedent(DAEMON_INSTANCE))
-        started = time.perf_counter()
+        log = Path(home, "daemon.log")
+        booted = time.perf_counter()
         daemon = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(WORKSPACE)],
             env={**env, "DAGSTER_HOME": home}, cwd=REPOSITORY,
-            stdout=subprocess.DEVNULL, stderr=open(Path(home, "daemon.log"), "w"),  # noqa: SIM115
+            stdout=log.open("w"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         store = DraftStore(database_url=database_url)
         with ProcessTreeMonitor(daemon.pid) as monitor:
+            while "no new drafting tasks" not in log.read_text():
+                if time.perf_counter() - booted > timeout_s or daemon.poll() is not None:
+                    tail = log.read_text()[-3000:]
+                    raise SystemExit(f"the daemon did not start (exit {daemon.poll()}):\n{tail}")
+                time.sleep(0.25)
+            print(
+                f"\n  (daemon up and first sensor tick after {time.perf_counter() - booted:.1f} s)"
+            )
+            cpu_at_start = monitor.cpu_seconds
+            started = time.perf_counter()
+            load_tasks(database_url, count)
             while time.perf_counter() - started < timeout_s:
                 if len(store.task_ids("voting")) + len(store.task_ids("failed")) >= count:
                     break
                 time.sleep(0.25)
             wall = time.perf_counter() - started
+            cpu = monitor.cpu_seconds - cpu_at_start
             daemon.terminate()
             daemon.wait(timeout=60)
         if wall >= timeout_s:
-            print(Path(home, "daemon.log").read_text()[-3000:], file=sys.stderr)
+            print(log.read_text()[-3000:], file=sys.stderr)
     tasks, drafts = outcome(database_url)
-    return PathResult("daemon", wall, monitor.cpu_seconds, monitor.peak_rss_bytes,
+    return PathResult("daemon", wall, cpu, monitor.peak_rss_bytes,
                       _delta(before, server.stats()), tasks, drafts)  # fmt: skip
 
 
@@ -293,13 +310,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100, help="DRAFTS_BATCH_SIZE")
     parser.add_argument("--baseline-sample", type=int, default=5, help="tasks drafted sequentially")
     parser.add_argument("--skip-daemon", action="store_true")
+    parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--sensor-interval", type=int, default=5, help="DRAFTS_SENSOR_INTERVAL_S")
     parser.add_argument("--daemon-timeout", type=float, default=600)
     args = parser.parse_args()
 
     server = start_fake_server(args.latency, args.rate)
     try:
         env = {**os.environ, **provider_env(server, args.rate, args.in_flight),
-               "DRAFTS_BATCH_SIZE": str(args.batch_size)}  # fmt: skip
+               "DRAFTS_BATCH_SIZE": str(args.batch_size),
+               "DRAFTS_SENSOR_INTERVAL_S": str(args.sensor_interval)}  # fmt: skip
         bound_min = args.tasks / args.rate + args.latency / 60
         print(f"N={args.tasks} tasks, L={args.latency} s, R={args.rate}/min per provider, "
               f"in-flight cap {args.in_flight}, batch {args.batch_size}; "
@@ -308,7 +328,7 @@ def main() -> None:
         print(f"\n[sequential baseline]\n  tasks per minute        {baseline:8.1f}   "
               f"(one task at a time, providers in turn; {args.baseline_sample} tasks)")  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="drafts-bench-") as folder:
-            paths = [("in-process", "inproc")] + (
+            paths = ([] if args.skip_in_process else [("in-process", "inproc")]) + (
                 [] if args.skip_daemon else [("daemon", "daemon")]
             )
             for name, file in paths:
@@ -318,10 +338,11 @@ def main() -> None:
                     "DRAFTS_DATABASE_URL": url,
                     "DRAFTS_DATA_DIR": f"{folder}/{file}",
                 }
-                task_ids = load_tasks(url, args.tasks)
                 if name == "in-process":
+                    task_ids = load_tasks(url, args.tasks)
                     result = run_in_process_path(path_env, server, url)
                 else:
+                    DraftStore(database_url=url).upgrade()
                     result = run_daemon_path(path_env, server, url, args.tasks, args.daemon_timeout)
                 report(result, args.tasks, bound_min, baseline)
                 if name == "in-process":

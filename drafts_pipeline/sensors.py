@@ -4,7 +4,7 @@ import dagster as dg
 
 from drafts_pipeline.jobs import draft_tasks_job
 from drafts_pipeline.partitions import TASK_PARTITIONS_NAME, range_tags
-from drafts_pipeline.settings import batch_size, sensor_max_tasks_per_tick
+from drafts_pipeline.settings import batch_size, sensor_interval_s, sensor_max_tasks_per_tick
 from drafts_pipeline.store import DraftStore
 
 
@@ -27,7 +27,7 @@ def plan_runs(new_tasks: list[tuple[int, str]], batch: int) -> list[dg.RunReques
 
 @dg.sensor(
     job=draft_tasks_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reads `drafting` tasks past its cursor (at most DRAFTS_SENSOR_MAX_TASKS a "
     "tick), adds their partitions and requests one run per DRAFTS_BATCH_SIZE tasks.",
@@ -35,6 +35,7 @@ def plan_runs(new_tasks: list[tuple[int, str]], batch: int) -> list[dg.RunReques
 def drafting_tasks_sensor(
     context: dg.SensorEvaluationContext, store: DraftStore
 ) -> dg.SensorResult:
+    store.require_current()
     cursor = int(context.cursor or 0)
     new_tasks = store.drafting_after(cursor, sensor_max_tasks_per_tick())
     if not new_tasks:

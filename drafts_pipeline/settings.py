@@ -52,3 +52,8 @@ def batch_size() -> int:
 def sensor_max_tasks_per_tick() -> int:
     """`DRAFTS_SENSOR_MAX_TASKS`: new tasks one sensor tick reads at most, default 1000."""
     return _positive_int("DRAFTS_SENSOR_MAX_TASKS", 1000)
+
+
+def sensor_interval_s() -> int:
+    """`DRAFTS_SENSOR_INTERVAL_S`: seconds between sensor ticks at the least, default 30."""
+    return _positive_int("DRAFTS_SENSOR_INTERVAL_S", 30)
