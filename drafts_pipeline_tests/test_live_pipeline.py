@@ -149,3 +149,28 @@ def test_no_api_key_reaches_logs_tables_metadata_or_exports(
 
 def result_run_id(instance: dg.DagsterInstance) -> str:
     return instance.get_runs(limit=1)[0].run_id
+
+
+def test_a_batch_run_calls_concurrently_within_each_providers_limits(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    fake_providers: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    """One run over 24 tasks: each provider's calls overlap, up to its in-flight cap, and start
+    no faster than its requests-per-minute pace (both counted at the server)."""
+    for spec in PROVIDER_SPECS:
+        fake_providers.script(spec.name).latency_s = 0.2
+    ids = add_tasks(store, 24)
+    limits = {"max_in_flight": 4, "requests_per_minute": 1200}
+    result = materialize_tasks(
+        instance, store.database_url, ids, providers=live_providers(fake_providers, **limits)
+    )
+    assert result.success and store.task_ids("voting") == ids
+    for spec in PROVIDER_SPECS:
+        script = fake_providers.script(spec.name)
+        assert script.calls == 24
+        assert 2 <= script.max_in_flight <= 4, (spec.name, script.max_in_flight)
+        starts = sorted(request.received_at for request in script.requests)
+        # 1200 a minute is one start per 50 ms: 24 starts span at least 23 intervals.
+        assert starts[-1] - starts[0] >= 23 * 0.05 * 0.9, spec.name
