@@ -1,7 +1,7 @@
 """`DraftStore`: every read and write of tasks, drafts and calls, with the design's invariants."""
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -117,19 +117,6 @@ class DraftStore(dg.ConfigurableResource):
         )
         with self._session() as session, session.begin():
             return len(list(session.scalars(statement, rows)))
-
-    def existing_task_ids(self, ids: Iterable[str]) -> set[str]:
-        wanted = list(ids)
-        found: set[str] = set()
-        with self._session() as session:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                found.update(
-                    session.scalars(
-                        select(DocumentationTask.id).where(DocumentationTask.id.in_(chunk))
-                    )
-                )
-        return found
 
     def tasks_by_id(self, ids: Sequence[str]) -> dict[str, DocumentationTask]:
         with self._session() as session:

@@ -8,6 +8,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 
 from drafts_pipeline.errors import ConfigurationError
 
@@ -72,6 +73,4 @@ def require_current(url: str) -> None:
 
 def safe_url(url: str) -> str:
     """The URL with any password hidden, for messages and logs."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
