@@ -235,11 +235,11 @@ def test_messages_never_repeat_a_key() -> None:
         openai_error(401, "invalid_request_error", f"Incorrect API key provided: {masked}.")
     )
     forbidden = classify(
-        openai_error(403, "invalid_request_error", "Key sk-live-0123456789abcdef has no access")
+        openai_error(403, "invalid_request_error", "Key sk-fake-01234567 has no access")
     )
 
     assert masked not in unauthorized.message and "wxyz" not in unauthorized.message
-    assert "sk-live-0123456789abcdef" not in forbidden.message
+    assert "sk-fake-01234567" not in forbidden.message
     assert "[redacted]" in forbidden.message
 
 
