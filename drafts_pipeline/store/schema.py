@@ -59,9 +59,15 @@ def upgrade(url: str) -> None:
         command.upgrade(config, "head")
 
 
+@cache
+def head_revision() -> str | None:
+    """The newest migration; read once per process, not on every sensor tick or step."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
 def require_current(url: str) -> None:
     """Fail with an actionable message when the schema is missing or behind."""
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = head_revision()
     with engine_for(url).connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     if current != head:
