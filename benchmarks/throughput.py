@@ -21,13 +21,14 @@ same N tasks and prints the provider calls that made (the goal is none).
 import argparse
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from sqlalchemy import func, select
 from benchmarks.process_tree import ProcessTreeMonitor
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.store import DraftStore, TaskInput
-from drafts_pipeline.store.models import DraftVersion
+from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline.store.schema import engine_for
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -129,6 +130,22 @@ def load_tasks(database_url: str, count: int) -> list[str]:
     return [task.id for task in tasks]
 
 
+def call_span(database_url: str, since: float) -> tuple[float, float]:
+    """Seconds from `since` (Unix time) to the first provider call and to the last answer."""
+    store = DraftStore(database_url=database_url)
+    with store._session() as session:
+        calls = session.execute(select(LLMCall.started_at, LLMCall.latency_ms)).all()
+    if not calls:
+        return 0.0, 0.0
+
+    def at(started: datetime) -> float:
+        return (started if started.tzinfo else started.replace(tzinfo=UTC)).timestamp() - since
+
+    first = min(at(started) for started, _ in calls)
+    last = max(at(started) + (latency or 0) / 1000 for started, latency in calls)
+    return first, last
+
+
 def outcome(database_url: str) -> tuple[Counter[str], Counter[str]]:
     """Tasks by status, newest drafts by status."""
     store = DraftStore(database_url=database_url)
@@ -170,11 +187,13 @@ class PathResult:
     calls: dict[str, dict[str, int]]
     tasks: Counter[str]
     drafts: Counter[str]
+    first_call_s: float
+    last_answer_s: float
 
 
 def run_in_process_path(env: dict[str, str], server: FakeServer, database_url: str) -> PathResult:
     before = server.stats()
-    started = time.perf_counter()
+    started, since = time.perf_counter(), time.time()
     process = subprocess.Popen(
         [sys.executable, "-c", "from drafts_pipeline.cli import run_cli; run_cli()", "run"],
         env=env, cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -186,22 +205,8 @@ def run_in_process_path(env: dict[str, str], server: FakeServer, database_url: s
         raise SystemExit(f"drafts-pipeline run failed:\n{output}")
     tasks, drafts = outcome(database_url)
     return PathResult("in-process", wall, monitor.cpu_seconds, monitor.peak_rss_bytes,
-                      _delta(before, server.stats()), tasks, drafts)  # fmt: skip
-
-
-DAEMON_INSTANCE = """\
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-concurrency:
-  runs:
-    max_concurrent_runs: 4
-  pools:
-    granularity: op
-    default_limit: 1
-telemetry:
-  enabled: false
-"""
+                      _delta(before, server.stats()), tasks, drafts,
+                      *call_span(database_url, since))  # fmt: skip
 
 
 def run_daemon_path(
@@ -213,7 +218,8 @@ def run_daemon_path(
     with tempfile.TemporaryDirectory(
         prefix="drafts-bench-home-", ignore_cleanup_errors=True
     ) as home:
-        Path(home, "dagster.yaml").write_text(textwrap.dedent(DAEMON_INSTANCE))
+        # The project's own instance settings (queue, pool), on SQLite in the temporary home.
+        shutil.copy(REPOSITORY / "dagster.yaml", Path(home, "dagster.yaml"))
         log = Path(home, "daemon.log")
         booted = time.perf_counter()
         daemon = subprocess.Popen(
@@ -232,7 +238,7 @@ def run_daemon_path(
                 f"\n  (daemon up and first sensor tick after {time.perf_counter() - booted:.1f} s)"
             )
             cpu_at_start = monitor.cpu_seconds
-            started = time.perf_counter()
+            started, since = time.perf_counter(), time.time()
             load_tasks(database_url, count)
             while time.perf_counter() - started < timeout_s:
                 if len(store.task_ids("voting")) + len(store.task_ids("failed")) >= count:
@@ -246,7 +252,8 @@ def run_daemon_path(
             print(log.read_text()[-3000:], file=sys.stderr)
     tasks, drafts = outcome(database_url)
     return PathResult("daemon", wall, cpu, monitor.peak_rss_bytes,
-                      _delta(before, server.stats()), tasks, drafts)  # fmt: skip
+                      _delta(before, server.stats()), tasks, drafts,
+                      *call_span(database_url, since))  # fmt: skip
 
 
 def _delta(before: dict, after: dict) -> dict[str, dict[str, int]]:
@@ -291,6 +298,10 @@ def report(result: PathResult, count: int, bound_min: float, baseline_per_min: f
     print(f"  tasks per minute        {per_minute:8.1f}")
     print(f"  vs rate-limit bound     {ratio:8.0%}   (bound {bound_min * 60:.1f} s)")
     print(f"  vs sequential baseline  {per_minute / baseline_per_min:8.1f}x")
+    tail = result.wall_s - result.last_answer_s
+    print(f"  first provider call     {result.first_call_s:8.1f} s   after the start")
+    last = result.last_answer_s
+    print(f"  last answer             {last:8.1f} s   after the start, {tail:.1f} s before the end")
     print(f"  provider calls          {calls:8d}   (429s received: {too_many})")
     print(f"  max in flight/provider  {max(c['max_in_flight'] for c in result.calls.values()):8d}")
     print(f"  tasks                   {dict(result.tasks)}")

@@ -125,6 +125,8 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
 
         def run(spec: ProviderSpec) -> ProviderBatchReport:
             provider: LLMProvider = getattr(context.resources, spec.resource_key)
+            # Runs drafting at the same time split each provider's rate.
+            provider.share_pace(store.pace_book(provider.name))
             return draft_with_provider(
                 store, provider, tasks, run_id=context.run.run_id, force=config.force
             )

@@ -1,17 +1,22 @@
-"""Client-side limits of one provider resource, shared by all its threads.
+"""Client-side limits of a provider: an in-flight cap and a pace shared by every caller.
 
 `RequestLimiter` keeps the provider's quotas from being the thing that stops us: at most
-`max_in_flight` requests at once, and request starts spaced `60 / requests_per_minute` seconds
-apart (a pacer rather than a bucket, so no burst can trip a per-second limit). A 429 pauses every
-caller until the wait the provider asked for has passed and halves the rate; each success then
-wins back a little of it (additive increase, multiplicative decrease), so a crowd of threads
-cannot turn one 429 into a storm.
+`max_in_flight` requests at once from this limiter, and request starts spaced
+`60 / requests_per_minute` seconds apart (a pacer rather than a bucket, so no burst can trip a
+per-second limit). A 429 pauses every caller until the wait the provider asked for has passed and
+halves the rate; each success then wins back a little of it (additive increase, multiplicative
+decrease), so a crowd of threads cannot turn one 429 into a storm.
+
+The pace (next start, pause, rate factor) lives in a `PaceBook`. `LocalPaceBook` keeps it in this
+process; the draft store keeps one that every process shares (`DraftStore.pace_book`), so runs
+drafting at the same time split one provider's rate instead of each taking all of it.
 """
 
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from drafts_pipeline.errors import DraftsError
 
@@ -27,6 +32,81 @@ class LimiterPaused(DraftsError):
         super().__init__(f"rate limited: the provider asked to pause for another {wait_s:.0f} s")
 
 
+class PaceBook(Protocol):
+    """Where one provider's request starts are booked, on the book's own clock."""
+
+    def now(self) -> float:
+        """The book's clock, in seconds."""
+        ...
+
+    def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
+        """Reserve the next start, `interval_s / rate factor` after the one before and no
+        sooner than now or the end of a pause; returns (start, pause end seen).
+
+        Raises `LimiterPaused`, booking nothing, when the pause has longer than `max_pause_s`
+        to run."""
+        ...
+
+    def paused_until(self) -> float: ...
+
+    def slow_down(self, pause_s: float) -> None:
+        """A 429: pause everyone `pause_s`; halve the rate once per pause, not once per caller."""
+        ...
+
+    def speed_up(self, step: float) -> None:
+        """A success: win back `step` of the rate factor, up to 1."""
+        ...
+
+    def rate_factor(self) -> float: ...
+
+
+def slowed(rate_factor: float) -> float:
+    return max(MIN_RATE_FACTOR, rate_factor / 2)
+
+
+class LocalPaceBook:
+    """A pace kept in this process, shared by the threads of one limiter."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next_start = clock()
+        self._paused_until = clock()
+        self._rate_factor = 1.0
+
+    def now(self) -> float:
+        return self._clock()
+
+    def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
+        with self._lock:
+            now = self._clock()
+            pause = self._paused_until - now
+            if max_pause_s is not None and pause > max_pause_s:
+                raise LimiterPaused(pause)
+            start = max(now, self._next_start, self._paused_until)
+            self._next_start = start + interval_s / self._rate_factor
+            return start, self._paused_until
+
+    def paused_until(self) -> float:
+        with self._lock:
+            return self._paused_until
+
+    def slow_down(self, pause_s: float) -> None:
+        with self._lock:
+            now = self._clock()
+            if now >= self._paused_until:
+                self._rate_factor = slowed(self._rate_factor)
+            self._paused_until = max(self._paused_until, now + max(0.0, pause_s))
+
+    def speed_up(self, step: float) -> None:
+        with self._lock:
+            self._rate_factor = min(1.0, self._rate_factor + step)
+
+    def rate_factor(self) -> float:
+        with self._lock:
+            return self._rate_factor
+
+
 class RequestLimiter:
     """An in-flight cap plus a requests-per-minute pacer that slows down after a 429."""
 
@@ -35,33 +115,29 @@ class RequestLimiter:
         max_in_flight: int,
         requests_per_minute: float,
         *,
+        book: PaceBook | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`clock` is the clock of the `LocalPaceBook` made when no `book` is given."""
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         if requests_per_minute <= 0:
             raise ValueError(f"requests_per_minute must be positive, not {requests_per_minute}")
         self._slots = threading.BoundedSemaphore(max_in_flight)
-        self._lock = threading.Lock()
-        self._clock = clock
+        self._book = book if book is not None else LocalPaceBook(clock)
         self._sleep = sleep
         self._interval_s = 60.0 / requests_per_minute
-        self._next_start = clock()
-        self._paused_until = clock()
-        self._rate_factor = 1.0
 
     @property
     def rate_factor(self) -> float:
         """The share of `requests_per_minute` currently allowed (1.0 = full rate)."""
-        with self._lock:
-            return self._rate_factor
+        return self._book.rate_factor()
 
     @property
     def paused_for_s(self) -> float:
         """How long every caller still waits because of the last 429."""
-        with self._lock:
-            return max(0.0, self._paused_until - self._clock())
+        return max(0.0, self._book.paused_until() - self._book.now())
 
     @contextmanager
     def slot(self, max_pause_s: float | None = None) -> Iterator[None]:
@@ -79,29 +155,19 @@ class RequestLimiter:
 
     def _wait_for_start(self, max_pause_s: float | None) -> None:
         while True:
-            with self._lock:
-                now = self._clock()
-                pause = self._paused_until - now
-                if max_pause_s is not None and pause > max_pause_s:
-                    raise LimiterPaused(pause)
-                start = max(now, self._next_start, self._paused_until)
-                self._next_start = start + self._interval_s / self._rate_factor
-                pause_seen = self._paused_until
-            if start > now:
-                self._sleep(start - now)
-            with self._lock:
-                if self._paused_until <= pause_seen:
-                    return
+            start, pause_seen = self._book.book(self._interval_s, max_pause_s)
+            wait = start - self._book.now()
+            if wait <= 0:
+                return
+            self._sleep(wait)
+            # A 429 that arrived while this caller slept moves it behind the new pause.
+            if self._book.paused_until() <= pause_seen:
+                return
 
     def on_rate_limited(self, pause_s: float) -> None:
         """A 429: everyone waits `pause_s`; the rate halves once per pause, not once per thread."""
-        with self._lock:
-            now = self._clock()
-            if now >= self._paused_until:
-                self._rate_factor = max(MIN_RATE_FACTOR, self._rate_factor / 2)
-            self._paused_until = max(self._paused_until, now + max(0.0, pause_s))
+        self._book.slow_down(pause_s)
 
     def on_success(self) -> None:
         """A success wins back part of the rate lost to 429s."""
-        with self._lock:
-            self._rate_factor = min(1.0, self._rate_factor + RATE_RECOVERY_PER_SUCCESS)
+        self._book.speed_up(RATE_RECOVERY_PER_SUCCESS)

@@ -29,7 +29,7 @@ from pydantic import Field, PrivateAttr
 
 from drafts_pipeline.errors import ConfigurationError, ProviderError
 from drafts_pipeline.llm.generation import CallAttempt, Generation
-from drafts_pipeline.llm.limits import LimiterPaused, RequestLimiter
+from drafts_pipeline.llm.limits import LimiterPaused, PaceBook, RequestLimiter
 from drafts_pipeline.llm.offline import offline_answer
 from drafts_pipeline.llm.pricing import ModelPrice, TokenUsage, cost_usd, resolve_price
 from drafts_pipeline.llm.retry import Failure, RetryPolicy, classify, decide
@@ -112,6 +112,7 @@ class LLMProvider(dg.ConfigurableResource):
 
     _client: Any = PrivateAttr(default=None)
     _limiter: RequestLimiter | None = PrivateAttr(default=None)
+    _pace_book: PaceBook | None = PrivateAttr(default=None)
     _account_failure: Failure | None = PrivateAttr(default=None)
     _state_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
@@ -173,11 +174,20 @@ class LLMProvider(dg.ConfigurableResource):
             output_usd_per_mtok=self.output_usd_per_mtok,
         )
 
+    def share_pace(self, book: PaceBook) -> None:
+        """Pace requests through `book` (e.g. the store's, shared by every process) instead of
+        a pace of this instance's own; the in-flight cap stays this instance's."""
+        with self._state_lock:
+            self._pace_book = book
+            self._limiter = None
+
     def request_limiter(self) -> RequestLimiter:
         """The limiter all threads of this resource instance share, made on first use."""
         with self._state_lock:
             if self._limiter is None:
-                self._limiter = RequestLimiter(self.max_in_flight, self.requests_per_minute)
+                self._limiter = RequestLimiter(
+                    self.max_in_flight, self.requests_per_minute, book=self._pace_book
+                )
             return self._limiter
 
     def sdk_client(self) -> Any:

@@ -17,6 +17,7 @@ from drafts_pipeline.llm.generation import CallAttempt
 from drafts_pipeline.prompts.templates import BuiltPrompt
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall, utcnow
+from drafts_pipeline.store.pacing import StorePaceBook
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class DraftStore(dg.ConfigurableResource):
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    def pace_book(self, provider: str) -> StorePaceBook:
+        """The request pace of `provider` that every process drafting on this store shares."""
+        return StorePaceBook(self.engine, provider)
 
     # --- tasks -------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -132,3 +133,19 @@ class LLMCall(Base):
         DateTime(timezone=True), nullable=False, index=True
     )
     run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class ProviderPace(Base):
+    """One provider's request pace, shared by every process that calls it (`store/pacing.py`).
+    Times are Unix seconds."""
+
+    __tablename__ = "provider_pace"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_start_at: Mapped[float] = mapped_column(Float, nullable=False)
+    paused_until: Mapped[float] = mapped_column(Float, nullable=False)
+    rate_factor: Mapped[float] = mapped_column(Float, nullable=False)
+
+    __table_args__ = (
+        CheckConstraint("rate_factor > 0 AND rate_factor <= 1", name="ck_pace_rate_factor"),
+    )

@@ -1,0 +1,116 @@
+"""A provider's request pace kept in the draft store, so every process shares one pace.
+
+The daemon runs each batch in a process of its own, and the in-process runner overlaps batches;
+a pace per process would let N concurrent runs start N times the provider's rate. Each booking is
+one short transaction on the provider's row (a row lock on PostgreSQL, the write lock on SQLite),
+so bookings from every process line up one interval apart.
+
+Times are Unix seconds from the booking process's clock. Processes on one machine share it;
+NTP-synchronised machines agree to a few milliseconds, well under a pacing interval.
+"""
+
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine, Row, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from drafts_pipeline.llm.limits import LimiterPaused, slowed
+from drafts_pipeline.store.models import ProviderPace
+
+
+class StorePaceBook:
+    """`PaceBook` of one provider over the `provider_pace` table."""
+
+    def __init__(
+        self, engine: Engine, provider: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._engine = engine
+        self._provider = provider
+        self._clock = clock
+        self._row_lock = threading.Lock()
+        self._row_exists = False
+        # The factor the last booking saw: a success at full rate writes nothing.
+        self._last_factor = 1.0
+
+    def now(self) -> float:
+        return self._clock()
+
+    def _ensure_row(self) -> None:
+        """Make the provider's row, committed before any booking looks for it."""
+        with self._row_lock:
+            if self._row_exists:
+                return
+            now = self._clock()
+            with self._engine.begin() as connection:
+                insert = (
+                    postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+                )
+                connection.execute(
+                    insert(ProviderPace)
+                    .values(provider=self._provider, next_start_at=now, paused_until=now,
+                            rate_factor=1.0)
+                    .on_conflict_do_nothing(index_elements=["provider"])
+                )  # fmt: skip
+            self._row_exists = True
+
+    def _locked_row(self, connection: Connection) -> Row:
+        """The provider's row, locked until the transaction ends."""
+        return connection.execute(
+            select(ProviderPace.next_start_at, ProviderPace.paused_until, ProviderPace.rate_factor)
+            .where(ProviderPace.provider == self._provider)
+            .with_for_update()
+        ).one()
+
+    def _write(self, connection: Connection, **values: float) -> None:
+        connection.execute(
+            update(ProviderPace).where(ProviderPace.provider == self._provider).values(**values)
+        )
+
+    def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
+        self._ensure_row()
+        with self._engine.begin() as connection:
+            pace = self._locked_row(connection)
+            now = self._clock()
+            pause = pace.paused_until - now
+            if max_pause_s is not None and pause > max_pause_s:
+                raise LimiterPaused(pause)
+            start = max(now, pace.next_start_at, pace.paused_until)
+            self._write(connection, next_start_at=start + interval_s / pace.rate_factor)
+        self._last_factor = pace.rate_factor
+        return start, pace.paused_until
+
+    def paused_until(self) -> float:
+        with self._engine.connect() as connection:
+            found = connection.scalar(
+                select(ProviderPace.paused_until).where(ProviderPace.provider == self._provider)
+            )
+        return found if found is not None else self._clock()
+
+    def slow_down(self, pause_s: float) -> None:
+        self._ensure_row()
+        with self._engine.begin() as connection:
+            pace = self._locked_row(connection)
+            now = self._clock()
+            factor = slowed(pace.rate_factor) if now >= pace.paused_until else pace.rate_factor
+            until = max(pace.paused_until, now + max(0.0, pause_s))
+            self._write(connection, paused_until=until, rate_factor=factor)
+        self._last_factor = factor
+
+    def speed_up(self, step: float) -> None:
+        if self._last_factor >= 1.0:
+            return
+        self._ensure_row()
+        with self._engine.begin() as connection:
+            pace = self._locked_row(connection)
+            factor = min(1.0, pace.rate_factor + step)
+            self._write(connection, rate_factor=factor)
+        self._last_factor = factor
+
+    def rate_factor(self) -> float:
+        with self._engine.connect() as connection:
+            found = connection.scalar(
+                select(ProviderPace.rate_factor).where(ProviderPace.provider == self._provider)
+            )
+        return found if found is not None else 1.0

@@ -1,0 +1,127 @@
+"""One provider pace shared through the draft store by every limiter (run, process) using it."""
+
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from drafts_pipeline.llm.limits import LimiterPaused, RequestLimiter
+from drafts_pipeline.llm.resource import DraftRequest, LLMProvider
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline_tests.fake_providers import FakeProviderServer
+from drafts_pipeline_tests.test_retry import FakeTime
+
+
+def shared_limiter(store: DraftStore, fake: FakeTime, per_minute: float = 120) -> RequestLimiter:
+    """A limiter as one run's resource makes it: its own in-flight cap, the store's pace."""
+    book = store.pace_book("claude")
+    book._clock = fake.clock
+    return RequestLimiter(4, per_minute, book=book, sleep=fake.sleep)
+
+
+def test_limiters_on_one_store_book_one_pace(store: DraftStore) -> None:
+    fake = FakeTime()
+    first, second = shared_limiter(store, fake), shared_limiter(store, fake)
+
+    starts = []
+    for limiter in (first, second, first, second):
+        with limiter.slot():
+            starts.append(fake.now)
+
+    assert starts == [1000.0, 1000.5, 1001.0, 1001.5]
+
+
+def test_a_429_seen_by_one_limiter_pauses_and_slows_the_others(store: DraftStore) -> None:
+    fake = FakeTime()
+    first, second = shared_limiter(store, fake, per_minute=60), shared_limiter(store, fake, 60)
+    with first.slot():
+        pass
+
+    first.on_rate_limited(5.0)
+    first.on_rate_limited(5.0)
+    starts = []
+    for _ in range(2):
+        with second.slot():
+            starts.append(fake.now)
+
+    assert second.rate_factor == 0.5
+    assert starts == [1005.0, 1007.0]
+    for _ in range(20):
+        second.on_success()
+    assert first.rate_factor == 1.0
+
+
+def test_a_shared_pause_longer_than_the_caller_accepts_raises(store: DraftStore) -> None:
+    fake = FakeTime()
+    first, second = shared_limiter(store, fake), shared_limiter(store, fake)
+    first.on_rate_limited(3600)
+
+    with pytest.raises(LimiterPaused), second.slot(max_pause_s=60):
+        pass
+
+    assert fake.slept == []
+    assert second.paused_for_s == pytest.approx(3600)
+
+
+def test_many_threads_first_booking_at_once_each_get_their_own_start(store: DraftStore) -> None:
+    """The first bookings of a new provider race to make its row; none may find it missing."""
+    book = store.pace_book("kimi")
+    ready = threading.Barrier(12)
+
+    def first_booking(_: int) -> float:
+        ready.wait()
+        return book.book(0.01, None)[0]
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        starts = sorted(pool.map(first_booking, range(12)))
+
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.01 - 1e-6
+
+
+def requests(prefix: str, count: int) -> list[DraftRequest]:
+    code = "def f(x):\n    return x\n"
+    return [DraftRequest(f"{prefix}{n}", f"Symbol: f\n{code}", "f", code) for n in range(count)]
+
+
+def two_runs_at_once(
+    fake_providers: FakeProviderServer, store: DraftStore | None, per_minute: int
+) -> list[object]:
+    """Two resource instances, as two concurrent runs hold them, each drafting 8 tasks."""
+    resources: list[LLMProvider] = []
+    for _ in range(2):
+        resource = fake_providers.resource("claude", requests_per_minute=per_minute,
+                                           max_in_flight=4, initial_delay_s=0.05)  # fmt: skip
+        if store is not None:
+            resource.share_pace(store.pace_book("claude"))
+        resources.append(resource)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batches = pool.map(
+            lambda pair: pair[0].generate_many(requests(pair[1], 8)),
+            zip(resources, ("a", "b"), strict=True),
+        )
+        return [outcome for batch in batches for outcome in batch.values()]
+
+
+def test_concurrent_runs_split_one_rate_at_the_server(
+    store: DraftStore, fake_providers: FakeProviderServer
+) -> None:
+    """Each run paced alone at 10 a second makes 20 a second together and draws 429s from a
+    server allowing 14; sharing the store's pace keeps the pair at 10 a second, with no 429."""
+    script = fake_providers.script("claude")
+    script.rate_limit, script.rate_window_s = 7, 0.5
+
+    two_runs_at_once(fake_providers, None, per_minute=600)
+    assert 429 in script.statuses
+
+    script.requests.clear()
+    script.accepted_at.clear()
+    outcomes = two_runs_at_once(fake_providers, store, per_minute=600)
+
+    assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    assert 429 not in script.statuses
+    starts = sorted(request.received_at for request in script.requests)
+    assert len(starts) == 16
+    # One pace of 10 a second: 16 starts span at least 15 intervals of 0.1 s.
+    assert starts[-1] - starts[0] >= 15 * 0.1 * 0.9
