@@ -78,7 +78,7 @@ def tasks_import(file: Path) -> None:
     )
 
 
-def _run_drafting(batch_size: int | None, force: bool) -> list:
+def _run_drafting(batch_size: int | None, force: bool, concurrent_runs: int | None = None) -> list:
     """Draft every task in `drafting`, in-process, in the mode DRAFTS_LLM_MODE says."""
     from drafts_pipeline.definitions import defs
     from drafts_pipeline.runner import run_in_process
@@ -88,17 +88,26 @@ def _run_drafting(batch_size: int | None, force: bool) -> list:
     if not task_ids:
         return []
     return run_in_process(
-        defs, task_ids, batch_size=batch_size or settings.batch_size(), force=force
+        defs,
+        task_ids,
+        batch_size=batch_size or settings.batch_size(),
+        concurrent_runs=concurrent_runs or settings.in_process_runs(),
+        force=force,
     )
 
 
 @main.command("run")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Tasks per run (DRAFTS_BATCH_SIZE).")
+@click.option(
+    "--concurrent-runs",
+    type=click.IntRange(min=1),
+    help="Batch runs going at once (DRAFTS_IN_PROCESS_RUNS, default 2).",
+)
 @click.option("--force", is_flag=True, help="Regenerate drafts even where a valid one exists.")
-def run(batch_size: int | None, force: bool) -> None:
+def run(batch_size: int | None, concurrent_runs: int | None, force: bool) -> None:
     """Materialise the graph in-process for every task in `drafting`."""
     _check_keys()
-    runs = _run_drafting(batch_size, force)
+    runs = _run_drafting(batch_size, force, concurrent_runs)
     _report_runs(runs)
 
 

@@ -57,3 +57,9 @@ def sensor_max_tasks_per_tick() -> int:
 def sensor_interval_s() -> int:
     """`DRAFTS_SENSOR_INTERVAL_S`: seconds between sensor ticks at the least, default 30."""
     return _positive_int("DRAFTS_SENSOR_INTERVAL_S", 30)
+
+
+def in_process_runs() -> int:
+    """`DRAFTS_IN_PROCESS_RUNS`: batch runs `drafts-pipeline run` keeps going at once, default 2,
+    so one batch's start and finish overlap another's provider calls."""
+    return _positive_int("DRAFTS_IN_PROCESS_RUNS", 2)

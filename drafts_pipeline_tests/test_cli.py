@@ -1,13 +1,17 @@
 """The `drafts-pipeline` command line, as a user runs it."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.store import DraftStore
+from drafts_pipeline_tests.factories import make_task
+from drafts_pipeline_tests.fake_providers import FakeProviderServer
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -70,3 +74,28 @@ def test_import_of_a_bad_file_reports_every_row_and_imports_nothing(
     assert "line 2:" in result.stderr and "comma" in result.stderr and "line 3:" in result.stderr
     store = DraftStore(database_url=database_url)
     assert store.task_ids("drafting") == []
+
+
+def test_overlapping_batch_runs_draft_each_task_once_with_each_provider(
+    env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
+) -> None:
+    """`run` over 10 tasks in batches of 3, two runs at once, live against the fake server."""
+    store = DraftStore(database_url=database_url)
+    store.upgrade()
+    ids = [f"svc.jobs.step_{i}" for i in range(10)]
+    store.add_tasks([make_task(task_id) for task_id in ids])
+    live = {**env, "DRAFTS_LLM_MODE": "live"}
+    for spec in PROVIDER_SPECS:
+        fake_providers.script(spec.name).latency_s = 0.1
+        live[spec.key_env] = fake_providers.script(spec.name).api_key or ""
+        live[spec.base_url_env] = fake_providers.base_url(spec.name)
+
+    result = cli("run", "--batch-size", "3", "--concurrent-runs", "2", env=live, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 run(s), 10 task(s), 0 failed run(s)" in result.stdout
+    assert sorted(store.task_ids("voting")) == sorted(ids)
+    for spec in PROVIDER_SPECS:
+        requests = fake_providers.script(spec.name).requests
+        drafted = sorted(re.findall(r"Symbol: (\w+)", json.dumps(r.body))[0] for r in requests)
+        assert drafted == sorted(task.rsplit(".", 1)[-1] for task in ids), spec.name

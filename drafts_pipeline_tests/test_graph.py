@@ -13,7 +13,7 @@ from drafts_pipeline.definitions import defs
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.generation import CallAttempt, Generation
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
-from drafts_pipeline.llm.resource import DraftRequest, LLMProvider
+from drafts_pipeline.llm.resource import DraftRequest, LLMProvider, OnStart
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline.voting_set import export_voting_set, voting_ready_frame
@@ -27,7 +27,7 @@ IDENTITY_WORDS = ["claude", "openai", "kimi", "anthropic", "moonshot", "offline-
 class DownProvider(LLMProvider):
     """A provider whose every call fails for good, as after its retry policy."""
 
-    def _generate_live(self, request: DraftRequest) -> Generation:
+    def _generate_live(self, request: DraftRequest, on_start: OnStart | None = None) -> Generation:
         call = CallAttempt(
             provider=self.name,
             model=self.model,

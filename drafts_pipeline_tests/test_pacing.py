@@ -1,14 +1,20 @@
 """One provider pace shared through the draft store by every limiter (run, process) using it."""
 
 import itertools
+import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from drafts_pipeline.drafting.provider_batch import draft_with_provider
 from drafts_pipeline.llm.limits import LimiterPaused, RequestLimiter
 from drafts_pipeline.llm.resource import DraftRequest, LLMProvider
+from drafts_pipeline.prompts.templates import build_prompt
 from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.models import DocumentationTask
+from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
 from drafts_pipeline_tests.test_retry import FakeTime
 
@@ -125,3 +131,51 @@ def test_concurrent_runs_split_one_rate_at_the_server(
     assert len(starts) == 16
     # One pace of 10 a second: 16 starts span at least 15 intervals of 0.1 s.
     assert starts[-1] - starts[0] >= 15 * 0.1 * 0.9
+
+
+def prompted_tasks(store: DraftStore, prefix: str, count: int) -> list[DocumentationTask]:
+    ids = [f"svc.mod.{prefix}_handler_{i}" for i in range(count)]
+    store.add_tasks([make_task(task_id) for task_id in ids])
+    tasks = store.tasks_by_id(ids)
+    store.record_prompts(
+        [(t.id, build_prompt(task_id=t.id, template=t.template, language=t.language,
+                             symbol=t.symbol, source_path=t.source_path, code=t.code,
+                             context=t.context)) for t in tasks.values()]
+    )  # fmt: skip
+    return list(store.tasks_by_id(ids).values())
+
+
+def test_overlapping_batches_take_turns_sending_not_waiting_for_answers(
+    store: DraftStore, fake_providers: FakeProviderServer
+) -> None:
+    """Two batches at once in one process: the second sends nothing until the first has sent
+    all its requests, and starts right after that, while the first's answers are still due.
+    (Two in flight each: the first batch sends its six requests over about 0.9 s.)"""
+    script = fake_providers.script("claude")
+    script.latency_s = 0.3
+    batches = {name: prompted_tasks(store, name, 6) for name in ("first", "second")}
+    resources = [
+        fake_providers.resource("claude", max_in_flight=2, requests_per_minute=6000)
+        for _ in range(2)
+    ]
+    for resource in resources:
+        resource.share_pace(store.pace_book("claude"))
+
+    def run(name: str, resource: LLMProvider) -> None:
+        draft_with_provider(store, resource, batches[name], run_id=name)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(run, "first", resources[0])
+        time.sleep(0.05)
+        second = pool.submit(run, "second", resources[1])
+        first.result(), second.result()
+
+    sent = {
+        name: sorted(
+            r.received_at for r in script.requests if f"{name}_handler_" in json.dumps(r.body)
+        )
+        for name in batches
+    }
+    assert len(sent["first"]) == len(sent["second"]) == 6
+    assert max(sent["first"]) <= min(sent["second"])
+    assert min(sent["second"]) - max(sent["first"]) < 0.2  # not after the first's last answer

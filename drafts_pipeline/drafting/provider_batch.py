@@ -1,7 +1,10 @@
 """Draft a batch of tasks with one provider: reuse, call, validate, store. No Dagster here."""
 
 import statistics
+import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -72,11 +75,73 @@ def draft_with_provider(
             to_call.append(task)
     by_id = {task.id: task for task in to_call}
     requests = [DraftRequest(t.id, t.prompt or "", t.symbol, t.code) for t in to_call]
-    for task_id, result in provider.generate_each(requests):
-        record = _record(by_id[task_id], provider, settings, result, run_id, report)
-        stored = store.add_draft(record, result.calls)
-        report.outcomes[record.status if stored else "superseded"] += 1
+    with sending_turn(provider.name, len(requests)) as on_start:
+        for task_id, result in provider.generate_each(requests, on_start):
+            record = _record(by_id[task_id], provider, settings, result, run_id, report)
+            stored = store.add_draft(record, result.calls)
+            report.outcomes[record.status if stored else "superseded"] += 1
     return report
+
+
+class SendingTurns:
+    """Per provider, which batch of this process sends requests; see `sending_turn`."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._changed = threading.Condition()
+        self.turns_taken = 0
+
+    def lock(self, provider: str) -> threading.Lock:
+        with self._changed:
+            return self._locks.setdefault(provider, threading.Lock())
+
+    def taken(self) -> None:
+        with self._changed:
+            self.turns_taken += 1
+            self._changed.notify_all()
+
+    def wait_for_turns(self, count: int, timeout_s: float) -> bool:
+        """Wait until `count` turns have been taken in all; False after `timeout_s`."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.turns_taken >= count, timeout_s)
+
+
+TURNS = SendingTurns()
+
+
+@contextmanager
+def sending_turn(provider: str, requests: int) -> Iterator[Callable[[], None]]:
+    """This process's turn to send requests to `provider`, held from the batch's first request
+    until its last one has been sent (or the batch ends), not until the last answer.
+
+    Batches running at once in one process (overlapping runs) would otherwise interleave their
+    requests under the shared pace and all finish together, so that their last answers,
+    materialisations and ballots would queue at the end. Taking turns, a waiting batch sends its
+    first request one pace interval after the previous batch's last, while that batch's answers
+    are still arriving. Yields the callback to call as each request is sent.
+    """
+    turn = TURNS.lock(provider)
+    sent = 0
+    count_lock = threading.Lock()
+    turn.acquire()
+    held = True
+    TURNS.taken()
+
+    def on_start() -> None:
+        nonlocal sent, held
+        with count_lock:
+            sent += 1
+            if sent >= requests and held:
+                held = False
+                turn.release()
+
+    try:
+        yield on_start
+    finally:
+        with count_lock:
+            if held:
+                held = False
+                turn.release()
 
 
 def _record(

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +37,7 @@ from drafts_pipeline.settings import LLM_MODES
 
 logger = logging.getLogger(__name__)
 
+OnStart = Callable[[], None]
 REDACTED = "[redacted]"
 # Failures that every later call of the same resource would repeat: stop calling.
 ACCOUNT_FAILURES = {"authentication", "quota"}
@@ -197,24 +198,28 @@ class LLMProvider(dg.ConfigurableResource):
                 self._client = self._build_client(self.resolved_api_key())
             return self._client
 
-    def generate(self, request: DraftRequest) -> Generation:
+    def generate(self, request: DraftRequest, on_start: OnStart | None = None) -> Generation:
+        """One draft; `on_start` is called once, when its first attempt is sent."""
         if self.offline:
+            if on_start is not None:
+                on_start()
             return self._generate_offline(request)
-        return self._generate_live(request)
+        return self._generate_live(request, on_start)
 
     def generate_many(self, requests: list[DraftRequest]) -> dict[str, Generation | ProviderError]:
         """task id -> generation or the error that ended it, calls running concurrently."""
         return dict(self.generate_each(requests))
 
     def generate_each(
-        self, requests: list[DraftRequest]
+        self, requests: list[DraftRequest], on_start: OnStart | None = None
     ) -> Iterator[tuple[str, Generation | ProviderError]]:
         """(task id, generation or error) as each call finishes, calls running concurrently
-        up to `max_in_flight`, so the caller can store one result while others are in flight."""
+        up to `max_in_flight`, so the caller can store one result while others are in flight.
+        `on_start` is called as each request's first attempt is sent."""
 
         def one(request: DraftRequest) -> Generation | ProviderError:
             try:
-                return self.generate(request)
+                return self.generate(request, on_start)
             except ProviderError as error:
                 return error
 
@@ -234,7 +239,7 @@ class LLMProvider(dg.ConfigurableResource):
         """One HTTP attempt; raises the SDK's exception, or `MalformedResponseError`."""
         raise NotImplementedError(f"{type(self).__name__} has no live API")
 
-    def _generate_live(self, request: DraftRequest) -> Generation:
+    def _generate_live(self, request: DraftRequest, on_start: OnStart | None = None) -> Generation:
         """Attempts under the retry policy and the shared limiter, each one recorded."""
         key = self.resolved_api_key()
         client = self.sdk_client()
@@ -252,6 +257,8 @@ class LLMProvider(dg.ConfigurableResource):
             try:
                 with limiter.slot(max_pause_s=policy.retry_after_cap_s):
                     started_at, clock = datetime.now(UTC), time.perf_counter()
+                    if attempt == 1 and on_start is not None:
+                        on_start()
                     reply = self._send(client, request)
             except LimiterPaused as paused:
                 failure = Failure(True, "rate_limited", str(paused), status_code=429)
