@@ -41,4 +41,13 @@ def test_production_instance_stores_in_postgres(
     instance = load_instance(ROOT / "deploy", tmp_path)
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 4
-    instance.dispose()
+
+    @dg.asset
+    def probe() -> None:
+        """Writes a run, its events and a materialisation to the production storage."""
+
+    try:
+        assert dg.materialize([probe], instance=instance).success
+        assert instance.get_latest_materialization_event(dg.AssetKey("probe")) is not None
+    finally:
+        instance.dispose()
