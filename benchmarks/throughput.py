@@ -26,7 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -90,6 +93,57 @@ class FakeServer:
     def stop(self) -> None:
         self.connection.send("stop")
         self.process.join(timeout=10)
+
+
+# What the README recommends a deployment sets for the daemon and the webserver: one planned
+# event per asset for a run over a partition range (Dagster's opt-in), and materialisations of a
+# partition range written in batches (PostgreSQL storage; SQLite's writes them one by one).
+DEPLOYMENT_ENV = {
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
+    "DAGSTER_EVENT_BATCH_SIZE": "100",
+}
+
+
+@dataclass
+class Storage:
+    store_url: str
+    instance_file: Path
+    env: dict[str, str]
+
+
+@contextmanager
+def storage(postgres: bool, folder: Path) -> Iterator[Storage]:
+    """Where one path keeps its drafts and its Dagster instance, removed afterwards."""
+    if not postgres:
+        yield Storage(f"sqlite:///{folder}.sqlite3", REPOSITORY / "dagster.yaml", {})
+        return
+    from sqlalchemy.engine import make_url
+
+    from drafts_pipeline_tests.postgres_server import (
+        create_database,
+        drop_database,
+        postgres_server,
+    )
+
+    with postgres_server() as admin:
+        if admin is None:
+            raise SystemExit("--postgres: no PostgreSQL server reachable and no initdb")
+        suffix = uuid.uuid4().hex[:8]
+        store_url = create_database(admin, f"drafts_bench_{suffix}")
+        instance_url = make_url(create_database(admin, f"dagster_bench_{suffix}"))
+        env = {
+            "DAGSTER_PG_HOST": instance_url.host or "127.0.0.1",
+            "DAGSTER_PG_PORT": str(instance_url.port or 5432),
+            "DAGSTER_PG_USERNAME": instance_url.username or "postgres",
+            "DAGSTER_PG_PASSWORD": instance_url.password or "",
+            "DAGSTER_PG_DB": instance_url.database or "",
+        }
+        try:
+            yield Storage(store_url, REPOSITORY / "deploy" / "dagster.yaml", env)
+        finally:
+            engine_for(store_url).dispose()
+            drop_database(admin, f"drafts_bench_{suffix}")
+            drop_database(admin, f"dagster_bench_{suffix}")
 
 
 def start_fake_server(latency_s: float, rate: int) -> FakeServer:
@@ -210,7 +264,12 @@ def run_in_process_path(env: dict[str, str], server: FakeServer, database_url: s
 
 
 def run_daemon_path(
-    env: dict[str, str], server: FakeServer, database_url: str, count: int, timeout_s: float
+    env: dict[str, str],
+    server: FakeServer,
+    database_url: str,
+    count: int,
+    timeout_s: float,
+    instance_file: Path,
 ) -> PathResult:
     """A running deployment receives N tasks: the clock starts when they are loaded, after the
     daemon is up and its sensor has ticked once on an empty queue."""
@@ -218,8 +277,8 @@ def run_daemon_path(
     with tempfile.TemporaryDirectory(
         prefix="drafts-bench-home-", ignore_cleanup_errors=True
     ) as home:
-        # The project's own instance settings (queue, pool), on SQLite in the temporary home.
-        shutil.copy(REPOSITORY / "dagster.yaml", Path(home, "dagster.yaml"))
+        # The project's own instance settings (queue, pool; storage in the production file).
+        shutil.copy(instance_file, Path(home, "dagster.yaml"))
         log = Path(home, "daemon.log")
         booted = time.perf_counter()
         daemon = subprocess.Popen(
@@ -322,8 +381,24 @@ def main() -> None:
     parser.add_argument("--baseline-sample", type=int, default=5, help="tasks drafted sequentially")
     parser.add_argument("--skip-daemon", action="store_true")
     parser.add_argument("--skip-in-process", action="store_true")
-    parser.add_argument("--sensor-interval", type=int, default=5, help="DRAFTS_SENSOR_INTERVAL_S")
+    parser.add_argument(
+        "--sensor-interval",
+        type=int,
+        default=1,
+        help="DRAFTS_SENSOR_INTERVAL_S (the daemon evaluates sensors every 5 s at the most often)",
+    )
     parser.add_argument("--daemon-timeout", type=float, default=600)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="draft store and Dagster instance on PostgreSQL (deploy/dagster.yaml), each in a "
+        "temporary database, instead of SQLite files",
+    )
+    parser.add_argument(
+        "--planned-events-per-partition",
+        action="store_true",
+        help="Dagster's default for the daemon path: one planned event per partition of a run",
+    )
     args = parser.parse_args()
 
     server = start_fake_server(args.latency, args.rate)
@@ -331,30 +406,34 @@ def main() -> None:
         env = {**os.environ, **provider_env(server, args.rate, args.in_flight),
                "DRAFTS_BATCH_SIZE": str(args.batch_size),
                "DRAFTS_SENSOR_INTERVAL_S": str(args.sensor_interval)}  # fmt: skip
+        if not args.planned_events_per_partition:
+            env.update(DEPLOYMENT_ENV)
         bound_min = args.tasks / args.rate + args.latency / 60
         print(f"N={args.tasks} tasks, L={args.latency} s, R={args.rate}/min per provider, "
               f"in-flight cap {args.in_flight}, batch {args.batch_size}; "
               f"bound {bound_min * 60:.1f} s")  # fmt: skip
+        print(f"storage: {'PostgreSQL' if args.postgres else 'SQLite'}; sensor interval "
+              f"{args.sensor_interval} s; planned events per "
+              f"{'partition' if args.planned_events_per_partition else 'range'}")  # fmt: skip
         baseline = sequential_baseline(server, env, args.baseline_sample)
         print(f"\n[sequential baseline]\n  tasks per minute        {baseline:8.1f}   "
               f"(one task at a time, providers in turn; {args.baseline_sample} tasks)")  # fmt: skip
-        with tempfile.TemporaryDirectory(prefix="drafts-bench-") as folder:
-            paths = ([] if args.skip_in_process else [("in-process", "inproc")]) + (
-                [] if args.skip_daemon else [("daemon", "daemon")]
+        with tempfile.TemporaryDirectory(prefix="drafts-bench-") as folder, ExitStack() as stack:
+            paths = ([] if args.skip_in_process else ["in-process"]) + (
+                [] if args.skip_daemon else ["daemon"]
             )
-            for name, file in paths:
-                url = f"sqlite:///{folder}/{file}.sqlite3"
-                path_env = {
-                    **env,
-                    "DRAFTS_DATABASE_URL": url,
-                    "DRAFTS_DATA_DIR": f"{folder}/{file}",
-                }
+            for name in paths:
+                setup = stack.enter_context(storage(args.postgres, Path(folder, name)))
+                url = setup.store_url
+                path_env = {**env, **setup.env, "DRAFTS_DATABASE_URL": url,
+                            "DRAFTS_DATA_DIR": f"{folder}/{name}"}  # fmt: skip
                 if name == "in-process":
                     task_ids = load_tasks(url, args.tasks)
                     result = run_in_process_path(path_env, server, url)
                 else:
                     DraftStore(database_url=url).upgrade()
-                    result = run_daemon_path(path_env, server, url, args.tasks, args.daemon_timeout)
+                    result = run_daemon_path(path_env, server, url, args.tasks,
+                                             args.daemon_timeout, setup.instance_file)  # fmt: skip
                 report(result, args.tasks, bound_min, baseline)
                 if name == "in-process":
                     calls = rerun_calls(path_env, server, url, task_ids)
