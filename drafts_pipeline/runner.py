@@ -79,15 +79,16 @@ def _run_batches(
     job = defs.resolve_job_def("draft_tasks")
 
     def run_batch(batch: Sequence[str]) -> BatchRun:
-        instance = dg.DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, list(batch))
-        result = job.execute_in_process(
-            instance=instance,
-            tags=range_tags(batch[0], batch[-1]),
-            run_config=drafting_config,
-            raise_on_error=False,
-        )
-        return BatchRun(batch[0], batch[-1], len(batch), result.success, result.run_id)
+        # Disposed in the thread that made it: its in-memory SQLite refuses other threads.
+        with dg.DagsterInstance.ephemeral() as instance:
+            instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, list(batch))
+            result = job.execute_in_process(
+                instance=instance,
+                tags=range_tags(batch[0], batch[-1]),
+                run_config=drafting_config,
+                raise_on_error=False,
+            )
+            return BatchRun(batch[0], batch[-1], len(batch), result.success, result.run_id)
 
     with ThreadPoolExecutor(max_workers=concurrent_runs) as pool:
         futures = []
@@ -99,7 +100,8 @@ def _run_batches(
             while not TURNS.wait_for_turns(taken + 1, 0.1) and not futures[-1].done():
                 pass
         results = [future.result() for future in futures]
-    defs.resolve_job_def("publish_voting_set").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), run_config=loggers
-    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        defs.resolve_job_def("publish_voting_set").execute_in_process(
+            instance=instance, run_config=loggers
+        )
     return results
