@@ -8,7 +8,6 @@ from typing import Any
 
 import dagster as dg
 from sqlalchemy import Engine, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,10 +112,8 @@ class DraftStore(dg.ConfigurableResource):
             }
             for task in tasks
         ]
-        dialect = self.engine.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = (
-            insert(DocumentationTask)
+            schema.dialect_insert(self.engine.dialect.name)(DocumentationTask)
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(DocumentationTask.id)
         )

@@ -12,12 +12,13 @@ NTP-synchronised machines agree to a few milliseconds, well under a pacing inter
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from drafts_pipeline.llm.limits import LimiterPaused, slowed
 from drafts_pipeline.store.models import ProviderPace
+from drafts_pipeline.store.schema import dialect_insert
 
 
 class StorePaceBook:
@@ -44,11 +45,8 @@ class StorePaceBook:
                 return
             now = self._clock()
             with self._engine.begin() as connection:
-                insert = (
-                    postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-                )
                 connection.execute(
-                    insert(ProviderPace)
+                    dialect_insert(connection.dialect.name)(ProviderPace)
                     .values(provider=self._provider, next_start_at=now, paused_until=now,
                             rate_factor=1.0)
                     .on_conflict_do_nothing(index_elements=["provider"])
@@ -81,11 +79,12 @@ class StorePaceBook:
         self._last_factor = pace.rate_factor
         return start, pace.paused_until
 
-    def paused_until(self) -> float:
+    def _read(self, column: Any) -> float | None:
         with self._engine.connect() as connection:
-            found = connection.scalar(
-                select(ProviderPace.paused_until).where(ProviderPace.provider == self._provider)
-            )
+            return connection.scalar(select(column).where(ProviderPace.provider == self._provider))
+
+    def paused_until(self) -> float:
+        found = self._read(ProviderPace.paused_until)
         return found if found is not None else self._clock()
 
     def slow_down(self, pause_s: float) -> None:
@@ -109,8 +108,5 @@ class StorePaceBook:
         self._last_factor = factor
 
     def rate_factor(self) -> float:
-        with self._engine.connect() as connection:
-            found = connection.scalar(
-                select(ProviderPace.rate_factor).where(ProviderPace.provider == self._provider)
-            )
+        found = self._read(ProviderPace.rate_factor)
         return found if found is not None else 1.0

@@ -1,13 +1,16 @@
 """Engines and migrations: one engine per database URL and process."""
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from drafts_pipeline.errors import ConfigurationError
@@ -39,6 +42,11 @@ def engine_for(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def dialect_insert(dialect_name: str) -> Callable[..., Any]:
+    """The dialect's INSERT construct, which offers ON CONFLICT DO NOTHING."""
+    return postgresql.insert if dialect_name == "postgresql" else sqlite.insert
 
 
 def _alembic_config() -> Config:
