@@ -4,16 +4,19 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import dagster as dg
-import pandas as pd
 
 from drafts_pipeline import settings
 from drafts_pipeline.errors import DraftsError
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.schema import safe_url
 from drafts_pipeline.voting_set import EXPORT_FORMATS, export_voting_set, voting_ready_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SAMPLE_PROJECT = Path(__file__).parent / "sample_project"
 
@@ -149,7 +152,9 @@ def demo() -> None:
     _print_set(frame)
 
 
-def _print_set(frame: pd.DataFrame) -> None:
+def _print_set(frame: "pd.DataFrame") -> None:
+    import pandas as pd
+
     shown = frame[["task_id", "label", "content"]].copy()
     shown["content"] = shown["content"].str.split("\n").str[0].str.slice(0, 70)
     with pd.option_context(

@@ -10,7 +10,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DataError, IntegrityError
 
 from drafts_pipeline.errors import ConfigurationError
-from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store import DraftStore, schema
 from drafts_pipeline.store.models import Base, DocumentationTask, DraftVersion
 from drafts_pipeline_tests.factories import make_draft, make_task, seed_drafts
 
@@ -28,6 +28,26 @@ def test_upgrade_is_idempotent_and_required(database_url: str) -> None:
     store.upgrade()
     store.upgrade()
     store.require_current()
+
+
+def test_the_known_head_is_the_newest_migration() -> None:
+    assert schema.migrations_head() == schema.HEAD_REVISION
+
+
+def test_upgrade_brings_an_older_schema_to_the_head(database_url: str) -> None:
+    from alembic import command
+
+    store = DraftStore(database_url=database_url)
+    config = schema._alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    with pytest.raises(ConfigurationError, match="at schema 0001, expected 0002"):
+        store.require_current()
+    store.upgrade()
+    store.require_current()
+    with store.engine.connect() as connection:
+        assert schema.current_revision(connection) == schema.HEAD_REVISION
 
 
 def test_add_tasks_skips_existing_ids(store: DraftStore) -> None:

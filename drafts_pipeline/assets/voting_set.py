@@ -1,12 +1,16 @@
 """`voting_ready_set`: every task in voting with its labelled drafts, for the voting app."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-import pandas as pd
 
 from drafts_pipeline.assets.ballot import voting_ballot
 from drafts_pipeline.settings import data_dir
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.voting_set import export_voting_set, identity_leaks, voting_ready_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PREVIEW_ROWS = 10
 
@@ -49,7 +53,7 @@ def voting_ready_set(context: dg.AssetExecutionContext, store: DraftStore):  # t
     )
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def _markdown(frame: "pd.DataFrame") -> str:
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(str(v).replace("|", "/") for v in row) + " |")
