@@ -1,8 +1,8 @@
 """Time `drafting_tasks_sensor` ticks against a large backlog of `drafting` tasks.
 
 Creates a throwaway PostgreSQL database (or uses --database-url), loads N tasks, then runs
-ticks the way the daemon does (evaluate the tick, add its partitions, keep its cursor) until the
-backlog is drained, and prints the tick times.
+ticks the way the daemon does (evaluate the tick, which adds its partitions, and keep its cursor)
+until the backlog is drained, and prints the tick times.
 
     .venv/bin/python -m benchmarks.sensor_scale --tasks 100000
 """
@@ -40,9 +40,9 @@ def load_tasks(store: DraftStore, count: int) -> float:
     return time.perf_counter() - started
 
 
-def drain(instance: dg.DagsterInstance, store: DraftStore) -> tuple[list[float], list[float], int]:
-    """Tick until nothing is new; returns tick seconds, partition-add seconds, runs requested."""
-    cursor, ticks, adds, runs = None, [], [], 0
+def drain(instance: dg.DagsterInstance, store: DraftStore) -> tuple[list[float], int]:
+    """Tick until nothing is new; returns tick seconds and runs requested."""
+    cursor, ticks, runs = None, [], 0
     while True:
         context = dg.build_sensor_context(
             instance=instance, cursor=cursor, resources={"store": store}
@@ -51,16 +51,7 @@ def drain(instance: dg.DagsterInstance, store: DraftStore) -> tuple[list[float],
         result = drafting_tasks_sensor(context)
         ticks.append(time.perf_counter() - started)
         if not result.run_requests:
-            return ticks, adds, runs
-        started = time.perf_counter()
-        for request in result.dynamic_partitions_requests:
-            # As the daemon does after a tick: look each key up, add the missing ones.
-            name = request.partitions_def_name
-            keys = [
-                k for k in request.partition_keys if not instance.has_dynamic_partition(name, k)
-            ]
-            instance.add_dynamic_partitions(name, keys)
-        adds.append(time.perf_counter() - started)
+            return ticks, runs
         runs += len(result.run_requests)
         cursor = result.cursor
 
@@ -86,7 +77,7 @@ def main() -> None:
                 tempfile.TemporaryDirectory() as home,
                 dg.instance_for_test(temp_dir=home) as instance,
             ):
-                ticks, adds, runs = drain(instance, store)
+                ticks, runs = drain(instance, store)
         finally:
             store.engine.dispose()
             if not args.database_url:
@@ -100,9 +91,6 @@ def main() -> None:
         f"max {max(busy):.3f}, last (backlog drained) {busy[-1]:.3f}"
     )
     print(f"empty tick seconds:      {ticks[-1]:.4f}")
-    print(
-        f"daemon's partition adds: median {statistics.median(adds):.3f} s per tick (after the tick)"
-    )
 
 
 if __name__ == "__main__":

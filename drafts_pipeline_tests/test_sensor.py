@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from drafts_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG
+from drafts_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, TASK_PARTITIONS_NAME
 from drafts_pipeline.sensors import drafting_tasks_sensor
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task
@@ -22,10 +22,16 @@ def tick(instance: dg.DagsterInstance, store: DraftStore, cursor: str | None) ->
     return drafting_tasks_sensor(context)
 
 
-def apply(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
-    """Do what the daemon does with a tick's partition requests."""
-    for request in result.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+def partitions(instance: dg.DagsterInstance) -> list[str]:
+    return list(instance.event_log_storage.get_dynamic_partitions(TASK_PARTITIONS_NAME))
+
+
+def requested_keys(result: dg.SensorResult) -> list[str]:
+    """The partition keys of a tick's run requests, in order (each request is a key range)."""
+    keys: list[str] = []
+    for start, end in ranges(result):
+        keys += [start] if start == end else [start, end]
+    return keys
 
 
 def ranges(result: dg.SensorResult) -> list[tuple[str, str]]:
@@ -57,21 +63,31 @@ def test_new_tasks_become_partitions_and_batched_runs(
     monkeypatch.setenv("DRAFTS_BATCH_SIZE", "2")
     store.add_tasks([make_task(f"t.{i}") for i in range(5)])
     result = tick(instance, store, None)
-    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [
-        [f"t.{i}" for i in range(5)]
-    ]
+    # The tick adds the partitions itself, before the daemon creates the runs over them.
+    assert partitions(instance) == [f"t.{i}" for i in range(5)]
+    assert not result.dynamic_partitions_requests
     assert ranges(result) == [("t.0", "t.1"), ("t.2", "t.3"), ("t.4", "t.4")]
     assert len({r.run_key for r in result.run_requests}) == 3
-    apply(instance, result)
 
     again = tick(instance, store, result.cursor)
-    assert not again.run_requests and not again.dynamic_partitions_requests
+    assert not again.run_requests
     assert again.cursor in (None, result.cursor)
 
     store.add_tasks([make_task("t.new")])
     later = tick(instance, store, result.cursor)
     assert ranges(later) == [("t.new", "t.new")]
-    assert [list(r.partition_keys) for r in later.dynamic_partitions_requests] == [["t.new"]]
+    assert partitions(instance) == [*(f"t.{i}" for i in range(5)), "t.new"]
+
+
+def test_a_tick_repeated_after_a_failure_adds_no_partition_twice(
+    instance: dg.DagsterInstance, store: DraftStore
+) -> None:
+    store.add_tasks([make_task(f"t.{i}") for i in range(3)])
+    first = tick(instance, store, None)
+    # The daemon did not store the cursor (say the tick failed): the next tick reads the same.
+    repeated = tick(instance, store, None)
+    assert ranges(repeated) == ranges(first)
+    assert partitions(instance) == ["t.0", "t.1", "t.2"]
 
 
 def test_tick_reads_at_most_its_cap(
@@ -85,11 +101,12 @@ def test_tick_reads_at_most_its_cap(
     store.add_tasks([make_task(f"t.{i}") for i in range(7)])
     cursor, seen = None, []
     for _ in range(3):
+        before = partitions(instance)
         result = tick(instance, store, cursor)
-        keys = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
-        assert len(keys) <= 3
-        seen += keys
-        apply(instance, result)
+        added = partitions(instance)[len(before) :]
+        assert len(added) <= 3
+        assert requested_keys(result) == [added[0], added[-1]] if len(added) > 1 else added
+        seen += added
         cursor = result.cursor
     assert seen == [f"t.{i}" for i in range(7)]
 
