@@ -65,15 +65,20 @@ def test_label_distribution_is_uniform() -> None:
 
 
 @pytest.mark.postgres
-def test_two_runs_racing_move_a_task_to_voting_exactly_once(postgres_url: str) -> None:
-    _race(postgres_url)
+@pytest.mark.parametrize("batched", [False, True], ids=["one_by_one", "batched"])
+def test_two_runs_racing_move_a_task_to_voting_exactly_once(
+    postgres_url: str, batched: bool
+) -> None:
+    _race(postgres_url, batched)
 
 
-def test_racing_on_sqlite_moves_a_task_exactly_once(sqlite_url: str) -> None:
-    _race(sqlite_url)
+@pytest.mark.parametrize("batched", [False, True], ids=["one_by_one", "batched"])
+def test_racing_on_sqlite_moves_a_task_exactly_once(sqlite_url: str, batched: bool) -> None:
+    _race(sqlite_url, batched)
 
 
-def _race(url: str, runners: int = 8, tasks: int = 10) -> None:
+def _race(url: str, batched: bool, runners: int = 8, tasks: int = 10) -> None:
+    """Runners ballot the same tasks at once, each taking them in its own order."""
     store = DraftStore(database_url=url)
     store.upgrade()
     ids = [f"race.t{i}" for i in range(tasks)]
@@ -86,11 +91,17 @@ def _race(url: str, runners: int = 8, tasks: int = 10) -> None:
 
     def runner(seed: int) -> None:
         rng = random.Random(seed)
+        order = rng.sample(ids, len(ids))
         barrier.wait()
-        for task_id in ids:
-            outcome = store.cast_ballot(task_id, min_drafts=2, max_attempts=3, rng=rng)
-            with lock:
-                outcomes[outcome.outcome] += 1
+        if batched:
+            ballots = store.cast_ballots(order, min_drafts=2, max_attempts=3, rng=rng)
+        else:
+            ballots = [
+                store.cast_ballot(task_id, min_drafts=2, max_attempts=3, rng=rng)
+                for task_id in order
+            ]
+        with lock:
+            outcomes.update(outcome.outcome for outcome in ballots)
 
     threads = [threading.Thread(target=runner, args=(seed,)) for seed in range(runners)]
     for thread in threads:

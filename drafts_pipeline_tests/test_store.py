@@ -138,6 +138,37 @@ def test_below_quorum_counts_attempts_then_fails(store: DraftStore) -> None:
     assert "1 valid draft(s), quorum is 2" in task.last_error
 
 
+def test_one_batch_of_ballots_decides_each_task_on_its_own(store: DraftStore) -> None:
+    store.add_tasks([make_task(t) for t in ("t.quorum", "t.below", "t.last_try", "t.done")])
+    seed_drafts(store, "t.quorum", {"claude": "valid", "openai": "valid", "kimi": "valid"})
+    seed_drafts(store, "t.below", {"claude": "valid", "openai": "failed"})
+    seed_drafts(store, "t.last_try", {"kimi": "invalid"})
+    seed_drafts(store, "t.done", {"claude": "valid", "openai": "valid"})
+    store.cast_ballot("t.done", min_drafts=2, max_attempts=3, rng=random.Random(1))
+    for _ in range(2):
+        store.cast_ballot("t.last_try", min_drafts=2, max_attempts=3, rng=random.Random(1))
+
+    keys = ["t.quorum", "t.below", "t.missing", "t.last_try", "t.done"]
+    ballots = store.cast_ballots(keys, min_drafts=2, max_attempts=3, rng=random.Random(2))
+
+    assert [(b.task_id, b.outcome, b.valid_drafts) for b in ballots] == [
+        ("t.quorum", "voting", 3),
+        ("t.below", "drafting", 1),
+        ("t.missing", "unchanged", 0),
+        ("t.last_try", "failed", 0),
+        ("t.done", "unchanged", 0),
+    ]
+    assert sorted(ballots[0].labels.values()) == ["A", "B", "C"]
+    labels = store.ballot_labels(["t.quorum", "t.below", "t.done"])
+    assert sorted(labels["t.quorum"]) == ["A", "B", "C"]
+    assert labels["t.below"] == []
+    assert sorted(labels["t.done"]) == ["A", "B"]
+    tasks = store.tasks_by_id(["t.below", "t.last_try"])
+    assert (tasks["t.below"].status, tasks["t.below"].attempts) == ("drafting", 1)
+    assert tasks["t.below"].last_error == "1 valid draft(s), quorum is 2"
+    assert (tasks["t.last_try"].status, tasks["t.last_try"].attempts) == ("failed", 3)
+
+
 def test_voting_ballot_never_changes_again(store: DraftStore) -> None:
     store.add_tasks([make_task("t.x")])
     seed_drafts(store, "t.x", {"claude": "valid", "openai": "valid", "kimi": "valid"})

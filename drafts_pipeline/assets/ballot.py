@@ -50,10 +50,13 @@ def voting_ballot(
     rng = random.SystemRandom()
     outcomes: Counter[str] = Counter()
     moved: list[str] = []
-    for key in context.partition_keys:
-        outcome = store.cast_ballot(
-            key, min_drafts=config.min_drafts, max_attempts=config.max_attempts, rng=rng
-        )
+    ballots = store.cast_ballots(
+        context.partition_keys,
+        min_drafts=config.min_drafts,
+        max_attempts=config.max_attempts,
+        rng=rng,
+    )
+    for key, outcome in zip(context.partition_keys, ballots, strict=True):
         outcomes[outcome.outcome] += 1
         if outcome.outcome == "voting":
             moved.append(key)

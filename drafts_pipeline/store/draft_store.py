@@ -253,58 +253,140 @@ class DraftStore(dg.ConfigurableResource):
     def cast_ballot(
         self, task_id: str, *, min_drafts: int, max_attempts: int, rng: random.Random
     ) -> BallotOutcome:
-        """Label the newest valid draft of each provider and move the task to `voting`,
-        atomically and exactly once; below quorum count an attempt instead."""
+        """`cast_ballots` for one task."""
+        return self.cast_ballots(
+            [task_id], min_drafts=min_drafts, max_attempts=max_attempts, rng=rng
+        )[0]
+
+    def cast_ballots(
+        self, task_ids: Sequence[str], *, min_drafts: int, max_attempts: int, rng: random.Random
+    ) -> list[BallotOutcome]:
+        """For each task still in `drafting`: at quorum, label the newest valid draft of each
+        provider and move the task to `voting`, exactly once; below quorum, count an attempt.
+
+        One transaction and a handful of statements for the whole batch. A task that another
+        ballot moved first (racing runs) comes back `unchanged`, with its labels untouched.
+        """
+        if not task_ids:
+            return []
         with self._session() as session, session.begin():
-            task = session.scalar(select(DocumentationTask).where(DocumentationTask.id == task_id))
-            if task is None or task.status != "drafting":
-                return BallotOutcome(task_id, "unchanged", 0, reason=task and task.status)
-            valid = self._newest_valid_drafts(session, task_id)
-            decision = decide(len(valid), min_drafts, task.attempts, max_attempts)
-            if decision == "voting":
-                moved = session.execute(
-                    update(DocumentationTask)
-                    .where(DocumentationTask.id == task_id, DocumentationTask.status == "drafting")
-                    .values(status="voting", last_error=None, updated_at=utcnow())
-                )
-                if moved.rowcount != 1:
-                    session.rollback()
-                    return BallotOutcome(task_id, "unchanged", len(valid), reason="raced")
-                labels = assign_labels(list(valid), rng)
-                for provider, draft_id in valid.items():
-                    labelled = session.execute(
-                        update(DraftVersion)
-                        .where(DraftVersion.id == draft_id, DraftVersion.label.is_(None))
-                        .values(label=labels[provider])
+            # Locked in one order, so that two batches over the same tasks cannot deadlock
+            # (PostgreSQL; SQLite's BEGIN IMMEDIATE already lets one writer in at a time).
+            rows = session.execute(
+                select(DocumentationTask.id, DocumentationTask.status, DocumentationTask.attempts)
+                .where(DocumentationTask.id.in_(task_ids))
+                .order_by(DocumentationTask.id)
+                .with_for_update()
+            ).all()
+            statuses = {task_id: status for task_id, status, _ in rows}
+            attempts = {task_id: count for task_id, _, count in rows}
+            drafting = [t for t in dict.fromkeys(task_ids) if statuses.get(t) == "drafting"]
+            valid = self._newest_valid_drafts(session, drafting)
+            outcomes: dict[str, BallotOutcome] = {}
+            to_vote: list[str] = []
+            below: dict[str, tuple[str, str]] = {}
+            for task_id in drafting:
+                count = len(valid.get(task_id, {}))
+                decision = decide(count, min_drafts, attempts[task_id], max_attempts)
+                if decision == "voting":
+                    to_vote.append(task_id)
+                else:
+                    below[task_id] = (decision, f"{count} valid draft(s), quorum is {min_drafts}")
+            now = utcnow()
+            moved = (
+                set(
+                    session.scalars(
+                        update(DocumentationTask)
+                        .where(
+                            DocumentationTask.id.in_(to_vote),
+                            DocumentationTask.status == "drafting",
+                        )
+                        .values(status="voting", last_error=None, updated_at=now)
+                        .returning(DocumentationTask.id)
                     )
-                    if labelled.rowcount != 1:
-                        raise RuntimeError(f"task {task_id}: draft {draft_id} was already labelled")
-                return BallotOutcome(task_id, "voting", len(valid), labels)
-            reason = f"{len(valid)} valid draft(s), quorum is {min_drafts}"
-            session.execute(
-                update(DocumentationTask)
-                .where(DocumentationTask.id == task_id, DocumentationTask.status == "drafting")
-                .values(
-                    attempts=DocumentationTask.attempts + 1,
-                    last_error=reason,
-                    status=decision,
-                    updated_at=utcnow(),
                 )
+                if to_vote
+                else set()
             )
-            return BallotOutcome(task_id, decision, len(valid), reason=reason)
+            labelled: list[dict[str, Any]] = []
+            for task_id in to_vote:
+                drafts = valid[task_id]
+                if task_id not in moved:
+                    outcomes[task_id] = BallotOutcome(
+                        task_id, "unchanged", len(drafts), reason="raced"
+                    )
+                    continue
+                labels = assign_labels(list(drafts), rng)
+                labelled += [
+                    {"draft_id": draft_id, "new_label": labels[provider]}
+                    for provider, draft_id in drafts.items()
+                ]
+                outcomes[task_id] = BallotOutcome(task_id, "voting", len(drafts), labels)
+            self._label_drafts(session, labelled)
+            if below:
+                tasks = DocumentationTask.__table__
+                session.connection().execute(
+                    update(tasks)
+                    .where(tasks.c.id == bindparam("task_id"), tasks.c.status == "drafting")
+                    .values(
+                        attempts=tasks.c.attempts + 1,
+                        last_error=bindparam("reason"),
+                        status=bindparam("decision"),
+                        updated_at=now,
+                    ),
+                    [
+                        {"task_id": t, "decision": decision, "reason": reason}
+                        for t, (decision, reason) in below.items()
+                    ],
+                )
+                for task_id, (decision, reason) in below.items():
+                    count = len(valid.get(task_id, {}))
+                    outcomes[task_id] = BallotOutcome(task_id, decision, count, reason=reason)
+        return [
+            outcomes.get(t) or BallotOutcome(t, "unchanged", 0, reason=statuses.get(t))
+            for t in task_ids
+        ]
 
     @staticmethod
-    def _newest_valid_drafts(session: Session, task_id: str) -> dict[str, int]:
-        """provider -> id of its newest draft, where that newest draft is valid."""
-        rows = session.execute(
-            select(DraftVersion.provider, DraftVersion.id, DraftVersion.status)
-            .where(DraftVersion.task_id == task_id)
-            .order_by(DraftVersion.provider, DraftVersion.version.desc())
+    def _label_drafts(session: Session, labelled: list[dict[str, Any]]) -> None:
+        """Give each draft its label; a draft already labelled is a broken invariant."""
+        if not labelled:
+            return
+        ids = [row["draft_id"] for row in labelled]
+        already = session.scalars(
+            select(DraftVersion.id).where(DraftVersion.id.in_(ids), DraftVersion.label.is_not(None))
+        ).all()
+        if already:
+            raise RuntimeError(f"drafts {sorted(already)} were already labelled")
+        session.connection().execute(
+            update(DraftVersion.__table__)
+            .where(DraftVersion.__table__.c.id == bindparam("draft_id"))
+            .values(label=bindparam("new_label")),
+            labelled,
         )
-        newest: dict[str, tuple[int, str]] = {}
-        for provider, draft_id, status in rows:
-            newest.setdefault(provider, (draft_id, status))
-        return {p: draft_id for p, (draft_id, status) in newest.items() if status == "valid"}
+
+    @staticmethod
+    def _newest_valid_drafts(
+        session: Session, task_ids: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        """task id -> provider -> id of its newest draft, where that newest draft is valid."""
+        if not task_ids:
+            return {}
+        rows = session.execute(
+            select(
+                DraftVersion.task_id, DraftVersion.provider, DraftVersion.id, DraftVersion.status
+            )
+            .where(DraftVersion.task_id.in_(task_ids))
+            .order_by(DraftVersion.task_id, DraftVersion.provider, DraftVersion.version.desc())
+        )
+        newest: dict[tuple[str, str], tuple[int, str]] = {}
+        for task_id, provider, draft_id, status in rows:
+            newest.setdefault((task_id, provider), (draft_id, status))
+        valid: dict[str, dict[str, int]] = {}
+        for (task_id, provider), (draft_id, status) in newest.items():
+            if status == "valid":
+                valid.setdefault(task_id, {})[provider] = draft_id
+        return valid
 
     def ballot_labels(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
         """task id -> labels of its drafts, for the labels check."""
