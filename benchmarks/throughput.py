@@ -19,9 +19,11 @@ same N tasks and prints the provider calls that made (the goal is none).
 """
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -168,12 +170,15 @@ def provider_env(server: FakeServer, rate: int, in_flight: int) -> dict[str, str
     return env
 
 
-def load_tasks(database_url: str, count: int) -> list[str]:
+IDLE_TICK = "no new drafting tasks"
+
+
+def load_tasks(database_url: str, count: int, prefix: str = "bench") -> list[str]:
     store = DraftStore(database_url=database_url)
     store.upgrade()
     tasks = [
         TaskInput(
-            id=f"bench.module{i // 50}.compute_value{i}",
+            id=f"{prefix}.module{i // 50}.compute_value{i}",
             symbol=f"compute_value{i}",
             language="python",
             code=f"def compute_value{i}(items, factor=2):\n    return sum(items) * factor\n",
@@ -185,30 +190,38 @@ def load_tasks(database_url: str, count: int) -> list[str]:
 
 
 def call_span(database_url: str, since: float) -> tuple[float, float]:
-    """Seconds from `since` (Unix time) to the first provider call and to the last answer."""
+    """Seconds from `since` (Unix time) to the first provider call and to the last answer, of
+    the calls made since then."""
     store = DraftStore(database_url=database_url)
     with store._session() as session:
         calls = session.execute(select(LLMCall.started_at, LLMCall.latency_ms)).all()
-    if not calls:
-        return 0.0, 0.0
 
     def at(started: datetime) -> float:
         return (started if started.tzinfo else started.replace(tzinfo=UTC)).timestamp() - since
 
-    first = min(at(started) for started, _ in calls)
-    last = max(at(started) + (latency or 0) / 1000 for started, latency in calls)
-    return first, last
+    spans = [(at(started), (latency or 0) / 1000) for started, latency in calls]
+    spans = [(start, latency) for start, latency in spans if start >= 0]
+    if not spans:
+        return 0.0, 0.0
+    return min(start for start, _ in spans), max(start + latency for start, latency in spans)
 
 
-def outcome(database_url: str) -> tuple[Counter[str], Counter[str]]:
-    """Tasks by status, newest drafts by status."""
+def outcome(database_url: str, prefix: str = "") -> tuple[Counter[str], Counter[str]]:
+    """Tasks by status, newest drafts by status, of the tasks whose id starts with `prefix`."""
     store = DraftStore(database_url=database_url)
-    tasks = Counter({s: len(store.task_ids(s)) for s in ("drafting", "voting", "failed")})
+    tasks = Counter(
+        {
+            s: sum(1 for task_id in store.task_ids(s) if task_id.startswith(prefix))
+            for s in ("drafting", "voting", "failed")
+        }
+    )
     with store._session() as session:
         drafts = Counter(
             dict(
                 session.execute(
-                    select(DraftVersion.status, func.count()).group_by(DraftVersion.status)
+                    select(DraftVersion.status, func.count())
+                    .where(DraftVersion.task_id.startswith(prefix))
+                    .group_by(DraftVersion.status)
                 ).all()
             )
         )
@@ -270,10 +283,15 @@ def run_daemon_path(
     count: int,
     timeout_s: float,
     instance_file: Path,
+    warm_up: bool,
+    keep_log: Path | None,
 ) -> PathResult:
-    """A running deployment receives N tasks: the clock starts when they are loaded, after the
-    daemon is up and its sensor has ticked once on an empty queue."""
-    before = server.stats()
+    """A running deployment receives N tasks: the clock starts when they are loaded, just after
+    a sensor tick (the worst moment: the next tick is 5 s away).
+
+    With `warm_up`, the deployment has drafted one task before, as a daemon that has been up a
+    while has: its first run has started the warm run process and made the pool's row.
+    """
     with tempfile.TemporaryDirectory(
         prefix="drafts-bench-home-", ignore_cleanup_errors=True
     ) as home:
@@ -284,32 +302,59 @@ def run_daemon_path(
         daemon = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(WORKSPACE)],
             env={**env, "DAGSTER_HOME": home}, cwd=REPOSITORY,
-            stdout=log.open("w"), stderr=subprocess.STDOUT,
+            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         store = DraftStore(database_url=database_url)
-        with ProcessTreeMonitor(daemon.pid) as monitor:
-            while "no new drafting tasks" not in log.read_text():
+
+        def after_next_tick() -> None:
+            ticks = log.read_text().count(IDLE_TICK)
+            while log.read_text().count(IDLE_TICK) <= ticks:
                 if time.perf_counter() - booted > timeout_s or daemon.poll() is not None:
                     tail = log.read_text()[-3000:]
-                    raise SystemExit(f"the daemon did not start (exit {daemon.poll()}):\n{tail}")
-                time.sleep(0.25)
-            print(
-                f"\n  (daemon up and first sensor tick after {time.perf_counter() - booted:.1f} s)"
-            )
-            cpu_at_start = monitor.cpu_seconds
-            started, since = time.perf_counter(), time.time()
-            load_tasks(database_url, count)
-            while time.perf_counter() - started < timeout_s:
-                if len(store.task_ids("voting")) + len(store.task_ids("failed")) >= count:
-                    break
-                time.sleep(0.25)
-            wall = time.perf_counter() - started
-            cpu = monitor.cpu_seconds - cpu_at_start
+                    raise SystemExit(
+                        f"the daemon stopped or stalled (exit {daemon.poll()}):\n{tail}"
+                    )
+                time.sleep(0.05)
+
+        def drafted() -> int:
+            return len(store.task_ids("voting")) + len(store.task_ids("failed"))
+
+        try:
+            with ProcessTreeMonitor(daemon.pid) as monitor:
+                after_next_tick()
+                print(f"\n  (daemon up and first sensor tick after "
+                      f"{time.perf_counter() - booted:.1f} s)")  # fmt: skip
+                if warm_up:
+                    started = time.perf_counter()
+                    load_tasks(database_url, 1, prefix="warmup")
+                    while drafted() < 1 and time.perf_counter() - started < timeout_s:
+                        time.sleep(0.05)
+                    print(f"  (warm-up: one task drafted in {time.perf_counter() - started:.1f} s)")
+                    after_next_tick()
+                before, done_before = server.stats(), drafted()
+                cpu_at_start = monitor.cpu_seconds
+                started, since = time.perf_counter(), time.time()
+                load_tasks(database_url, count)
+                while time.perf_counter() - started < timeout_s:
+                    if drafted() - done_before >= count:
+                        break
+                    time.sleep(0.25)
+                wall = time.perf_counter() - started
+                cpu = monitor.cpu_seconds - cpu_at_start
+        finally:
             daemon.terminate()
-            daemon.wait(timeout=60)
+            try:
+                daemon.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+            # The code server and any run worker left behind are in the daemon's session.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(daemon.pid, signal.SIGKILL)
         if wall >= timeout_s:
             print(log.read_text()[-3000:], file=sys.stderr)
-    tasks, drafts = outcome(database_url)
+        if keep_log is not None:
+            shutil.copy(log, keep_log)
+    tasks, drafts = outcome(database_url, "bench.")
     return PathResult("daemon", wall, cpu, monitor.peak_rss_bytes,
                       _delta(before, server.stats()), tasks, drafts,
                       *call_span(database_url, since))  # fmt: skip
@@ -388,6 +433,12 @@ def main() -> None:
         help="DRAFTS_SENSOR_INTERVAL_S (the daemon evaluates sensors every 5 s at the most often)",
     )
     parser.add_argument("--daemon-timeout", type=float, default=600)
+    parser.add_argument("--daemon-log", type=Path, help="keep the daemon's log in this file")
+    parser.add_argument(
+        "--cold-daemon",
+        action="store_true",
+        help="load the N tasks into a daemon that has drafted nothing yet (no warm-up task)",
+    )
     parser.add_argument(
         "--postgres",
         action="store_true",
@@ -433,7 +484,9 @@ def main() -> None:
                 else:
                     DraftStore(database_url=url).upgrade()
                     result = run_daemon_path(path_env, server, url, args.tasks,
-                                             args.daemon_timeout, setup.instance_file)  # fmt: skip
+                                             args.daemon_timeout, setup.instance_file,
+                                             warm_up=not args.cold_daemon,
+                                             keep_log=args.daemon_log)  # fmt: skip
                 report(result, args.tasks, bound_min, baseline)
                 if name == "in-process":
                     calls = rerun_calls(path_env, server, url, task_ids)

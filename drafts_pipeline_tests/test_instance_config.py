@@ -24,6 +24,7 @@ def test_top_level_instance_works_without_postgres(
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 4
     assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
     assert instance.run_coordinator.dequeue_interval_seconds == 1
+    assert type(instance.run_launcher).__name__ == "WarmRunLauncher"
 
 
 @pytest.mark.postgres
@@ -40,6 +41,7 @@ def test_production_instance_stores_in_postgres(
     monkeypatch.setenv("DAGSTER_PG_DB", url.database or "")
     instance = load_instance(ROOT / "deploy", tmp_path)
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert type(instance.run_launcher).__name__ == "WarmRunLauncher"
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 4
 
     @dg.asset

@@ -1,0 +1,92 @@
+"""The real Dagster path: `dagster-daemon` with this repository's instance settings, its sensor,
+queued runs started by the warm launcher, live calls to the fake provider server."""
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.warm_launcher import WORKER_PID_TAG
+from drafts_pipeline_tests.factories import make_task
+from drafts_pipeline_tests.fake_providers import FakeProviderServer
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def daemon_home(tmp_path: Path) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPOSITORY / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+@contextlib.contextmanager
+def running_daemon(home: Path, env: dict[str, str]) -> Iterator[Path]:
+    log = home / "daemon.log"
+    with log.open("w") as output:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run",
+             "-w", str(REPOSITORY / "workspace.yaml")],
+            env={**env, "DAGSTER_HOME": str(home)}, cwd=REPOSITORY,
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            yield log
+        finally:
+            daemon.terminate()
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(daemon.pid, signal.SIGKILL)
+
+
+def test_the_daemon_drafts_new_tasks_in_batched_runs_forked_warm(
+    tmp_path: Path, sqlite_url: str, daemon_home: Path, fake_providers: FakeProviderServer
+) -> None:
+    store = DraftStore(database_url=sqlite_url)
+    store.upgrade()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env |= {
+        "DRAFTS_DATABASE_URL": sqlite_url,
+        "DRAFTS_DATA_DIR": str(tmp_path / "data"),
+        "DRAFTS_LLM_MODE": "live",
+        "DRAFTS_BATCH_SIZE": "3",
+        "DRAFTS_SENSOR_INTERVAL_S": "1",
+    }
+    for spec in PROVIDER_SPECS:
+        env[spec.key_env] = fake_providers.script(spec.name).api_key or ""
+        env[spec.base_url_env] = fake_providers.base_url(spec.name)
+    ids = [f"svc.daemon.step_{i}" for i in range(7)]
+
+    with running_daemon(daemon_home, env) as log:
+        store.add_tasks([make_task(task_id) for task_id in ids])
+        deadline = time.monotonic() + 180
+        while len(store.task_ids("voting")) < len(ids):
+            assert time.monotonic() < deadline, log.read_text()[-4000:]
+            time.sleep(0.25)
+
+    with dg.DagsterInstance.from_config(str(daemon_home)) as instance:
+        runs = instance.get_runs()
+    # Seven tasks in batches of three: three runs, each started by a forked worker.
+    assert len(runs) == 3, [r.tags for r in runs]
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+    assert len({run.tags[WORKER_PID_TAG] for run in runs}) == 3
+    for spec in PROVIDER_SPECS:
+        requests = fake_providers.script(spec.name).requests
+        drafted = sorted(re.findall(r"Symbol: (\w+)", json.dumps(r.body))[0] for r in requests)
+        assert drafted == sorted(task.rsplit(".", 1)[-1] for task in ids), spec.name
