@@ -20,6 +20,7 @@ same N tasks and prints the provider calls that made (the goal is none).
 
 import argparse
 import contextlib
+import itertools
 import multiprocessing
 import os
 import shutil
@@ -189,21 +190,28 @@ def load_tasks(database_url: str, count: int, prefix: str = "bench") -> list[str
     return [task.id for task in tasks]
 
 
-def call_span(database_url: str, since: float) -> tuple[float, float]:
-    """Seconds from `since` (Unix time) to the first provider call and to the last answer, of
-    the calls made since then."""
+def call_span(database_url: str, since: float) -> tuple[float, float, float]:
+    """Of the calls made since `since` (Unix time): seconds to the first call and to the last
+    answer, and the longest time any provider went without a new call."""
     store = DraftStore(database_url=database_url)
     with store._session() as session:
-        calls = session.execute(select(LLMCall.started_at, LLMCall.latency_ms)).all()
+        calls = session.execute(
+            select(LLMCall.provider, LLMCall.started_at, LLMCall.latency_ms)
+        ).all()
 
     def at(started: datetime) -> float:
         return (started if started.tzinfo else started.replace(tzinfo=UTC)).timestamp() - since
 
-    spans = [(at(started), (latency or 0) / 1000) for started, latency in calls]
-    spans = [(start, latency) for start, latency in spans if start >= 0]
+    spans = [(provider, at(started), (latency or 0) / 1000) for provider, started, latency in calls]
+    spans = [span for span in spans if span[1] >= 0]
     if not spans:
-        return 0.0, 0.0
-    return min(start for start, _ in spans), max(start + latency for start, latency in spans)
+        return 0.0, 0.0, 0.0
+    longest = 0.0
+    for provider in {span[0] for span in spans}:
+        starts = sorted(start for name, start, _ in spans if name == provider)
+        longest = max([longest, *(b - a for a, b in itertools.pairwise(starts))])
+    first = min(start for _, start, _ in spans)
+    return first, max(start + latency for _, start, latency in spans), longest
 
 
 def outcome(database_url: str, prefix: str = "") -> tuple[Counter[str], Counter[str]]:
@@ -256,13 +264,14 @@ class PathResult:
     drafts: Counter[str]
     first_call_s: float
     last_answer_s: float
+    longest_pause_s: float
 
 
 def run_in_process_path(env: dict[str, str], server: FakeServer, database_url: str) -> PathResult:
     before = server.stats()
     started, since = time.perf_counter(), time.time()
     process = subprocess.Popen(
-        [sys.executable, "-c", "from drafts_pipeline.cli import run_cli; run_cli()", "run"],
+        [sys.executable, "-m", "drafts_pipeline", "run"],
         env=env, cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     with ProcessTreeMonitor(process.pid) as monitor:
@@ -392,7 +401,9 @@ def rerun_calls(
     return sum(after[n]["calls"] - before[n]["calls"] for n in PROVIDERS)
 
 
-def report(result: PathResult, count: int, bound_min: float, baseline_per_min: float) -> None:
+def report(
+    result: PathResult, count: int, rate: int, bound_min: float, baseline_per_min: float
+) -> None:
     per_minute = count / (result.wall_s / 60)
     calls = sum(c["calls"] for c in result.calls.values())
     too_many = sum(c["429"] for c in result.calls.values())
@@ -406,6 +417,8 @@ def report(result: PathResult, count: int, bound_min: float, baseline_per_min: f
     print(f"  first provider call     {result.first_call_s:8.1f} s   after the start")
     last = result.last_answer_s
     print(f"  last answer             {last:8.1f} s   after the start, {tail:.1f} s before the end")
+    print(f"  longest pause           {result.longest_pause_s:8.2f} s   between two calls to a "
+          f"provider (the pace is {60 / rate:.2f} s)")  # fmt: skip
     print(f"  provider calls          {calls:8d}   (429s received: {too_many})")
     print(f"  max in flight/provider  {max(c['max_in_flight'] for c in result.calls.values()):8d}")
     print(f"  tasks                   {dict(result.tasks)}")
@@ -487,7 +500,7 @@ def main() -> None:
                                              args.daemon_timeout, setup.instance_file,
                                              warm_up=not args.cold_daemon,
                                              keep_log=args.daemon_log)  # fmt: skip
-                report(result, args.tasks, bound_min, baseline)
+                report(result, args.tasks, args.rate, bound_min, baseline)
                 if name == "in-process":
                     calls = rerun_calls(path_env, server, url, task_ids)
                     print(f"  re-run over the {args.tasks} tasks: {calls} provider call(s)")

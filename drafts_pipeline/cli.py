@@ -18,6 +18,10 @@ from drafts_pipeline.voting_set import EXPORT_FORMATS, export_voting_set, voting
 if TYPE_CHECKING:
     import pandas as pd
 
+# Commands whose definitions (and with them the provider SDKs) the entry point may import before
+# the command starts. Not `demo`: it chooses the offline mode first, which the definitions read.
+GRAPH_COMMANDS = ("run",)
+
 SAMPLE_PROJECT = Path(__file__).parent / "sample_project"
 
 # The backfill policy of the per-task assets is a beta parameter; say so once, in the README.
@@ -104,7 +108,7 @@ def _run_drafting(batch_size: int | None, force: bool, concurrent_runs: int | No
 @click.option(
     "--concurrent-runs",
     type=click.IntRange(min=1),
-    help="Batch runs going at once (DRAFTS_IN_PROCESS_RUNS, default 2).",
+    help="Batch runs going at once (DRAFTS_IN_PROCESS_RUNS, default 3).",
 )
 @click.option("--force", is_flag=True, help="Regenerate drafts even where a valid one exists.")
 def run(batch_size: int | None, concurrent_runs: int | None, force: bool) -> None:
@@ -179,7 +183,7 @@ def export_voting_set_command(fmt: str, output: Path) -> None:
 
 def run_cli() -> None:
     try:
-        main(standalone_mode=False)
+        main(standalone_mode=False, prog_name="drafts-pipeline")
     except DraftsError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)

@@ -60,6 +60,6 @@ def sensor_interval_s() -> int:
 
 
 def in_process_runs() -> int:
-    """`DRAFTS_IN_PROCESS_RUNS`: batch runs `drafts-pipeline run` keeps going at once, default 2,
-    so one batch's start and finish overlap another's provider calls."""
-    return _positive_int("DRAFTS_IN_PROCESS_RUNS", 2)
+    """`DRAFTS_IN_PROCESS_RUNS`: batch runs `drafts-pipeline run` keeps going at once, default 3:
+    one sending to the providers, one finishing (answers, events, ballots), one setting up."""
+    return _positive_int("DRAFTS_IN_PROCESS_RUNS", 3)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.runner import batch_sizes
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
@@ -16,7 +17,7 @@ from drafts_pipeline_tests.fake_providers import FakeProviderServer
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from drafts_pipeline.cli import run_cli; run_cli()", *args],
+        [sys.executable, "-m", "drafts_pipeline", *args],
         capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
     )  # fmt: skip
 
@@ -76,6 +77,22 @@ def test_import_of_a_bad_file_reports_every_row_and_imports_nothing(
     assert store.task_ids("drafting") == []
 
 
+@pytest.mark.parametrize(
+    ("count", "size", "expected"),
+    [
+        (300, 100, [20, 100, 90, 45, 23, 22]),
+        (10, 3, [1, 3, 3, 2, 1]),
+        (5, 100, [5]),
+        (21, 100, [21]),
+        (1000, 100, [20, *[100] * 8, 90, 45, 23, 22]),
+    ],
+)
+def test_runs_are_small_at_both_ends(count: int, size: int, expected: list[int]) -> None:
+    sizes = batch_sizes(count, size)
+    assert sizes == expected
+    assert sum(sizes) == count and max(sizes) <= size
+
+
 def test_overlapping_batch_runs_draft_each_task_once_with_each_provider(
     env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
 ) -> None:
@@ -93,7 +110,8 @@ def test_overlapping_batch_runs_draft_each_task_once_with_each_provider(
     result = cli("run", "--batch-size", "3", "--concurrent-runs", "2", env=live, cwd=tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 run(s), 10 task(s), 0 failed run(s)" in result.stdout
+    # batch_sizes(10, 3): a small first run, full ones, then halving.
+    assert "5 run(s), 10 task(s), 0 failed run(s)" in result.stdout
     assert sorted(store.task_ids("voting")) == sorted(ids)
     for spec in PROVIDER_SPECS:
         requests = fake_providers.script(spec.name).requests
