@@ -4,18 +4,21 @@ import dagster as dg
 
 from drafts_pipeline.jobs import draft_tasks_job
 from drafts_pipeline.partitions import TASK_PARTITIONS_NAME, range_tags
+from drafts_pipeline.runner import batches
 from drafts_pipeline.settings import batch_size, sensor_interval_s, sensor_max_tasks_per_tick
 from drafts_pipeline.store import DraftStore
 
 
 def plan_runs(new_tasks: list[tuple[int, str]], batch: int) -> list[dg.RunRequest]:
-    """One run per `batch` tasks read past the cursor, each a range of partition keys.
+    """Runs of at most `batch` tasks read past the cursor, each a range of partition keys, sized
+    as `drafts-pipeline run` sizes them (`runner.batch_sizes`: small at both ends, so that the
+    first run calls the providers soonest and the last finishes soon after its last answer).
 
     Tasks past the cursor are rows inserted since the last tick, and the store never reuses a
     task id, so their partitions are new: added in this tick, in this order, contiguous. The
     tick therefore looks up no partition one by one.
     """
-    chunks = (new_tasks[i : i + batch] for i in range(0, len(new_tasks), batch))
+    chunks = list(batches(new_tasks, batch))
     return [
         dg.RunRequest(
             run_key=f"tasks-{chunk[0][0]}-{chunk[-1][0]}",
@@ -30,7 +33,7 @@ def plan_runs(new_tasks: list[tuple[int, str]], batch: int) -> list[dg.RunReques
     minimum_interval_seconds=sensor_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reads `drafting` tasks past its cursor (at most DRAFTS_SENSOR_MAX_TASKS a "
-    "tick), adds their partitions and requests one run per DRAFTS_BATCH_SIZE tasks.",
+    "tick), adds their partitions and requests runs of at most DRAFTS_BATCH_SIZE tasks.",
 )
 def drafting_tasks_sensor(
     context: dg.SensorEvaluationContext, store: DraftStore

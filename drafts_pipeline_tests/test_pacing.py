@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -180,3 +182,52 @@ def test_overlapping_batches_take_turns_sending_not_waiting_for_answers(
     assert max(sent["first"]) <= min(sent["second"])
     # ... and before the first batch's last answer is back.
     assert min(sent["second"]) < max(sent["first"]) + script.latency_s
+
+
+def test_a_sending_turn_is_one_batch_at_a_time_across_stores(database_url: str) -> None:
+    """Two processes' stores (two engines here) on one database: the second batch waits."""
+    first, second = DraftStore(database_url=database_url), DraftStore(database_url=database_url)
+    first.upgrade()
+    holder = first.sending_turn("claude")
+    holder.acquire()
+    taken = threading.Event()
+    other = second.sending_turn("claude")
+    waiter = threading.Thread(target=lambda: (other.acquire(), taken.set()))
+    waiter.start()
+    assert not taken.wait(0.5)
+    # Another provider's turn is its own.
+    kimi = second.sending_turn("kimi")
+    kimi.acquire()
+    kimi.release()
+    holder.release()
+    assert taken.wait(10)
+    other.release()
+    waiter.join()
+
+
+def test_a_sending_turn_is_released_when_its_process_dies(database_url: str) -> None:
+    DraftStore(database_url=database_url).upgrade()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from drafts_pipeline.store import DraftStore\n"
+            "turn = DraftStore(database_url=sys.argv[1]).sending_turn('openai')\n"
+            "turn.acquire()\n"
+            "print('held', flush=True)\n"
+            "time.sleep(600)\n"
+        ), database_url],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        turn = DraftStore(database_url=database_url).sending_turn("openai")
+        taken = threading.Event()
+        waiter = threading.Thread(target=lambda: (turn.acquire(), taken.set()), daemon=True)
+        waiter.start()
+        assert not taken.wait(0.5)
+        holder.kill()
+        assert taken.wait(10)
+        turn.release()
+    finally:
+        holder.kill()
+        holder.wait()

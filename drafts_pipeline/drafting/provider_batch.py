@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Protocol
 
 from drafts_pipeline.drafting.validation import validate_draft
 from drafts_pipeline.errors import ProviderError
@@ -75,12 +76,21 @@ def draft_with_provider(
             to_call.append(task)
     by_id = {task.id: task for task in to_call}
     requests = [DraftRequest(t.id, t.prompt or "", t.symbol, t.code) for t in to_call]
-    with sending_turn(provider.name, len(requests)) as on_start:
+    shared = store.sending_turn(provider.name) if requests else None
+    with sending_turn(provider.name, len(requests), shared) as on_start:
         for task_id, result in provider.generate_each(requests, on_start):
             record = _record(by_id[task_id], provider, settings, result, run_id, report)
             stored = store.add_draft(record, result.calls)
             report.outcomes[record.status if stored else "superseded"] += 1
     return report
+
+
+class SharedTurn(Protocol):
+    """A turn shared beyond this process (`StoreSendingTurn`)."""
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 class SendingTurns:
@@ -110,38 +120,55 @@ TURNS = SendingTurns()
 
 
 @contextmanager
-def sending_turn(provider: str, requests: int) -> Iterator[Callable[[], None]]:
-    """This process's turn to send requests to `provider`, held from the batch's first request
-    until its last one has been sent (or the batch ends), not until the last answer.
+def sending_turn(
+    provider: str, requests: int, shared: "SharedTurn | None" = None
+) -> Iterator[Callable[[], None]]:
+    """The turn to send requests to `provider`, held from the batch's first request until its
+    last one has been sent (or the batch ends), not until the last answer.
 
-    Batches running at once in one process (overlapping runs) would otherwise interleave their
-    requests under the shared pace and all finish together, so that their last answers,
-    materialisations and ballots would queue at the end. Taking turns, a waiting batch sends its
-    first request one pace interval after the previous batch's last, while that batch's answers
-    are still arriving. Yields the callback to call as each request is sent.
+    Batches running at once (overlapping runs in one process, or the daemon's runs in many)
+    would otherwise interleave their requests under the shared pace and all finish together, so
+    that their last answers, materialisations and ballots would queue at the end. Taking turns,
+    a waiting batch sends its first request one pace interval after the previous batch's last,
+    while that batch's answers are still arriving. The turn is this process's lock and then
+    `shared`, the store's lock across processes. Yields the callback to call as each request
+    is sent.
     """
     turn = TURNS.lock(provider)
     sent = 0
     count_lock = threading.Lock()
     turn.acquire()
+    try:
+        if shared is not None:
+            shared.acquire()
+    except BaseException:
+        turn.release()
+        raise
     held = True
     TURNS.taken()
 
+    def release() -> None:
+        nonlocal held
+        held = False
+        try:
+            if shared is not None:
+                shared.release()
+        finally:
+            turn.release()
+
     def on_start() -> None:
-        nonlocal sent, held
+        nonlocal sent
         with count_lock:
             sent += 1
             if sent >= requests and held:
-                held = False
-                turn.release()
+                release()
 
     try:
         yield on_start
     finally:
         with count_lock:
             if held:
-                held = False
-                turn.release()
+                release()
 
 
 def _record(

@@ -16,7 +16,7 @@ from drafts_pipeline.llm.generation import CallAttempt
 from drafts_pipeline.prompts.templates import BuiltPrompt
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall, utcnow
-from drafts_pipeline.store.pacing import StorePaceBook
+from drafts_pipeline.store.pacing import StorePaceBook, StoreSendingTurn
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,10 @@ class DraftStore(dg.ConfigurableResource):
     def pace_book(self, provider: str) -> StorePaceBook:
         """The request pace of `provider` that every process drafting on this store shares."""
         return StorePaceBook(self.engine, provider)
+
+    def sending_turn(self, provider: str) -> StoreSendingTurn:
+        """The turn to send requests to `provider`, one batch at a time across processes."""
+        return StoreSendingTurn(self.engine, provider)
 
     # --- tasks -------------------------------------------------------------------------
 

@@ -9,12 +9,14 @@ Times are Unix seconds from the booking process's clock. Processes on one machin
 NTP-synchronised machines agree to a few milliseconds, well under a pacing interval.
 """
 
+import fcntl
+import hashlib
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, select, update
+from sqlalchemy import Connection, Engine, Row, func, select, update
 
 from drafts_pipeline.llm.limits import LimiterPaused, slowed
 from drafts_pipeline.store.models import ProviderPace
@@ -110,3 +112,65 @@ class StorePaceBook:
     def rate_factor(self) -> float:
         found = self._read(ProviderPace.rate_factor)
         return found if found is not None else 1.0
+
+
+class StoreSendingTurn:
+    """A provider's sending turn shared by every process drafting on one store: an exclusive
+    lock that its holder's process losing releases by itself.
+
+    On PostgreSQL a session advisory lock on a connection of its own; on a SQLite file an
+    `flock` on a file beside it (the processes sharing a SQLite file share the machine); on an
+    in-memory SQLite database, one process, nothing to share.
+    """
+
+    def __init__(self, engine: Engine, provider: str) -> None:
+        self._engine = engine
+        self._provider = provider
+        self._held: Any = None
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Wait for the turn."""
+        url = self._engine.url
+        if url.get_backend_name() == "postgresql":
+            connection = self._engine.connect()
+            try:
+                connection.execute(select(func.pg_advisory_lock(_turn_key(self._provider))))
+                connection.commit()  # the lock is the session's: no transaction stays open
+            except BaseException:
+                connection.close()
+                raise
+            held: Any = connection
+        elif url.database and url.database != ":memory:":
+            path = f"{url.database}.turn-{self._provider}.lock"
+            held = open(path, "a+b")  # noqa: SIM115 - closed by release()
+            try:
+                fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            except BaseException:
+                held.close()
+                raise
+        else:
+            held = None
+        with self._lock:
+            self._held = held
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, None
+        if held is None:
+            return
+        if isinstance(held, Connection):
+            try:
+                held.execute(select(func.pg_advisory_unlock(_turn_key(self._provider))))
+                held.commit()
+            finally:
+                held.close()
+        else:
+            fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+            held.close()
+
+
+def _turn_key(provider: str) -> int:
+    """A stable 63-bit advisory lock key per provider."""
+    digest = hashlib.sha256(f"drafts_pipeline.sending_turn.{provider}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
