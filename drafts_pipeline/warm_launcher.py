@@ -201,6 +201,8 @@ class WarmProcess:
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self._process = process
+        # One request and its answer at a time (the daemon may launch from several threads).
+        self._exchange = threading.Lock()
 
     @classmethod
     def start(cls, preload: Sequence[str], timeout_s: float) -> "WarmProcess":
@@ -226,9 +228,10 @@ class WarmProcess:
 
         request = {"run_id": run_id, "instance_ref": serialize_value(instance_ref)}
         assert self._process.stdin is not None
-        self._process.stdin.write(json.dumps(request) + "\n")
-        self._process.stdin.flush()
-        answer = self._read_answer(30.0)
+        with self._exchange:
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+            answer = self._read_answer(30.0)
         if not answer.isdigit():
             raise dg.DagsterError(f"the warm run process could not start run {run_id}: {answer}")
         return int(answer)

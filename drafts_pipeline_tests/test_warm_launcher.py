@@ -3,6 +3,7 @@
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -123,3 +124,16 @@ def test_a_run_for_another_python_goes_the_default_way(
     with pytest.raises(dg.DagsterInvariantViolationError, match="requires a workspace"):
         instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
     assert WORKER_PID_TAG not in instance.get_run_by_id(run.run_id).tags
+
+
+def test_runs_launched_from_several_threads_each_get_their_own_worker(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        runs = list(pool.map(lambda i: launch(instance, tmp_path / f"pid{i}"), range(3)))
+    done = [finished(instance, run.run_id) for run in runs]
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in done)
+    assert sorted(run.tags[WORKER_PID_TAG] for run in done) == sorted(
+        (tmp_path / f"pid{i}").read_text() for i in range(3)
+    )
+    assert len({run.tags[WORKER_PID_TAG] for run in done}) == 3
