@@ -19,12 +19,10 @@ same N tasks and prints the provider calls that made (the goal is none).
 """
 
 import argparse
-import contextlib
 import itertools
 import multiprocessing
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,9 +43,9 @@ from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.store import DraftStore, TaskInput
 from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline.store.schema import engine_for
+from drafts_pipeline_tests.daemon_process import start_daemon, stop_daemon
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-WORKSPACE = REPOSITORY / "workspace.yaml"
 PROVIDERS = [spec.name for spec in PROVIDER_SPECS]
 
 
@@ -308,11 +306,7 @@ def run_daemon_path(
         shutil.copy(instance_file, Path(home, "dagster.yaml"))
         log = Path(home, "daemon.log")
         booted = time.perf_counter()
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(WORKSPACE)],
-            env={**env, "DAGSTER_HOME": home}, cwd=REPOSITORY,
-            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        daemon = start_daemon(Path(home), env, log.open("w"))
         store = DraftStore(database_url=database_url)
 
         def after_next_tick() -> None:
@@ -351,14 +345,7 @@ def run_daemon_path(
                 wall = time.perf_counter() - started
                 cpu = monitor.cpu_seconds - cpu_at_start
         finally:
-            daemon.terminate()
-            try:
-                daemon.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-            # The code server and any run worker left behind are in the daemon's session.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(daemon.pid, signal.SIGKILL)
+            stop_daemon(daemon)
         if wall >= timeout_s:
             print(log.read_text()[-3000:], file=sys.stderr)
         if keep_log is not None:

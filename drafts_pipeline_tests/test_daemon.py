@@ -6,9 +6,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +17,9 @@ from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.runner import batch_sizes
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.warm_launcher import WORKER_PID_TAG
+from drafts_pipeline_tests.daemon_process import REPOSITORY, start_daemon, stop_daemon
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
-
-REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -38,22 +34,11 @@ def daemon_home(tmp_path: Path) -> Path:
 def running_daemon(home: Path, env: dict[str, str]) -> Iterator[Path]:
     log = home / "daemon.log"
     with log.open("w") as output:
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run",
-             "-w", str(REPOSITORY / "workspace.yaml")],
-            env={**env, "DAGSTER_HOME": str(home)}, cwd=REPOSITORY,
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        daemon = start_daemon(home, env, output)
         try:
             yield log
         finally:
-            daemon.terminate()
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(daemon.pid, signal.SIGKILL)
+            stop_daemon(daemon, timeout_s=30)
 
 
 def test_the_daemon_drafts_new_tasks_in_batched_runs_forked_warm(
