@@ -14,8 +14,9 @@ from drafts_pipeline.errors import ConfigurationError
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # The newest migration in MIGRATIONS (a test keeps the two in step). Knowing it here lets every
-# command, step and sensor tick check the schema with one query, without importing Alembic (and
-# the template and highlighting libraries it brings, 0.3 s), which only an actual upgrade needs.
+# command, step and sensor tick check the schema with two small queries, without importing
+# Alembic (and the template and highlighting libraries it brings, 0.3 s), which only an actual
+# upgrade needs.
 HEAD_REVISION = "0002"
 
 
