@@ -1,5 +1,7 @@
 """The Dagster `Definitions` of drafts_pipeline: what `dagster dev` serves."""
 
+import os
+
 import dagster as dg
 
 from drafts_pipeline import settings
@@ -16,9 +18,18 @@ ASSETS = [pending_tasks, build_draft_assets(), voting_ballot, voting_ready_set]
 
 
 def build_resources(mode: str | None = None, database_url: str | None = None) -> dict[str, object]:
-    """The store and one resource per provider, configured from the environment."""
+    """The store and one resource per provider, configured from the environment.
+
+    A database URL taken from `DRAFTS_DATABASE_URL` stays a `dg.EnvVar`: Dagster resolves it when
+    a run or tick starts, and the UI's resource page shows the variable's name, never the URL and
+    the password it may hold.
+    """
+    if database_url is None and os.environ.get(settings.DATABASE_URL_ENV):
+        url: str | dg.EnvVar = dg.EnvVar(settings.DATABASE_URL_ENV)
+    else:
+        url = database_url or settings.database_url()
     return {
-        "store": DraftStore(database_url=database_url or settings.database_url()),
+        "store": DraftStore(database_url=url),
         **provider_resources(mode or settings.llm_mode()),
     }
 

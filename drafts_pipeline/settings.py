@@ -6,6 +6,7 @@ from pathlib import Path
 from drafts_pipeline.errors import ConfigurationError
 
 LLM_MODES = ("live", "offline")
+DATABASE_URL_ENV = "DRAFTS_DATABASE_URL"
 
 
 def data_dir() -> Path:
@@ -17,7 +18,7 @@ def data_dir() -> Path:
 
 def database_url() -> str:
     """`DRAFTS_DATABASE_URL`, or the embedded SQLite file in the data folder."""
-    url = os.environ.get("DRAFTS_DATABASE_URL")
+    url = os.environ.get(DATABASE_URL_ENV)
     if url:
         return url
     return f"sqlite:///{data_dir() / 'drafts.sqlite3'}"

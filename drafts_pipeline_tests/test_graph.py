@@ -1,5 +1,6 @@
 """The whole graph through `dg.materialize` on a test instance, on SQLite and PostgreSQL."""
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,11 +10,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from drafts_pipeline.definitions import defs
+from drafts_pipeline.definitions import ASSETS, build_resources, defs
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.generation import CallAttempt, Generation
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.llm.resource import DraftRequest, LLMProvider, OnStart
+from drafts_pipeline.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline.voting_set import export_voting_set, voting_ready_frame
@@ -75,6 +77,40 @@ def test_definitions_load() -> None:
     }
     assert defs.resolve_sensor_def("drafting_tasks_sensor")
     assert defs.resolve_job_def("draft_tasks")
+
+
+@pytest.mark.postgres
+def test_database_password_stays_out_of_the_ui_and_the_run(
+    postgres_url: str, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster._core.remote_representation.external_data import RepositorySnap
+    from dagster._serdes import serialize_value
+    from sqlalchemy.engine import make_url
+
+    password = f"pw-{uuid.uuid4().hex}"  # the test server trusts, so any password connects
+    url = make_url(postgres_url).set(password=password).render_as_string(hide_password=False)
+    monkeypatch.setenv("DRAFTS_DATABASE_URL", url)
+    store = DraftStore(database_url=url)
+    store.upgrade()
+    store.add_tasks([make_task(TASKS[0])])
+    graph = dg.Definitions(assets=ASSETS, resources=build_resources("offline"))
+
+    shown = serialize_value(RepositorySnap.from_def(graph.get_repository_def()))
+    assert password not in shown
+    assert "DRAFTS_DATABASE_URL" in shown
+
+    instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, [TASKS[0]])
+    result = dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources=build_resources("offline"),
+        tags=range_tags(TASKS[0], TASKS[0]),
+    )
+    assert result.success
+    assert store.task_ids("voting") == [TASKS[0]]
+    run = instance.get_run_by_id(result.run_id)
+    recorded = serialize_value([run, *instance.all_logs(result.run_id)])
+    assert password not in recorded
 
 
 def test_whole_graph_moves_every_task_to_voting(
