@@ -212,6 +212,58 @@ def call_span(database_url: str, since: float) -> tuple[float, float, float]:
     return first, max(start + latency for _, start, latency in spans), longest
 
 
+def run_timeline(home: str, env: dict[str, str], database_url: str, since: float) -> list[str]:
+    """One line per run created since `since` (Unix time): when it was created, queued, started,
+    began drafting, made its first call and ended, in seconds from `since`."""
+    import dagster as dg
+    from dagster._core.events import DagsterEventType
+
+    kinds = {
+        DagsterEventType.RUN_ENQUEUED: "queued",
+        DagsterEventType.RUN_STARTING: "launched",
+        DagsterEventType.RUN_START: "started",
+        DagsterEventType.STEP_START: "drafting",
+        DagsterEventType.RUN_SUCCESS: "ended",
+        DagsterEventType.RUN_FAILURE: "ended",
+    }
+    store = DraftStore(database_url=database_url)
+    with store._session() as session:
+        first_calls = dict(
+            session.execute(
+                select(LLMCall.run_id, func.min(LLMCall.started_at)).group_by(LLMCall.run_id)
+            ).all()
+        )
+    saved = dict(os.environ)
+    os.environ.update({**env, "DAGSTER_HOME": home})
+    try:
+        with dg.DagsterInstance.get() as instance:
+            records = instance.get_run_records(
+                dg.RunsFilter(created_after=datetime.fromtimestamp(since, UTC))
+            )
+            lines = []
+            for record in sorted(records, key=lambda r: r.create_timestamp):
+                run = record.dagster_run
+                marks = {"created": record.create_timestamp.timestamp() - since}
+                for entry in instance.all_logs(run.run_id, of_type=set(kinds)):
+                    name = kinds[entry.dagster_event.event_type]
+                    if name == "drafting" and entry.step_key != "provider_drafts":
+                        continue
+                    marks.setdefault(name, entry.timestamp - since)
+                if run.run_id in first_calls:
+                    started = first_calls[run.run_id]
+                    started = started if started.tzinfo else started.replace(tzinfo=UTC)
+                    marks["first call"] = started.timestamp() - since
+                size = run.tags.get("dagster/asset_partition_range_end", "")
+                order = ["created", "queued", "launched", "started", "drafting", "first call",
+                         "ended"]  # fmt: skip
+                shown = ", ".join(f"{name} {marks[name]:.1f}" for name in order if name in marks)
+                lines.append(f"  run {run.run_id[:8]} (to {size}): {shown}")
+            return lines
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def outcome(database_url: str, prefix: str = "") -> tuple[Counter[str], Counter[str]]:
     """Tasks by status, newest drafts by status, of the tasks whose id starts with `prefix`."""
     store = DraftStore(database_url=database_url)
@@ -292,6 +344,7 @@ def run_daemon_path(
     instance_file: Path,
     warm_up: bool,
     keep_log: Path | None,
+    timeline: bool = False,
 ) -> PathResult:
     """A running deployment receives N tasks: the clock starts when they are loaded, just after
     a sensor tick (the worst moment: the next tick is 5 s away).
@@ -346,6 +399,9 @@ def run_daemon_path(
                 cpu = monitor.cpu_seconds - cpu_at_start
         finally:
             stop_daemon(daemon)
+        if timeline:
+            print("  (runs, seconds after the tasks were loaded)")
+            print("\n".join(run_timeline(home, env, database_url, since)))
         if wall >= timeout_s:
             print(log.read_text()[-3000:], file=sys.stderr)
         if keep_log is not None:
@@ -435,6 +491,9 @@ def main() -> None:
     parser.add_argument("--daemon-timeout", type=float, default=600)
     parser.add_argument("--daemon-log", type=Path, help="keep the daemon's log in this file")
     parser.add_argument(
+        "--timeline", action="store_true", help="print when each of the daemon's runs got where"
+    )
+    parser.add_argument(
         "--cold-daemon",
         action="store_true",
         help="load the N tasks into a daemon that has drafted nothing yet (no warm-up task)",
@@ -486,7 +545,8 @@ def main() -> None:
                     result = run_daemon_path(path_env, server, url, args.tasks,
                                              args.daemon_timeout, setup.instance_file,
                                              warm_up=not args.cold_daemon,
-                                             keep_log=args.daemon_log)  # fmt: skip
+                                             keep_log=args.daemon_log,
+                                             timeline=args.timeline)  # fmt: skip
                 report(result, args.tasks, args.rate, bound_min, baseline)
                 if name == "in-process":
                     calls = rerun_calls(path_env, server, url, task_ids)
