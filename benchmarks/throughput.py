@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -212,9 +213,43 @@ def call_span(database_url: str, since: float) -> tuple[float, float, float]:
     return first, max(start + latency for _, start, latency in spans), longest
 
 
-def run_timeline(home: str, env: dict[str, str], database_url: str, since: float) -> list[str]:
+def calls_by_run(database_url: str, since: float) -> dict[str, dict[str, float]]:
+    """Per run id, of the calls made since `since` (Unix time): tasks called for, and seconds
+    from `since` to its first call, its last call and its last answer."""
+    store = DraftStore(database_url=database_url)
+    with store._session() as session:
+        calls = session.execute(
+            select(LLMCall.run_id, LLMCall.task_id, LLMCall.started_at, LLMCall.latency_ms)
+        ).all()
+    runs: dict[str, dict[str, Any]] = {}
+    for run_id, task_id, started, latency in calls:
+        at = (started if started.tzinfo else started.replace(tzinfo=UTC)).timestamp() - since
+        if at < 0 or run_id is None:
+            continue
+        run = runs.setdefault(run_id, {"tasks": set(), "first call": at, "last call": at,
+                                       "last answer": at})  # fmt: skip
+        run["tasks"].add(task_id)
+        run["first call"] = min(run["first call"], at)
+        run["last call"] = max(run["last call"], at)
+        run["last answer"] = max(run["last answer"], at + (latency or 0) / 1000)
+    return {run_id: {**run, "tasks": len(run["tasks"])} for run_id, run in runs.items()}
+
+
+TIMELINE_MARKS = ["created", "queued", "launched", "started", "drafting", "first call",
+                  "last call", "last answer", "ended"]  # fmt: skip
+
+
+def timeline_lines(runs: dict[str, dict[str, float]]) -> list[str]:
+    lines = ["  (runs, seconds after the tasks were loaded)"]
+    for run_id, marks in sorted(runs.items(), key=lambda item: min(item[1].values())):
+        shown = ", ".join(f"{name} {marks[name]:.1f}" for name in TIMELINE_MARKS if name in marks)
+        lines.append(f"  run {run_id[:8]} ({marks.get('tasks', 0):.0f} tasks): {shown}")
+    return lines
+
+
+def daemon_timeline(home: str, env: dict[str, str], database_url: str, since: float) -> list[str]:
     """One line per run created since `since` (Unix time): when it was created, queued, started,
-    began drafting, made its first call and ended, in seconds from `since`."""
+    began drafting, called the providers and ended, in seconds from `since`."""
     import dagster as dg
     from dagster._core.events import DagsterEventType
 
@@ -226,13 +261,7 @@ def run_timeline(home: str, env: dict[str, str], database_url: str, since: float
         DagsterEventType.RUN_SUCCESS: "ended",
         DagsterEventType.RUN_FAILURE: "ended",
     }
-    store = DraftStore(database_url=database_url)
-    with store._session() as session:
-        first_calls = dict(
-            session.execute(
-                select(LLMCall.run_id, func.min(LLMCall.started_at)).group_by(LLMCall.run_id)
-            ).all()
-        )
+    runs = calls_by_run(database_url, since)
     saved = dict(os.environ)
     os.environ.update({**env, "DAGSTER_HOME": home})
     try:
@@ -240,28 +269,19 @@ def run_timeline(home: str, env: dict[str, str], database_url: str, since: float
             records = instance.get_run_records(
                 dg.RunsFilter(created_after=datetime.fromtimestamp(since, UTC))
             )
-            lines = []
-            for record in sorted(records, key=lambda r: r.create_timestamp):
-                run = record.dagster_run
-                marks = {"created": record.create_timestamp.timestamp() - since}
-                for entry in instance.all_logs(run.run_id, of_type=set(kinds)):
+            for record in records:
+                run_id = record.dagster_run.run_id
+                marks = runs.setdefault(run_id, {})
+                marks["created"] = record.create_timestamp.timestamp() - since
+                for entry in instance.all_logs(run_id, of_type=set(kinds)):
                     name = kinds[entry.dagster_event.event_type]
                     if name == "drafting" and entry.step_key != "provider_drafts":
                         continue
                     marks.setdefault(name, entry.timestamp - since)
-                if run.run_id in first_calls:
-                    started = first_calls[run.run_id]
-                    started = started if started.tzinfo else started.replace(tzinfo=UTC)
-                    marks["first call"] = started.timestamp() - since
-                size = run.tags.get("dagster/asset_partition_range_end", "")
-                order = ["created", "queued", "launched", "started", "drafting", "first call",
-                         "ended"]  # fmt: skip
-                shown = ", ".join(f"{name} {marks[name]:.1f}" for name in order if name in marks)
-                lines.append(f"  run {run.run_id[:8]} (to {size}): {shown}")
-            return lines
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    return timeline_lines(runs)
 
 
 def outcome(database_url: str, prefix: str = "") -> tuple[Counter[str], Counter[str]]:
@@ -317,7 +337,9 @@ class PathResult:
     longest_pause_s: float
 
 
-def run_in_process_path(env: dict[str, str], server: FakeServer, database_url: str) -> PathResult:
+def run_in_process_path(
+    env: dict[str, str], server: FakeServer, database_url: str, timeline: bool = False
+) -> PathResult:
     before = server.stats()
     started, since = time.perf_counter(), time.time()
     process = subprocess.Popen(
@@ -329,6 +351,8 @@ def run_in_process_path(env: dict[str, str], server: FakeServer, database_url: s
     wall = time.perf_counter() - started
     if process.returncode != 0:
         raise SystemExit(f"drafts-pipeline run failed:\n{output}")
+    if timeline:
+        print("\n".join(timeline_lines(calls_by_run(database_url, since))))
     tasks, drafts = outcome(database_url)
     return PathResult("in-process", wall, monitor.cpu_seconds, monitor.peak_rss_bytes,
                       _delta(before, server.stats()), tasks, drafts,
@@ -400,8 +424,7 @@ def run_daemon_path(
         finally:
             stop_daemon(daemon)
         if timeline:
-            print("  (runs, seconds after the tasks were loaded)")
-            print("\n".join(run_timeline(home, env, database_url, since)))
+            print("\n".join(daemon_timeline(home, env, database_url, since)))
         if wall >= timeout_s:
             print(log.read_text()[-3000:], file=sys.stderr)
         if keep_log is not None:
@@ -491,7 +514,9 @@ def main() -> None:
     parser.add_argument("--daemon-timeout", type=float, default=600)
     parser.add_argument("--daemon-log", type=Path, help="keep the daemon's log in this file")
     parser.add_argument(
-        "--timeline", action="store_true", help="print when each of the daemon's runs got where"
+        "--timeline",
+        action="store_true",
+        help="print when each run got where (the daemon's: from its Dagster events too)",
     )
     parser.add_argument(
         "--cold-daemon",
@@ -539,7 +564,7 @@ def main() -> None:
                             "DRAFTS_DATA_DIR": f"{folder}/{name}"}  # fmt: skip
                 if name == "in-process":
                     task_ids = load_tasks(url, args.tasks)
-                    result = run_in_process_path(path_env, server, url)
+                    result = run_in_process_path(path_env, server, url, args.timeline)
                 else:
                     DraftStore(database_url=url).upgrade()
                     result = run_daemon_path(path_env, server, url, args.tasks,
