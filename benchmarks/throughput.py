@@ -477,7 +477,7 @@ def report(
     ratio = bound_min * 60 / result.wall_s
     print(f"  wall time               {result.wall_s:8.1f} s")
     print(f"  tasks per minute        {per_minute:8.1f}")
-    print(f"  vs rate-limit bound     {ratio:8.0%}   (bound {bound_min * 60:.1f} s)")
+    print(f"  vs rate-limit bound     {ratio:8.1%}   (bound {bound_min * 60:.1f} s)")
     print(f"  vs sequential baseline  {per_minute / baseline_per_min:8.1f}x")
     tail = result.wall_s - result.last_answer_s
     print(f"  first provider call     {result.first_call_s:8.1f} s   after the start")
