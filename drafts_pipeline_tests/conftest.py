@@ -1,5 +1,6 @@
 """Shared fixtures: a fresh database per test, on SQLite and on PostgreSQL."""
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +21,29 @@ def postgres_admin_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database with a random name, dropped afterwards."""
+@contextlib.contextmanager
+def _new_database(admin_url: str) -> Iterator[str]:
     name = f"drafts_test_{uuid.uuid4().hex[:12]}"
-    url = create_database(postgres_admin_url, name)
+    url = create_database(admin_url, name)
     try:
         yield url
     finally:
         engine_for(url).dispose()
-        drop_database(postgres_admin_url, name)
+        drop_database(admin_url, name)
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database with a random name, dropped afterwards."""
+    with _new_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def second_postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """Another one, for a test that needs two (the draft store and a Dagster instance)."""
+    with _new_database(postgres_admin_url) as url:
+        yield url
 
 
 @pytest.fixture

@@ -22,12 +22,31 @@ from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
 
 
-@pytest.fixture
-def daemon_home(tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str, dict[str, str]]:
+    """A Dagster home and a store: the quickstart's (`dagster.yaml`, SQLite) or production's
+    (`deploy/dagster.yaml` and the store in PostgreSQL, each in a database of its own)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPOSITORY / "dagster.yaml", home / "dagster.yaml")
-    return home
+    if request.param == "sqlite":
+        shutil.copy(REPOSITORY / "dagster.yaml", home / "dagster.yaml")
+        return home, request.getfixturevalue("sqlite_url"), {}
+    from sqlalchemy.engine import make_url
+
+    shutil.copy(REPOSITORY / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    store_url = request.getfixturevalue("postgres_url")
+    instance_url = make_url(request.getfixturevalue("second_postgres_url"))
+    return (
+        home,
+        store_url,
+        {
+            "DAGSTER_PG_HOST": instance_url.host or "127.0.0.1",
+            "DAGSTER_PG_PORT": str(instance_url.port or 5432),
+            "DAGSTER_PG_USERNAME": instance_url.username or "postgres",
+            "DAGSTER_PG_PASSWORD": instance_url.password or "",
+            "DAGSTER_PG_DB": instance_url.database or "",
+        },
+    )
 
 
 @contextlib.contextmanager
@@ -42,13 +61,18 @@ def running_daemon(home: Path, env: dict[str, str]) -> Iterator[Path]:
 
 
 def test_the_daemon_drafts_new_tasks_in_batched_runs_forked_warm(
-    tmp_path: Path, sqlite_url: str, daemon_home: Path, fake_providers: FakeProviderServer
+    tmp_path: Path,
+    deployment: tuple[Path, str, dict[str, str]],
+    fake_providers: FakeProviderServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = DraftStore(database_url=sqlite_url)
+    daemon_home, store_url, instance_env = deployment
+    store = DraftStore(database_url=store_url)
     store.upgrade()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env |= instance_env
     env |= {
-        "DRAFTS_DATABASE_URL": sqlite_url,
+        "DRAFTS_DATABASE_URL": store_url,
         "DRAFTS_DATA_DIR": str(tmp_path / "data"),
         "DRAFTS_LLM_MODE": "live",
         "DRAFTS_BATCH_SIZE": "3",
@@ -66,6 +90,8 @@ def test_the_daemon_drafts_new_tasks_in_batched_runs_forked_warm(
             assert time.monotonic() < deadline, log.read_text()[-4000:]
             time.sleep(0.25)
 
+    for name, value in instance_env.items():
+        monkeypatch.setenv(name, value)
     with dg.DagsterInstance.from_config(str(daemon_home)) as instance:
         runs = instance.get_runs()
     # Seven tasks in runs of at most three (batch_sizes(7, 3)), each in a forked worker.
