@@ -8,12 +8,19 @@ from drafts_pipeline import settings
 from drafts_pipeline.assets.ballot import voting_ballot
 from drafts_pipeline.assets.drafts import build_draft_assets
 from drafts_pipeline.assets.tasks import pending_tasks
+from drafts_pipeline.assets.usage import (
+    daily_llm_usage,
+    daily_llm_usage_job,
+    daily_llm_usage_schedule,
+)
 from drafts_pipeline.assets.voting_set import voting_ready_set
 from drafts_pipeline.jobs import draft_tasks_job, publish_voting_set_job
 from drafts_pipeline.llm.providers import provider_resources
 from drafts_pipeline.sensors import drafting_tasks_sensor
 from drafts_pipeline.store import DraftStore
 
+# The task graph (per-task partitions and the voting-ready set); `daily_llm_usage` has its own
+# daily partitions.
 ASSETS = [pending_tasks, build_draft_assets(), voting_ballot, voting_ready_set]
 
 
@@ -35,8 +42,9 @@ def build_resources(mode: str | None = None, database_url: str | None = None) ->
 
 
 defs = dg.Definitions(
-    assets=ASSETS,
-    jobs=[draft_tasks_job, publish_voting_set_job],
+    assets=[*ASSETS, daily_llm_usage],
+    jobs=[draft_tasks_job, publish_voting_set_job, daily_llm_usage_job],
     sensors=[drafting_tasks_sensor],
+    schedules=[daily_llm_usage_schedule],
     resources=build_resources(),
 )

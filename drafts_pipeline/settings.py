@@ -1,6 +1,7 @@
 """Settings read from the environment, each with its documented default."""
 
 import os
+from datetime import date
 from pathlib import Path
 
 from drafts_pipeline.errors import ConfigurationError
@@ -22,6 +23,19 @@ def database_url() -> str:
     if url:
         return url
     return f"sqlite:///{data_dir() / 'drafts.sqlite3'}"
+
+
+def usage_start_date() -> str:
+    """`DRAFTS_USAGE_START_DATE` (YYYY-MM-DD, UTC): the first day of `daily_llm_usage`,
+    default 2026-01-01."""
+    raw = os.environ.get("DRAFTS_USAGE_START_DATE", "2026-01-01").strip()
+    try:
+        date.fromisoformat(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"DRAFTS_USAGE_START_DATE={raw!r} is not a date written YYYY-MM-DD"
+        ) from None
+    return raw
 
 
 def llm_mode() -> str:

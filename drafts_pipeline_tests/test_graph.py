@@ -74,9 +74,12 @@ def test_definitions_load() -> None:
         "kimi_draft",
         "voting_ballot",
         "voting_ready_set",
+        "daily_llm_usage",
     }
     assert defs.resolve_sensor_def("drafting_tasks_sensor")
     assert defs.resolve_job_def("draft_tasks")
+    assert defs.resolve_job_def("daily_llm_usage_job")
+    assert defs.resolve_schedule_def("daily_llm_usage_schedule")
 
 
 @pytest.mark.postgres

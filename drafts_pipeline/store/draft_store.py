@@ -3,11 +3,12 @@
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import dagster as dg
-from sqlalchemy import Engine, bindparam, func, or_, select, update
+from sqlalchemy import Engine, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -408,6 +409,36 @@ class DraftStore(dg.ConfigurableResource):
     def draft_models(self) -> set[str]:
         with self._session() as session:
             return set(session.scalars(select(DraftVersion.model).distinct()))
+
+    # --- usage -------------------------------------------------------------------------
+
+    def usage_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Per provider and model, the calls started in [start, end) (UTC): attempts, failed
+        attempts, tokens and cost (exact, a Decimal; calls without a cost count as zero)."""
+        failed = case((LLMCall.error_type.is_not(None), 1), else_=0)
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    LLMCall.provider,
+                    LLMCall.model,
+                    func.count().label("calls"),
+                    func.sum(failed).label("failures"),
+                    *(
+                        func.coalesce(func.sum(column), 0).label(column.key)
+                        for column in (
+                            LLMCall.input_tokens,
+                            LLMCall.output_tokens,
+                            LLMCall.cached_tokens,
+                            LLMCall.reasoning_tokens,
+                        )
+                    ),
+                    func.sum(LLMCall.cost_usd).label("cost_usd"),
+                )
+                .where(LLMCall.started_at >= start, LLMCall.started_at < end)
+                .group_by(LLMCall.provider, LLMCall.model)
+                .order_by(LLMCall.provider, LLMCall.model)
+            )
+            return [{**row._mapping, "cost_usd": row.cost_usd or Decimal(0)} for row in rows]
 
     # --- the voting-ready set ----------------------------------------------------------
 

@@ -1,0 +1,130 @@
+"""`daily_llm_usage`: calls, failures, tokens and exact cost per UTC day, and its schedule."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import dagster as dg
+import pytest
+
+from drafts_pipeline.assets.usage import daily_llm_usage
+from drafts_pipeline.definitions import defs
+from drafts_pipeline.errors import ConfigurationError
+from drafts_pipeline.llm.generation import CallAttempt
+from drafts_pipeline.settings import usage_start_date
+from drafts_pipeline.store import DraftStore
+
+DAY = datetime(2026, 11, 21, tzinfo=UTC)
+
+
+def call(
+    provider: str, at: datetime, cost: str | None, *, failed: bool = False, attempt: int = 1
+) -> CallAttempt:
+    return CallAttempt(
+        provider=provider,
+        model=f"{provider}-model",
+        attempt=attempt,
+        started_at=at,
+        latency_ms=900,
+        status_code=429 if failed else 200,
+        error_type="RateLimitError" if failed else None,
+        input_tokens=None if failed else 100,
+        output_tokens=None if failed else 40,
+        cached_tokens=None if failed else 10,
+        reasoning_tokens=None if failed else 5,
+        cost_usd=None if cost is None else Decimal(cost),
+    )
+
+
+@pytest.fixture
+def calls(store: DraftStore) -> DraftStore:
+    """Claude: a 429 and its retry, and one more call, on DAY; OpenAI: one call on DAY, one a
+    microsecond before it and one at the next midnight (neither counts for DAY)."""
+    store.add_calls(
+        "shop.a",
+        "run-1",
+        [
+            call("claude", DAY, None, failed=True),
+            call("claude", DAY + timedelta(seconds=2), "0.00123456", attempt=2),
+        ],
+    )
+    store.add_calls("shop.b", "run-1", [call("claude", DAY + timedelta(hours=23), "0.00100001")])
+    store.add_calls("shop.a", "run-1", [call("openai", DAY + timedelta(hours=12), "0.0005")])
+    store.add_calls("shop.c", "run-0", [call("openai", DAY - timedelta(microseconds=1), "1")])
+    store.add_calls("shop.d", "run-2", [call("openai", DAY + timedelta(days=1), "2")])
+    return store
+
+
+def test_usage_of_a_day_counts_attempts_failures_tokens_and_exact_cost(calls: DraftStore) -> None:
+    rows = calls.usage_between(DAY, DAY + timedelta(days=1))
+    assert rows == [
+        {
+            "provider": "claude",
+            "model": "claude-model",
+            "calls": 3,
+            "failures": 1,
+            "input_tokens": 200,
+            "output_tokens": 80,
+            "cached_tokens": 20,
+            "reasoning_tokens": 10,
+            "cost_usd": Decimal("0.00223457"),
+        },
+        {
+            "provider": "openai",
+            "model": "openai-model",
+            "calls": 1,
+            "failures": 0,
+            "input_tokens": 100,
+            "output_tokens": 40,
+            "cached_tokens": 10,
+            "reasoning_tokens": 5,
+            "cost_usd": Decimal("0.0005"),
+        },
+    ]
+    assert calls.usage_between(DAY + timedelta(days=2), DAY + timedelta(days=3)) == []
+
+
+def test_the_asset_materialises_one_day(calls: DraftStore) -> None:
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [daily_llm_usage],
+            instance=instance,
+            resources={"store": calls},
+            partition_key="2026-11-21",
+        )
+    assert result.success
+    frame = result.output_for_node("daily_llm_usage")
+    assert list(frame["provider"]) == ["claude", "openai"]
+    assert set(frame["day"]) == {"2026-11-21"}
+    assert sum(frame["cost_usd"]) == Decimal("0.00273457")
+    metadata = result.asset_materializations_for_node("daily_llm_usage")[0].metadata
+    assert metadata["calls"].value == 4
+    assert metadata["failures"].value == 1
+    assert metadata["cost_usd_by_provider"].value == {"claude": "0.002235", "openai": "0.000500"}
+
+
+def test_an_empty_day_is_an_empty_frame(store: DraftStore) -> None:
+    result = dg.materialize(
+        [daily_llm_usage], resources={"store": store}, partition_key="2026-01-02"
+    )
+    assert result.success
+    assert result.output_for_node("daily_llm_usage").empty
+    metadata = result.asset_materializations_for_node("daily_llm_usage")[0].metadata
+    assert metadata["calls"].value == 0
+    assert metadata["cost_usd"].value == 0.0
+
+
+def test_the_schedule_materialises_yesterday() -> None:
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 22, 0, 15, tzinfo=UTC)
+    )
+    schedule = defs.resolve_schedule_def("daily_llm_usage_schedule")
+    result = schedule.evaluate_tick(context)
+    assert [request.partition_key for request in result.run_requests or []] == ["2026-11-21"]
+    assert [request.job_name for request in result.run_requests or []] == ["daily_llm_usage_job"]
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_a_bad_start_date_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRAFTS_USAGE_START_DATE", "21/11/2026")
+    with pytest.raises(ConfigurationError, match="DRAFTS_USAGE_START_DATE='21/11/2026'"):
+        usage_start_date()
