@@ -7,6 +7,11 @@ import dagster as dg
 from drafts_pipeline import settings
 from drafts_pipeline.assets.ballot import voting_ballot
 from drafts_pipeline.assets.drafts import build_draft_assets
+from drafts_pipeline.assets.scorecard import (
+    provider_scorecard,
+    provider_scorecard_job,
+    provider_scorecard_schedule,
+)
 from drafts_pipeline.assets.tasks import pending_tasks
 from drafts_pipeline.assets.usage import (
     daily_llm_usage,
@@ -19,8 +24,8 @@ from drafts_pipeline.llm.providers import provider_resources
 from drafts_pipeline.sensors import drafting_tasks_sensor
 from drafts_pipeline.store import DraftStore
 
-# The task graph (per-task partitions and the voting-ready set); `daily_llm_usage` has its own
-# daily partitions.
+# The task graph (per-task partitions and the voting-ready set). The usage assets are beside it:
+# `daily_llm_usage` has daily partitions, `provider_scorecard` reads every draft.
 ASSETS = [pending_tasks, build_draft_assets(), voting_ballot, voting_ready_set]
 
 
@@ -42,9 +47,9 @@ def build_resources(mode: str | None = None, database_url: str | None = None) ->
 
 
 defs = dg.Definitions(
-    assets=[*ASSETS, daily_llm_usage],
-    jobs=[draft_tasks_job, publish_voting_set_job, daily_llm_usage_job],
+    assets=[*ASSETS, daily_llm_usage, provider_scorecard],
+    jobs=[draft_tasks_job, publish_voting_set_job, daily_llm_usage_job, provider_scorecard_job],
     sensors=[drafting_tasks_sensor],
-    schedules=[daily_llm_usage_schedule],
+    schedules=[daily_llm_usage_schedule, provider_scorecard_schedule],
     resources=build_resources(),
 )

@@ -75,11 +75,13 @@ def test_definitions_load() -> None:
         "voting_ballot",
         "voting_ready_set",
         "daily_llm_usage",
+        "provider_scorecard",
     }
     assert defs.resolve_sensor_def("drafting_tasks_sensor")
     assert defs.resolve_job_def("draft_tasks")
     assert defs.resolve_job_def("daily_llm_usage_job")
     assert defs.resolve_schedule_def("daily_llm_usage_schedule")
+    assert defs.resolve_schedule_def("provider_scorecard_schedule")
 
 
 @pytest.mark.postgres

@@ -1,16 +1,12 @@
 """`voting_ready_set`: every task in voting with its labelled drafts, for the voting app."""
 
-from typing import TYPE_CHECKING
-
 import dagster as dg
 
 from drafts_pipeline.assets.ballot import voting_ballot
+from drafts_pipeline.assets.metadata import markdown_table
 from drafts_pipeline.settings import data_dir
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.voting_set import export_voting_set, identity_leaks, voting_ready_frame
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 PREVIEW_ROWS = 10
 
@@ -43,7 +39,7 @@ def voting_ready_set(context: dg.AssetExecutionContext, store: DraftStore):  # t
             "tasks": dg.MetadataValue.int(frame["task_id"].nunique()),
             "drafts": dg.MetadataValue.int(len(frame)),
             "export": dg.MetadataValue.path(str(export_path)),
-            "preview": dg.MetadataValue.md(_markdown(preview)),
+            "preview": dg.MetadataValue.md(markdown_table(preview)),
         },
     )
     yield dg.AssetCheckResult(
@@ -51,10 +47,3 @@ def voting_ready_set(context: dg.AssetExecutionContext, store: DraftStore):  # t
         passed=not leaks,
         metadata={"leaks": dg.MetadataValue.json(leaks[:50])},
     )
-
-
-def _markdown(frame: "pd.DataFrame") -> str:
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "/") for v in row) + " |")
-    return "\n".join(lines)

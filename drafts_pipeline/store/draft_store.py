@@ -440,6 +440,43 @@ class DraftStore(dg.ConfigurableResource):
             )
             return [{**row._mapping, "cost_usd": row.cost_usd or Decimal(0)} for row in rows]
 
+    def scorecard_rows(self) -> list[dict[str, Any]]:
+        """Per provider, over every stored draft version: drafts by status, the attempts they
+        took, tokens, cost (exact, a Decimal), and the latencies of the drafts that have one."""
+        statuses = {
+            status: func.sum(case((DraftVersion.status == status, 1), else_=0)).label(status)
+            for status in ("valid", "invalid", "failed")
+        }
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    DraftVersion.provider,
+                    func.count().label("drafts"),
+                    *statuses.values(),
+                    func.sum(DraftVersion.attempts).label("attempts"),
+                    func.coalesce(func.sum(DraftVersion.input_tokens), 0).label("input_tokens"),
+                    func.coalesce(func.sum(DraftVersion.output_tokens), 0).label("output_tokens"),
+                    func.sum(DraftVersion.cost_usd).label("cost_usd"),
+                )
+                .group_by(DraftVersion.provider)
+                .order_by(DraftVersion.provider)
+            ).all()
+            latencies: dict[str, list[int]] = {row.provider: [] for row in rows}
+            for provider, latency in session.execute(
+                select(DraftVersion.provider, DraftVersion.latency_ms).where(
+                    DraftVersion.latency_ms.is_not(None)
+                )
+            ):
+                latencies[provider].append(latency)
+        return [
+            {
+                **row._mapping,
+                "cost_usd": row.cost_usd or Decimal(0),
+                "latencies_ms": latencies[row.provider],
+            }
+            for row in rows
+        ]
+
     # --- the voting-ready set ----------------------------------------------------------
 
     def voting_ready_rows(self) -> list[dict[str, Any]]:

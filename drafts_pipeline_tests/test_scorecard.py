@@ -1,0 +1,65 @@
+"""`provider_scorecard`: drafts by status, valid rate, retries, latency, tokens and cost."""
+
+from decimal import Decimal
+
+import dagster as dg
+import pytest
+
+from drafts_pipeline.assets.scorecard import percentile, provider_scorecard
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline_tests.factories import make_draft, make_task
+
+
+def test_percentile_is_the_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert percentile(values, 0.50) == 50.0
+    assert percentile(values, 0.95) == 95.0
+    assert percentile([7], 0.95) == 7.0
+    assert percentile([], 0.5) is None
+
+
+@pytest.fixture
+def drafted(store: DraftStore) -> DraftStore:
+    """Claude: three valid drafts (one a second version) and one failed; Kimi: one invalid."""
+    store.add_tasks([make_task(f"shop.f{i}") for i in range(3)])
+    for i, latency in enumerate([1000, 3000]):
+        store.add_draft(
+            make_draft(
+                f"shop.f{i}",
+                "claude",
+                latency_ms=latency,
+                attempts=1 + i,
+                input_tokens=100,
+                output_tokens=50,
+                cost_usd=Decimal("0.00100001"),
+            )
+        )
+    second = make_draft("shop.f0", "claude", latency_ms=2000, attempts=1, cost_usd=None)
+    assert store.add_draft(second).version == 2  # type: ignore[union-attr]
+    store.add_draft(
+        make_draft("shop.f2", "claude", status="failed", latency_ms=None, attempts=3, content="")
+    )
+    store.add_draft(make_draft("shop.f1", "kimi", status="invalid", latency_ms=500, attempts=1))
+    return store
+
+
+def test_the_scorecard_rates_each_provider(drafted: DraftStore) -> None:
+    result = dg.materialize([provider_scorecard], resources={"store": drafted})
+    assert result.success
+    frame = result.output_for_node("provider_scorecard").set_index("provider")
+    claude, kimi = frame.loc["claude"], frame.loc["kimi"]
+    assert (claude["drafts"], claude["valid"], claude["failed"]) == (4, 3, 1)
+    assert claude["valid_rate"] == 0.75
+    assert claude["retries"] == 3  # 1 + 2 + 1 + 3 attempts for 4 drafts
+    assert (claude["latency_p50_ms"], claude["latency_p95_ms"]) == (2000.0, 3000.0)
+    assert claude["cost_usd"] == Decimal("0.00200002")
+    assert (kimi["drafts"], kimi["invalid"], kimi["valid_rate"]) == (1, 1, 0.0)
+    metadata = result.asset_materializations_for_node("provider_scorecard")[0].metadata
+    assert metadata["drafts"].value == 5
+    assert "| claude | 4 | 3 | 0 | 1 | 0.75 |" in metadata["scorecard"].value
+
+
+def test_a_store_without_drafts_has_an_empty_scorecard(store: DraftStore) -> None:
+    result = dg.materialize([provider_scorecard], resources={"store": store})
+    assert result.success
+    assert result.output_for_node("provider_scorecard").empty
