@@ -21,6 +21,7 @@ from drafts_pipeline.assets.usage import (
 from drafts_pipeline.assets.voting_set import voting_ready_set
 from drafts_pipeline.jobs import draft_tasks_job, publish_voting_set_job
 from drafts_pipeline.llm.providers import provider_resources
+from drafts_pipeline.schedules import below_quorum_schedule
 from drafts_pipeline.sensors import drafting_tasks_sensor
 from drafts_pipeline.store import DraftStore
 
@@ -50,6 +51,6 @@ defs = dg.Definitions(
     assets=[*ASSETS, daily_llm_usage, provider_scorecard],
     jobs=[draft_tasks_job, publish_voting_set_job, daily_llm_usage_job, provider_scorecard_job],
     sensors=[drafting_tasks_sensor],
-    schedules=[daily_llm_usage_schedule, provider_scorecard_schedule],
+    schedules=[below_quorum_schedule, daily_llm_usage_schedule, provider_scorecard_schedule],
     resources=build_resources(),
 )

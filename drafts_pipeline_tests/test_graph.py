@@ -82,6 +82,7 @@ def test_definitions_load() -> None:
     assert defs.resolve_job_def("daily_llm_usage_job")
     assert defs.resolve_schedule_def("daily_llm_usage_schedule")
     assert defs.resolve_schedule_def("provider_scorecard_schedule")
+    assert defs.resolve_schedule_def("below_quorum_schedule")
 
 
 @pytest.mark.postgres

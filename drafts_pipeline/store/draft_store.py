@@ -184,6 +184,18 @@ class DraftStore(dg.ConfigurableResource):
             )
             return [(row.seq, row.id) for row in rows]
 
+    def below_quorum(self, limit: int) -> list[tuple[str, int]]:
+        """`(id, attempts)` of the first `limit` tasks, in arrival order, that a ballot left in
+        `drafting` for want of enough valid drafts (at least one attempt, not yet failed)."""
+        with self._session() as session:
+            rows = session.execute(
+                select(DocumentationTask.id, DocumentationTask.attempts)
+                .where(DocumentationTask.status == "drafting", DocumentationTask.attempts > 0)
+                .order_by(DocumentationTask.seq)
+                .limit(limit)
+            )
+            return [(row.id, row.attempts) for row in rows]
+
     def task_ids(self, status: str) -> list[str]:
         with self._session() as session:
             return list(

@@ -1,0 +1,73 @@
+"""`below_quorum_schedule`: tasks a ballot left in `drafting` get another run.
+
+A ballot that finds fewer valid drafts than its quorum leaves the task in `drafting` with one
+more attempt (and fails it after `max_attempts`). The sensor only picks up tasks it has not seen,
+so without this schedule such a task would wait for a manual backfill. Re-running it re-calls
+only the providers whose draft is not valid: valid drafts are reused.
+"""
+
+import hashlib
+
+import dagster as dg
+
+from drafts_pipeline.jobs import draft_tasks_job
+from drafts_pipeline.partitions import TASK_PARTITIONS_NAME, range_tags
+from drafts_pipeline.settings import batch_size
+from drafts_pipeline.store import DraftStore
+
+RETRY_CRON = "*/15 * * * *"
+
+
+def plan_retries(
+    tasks: list[tuple[str, int]], partition_order: dict[str, int], batch: int
+) -> list[dg.RunRequest]:
+    """Runs over `tasks` (id, attempts), each a range of partitions that are next to each other
+    in the partitions' order, so that a run covers no task that is not below quorum, and of at
+    most `batch` tasks. The run key names the tasks and their attempts: a tick that finds the
+    same tasks at the same attempts (their run not finished yet) requests nothing new."""
+    ordered = sorted(tasks, key=lambda task: partition_order[task[0]])
+    groups: list[list[tuple[str, int]]] = []
+    for task in ordered:
+        group = groups[-1] if groups else None
+        if (
+            group is not None
+            and len(group) < batch
+            and partition_order[task[0]] == partition_order[group[-1][0]] + 1
+        ):
+            group.append(task)
+        else:
+            groups.append([task])
+    requests = []
+    for group in groups:
+        signature = ",".join(f"{task_id}:{attempts}" for task_id, attempts in group)
+        digest = hashlib.sha256(signature.encode()).hexdigest()[:16]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"below-quorum-{digest}", tags=range_tags(group[0][0], group[-1][0])
+            )
+        )
+    return requests
+
+
+@dg.schedule(
+    cron_schedule=RETRY_CRON,
+    job=draft_tasks_job,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every 15 minutes, another run for the tasks that a ballot left in `drafting` "
+    "below quorum (at most DRAFTS_BATCH_SIZE of them a tick); only the providers whose draft "
+    "is not valid are called again.",
+)
+def below_quorum_schedule(
+    context: dg.ScheduleEvaluationContext, store: DraftStore
+) -> dg.SkipReason | list[dg.RunRequest]:
+    store.require_current()
+    tasks = store.below_quorum(batch_size())
+    if not tasks:
+        return dg.SkipReason("no task below quorum")
+    # A task drafted by `drafts-pipeline run` has no partition on this instance yet; adding
+    # one that exists is a no-op.
+    context.instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, [task_id for task_id, _ in tasks])
+    keys = context.instance.get_dynamic_partitions(TASK_PARTITIONS_NAME)
+    order = {key: index for index, key in enumerate(keys)}
+    return plan_retries(tasks, order, batch_size())

@@ -1,0 +1,84 @@
+"""`below_quorum_schedule`: tasks a ballot left in `drafting` get another run."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from drafts_pipeline.definitions import ASSETS, build_resources, defs
+from drafts_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, TASK_PARTITIONS_NAME
+from drafts_pipeline.schedules import plan_retries
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline_tests.factories import make_task
+from drafts_pipeline_tests.graph_runs import materialize_tasks
+from drafts_pipeline_tests.test_graph import down
+
+TASKS = [f"lib.f{i}" for i in range(6)]
+OUTAGE = {"openai_llm": down("openai"), "kimi_llm": down("kimi")}
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def evaluate(instance: dg.DagsterInstance, store: DraftStore) -> list[dg.RunRequest]:
+    schedule = defs.resolve_schedule_def("below_quorum_schedule")
+    context = dg.build_schedule_context(instance=instance, resources={"store": store})
+    return list(schedule.evaluate_tick(context).run_requests or [])
+
+
+def ranges(requests: list[dg.RunRequest]) -> list[tuple[str, str]]:
+    return [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in requests]
+
+
+def test_runs_cover_only_neighbouring_partitions_below_quorum() -> None:
+    order = {key: index for index, key in enumerate(TASKS)}
+    tasks = [("lib.f4", 1), ("lib.f1", 2), ("lib.f2", 1), ("lib.f5", 1)]
+    requests = plan_retries(tasks, order, batch=2)
+    assert ranges(requests) == [("lib.f1", "lib.f2"), ("lib.f4", "lib.f5")]
+    again = plan_retries(tasks, order, batch=2)
+    assert [r.run_key for r in again] == [r.run_key for r in requests]
+    later = plan_retries([("lib.f1", 3), ("lib.f2", 1)], order, batch=2)
+    assert later[0].run_key != requests[0].run_key  # another attempt is another run
+    assert ranges(plan_retries(tasks, order, batch=1)) == [(t, t) for t in sorted(dict(tasks))]
+
+
+def test_an_outage_left_tasks_below_quorum_and_the_schedule_finishes_them(
+    instance: dg.DagsterInstance, store: DraftStore, data_dir: Path
+) -> None:
+    store.add_tasks([make_task(task_id) for task_id in TASKS])
+    assert evaluate(instance, store) == []  # nothing balloted yet
+
+    # Two providers down while f1, f2 and f4 are drafted: one valid draft each, below quorum.
+    for batch in (["lib.f0"], ["lib.f1", "lib.f2"], ["lib.f3"], ["lib.f4"], ["lib.f5"]):
+        outage = OUTAGE if batch[0] in {"lib.f1", "lib.f4"} else None
+        materialize_tasks(instance, store.database_url, batch, providers=outage)
+    assert store.task_ids("drafting") == ["lib.f1", "lib.f2", "lib.f4"]
+
+    requests = evaluate(instance, store)
+    assert ranges(requests) == [("lib.f1", "lib.f2"), ("lib.f4", "lib.f4")]
+    for request in requests:
+        result = dg.materialize(
+            ASSETS,
+            instance=instance,
+            resources=build_resources("offline", store.database_url),
+            tags=request.tags,
+        )
+        assert result.success
+    assert store.task_ids("drafting") == []
+    assert store.task_ids("voting") == TASKS
+    assert evaluate(instance, store) == []
+
+
+def test_a_task_drafted_outside_this_instance_gets_its_partition(
+    instance: dg.DagsterInstance, store: DraftStore, data_dir: Path
+) -> None:
+    store.add_tasks([make_task("lib.f0")])
+    with dg.instance_for_test() as elsewhere:  # as `drafts-pipeline run` drafts
+        materialize_tasks(elsewhere, store.database_url, ["lib.f0"], providers=OUTAGE)
+    assert not instance.has_dynamic_partition(TASK_PARTITIONS_NAME, "lib.f0")
+    assert ranges(evaluate(instance, store)) == [("lib.f0", "lib.f0")]
+    assert instance.has_dynamic_partition(TASK_PARTITIONS_NAME, "lib.f0")
