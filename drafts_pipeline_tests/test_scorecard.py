@@ -1,5 +1,6 @@
 """`provider_scorecard`: drafts by status, valid rate, retries, latency, tokens and cost."""
 
+from collections.abc import Iterator
 from decimal import Decimal
 
 import dagster as dg
@@ -16,6 +17,13 @@ def test_percentile_is_the_nearest_rank() -> None:
     assert percentile(values, 0.95) == 95.0
     assert percentile([7], 0.95) == 7.0
     assert percentile([], 0.5) is None
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance that outlives the run, so its results can be read back."""
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
 
 
 @pytest.fixture
@@ -43,8 +51,10 @@ def drafted(store: DraftStore) -> DraftStore:
     return store
 
 
-def test_the_scorecard_rates_each_provider(drafted: DraftStore) -> None:
-    result = dg.materialize([provider_scorecard], resources={"store": drafted})
+def test_the_scorecard_rates_each_provider(
+    drafted: DraftStore, instance: dg.DagsterInstance
+) -> None:
+    result = dg.materialize([provider_scorecard], instance=instance, resources={"store": drafted})
     assert result.success
     frame = result.output_for_node("provider_scorecard").set_index("provider")
     claude, kimi = frame.loc["claude"], frame.loc["kimi"]
@@ -59,7 +69,9 @@ def test_the_scorecard_rates_each_provider(drafted: DraftStore) -> None:
     assert "| claude | 4 | 3 | 0 | 1 | 0.75 |" in metadata["scorecard"].value
 
 
-def test_a_store_without_drafts_has_an_empty_scorecard(store: DraftStore) -> None:
-    result = dg.materialize([provider_scorecard], resources={"store": store})
+def test_a_store_without_drafts_has_an_empty_scorecard(
+    store: DraftStore, instance: dg.DagsterInstance
+) -> None:
+    result = dg.materialize([provider_scorecard], instance=instance, resources={"store": store})
     assert result.success
     assert result.output_for_node("provider_scorecard").empty

@@ -1,5 +1,6 @@
 """`daily_llm_usage`: calls, failures, tokens and exact cost per UTC day, and its schedule."""
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -33,6 +34,13 @@ def call(
         reasoning_tokens=None if failed else 5,
         cost_usd=None if cost is None else Decimal(cost),
     )
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance that outlives the run, so its results can be read back."""
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
 
 
 @pytest.fixture
@@ -83,14 +91,10 @@ def test_usage_of_a_day_counts_attempts_failures_tokens_and_exact_cost(calls: Dr
     assert calls.usage_between(DAY + timedelta(days=2), DAY + timedelta(days=3)) == []
 
 
-def test_the_asset_materialises_one_day(calls: DraftStore) -> None:
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [daily_llm_usage],
-            instance=instance,
-            resources={"store": calls},
-            partition_key="2026-11-21",
-        )
+def test_the_asset_materialises_one_day(calls: DraftStore, instance: dg.DagsterInstance) -> None:
+    result = dg.materialize(
+        [daily_llm_usage], instance=instance, resources={"store": calls}, partition_key="2026-11-21"
+    )
     assert result.success
     frame = result.output_for_node("daily_llm_usage")
     assert list(frame["provider"]) == ["claude", "openai"]
@@ -102,9 +106,9 @@ def test_the_asset_materialises_one_day(calls: DraftStore) -> None:
     assert metadata["cost_usd_by_provider"].value == {"claude": "0.002235", "openai": "0.000500"}
 
 
-def test_an_empty_day_is_an_empty_frame(store: DraftStore) -> None:
+def test_an_empty_day_is_an_empty_frame(store: DraftStore, instance: dg.DagsterInstance) -> None:
     result = dg.materialize(
-        [daily_llm_usage], resources={"store": store}, partition_key="2026-01-02"
+        [daily_llm_usage], instance=instance, resources={"store": store}, partition_key="2026-01-02"
     )
     assert result.success
     assert result.output_for_node("daily_llm_usage").empty
