@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from drafts_pipeline.store import DraftStore
@@ -73,3 +74,11 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DRAFTS_DATA_DIR", str(folder))
     monkeypatch.delenv("DRAFTS_DATABASE_URL", raising=False)
     return folder
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A temporary Dagster instance that outlives the runs of a test, so their results can be
+    read back."""
+    with dg.instance_for_test() as test_instance:
+        yield test_instance

@@ -1,7 +1,6 @@
 """The whole graph through `dg.materialize` on a test instance, on SQLite and PostgreSQL."""
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,12 +44,6 @@ class DownProvider(LLMProvider):
 
 def down(name: str) -> DownProvider:
     return DownProvider(name=name, model=f"{name}-model", api_key="k", api_key_env_var="X")
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -31,12 +30,6 @@ TRANSIENT = {
     "openai": Fault("rate_limit", retry_after_ms="20"),
     "kimi": Fault("server_error"),
 }
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
 
 
 def live_providers(server: FakeProviderServer, **overrides: object) -> dict[str, object]:

@@ -1,7 +1,6 @@
 """Reuse of valid drafts, re-calling only failed providers, and `force`."""
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -16,12 +15,6 @@ from drafts_pipeline_tests.test_graph import down
 
 TASKS = ["lib.a", "lib.b", "lib.c"]
 STAY_DRAFTING = {"ops": {"voting_ballot": {"config": {"min_drafts": 4, "max_attempts": 10}}}}
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
 
 
 @pytest.fixture

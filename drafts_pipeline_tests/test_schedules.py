@@ -1,10 +1,8 @@
 """`below_quorum_schedule`: tasks a ballot left in `drafting` get another run."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from drafts_pipeline.definitions import ASSETS, build_resources, defs
 from drafts_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, TASK_PARTITIONS_NAME
@@ -16,12 +14,6 @@ from drafts_pipeline_tests.test_graph import down
 
 TASKS = [f"lib.f{i}" for i in range(6)]
 OUTAGE = {"openai_llm": down("openai"), "kimi_llm": down("kimi")}
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
 
 
 def evaluate(instance: dg.DagsterInstance, store: DraftStore) -> list[dg.RunRequest]:

@@ -1,6 +1,5 @@
 """`provider_scorecard`: drafts by status, valid rate, retries, latency, tokens and cost."""
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import dagster as dg
@@ -17,13 +16,6 @@ def test_percentile_is_the_nearest_rank() -> None:
     assert percentile(values, 0.95) == 95.0
     assert percentile([7], 0.95) == 7.0
     assert percentile([], 0.5) is None
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    """A Dagster instance that outlives the run, so its results can be read back."""
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
 
 
 @pytest.fixture

@@ -1,7 +1,5 @@
 """`drafting_tasks_sensor`: new tasks only, batched, bounded, never a scan of everything."""
 
-from collections.abc import Iterator
-
 import dagster as dg
 import pytest
 
@@ -9,12 +7,6 @@ from drafts_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, TASK_PART
 from drafts_pipeline.sensors import drafting_tasks_sensor
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
 
 
 def tick(instance: dg.DagsterInstance, store: DraftStore, cursor: str | None) -> dg.SensorResult:

@@ -1,6 +1,5 @@
 """`daily_llm_usage`: calls, failures, tokens and exact cost per UTC day, and its schedule."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -34,13 +33,6 @@ def call(
         reasoning_tokens=None if failed else 5,
         cost_usd=None if cost is None else Decimal(cost),
     )
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    """A Dagster instance that outlives the run, so its results can be read back."""
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
 
 
 @pytest.fixture
