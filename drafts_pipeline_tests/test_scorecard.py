@@ -20,7 +20,8 @@ def test_percentile_is_the_nearest_rank() -> None:
 
 @pytest.fixture
 def drafted(store: DraftStore) -> DraftStore:
-    """Claude: three valid drafts (one a second version) and one failed; Kimi: one invalid."""
+    """Claude: three valid drafts (one a second version) and one failed; Kimi: one invalid and
+    one drafted offline (no attempt at all)."""
     store.add_tasks([make_task(f"shop.f{i}") for i in range(3)])
     for i, latency in enumerate([1000, 3000]):
         store.add_draft(
@@ -40,6 +41,7 @@ def drafted(store: DraftStore) -> DraftStore:
         make_draft("shop.f2", "claude", status="failed", latency_ms=None, attempts=3, content="")
     )
     store.add_draft(make_draft("shop.f1", "kimi", status="invalid", latency_ms=500, attempts=1))
+    store.add_draft(make_draft("shop.f2", "kimi", latency_ms=None, attempts=0))
     return store
 
 
@@ -52,12 +54,13 @@ def test_the_scorecard_rates_each_provider(
     claude, kimi = frame.loc["claude"], frame.loc["kimi"]
     assert (claude["drafts"], claude["valid"], claude["failed"]) == (4, 3, 1)
     assert claude["valid_rate"] == 0.75
-    assert claude["retries"] == 3  # 1 + 2 + 1 + 3 attempts for 4 drafts
+    assert claude["retries"] == 3  # attempts 1, 2, 1 and 3: 0 + 1 + 0 + 2 past the first
     assert (claude["latency_p50_ms"], claude["latency_p95_ms"]) == (2000.0, 3000.0)
     assert claude["cost_usd"] == Decimal("0.00200002")
-    assert (kimi["drafts"], kimi["invalid"], kimi["valid_rate"]) == (1, 1, 0.0)
+    assert (kimi["drafts"], kimi["invalid"], kimi["valid_rate"]) == (2, 1, 0.5)
+    assert kimi["retries"] == 0  # an offline draft took no attempt: no negative retries
     metadata = result.asset_materializations_for_node("provider_scorecard")[0].metadata
-    assert metadata["drafts"].value == 5
+    assert metadata["drafts"].value == 6
     assert "| claude | 4 | 3 | 0 | 1 | 0.75 |" in metadata["scorecard"].value
 
 

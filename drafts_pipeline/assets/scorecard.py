@@ -46,7 +46,6 @@ def scorecard_frame(store: DraftStore) -> "pd.DataFrame":
             {
                 **row,
                 "valid_rate": row["valid"] / row["drafts"],
-                "retries": row["attempts"] - row["drafts"],
                 "latency_p50_ms": percentile(latencies, 0.50),
                 "latency_p95_ms": percentile(latencies, 0.95),
             }

@@ -453,8 +453,9 @@ class DraftStore(dg.ConfigurableResource):
             return [{**row._mapping, "cost_usd": row.cost_usd or Decimal(0)} for row in rows]
 
     def scorecard_rows(self) -> list[dict[str, Any]]:
-        """Per provider, over every stored draft version: drafts by status, the attempts they
-        took, tokens, cost (exact, a Decimal), and the latencies of the drafts that have one."""
+        """Per provider, over every stored draft version: drafts by status, the retries they
+        took (attempts past the first; an offline draft makes none), tokens, cost (exact, a
+        Decimal), and the latencies of the drafts that have one."""
         statuses = {
             status: func.sum(case((DraftVersion.status == status, 1), else_=0)).label(status)
             for status in ("valid", "invalid", "failed")
@@ -465,7 +466,9 @@ class DraftStore(dg.ConfigurableResource):
                     DraftVersion.provider,
                     func.count().label("drafts"),
                     *statuses.values(),
-                    func.sum(DraftVersion.attempts).label("attempts"),
+                    func.sum(
+                        case((DraftVersion.attempts > 1, DraftVersion.attempts - 1), else_=0)
+                    ).label("retries"),
                     func.coalesce(func.sum(DraftVersion.input_tokens), 0).label("input_tokens"),
                     func.coalesce(func.sum(DraftVersion.output_tokens), 0).label("output_tokens"),
                     func.sum(DraftVersion.cost_usd).label("cost_usd"),
