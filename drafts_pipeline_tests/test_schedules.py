@@ -18,8 +18,11 @@ OUTAGE = {"openai_llm": down("openai"), "kimi_llm": down("kimi")}
 
 def evaluate(instance: dg.DagsterInstance, store: DraftStore) -> list[dg.RunRequest]:
     schedule = defs.resolve_schedule_def("below_quorum_schedule")
-    context = dg.build_schedule_context(instance=instance, resources={"store": store})
-    return list(schedule.evaluate_tick(context).run_requests or [])
+    # As a context manager: the context opens its own instance from `instance`'s ref, and
+    # leaving it unclosed left Dagster's current-instance state pointing at that instance
+    # after it was garbage-collected (a later run then failed, now and then).
+    with dg.build_schedule_context(instance=instance, resources={"store": store}) as context:
+        return list(schedule.evaluate_tick(context).run_requests or [])
 
 
 def ranges(requests: list[dg.RunRequest]) -> list[tuple[str, str]]:

@@ -110,11 +110,10 @@ def test_an_empty_day_is_an_empty_frame(store: DraftStore, instance: dg.DagsterI
 
 
 def test_the_schedule_materialises_yesterday() -> None:
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 22, 0, 15, tzinfo=UTC)
-    )
     schedule = defs.resolve_schedule_def("daily_llm_usage_schedule")
-    result = schedule.evaluate_tick(context)
+    at = datetime(2026, 11, 22, 0, 15, tzinfo=UTC)
+    with dg.build_schedule_context(scheduled_execution_time=at) as context:
+        result = schedule.evaluate_tick(context)
     assert [request.partition_key for request in result.run_requests or []] == ["2026-11-21"]
     assert [request.job_name for request in result.run_requests or []] == ["daily_llm_usage_job"]
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
