@@ -15,13 +15,18 @@ from dagster._core.origin import JobPythonOrigin
 from drafts_pipeline.warm_launcher import WORKER_PID_TAG, WarmRunLauncher
 from drafts_pipeline_tests.launcher_jobs import probe_job
 
+# The pool's limit is as high as the most runs a test starts at once, as in the project's
+# dagster.yaml (limit 4, at most 4 runs). A step that Dagster 1.13 blocked on SQLite storage
+# once stayed blocked for 60 s after the other runs had freed their slots; as Dagster's code
+# reads, a claim registered as pending just after a run freed its slot is assigned no slot until
+# another one is freed.
 INSTANCE_YAML = """
 run_launcher:
   module: drafts_pipeline.warm_launcher
   class: WarmRunLauncher
 concurrency:
   pools:
-    default_limit: 2
+    default_limit: 3
 telemetry:
   enabled: false
 """
