@@ -189,49 +189,59 @@ def load_tasks(database_url: str, count: int, prefix: str = "bench") -> list[str
     return [task.id for task in tasks]
 
 
+@dataclass(frozen=True)
+class Call:
+    provider: str
+    run_id: str | None
+    task_id: str
+    start_s: float  # seconds after the `since` of `calls_since`
+    latency_s: float
+
+
+def calls_since(database_url: str, since: float) -> list[Call]:
+    """The calls made since `since` (Unix time), their start in seconds from it."""
+    store = DraftStore(database_url=database_url)
+    with store._session() as session:
+        rows = session.execute(
+            select(LLMCall.provider, LLMCall.run_id, LLMCall.task_id, LLMCall.started_at,
+                   LLMCall.latency_ms)
+        ).all()  # fmt: skip
+    calls = []
+    for provider, run_id, task_id, started, latency in rows:
+        at = (started if started.tzinfo else started.replace(tzinfo=UTC)).timestamp() - since
+        if at >= 0:
+            calls.append(Call(provider, run_id, task_id, at, (latency or 0) / 1000))
+    return calls
+
+
 def call_span(database_url: str, since: float) -> tuple[float, float, float]:
     """Of the calls made since `since` (Unix time): seconds to the first call and to the last
     answer, and the longest time any provider went without a new call."""
-    store = DraftStore(database_url=database_url)
-    with store._session() as session:
-        calls = session.execute(
-            select(LLMCall.provider, LLMCall.started_at, LLMCall.latency_ms)
-        ).all()
-
-    def at(started: datetime) -> float:
-        return (started if started.tzinfo else started.replace(tzinfo=UTC)).timestamp() - since
-
-    spans = [(provider, at(started), (latency or 0) / 1000) for provider, started, latency in calls]
-    spans = [span for span in spans if span[1] >= 0]
-    if not spans:
+    calls = calls_since(database_url, since)
+    if not calls:
         return 0.0, 0.0, 0.0
     longest = 0.0
-    for provider in {span[0] for span in spans}:
-        starts = sorted(start for name, start, _ in spans if name == provider)
+    for provider in {call.provider for call in calls}:
+        starts = sorted(call.start_s for call in calls if call.provider == provider)
         longest = max([longest, *(b - a for a, b in itertools.pairwise(starts))])
-    first = min(start for _, start, _ in spans)
-    return first, max(start + latency for _, start, latency in spans), longest
+    first = min(call.start_s for call in calls)
+    return first, max(call.start_s + call.latency_s for call in calls), longest
 
 
 def calls_by_run(database_url: str, since: float) -> dict[str, dict[str, float]]:
     """Per run id, of the calls made since `since` (Unix time): tasks called for, and seconds
     from `since` to its first call, its last call and its last answer."""
-    store = DraftStore(database_url=database_url)
-    with store._session() as session:
-        calls = session.execute(
-            select(LLMCall.run_id, LLMCall.task_id, LLMCall.started_at, LLMCall.latency_ms)
-        ).all()
     runs: dict[str, dict[str, Any]] = {}
-    for run_id, task_id, started, latency in calls:
-        at = (started if started.tzinfo else started.replace(tzinfo=UTC)).timestamp() - since
-        if at < 0 or run_id is None:
+    for call in calls_since(database_url, since):
+        if call.run_id is None:
             continue
-        run = runs.setdefault(run_id, {"tasks": set(), "first call": at, "last call": at,
-                                       "last answer": at})  # fmt: skip
-        run["tasks"].add(task_id)
-        run["first call"] = min(run["first call"], at)
-        run["last call"] = max(run["last call"], at)
-        run["last answer"] = max(run["last answer"], at + (latency or 0) / 1000)
+        run = runs.setdefault(call.run_id, {"tasks": set(), "first call": call.start_s,
+                                            "last call": call.start_s,
+                                            "last answer": call.start_s})  # fmt: skip
+        run["tasks"].add(call.task_id)
+        run["first call"] = min(run["first call"], call.start_s)
+        run["last call"] = max(run["last call"], call.start_s)
+        run["last answer"] = max(run["last answer"], call.start_s + call.latency_s)
     return {run_id: {**run, "tasks": len(run["tasks"])} for run_id, run in runs.items()}
 
 

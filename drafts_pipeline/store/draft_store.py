@@ -456,16 +456,16 @@ class DraftStore(dg.ConfigurableResource):
         """Per provider, over every stored draft version: drafts by status, the retries they
         took (attempts past the first; an offline draft makes none), tokens, cost (exact, a
         Decimal), and the latencies of the drafts that have one."""
-        statuses = {
-            status: func.sum(case((DraftVersion.status == status, 1), else_=0)).label(status)
+        statuses = [
+            func.sum(case((DraftVersion.status == status, 1), else_=0)).label(status)
             for status in ("valid", "invalid", "failed")
-        }
+        ]
         with self._session() as session:
             rows = session.execute(
                 select(
                     DraftVersion.provider,
                     func.count().label("drafts"),
-                    *statuses.values(),
+                    *statuses,
                     func.sum(
                         case((DraftVersion.attempts > 1, DraftVersion.attempts - 1), else_=0)
                     ).label("retries"),
