@@ -3,6 +3,7 @@
 import math
 import os
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from drafts_pipeline.drafting.provider_batch import TURNS
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.partitions import TASK_PARTITIONS_NAME, range_tags
 
 
@@ -117,12 +119,13 @@ def _run_batches(
     drafting_config = {**loggers, "ops": {"provider_drafts": {"config": {"force": force}}}}
     job = defs.resolve_job_def("draft_tasks")
 
-    def run_batch(batch: Sequence[str]) -> BatchRun:
+    def run_batch(batch: Sequence[str], run_id: str) -> BatchRun:
         # Disposed in the thread that made it: its in-memory SQLite refuses other threads.
         with dg.DagsterInstance.ephemeral() as instance:
             instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, list(batch))
             result = job.execute_in_process(
                 instance=instance,
+                run_id=run_id,
                 tags=range_tags(batch[0], batch[-1]),
                 run_config=drafting_config,
                 raise_on_error=False,
@@ -132,12 +135,18 @@ def _run_batches(
     with ThreadPoolExecutor(max_workers=concurrent_runs) as pool:
         futures = []
         for index, batch in enumerate(batches(list(task_ids), batch_size)):
-            taken = TURNS.turns_taken
-            futures.append(pool.submit(run_batch, batch))
-            # Start the next run once this one calls the providers, so that the two do not
-            # compete for the CPU while they set up (a run with nothing to call never does).
-            while not TURNS.wait_for_turns(taken + 1, 0.1) and not futures[-1].done():
+            run_id = str(uuid.uuid4())
+            TURNS.watch(run_id)
+            futures.append(pool.submit(run_batch, batch, run_id))
+            # Start the next run once every provider of this one is sending (or has nothing
+            # to send), so that the next run's set-up does not compete for the CPU with this
+            # one's first requests, nor with its own predecessor's.
+            while (
+                not TURNS.wait_until_begun(run_id, len(PROVIDER_SPECS), 0.1)
+                and not futures[-1].done()
+            ):
                 pass
+            TURNS.unwatch(run_id)
             if index == 1:  # the first run's setup and the second's are behind us
                 _prefetch_publish_imports()
         results = [future.result() for future in futures]

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from drafts_pipeline.drafting.provider_batch import draft_with_provider
+from drafts_pipeline.drafting.provider_batch import TURNS, draft_with_provider
 from drafts_pipeline.llm.limits import LimiterPaused, RequestLimiter
 from drafts_pipeline.llm.resource import DraftRequest, LLMProvider
 from drafts_pipeline.prompts.templates import build_prompt
@@ -182,6 +182,37 @@ def test_overlapping_batches_take_turns_sending_not_waiting_for_answers(
     assert max(sent["first"]) <= min(sent["second"])
     # ... and before the first batch's last answer is back.
     assert min(sent["second"]) < max(sent["first"]) + script.latency_s
+
+
+def test_a_watched_run_counts_each_provider_batch_as_begun_once(
+    store: DraftStore, fake_providers: FakeProviderServer
+) -> None:
+    """The in-process runner starts its next run once every provider batch of the last one has
+    begun: sent its first request (before any answer is back), or ended with nothing to send.
+    Each batch counts once, and only for a run that is watched."""
+    script = fake_providers.script("claude")
+    script.latency_s = 1.0
+    tasks = prompted_tasks(store, "watched", 3)
+    ids = [t.id for t in tasks]
+    resource = fake_providers.resource("claude", max_in_flight=1, requests_per_minute=6000)
+    resource.share_pace(store.pace_book("claude"))
+    TURNS.watch("run-1")
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            drafting = pool.submit(draft_with_provider, store, resource, tasks, run_id="run-1")
+            assert TURNS.wait_until_begun("run-1", 1, 10)
+            assert store.latest_drafts(ids, "claude") == {}  # begun, no answer yet
+            drafting.result()
+        assert len(script.requests) == 3
+        assert not TURNS.wait_until_begun("run-1", 2, 0)  # three requests, one count
+        # Every draft is reused now: nothing to send, so the batch counts as it ends.
+        report = draft_with_provider(store, resource, tasks, run_id="run-1")
+        assert report.outcomes["reused"] == 3 and len(script.requests) == 3
+        assert TURNS.wait_until_begun("run-1", 2, 0)
+        draft_with_provider(store, resource, tasks, run_id="run-2")  # nobody watches run-2
+        assert not TURNS.wait_until_begun("run-2", 1, 0)
+    finally:
+        TURNS.unwatch("run-1")
 
 
 def test_a_sending_turn_is_one_batch_at_a_time_across_stores(database_url: str) -> None:
