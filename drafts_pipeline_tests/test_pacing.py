@@ -191,10 +191,10 @@ def test_a_watched_run_counts_each_provider_batch_as_begun_once(
     begun: sent its first request (before any answer is back), or ended with nothing to send.
     Each batch counts once, and only for a run that is watched."""
     script = fake_providers.script("claude")
-    script.latency_s = 1.0
+    script.latency_s = 2.0
     tasks = prompted_tasks(store, "watched", 3)
     ids = [t.id for t in tasks]
-    resource = fake_providers.resource("claude", max_in_flight=1, requests_per_minute=6000)
+    resource = fake_providers.resource("claude", max_in_flight=3, requests_per_minute=6000)
     resource.share_pace(store.pace_book("claude"))
     TURNS.watch("run-1")
     try:
