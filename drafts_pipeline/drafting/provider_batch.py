@@ -155,42 +155,39 @@ def sending_turn(
     turn = TURNS.lock(provider)
     sent = 0
     count_lock = threading.Lock()
+    turn.acquire()
     try:
-        turn.acquire()
+        if shared is not None:
+            shared.acquire()
+    except BaseException:
+        turn.release()
+        raise
+    held = True
+
+    def release() -> None:
+        nonlocal held
+        held = False
         try:
             if shared is not None:
-                shared.acquire()
-        except BaseException:
-            turn.release()
-            raise
-        held = True
-
-        def release() -> None:
-            nonlocal held
-            held = False
-            try:
-                if shared is not None:
-                    shared.release()
-            finally:
-                turn.release()
-
-        def on_start() -> None:
-            nonlocal sent
-            with count_lock:
-                sent += 1
-                if sent == 1:
-                    TURNS.begun(run_id)
-                if sent >= requests and held:
-                    release()
-
-        try:
-            yield on_start
+                shared.release()
         finally:
-            with count_lock:
-                if held:
-                    release()
+            turn.release()
+
+    def on_start() -> None:
+        nonlocal sent
+        with count_lock:
+            sent += 1
+            if sent == 1:
+                TURNS.begun(run_id)
+            if sent >= requests and held:
+                release()
+
+    try:
+        yield on_start
     finally:
         with count_lock:
+            if held:
+                release()
             if sent == 0:
                 TURNS.begun(run_id)
 
