@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from drafts_pipeline.drafting.ballot import assign_labels, decide
+from drafts_pipeline.drafting.ballot import assign_labels, cast_ballots, decide
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task, seed_drafts
 
@@ -94,10 +94,10 @@ def _race(url: str, batched: bool, runners: int = 8, tasks: int = 10) -> None:
         order = rng.sample(ids, len(ids))
         barrier.wait()
         if batched:
-            ballots = store.cast_ballots(order, min_drafts=2, max_attempts=3, rng=rng)
+            ballots = cast_ballots(store, order, min_drafts=2, max_attempts=3, rng=rng)
         else:
             ballots = [
-                store.cast_ballot(task_id, min_drafts=2, max_attempts=3, rng=rng)
+                cast_ballots(store, [task_id], min_drafts=2, max_attempts=3, rng=rng)[0]
                 for task_id in order
             ]
         with lock:

@@ -9,6 +9,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import DataError, IntegrityError
 
+from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.errors import ConfigurationError
 from drafts_pipeline.store import DraftStore, schema
 from drafts_pipeline.store.models import Base, DocumentationTask, DraftVersion
@@ -42,7 +43,7 @@ def test_upgrade_brings_an_older_schema_to_the_head(database_url: str) -> None:
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
-    with pytest.raises(ConfigurationError, match="at schema 0001, expected 0002"):
+    with pytest.raises(ConfigurationError, match="at schema 0001, expected 0003"):
         store.require_current()
     store.upgrade()
     store.require_current()
@@ -108,7 +109,7 @@ def _columns(draft: DraftVersion) -> dict:
 def test_ballot_at_quorum_labels_drafts_and_moves_to_voting(store: DraftStore) -> None:
     store.add_tasks([make_task("t.x")])
     seed_drafts(store, "t.x", {"claude": "valid", "openai": "valid", "kimi": "failed"})
-    outcome = store.cast_ballot("t.x", min_drafts=2, max_attempts=3, rng=random.Random(1))
+    outcome = cast_ballots(store, ["t.x"], min_drafts=2, max_attempts=3, rng=random.Random(1))[0]
     assert outcome.outcome == "voting"
     assert sorted(outcome.labels.values()) == ["A", "B"]
     assert set(outcome.labels) == {"claude", "openai"}
@@ -120,7 +121,7 @@ def test_ballot_uses_the_newest_version_of_each_provider(store: DraftStore) -> N
     store.add_tasks([make_task("t.x")])
     seed_drafts(store, "t.x", {"claude": "valid", "openai": "valid"})
     seed_drafts(store, "t.x", {"claude": "failed"})
-    outcome = store.cast_ballot("t.x", min_drafts=2, max_attempts=3, rng=random.Random(1))
+    outcome = cast_ballots(store, ["t.x"], min_drafts=2, max_attempts=3, rng=random.Random(1))[0]
     assert outcome.outcome == "drafting"
     assert outcome.valid_drafts == 1
 
@@ -129,7 +130,7 @@ def test_below_quorum_counts_attempts_then_fails(store: DraftStore) -> None:
     store.add_tasks([make_task("t.x")])
     seed_drafts(store, "t.x", {"claude": "valid", "openai": "failed", "kimi": "invalid"})
     outcomes = [
-        store.cast_ballot("t.x", min_drafts=2, max_attempts=3, rng=random.Random()).outcome
+        cast_ballots(store, ["t.x"], min_drafts=2, max_attempts=3, rng=random.Random())[0].outcome
         for _ in range(4)
     ]
     assert outcomes == ["drafting", "drafting", "failed", "unchanged"]
@@ -144,12 +145,12 @@ def test_one_batch_of_ballots_decides_each_task_on_its_own(store: DraftStore) ->
     seed_drafts(store, "t.below", {"claude": "valid", "openai": "failed"})
     seed_drafts(store, "t.last_try", {"kimi": "invalid"})
     seed_drafts(store, "t.done", {"claude": "valid", "openai": "valid"})
-    store.cast_ballot("t.done", min_drafts=2, max_attempts=3, rng=random.Random(1))
+    cast_ballots(store, ["t.done"], min_drafts=2, max_attempts=3, rng=random.Random(1))[0]
     for _ in range(2):
-        store.cast_ballot("t.last_try", min_drafts=2, max_attempts=3, rng=random.Random(1))
+        cast_ballots(store, ["t.last_try"], min_drafts=2, max_attempts=3, rng=random.Random(1))[0]
 
     keys = ["t.quorum", "t.below", "t.missing", "t.last_try", "t.done"]
-    ballots = store.cast_ballots(keys, min_drafts=2, max_attempts=3, rng=random.Random(2))
+    ballots = cast_ballots(store, keys, min_drafts=2, max_attempts=3, rng=random.Random(2))
 
     assert [(b.task_id, b.outcome, b.valid_drafts) for b in ballots] == [
         ("t.quorum", "voting", 3),
@@ -172,9 +173,9 @@ def test_one_batch_of_ballots_decides_each_task_on_its_own(store: DraftStore) ->
 def test_voting_ballot_never_changes_again(store: DraftStore) -> None:
     store.add_tasks([make_task("t.x")])
     seed_drafts(store, "t.x", {"claude": "valid", "openai": "valid", "kimi": "valid"})
-    first = store.cast_ballot("t.x", min_drafts=2, max_attempts=3, rng=random.Random(7))
+    first = cast_ballots(store, ["t.x"], min_drafts=2, max_attempts=3, rng=random.Random(7))[0]
     assert store.add_draft(make_draft("t.x", "claude")) is None
-    again = store.cast_ballot("t.x", min_drafts=2, max_attempts=3, rng=random.Random(8))
+    again = cast_ballots(store, ["t.x"], min_drafts=2, max_attempts=3, rng=random.Random(8))[0]
     assert again.outcome == "unchanged"
     with store._session() as session:
         labels = dict(
@@ -190,7 +191,7 @@ def test_voting_ballot_never_changes_again(store: DraftStore) -> None:
 def test_database_refuses_a_second_draft_with_the_same_label(store: DraftStore) -> None:
     store.add_tasks([make_task("t.x")])
     seed_drafts(store, "t.x", {"claude": "valid", "openai": "valid"})
-    store.cast_ballot("t.x", min_drafts=2, max_attempts=3, rng=random.Random(3))
+    cast_ballots(store, ["t.x"], min_drafts=2, max_attempts=3, rng=random.Random(3))[0]
     with pytest.raises(IntegrityError), store._session() as session, session.begin():
         session.execute(update(DraftVersion).values(label="A"))
 

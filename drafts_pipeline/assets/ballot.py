@@ -6,6 +6,7 @@ from collections import Counter
 
 import dagster as dg
 
+from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.partitions import task_partitions
 from drafts_pipeline.settings import batch_size
@@ -50,11 +51,13 @@ def voting_ballot(
     rng = random.SystemRandom()
     outcomes: Counter[str] = Counter()
     moved: list[str] = []
-    ballots = store.cast_ballots(
+    ballots = cast_ballots(
+        store,
         context.partition_keys,
         min_drafts=config.min_drafts,
         max_attempts=config.max_attempts,
         rng=rng,
+        run_id=context.run.run_id,
     )
     for key, outcome in zip(context.partition_keys, ballots, strict=True):
         outcomes[outcome.outcome] += 1

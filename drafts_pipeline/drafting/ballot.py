@@ -1,11 +1,26 @@
-"""Blind labels and the quorum rule, free of Dagster and the database."""
+"""Ballots: the quorum rule and blind labels (pure), and casting them on the store."""
 
 import random
 import string
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from drafts_pipeline.store import DraftStore
 
 BallotDecision = Literal["voting", "drafting", "failed"]
+
+
+@dataclass(frozen=True)
+class BallotOutcome:
+    """What a ballot did: `voting`, `drafting` (below quorum), `failed`, or `unchanged`."""
+
+    task_id: str
+    outcome: str
+    valid_drafts: int
+    labels: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
 
 
 def assign_labels(providers: Sequence[str], rng: random.Random) -> dict[str, str]:
@@ -33,3 +48,62 @@ def decide(valid_drafts: int, min_drafts: int, attempts: int, max_attempts: int)
     if attempts + 1 >= max_attempts:
         return "failed"
     return "drafting"
+
+
+def cast_ballots(
+    store: "DraftStore",
+    task_ids: Sequence[str],
+    *,
+    min_drafts: int,
+    max_attempts: int,
+    rng: random.Random,
+    run_id: str | None = None,
+) -> list[BallotOutcome]:
+    """For each task still in `drafting`: at quorum, label the newest valid draft of each
+    provider and move the task to `voting`, exactly once; below quorum, count an attempt.
+
+    One transaction for the batch. A task that another ballot moved first comes back
+    `unchanged` with its labels untouched, and so does one that another run is still drafting
+    (a live claim that is not `run_id`'s): that run holds its ballot when its drafts are in.
+    """
+    if not task_ids:
+        return []
+    outcomes: dict[str, BallotOutcome] = {}
+    with store.ballot_box(task_ids, run_id) as box:
+        labels: dict[str, dict[int, str]] = {}
+        chosen: dict[str, dict[str, str]] = {}
+        below: dict[str, tuple[str, str]] = {}
+        for task_id, candidate in box.candidates.items():
+            count = len(candidate.valid_drafts)
+            if candidate.drafting_in is not None:
+                outcomes[task_id] = BallotOutcome(
+                    task_id, "unchanged", count, reason=f"drafting in run {candidate.drafting_in}"
+                )
+                continue
+            decision = decide(count, min_drafts, candidate.attempts, max_attempts)
+            if decision == "voting":
+                by_provider = assign_labels(list(candidate.valid_drafts), rng)
+                chosen[task_id] = by_provider
+                labels[task_id] = {
+                    draft_id: by_provider[provider]
+                    for provider, draft_id in candidate.valid_drafts.items()
+                }
+            else:
+                below[task_id] = (decision, f"{count} valid draft(s), quorum is {min_drafts}")
+        moved = box.move_to_voting(labels)
+        box.keep_below_quorum(below)
+        for task_id, by_provider in chosen.items():
+            count = len(by_provider)
+            outcomes[task_id] = (
+                BallotOutcome(task_id, "voting", count, by_provider)
+                if task_id in moved
+                else BallotOutcome(task_id, "unchanged", count, reason="raced")
+            )
+        for task_id, (decision, reason) in below.items():
+            count = len(box.candidates[task_id].valid_drafts)
+            outcomes[task_id] = BallotOutcome(task_id, decision, count, reason=reason)
+        statuses = box.statuses
+    return [
+        outcomes.get(t) or BallotOutcome(t, "unchanged", 0, reason=statuses.get(t))
+        for t in task_ids
+    ]

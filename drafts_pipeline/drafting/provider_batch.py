@@ -2,6 +2,7 @@
 
 import statistics
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,17 @@ class ProviderBatchReport:
     problems: dict[str, str] = field(default_factory=dict)
     leaks: dict[str, str] = field(default_factory=dict)
 
+    def add(self, generation: Generation) -> None:
+        """Count one answered call in the batch's totals."""
+        if generation.usage is not None:
+            self.input_tokens += generation.usage.input_tokens
+            self.output_tokens += generation.usage.output_tokens
+        self.latencies_ms.append(generation.latency_ms)
+        if generation.cost_usd is None or self.cost_usd is None:
+            self.cost_usd = None
+        else:
+            self.cost_usd += generation.cost_usd
+
     def latency_quantile(self, q: float) -> float:
         if not self.latencies_ms:
             return 0.0
@@ -47,6 +59,54 @@ def reusable(draft_status: str, same_prompt: bool, same_settings: bool) -> bool:
     return draft_status == "valid" and same_prompt and same_settings
 
 
+DEFAULT_LEASE_S = 120.0
+
+
+class LeaseKeeper:
+    """Renews, every third of a lease, the claims a batch still holds, so that a call that
+    takes longer than the lease is never taken over while its run is alive."""
+
+    def __init__(self, store: DraftStore, provider: str, run_id: str, lease_s: float) -> None:
+        self._store = store
+        self._provider = provider
+        self._run_id = run_id
+        self._lease_s = lease_s
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._renew_until_stopped, name=f"claims-{provider}", daemon=True
+        )
+
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            left, self._held = list(self._held), set()
+        self._store.release_claims(left, self._provider, self._run_id)
+
+    def hold(self, task_ids: list[str]) -> None:
+        with self._lock:
+            self._held.update(task_ids)
+
+    def drop(self, task_id: str) -> None:
+        with self._lock:
+            self._held.discard(task_id)
+
+    def _renew_until_stopped(self) -> None:
+        while not self._stop.wait(self._lease_s / 3):
+            with self._lock:
+                held = list(self._held)
+            if held:
+                kept = self._store.renew_claims(held, self._provider, self._run_id, self._lease_s)
+                with self._lock:
+                    self._held &= kept | (self._held - set(held))
+
+
 def draft_with_provider(
     store: DraftStore,
     provider: LLMProvider,
@@ -54,34 +114,52 @@ def draft_with_provider(
     *,
     run_id: str | None,
     force: bool = False,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> ProviderBatchReport:
-    """Draft every task with `provider`; a provider failure is stored, never raised."""
+    """Draft every task with `provider`; a provider failure is stored, never raised.
+
+    The batch first claims its tasks for this provider in the store; a task another live run
+    has claimed is left to that run (`claimed_elsewhere`). Reuse is decided after the claim,
+    so a draft another run stored a moment ago is reused, not paid for again.
+    """
     report = ProviderBatchReport(provider.name, provider.effective_model)
+    holder = run_id or f"local-{uuid.uuid4()}"
+    claimed = store.claim_drafts([t.id for t in tasks], provider.name, holder, lease_s)
+    report.outcomes["claimed_elsewhere"] += len(tasks) - len(claimed)
+    mine = [task for task in tasks if task.id in claimed]
     settings = provider.settings_hash()
-    latest = store.latest_drafts([t.id for t in tasks], provider.name)
-    to_call: list[DocumentationTask] = []
-    for task in tasks:
-        previous = latest.get(task.id)
-        if (
-            not force
-            and previous is not None
-            and reusable(
-                previous.status,
-                previous.prompt_hash == task.prompt_hash,
-                previous.settings_hash == settings,
-            )
-        ):
-            report.outcomes["reused"] += 1
-        else:
-            to_call.append(task)
-    by_id = {task.id: task for task in to_call}
-    requests = [DraftRequest(t.id, t.prompt or "", t.symbol, t.code) for t in to_call]
-    shared = store.sending_turn(provider.name) if requests else None
-    with sending_turn(provider.name, len(requests), shared, run_id=run_id) as on_start:
-        for task_id, result in provider.generate_each(requests, on_start):
-            record = _record(by_id[task_id], provider, settings, result, run_id, report)
-            stored = store.add_draft(record, result.calls)
-            report.outcomes[record.status if stored else "superseded"] += 1
+    with LeaseKeeper(store, provider.name, holder, lease_s) as keeper:
+        keeper.hold([task.id for task in mine])
+        latest = store.latest_drafts([t.id for t in mine], provider.name)
+        to_call: list[DocumentationTask] = []
+        reused: list[str] = []
+        for task in mine:
+            previous = latest.get(task.id)
+            if (
+                not force
+                and previous is not None
+                and reusable(
+                    previous.status,
+                    previous.prompt_hash == task.prompt_hash,
+                    previous.settings_hash == settings,
+                )
+            ):
+                reused.append(task.id)
+                keeper.drop(task.id)
+            else:
+                to_call.append(task)
+        store.release_claims(reused, provider.name, holder)
+        report.outcomes["reused"] += len(reused)
+        by_id = {task.id: task for task in to_call}
+        requests = [DraftRequest(t.id, t.prompt or "", t.symbol, t.code) for t in to_call]
+        shared = store.sending_turn(provider.name) if requests else None
+        call_log = store.call_log(run_id)
+        with sending_turn(provider.name, len(requests), shared, run_id=run_id) as on_start:
+            for task_id, result in provider.generate_each(requests, on_start, call_log=call_log):
+                record = _record(by_id[task_id], provider, settings, result, run_id, report)
+                stored = store.add_draft(record, holder=holder)
+                keeper.drop(task_id)
+                report.outcomes[record.status if stored else "superseded"] += 1
     return report
 
 
@@ -227,13 +305,7 @@ def _record(
         report.problems[task.id] = "; ".join(verdict.reasons)
     if not verdict.checks["blind"]["ok"]:
         report.leaks[task.id] = verdict.checks["blind"]["reason"]
-    report.input_tokens += result.input_tokens or 0
-    report.output_tokens += result.output_tokens or 0
-    report.latencies_ms.append(result.latency_ms)
-    if result.cost_usd is None or report.cost_usd is None:
-        report.cost_usd = None
-    else:
-        report.cost_usd += result.cost_usd
+    report.add(result)
     return DraftRecord(
         **common,
         model=result.model,
@@ -242,10 +314,7 @@ def _record(
         validation=verdict.checks,
         finish_reason=result.finish_reason,
         request_id=result.request_id,
-        input_tokens=result.input_tokens,
-        output_tokens=result.output_tokens,
-        cached_tokens=result.cached_tokens,
-        reasoning_tokens=result.reasoning_tokens,
+        usage=result.usage,
         cost_usd=result.cost_usd,
         latency_ms=result.latency_ms,
         attempts=result.attempts,

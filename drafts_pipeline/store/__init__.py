@@ -1,5 +1,8 @@
-"""The draft store: SQLAlchemy models, migrations and the `DraftStore` resource."""
+"""The draft store: SQLAlchemy models, migrations, and `DraftStore` by aggregate (tasks, drafts
+and claims, ballots, reports). It knows nothing of Dagster's assets or of the drafting rules."""
 
-from drafts_pipeline.store.draft_store import BallotOutcome, DraftRecord, DraftStore, TaskInput
+from drafts_pipeline.store.drafts import DraftRecord
+from drafts_pipeline.store.resource import DraftStore
+from drafts_pipeline.store.tasks import TaskInput
 
-__all__ = ["BallotOutcome", "DraftRecord", "DraftStore", "TaskInput"]
+__all__ = ["DraftRecord", "DraftStore", "TaskInput"]

@@ -110,7 +110,8 @@ class DraftVersion(Base):
 
 
 class LLMCall(Base):
-    """One HTTP attempt at a provider, successful or not."""
+    """One HTTP attempt at a provider, successful or not: written as it is sent, completed
+    when its answer or error arrives."""
 
     __tablename__ = "llm_calls"
 
@@ -132,6 +133,8 @@ class LLMCall(Base):
     started_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, index=True
     )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Null while the attempt is in flight; a row left null by a crash is an unfinished call."""
     run_id: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -149,3 +152,19 @@ class ProviderPace(Base):
     __table_args__ = (
         CheckConstraint("rate_factor > 0 AND rate_factor <= 1", name="ck_pace_rate_factor"),
     )
+
+
+class DraftClaim(Base):
+    """A run's claim on drafting one task with one provider: taken before the provider is
+    called, renewed while the call is alive, deleted when the draft is stored. Another run
+    takes it over only once `lease_expires_at` has passed (its holder died)."""
+
+    __tablename__ = "draft_claims"
+
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("documentation_tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    lease_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -1,0 +1,172 @@
+"""The ballot's transaction: tasks locked, their valid drafts read, moves and labels written.
+
+The decisions (quorum, label permutation) are `drafting.ballot`'s; this module only reads and
+writes, in one transaction per batch, with the invariants the database enforces: the move
+`drafting -> voting` is a conditional update whose row count picks the one winner, and a draft
+that already has a label is never labelled again.
+"""
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from drafts_pipeline.store.models import DocumentationTask, DraftClaim, DraftVersion, utcnow
+from drafts_pipeline.store.queries import Queries
+
+
+@dataclass(frozen=True)
+class BallotCandidate:
+    """A task in `drafting` as its ballot sees it."""
+
+    task_id: str
+    attempts: int
+    valid_drafts: dict[str, int]
+    """provider -> id of its newest draft, where that newest draft is valid."""
+    drafting_in: str | None
+    """Another run that holds a live claim on the task: its drafts are not all in yet."""
+
+
+class BallotBox:
+    """One batch's ballots inside their transaction (see `BallotQueries.ballot_box`)."""
+
+    def __init__(
+        self, session: Session, statuses: dict[str, str], candidates: dict[str, BallotCandidate]
+    ) -> None:
+        self._session = session
+        self.statuses = statuses
+        self.candidates = candidates
+
+    def move_to_voting(self, labels: dict[str, dict[int, str]]) -> set[str]:
+        """Move each task still in `drafting` to `voting` with its drafts' labels (task id ->
+        draft id -> label); returns the tasks this ballot moved."""
+        if not labels:
+            return set()
+        moved = set(
+            self._session.scalars(
+                update(DocumentationTask)
+                .where(
+                    DocumentationTask.id.in_(list(labels)),
+                    DocumentationTask.status == "drafting",
+                )
+                .values(status="voting", last_error=None, updated_at=utcnow())
+                .returning(DocumentationTask.id)
+            )
+        )
+        rows = [
+            {"draft_id": draft_id, "new_label": label}
+            for task_id in moved
+            for draft_id, label in labels[task_id].items()
+        ]
+        if rows:
+            already = self._session.scalars(
+                select(DraftVersion.id).where(
+                    DraftVersion.id.in_([row["draft_id"] for row in rows]),
+                    DraftVersion.label.is_not(None),
+                )
+            ).all()
+            if already:
+                raise RuntimeError(f"drafts {sorted(already)} were already labelled")
+            table = DraftVersion.__table__
+            self._session.connection().execute(
+                update(table)
+                .where(table.c.id == bindparam("draft_id"))
+                .values(label=bindparam("new_label")),
+                rows,
+            )
+        return moved
+
+    def keep_below_quorum(self, decisions: dict[str, tuple[str, str]]) -> None:
+        """Count one more attempt for each task (task id -> (new status, reason)): `drafting`
+        to try again, `failed` when attempts ran out."""
+        if not decisions:
+            return
+        table = DocumentationTask.__table__
+        self._session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("task_id"), table.c.status == "drafting")
+            .values(
+                attempts=table.c.attempts + 1,
+                last_error=bindparam("reason"),
+                status=bindparam("decision"),
+                updated_at=utcnow(),
+            ),
+            [
+                {"task_id": task_id, "decision": decision, "reason": reason}
+                for task_id, (decision, reason) in decisions.items()
+            ],
+        )
+
+
+class BallotQueries(Queries):
+    @contextmanager
+    def ballot_box(self, task_ids: Sequence[str], run_id: str | None) -> Iterator[BallotBox]:
+        """The tasks of a batch locked (in id order, so two batches cannot deadlock; SQLite's
+        BEGIN IMMEDIATE lets one writer in at a time) for one transaction of ballots."""
+        with self._session() as session, session.begin():
+            rows = session.execute(
+                select(DocumentationTask.id, DocumentationTask.status, DocumentationTask.attempts)
+                .where(DocumentationTask.id.in_(task_ids))
+                .order_by(DocumentationTask.id)
+                .with_for_update()
+            ).all()
+            statuses = {task_id: status for task_id, status, _ in rows}
+            drafting = [task_id for task_id, status, _ in rows if status == "drafting"]
+            valid = _newest_valid_drafts(session, drafting)
+            elsewhere = _drafting_elsewhere(session, drafting, run_id)
+            candidates = {
+                task_id: BallotCandidate(
+                    task_id, attempts, valid.get(task_id, {}), elsewhere.get(task_id)
+                )
+                for task_id, status, attempts in rows
+                if status == "drafting"
+            }
+            yield BallotBox(session, statuses, candidates)
+
+    def ballot_labels(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
+        """task id -> labels of its drafts, for the labels check."""
+        with self._session() as session:
+            rows = session.execute(
+                select(DraftVersion.task_id, DraftVersion.label).where(
+                    DraftVersion.task_id.in_(task_ids), DraftVersion.label.is_not(None)
+                )
+            )
+            labels: dict[str, list[str]] = {task_id: [] for task_id in task_ids}
+            for task_id, label in rows:
+                labels[task_id].append(label)
+            return labels
+
+
+def _newest_valid_drafts(session: Session, task_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """task id -> provider -> id of its newest draft, where that newest draft is valid."""
+    if not task_ids:
+        return {}
+    rows = session.execute(
+        select(DraftVersion.task_id, DraftVersion.provider, DraftVersion.id, DraftVersion.status)
+        .where(DraftVersion.task_id.in_(task_ids))
+        .order_by(DraftVersion.task_id, DraftVersion.provider, DraftVersion.version.desc())
+    )
+    newest: dict[tuple[str, str], tuple[int, str]] = {}
+    for task_id, provider, draft_id, status in rows:
+        newest.setdefault((task_id, provider), (draft_id, status))
+    valid: dict[str, dict[str, int]] = {}
+    for (task_id, provider), (draft_id, status) in newest.items():
+        if status == "valid":
+            valid.setdefault(task_id, {})[provider] = draft_id
+    return valid
+
+
+def _drafting_elsewhere(
+    session: Session, task_ids: Sequence[str], run_id: str | None
+) -> dict[str, str]:
+    """task id -> another run holding a live claim on it."""
+    if not task_ids:
+        return {}
+    query = select(DraftClaim.task_id, DraftClaim.run_id).where(
+        DraftClaim.task_id.in_(task_ids), DraftClaim.lease_expires_at >= utcnow()
+    )
+    if run_id is not None:
+        query = query.where(DraftClaim.run_id != run_id)
+    return {task_id: holder for task_id, holder in session.execute(query)}

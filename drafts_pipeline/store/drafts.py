@@ -1,0 +1,277 @@
+"""Drafts, the claims that make each one paid for once, and the call log.
+
+A run claims (task, provider) before calling the provider: a row in `draft_claims` with its run
+id and a lease. Claiming is one statement that loses on the primary key, plus one conditional
+update that takes over a claim whose lease has passed, so two runs (in one process or on two
+machines) never both hold it. The holder renews the lease while its call is alive and deletes
+the claim in the transaction that stores the draft.
+"""
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from drafts_pipeline.llm.generation import CallAttempt
+from drafts_pipeline.llm.pricing import TokenUsage
+from drafts_pipeline.store import schema
+from drafts_pipeline.store.models import (
+    DocumentationTask,
+    DraftClaim,
+    DraftVersion,
+    LLMCall,
+    utcnow,
+)
+from drafts_pipeline.store.queries import Queries
+
+
+@dataclass(frozen=True)
+class DraftRecord:
+    """A draft to store; the store assigns its version."""
+
+    task_id: str
+    provider: str
+    model: str
+    content: str
+    prompt_used: str
+    prompt_hash: str
+    template_version: str
+    settings_hash: str
+    status: str
+    validation: dict[str, Any]
+    finish_reason: str | None = None
+    request_id: str | None = None
+    usage: TokenUsage | None = None
+    cost_usd: Decimal | None = None
+    latency_ms: int | None = None
+    attempts: int = 0
+    run_id: str | None = None
+
+
+def usage_columns(usage: TokenUsage | None) -> dict[str, int | None]:
+    """The token columns of `draft_versions` and `llm_calls` (cache writes are part of the
+    input tokens and are not stored apart)."""
+    return {
+        "input_tokens": usage.input_tokens if usage else None,
+        "output_tokens": usage.output_tokens if usage else None,
+        "cached_tokens": usage.cached_tokens if usage else None,
+        "reasoning_tokens": usage.reasoning_tokens if usage else None,
+    }
+
+
+def _call_outcome(call: CallAttempt) -> dict[str, Any]:
+    return {
+        "status_code": call.status_code,
+        "error_type": call.error_type,
+        "error_message": call.error_message,
+        "request_id": call.request_id,
+        "cost_usd": call.cost_usd,
+        "latency_ms": call.latency_ms,
+        **usage_columns(call.usage),
+    }
+
+
+class StoreCallLog:
+    """`CallLog` over `llm_calls`: a row when an attempt is sent, completed when it ends, so a
+    crash leaves an unfinished row (`finished_at` null), never a missing one."""
+
+    def __init__(self, engine: Engine, run_id: str | None) -> None:
+        self._engine = engine
+        self._run_id = run_id
+
+    def call_sent(self, task_id: str, call: CallAttempt) -> int:
+        with self._engine.begin() as connection:
+            return connection.execute(
+                LLMCall.__table__.insert()
+                .values(task_id=task_id, run_id=self._run_id, provider=call.provider,
+                        model=call.model, attempt=call.attempt, started_at=call.started_at)
+                .returning(LLMCall.__table__.c.id)
+            ).scalar_one()  # fmt: skip
+
+    def call_finished(self, handle: object, call: CallAttempt) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(LLMCall)
+                .where(LLMCall.id == handle)
+                .values(**_call_outcome(call), finished_at=utcnow())
+            )
+
+
+class DraftQueries(Queries):
+    # --- claims ------------------------------------------------------------------------
+
+    def claim_drafts(
+        self,
+        task_ids: Sequence[str],
+        provider: str,
+        run_id: str,
+        lease_s: float,
+        now: datetime | None = None,
+    ) -> set[str]:
+        """Claim drafting `task_ids` with `provider` for `run_id`; returns the ids now held.
+
+        A claim is free, held by this run already (renewed), or expired (taken over); a live
+        claim of another run is left to it.
+        """
+        if not task_ids:
+            return set()
+        now = now or utcnow()
+        expires = now + timedelta(seconds=lease_s)
+        rows = [
+            {"task_id": task_id, "provider": provider, "run_id": run_id, "claimed_at": now,
+             "lease_expires_at": expires}
+            for task_id in dict.fromkeys(task_ids)
+        ]  # fmt: skip
+        insert = (
+            schema.dialect_insert(self.engine.dialect.name)(DraftClaim)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["task_id", "provider"])
+            .returning(DraftClaim.task_id)
+        )
+        take_over = (
+            update(DraftClaim)
+            .where(
+                DraftClaim.task_id.in_(task_ids),
+                DraftClaim.provider == provider,
+                or_(DraftClaim.lease_expires_at < now, DraftClaim.run_id == run_id),
+            )
+            .values(run_id=run_id, claimed_at=now, lease_expires_at=expires)
+            .returning(DraftClaim.task_id)
+        )
+        with self._session() as session, session.begin():
+            inserted = set(session.scalars(insert))
+            taken = set(session.scalars(take_over))
+        return inserted | taken
+
+    def renew_claims(
+        self,
+        task_ids: Sequence[str],
+        provider: str,
+        run_id: str,
+        lease_s: float,
+        now: datetime | None = None,
+    ) -> set[str]:
+        """Push the lease of the claims `run_id` still holds; returns those it holds."""
+        if not task_ids:
+            return set()
+        expires = (now or utcnow()) + timedelta(seconds=lease_s)
+        with self._session() as session, session.begin():
+            return set(
+                session.scalars(
+                    update(DraftClaim)
+                    .where(
+                        DraftClaim.task_id.in_(task_ids),
+                        DraftClaim.provider == provider,
+                        DraftClaim.run_id == run_id,
+                    )
+                    .values(lease_expires_at=expires)
+                    .returning(DraftClaim.task_id)
+                )
+            )
+
+    def release_claims(self, task_ids: Sequence[str], provider: str, run_id: str) -> None:
+        """Drop the claims `run_id` holds on `task_ids` (reused drafts, or a batch that ends)."""
+        if not task_ids:
+            return
+        with self._session() as session, session.begin():
+            session.execute(
+                delete(DraftClaim).where(
+                    DraftClaim.task_id.in_(task_ids),
+                    DraftClaim.provider == provider,
+                    DraftClaim.run_id == run_id,
+                )
+            )
+
+    def live_claims(self, task_ids: Sequence[str], now: datetime | None = None) -> dict[str, str]:
+        """task id -> run id of a claim on it whose lease has not passed (any provider)."""
+        with self._session() as session:
+            rows = session.execute(
+                select(DraftClaim.task_id, DraftClaim.run_id).where(
+                    DraftClaim.task_id.in_(task_ids),
+                    DraftClaim.lease_expires_at >= (now or utcnow()),
+                )
+            )
+            return {task_id: run_id for task_id, run_id in rows}
+
+    # --- drafts and calls --------------------------------------------------------------
+
+    def call_log(self, run_id: str | None) -> StoreCallLog:
+        """Where a run's provider calls are recorded as they are sent."""
+        return StoreCallLog(self.engine, run_id)
+
+    def latest_drafts(self, task_ids: Sequence[str], provider: str) -> dict[str, DraftVersion]:
+        """The newest draft version per task for one provider."""
+        newest = (
+            select(DraftVersion.task_id, func.max(DraftVersion.version).label("version"))
+            .where(DraftVersion.task_id.in_(task_ids), DraftVersion.provider == provider)
+            .group_by(DraftVersion.task_id)
+            .subquery()
+        )
+        with self._session() as session:
+            rows = session.scalars(
+                select(DraftVersion).join(
+                    newest,
+                    (DraftVersion.task_id == newest.c.task_id)
+                    & (DraftVersion.version == newest.c.version)
+                    & (DraftVersion.provider == provider),
+                )
+            )
+            return {row.task_id: row for row in rows}
+
+    def add_draft(self, record: DraftRecord, *, holder: str | None = None) -> DraftVersion | None:
+        """Store the draft as the next version of its task and provider.
+
+        With `holder`, only while that run still holds the claim, which the same transaction
+        deletes. Not stored (None) when the claim was lost, when the task left `drafting`
+        meanwhile, or when a concurrent writer stored that version first (the unique key
+        decides).
+        """
+        fields = asdict(record)
+        fields.update(usage_columns(record.usage))
+        del fields["usage"]
+        try:
+            with self._session() as session, session.begin():
+                if holder is not None:
+                    released = session.execute(
+                        delete(DraftClaim).where(
+                            DraftClaim.task_id == record.task_id,
+                            DraftClaim.provider == record.provider,
+                            DraftClaim.run_id == holder,
+                        )
+                    )
+                    if released.rowcount != 1:  # type: ignore[attr-defined]
+                        return None
+                status = session.scalar(
+                    select(DocumentationTask.status).where(DocumentationTask.id == record.task_id)
+                )
+                if status != "drafting":
+                    return None
+                current = session.scalar(
+                    select(func.max(DraftVersion.version)).where(
+                        DraftVersion.task_id == record.task_id,
+                        DraftVersion.provider == record.provider,
+                    )
+                )
+                draft = DraftVersion(**fields, version=(current or 0) + 1)
+                session.add(draft)
+            return draft
+        except IntegrityError:
+            return None
+
+    def add_calls(self, task_id: str, run_id: str | None, calls: Sequence[CallAttempt]) -> None:
+        """Record finished attempts made elsewhere (imports, tests) in one transaction."""
+        if not calls:
+            return
+        rows = [
+            LLMCall(task_id=task_id, run_id=run_id, provider=call.provider, model=call.model,
+                    attempt=call.attempt, started_at=call.started_at,
+                    finished_at=call.started_at + timedelta(milliseconds=call.latency_ms or 0),
+                    **_call_outcome(call))
+            for call in calls
+        ]  # fmt: skip
+        with self._session() as session, session.begin():
+            session.add_all(rows)

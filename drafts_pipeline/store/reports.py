@@ -1,0 +1,107 @@
+"""Reports over the store: usage per day, the provider scorecard, the voting-ready rows."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall
+from drafts_pipeline.store.queries import Queries
+
+
+class ReportQueries(Queries):
+    def draft_models(self) -> set[str]:
+        with self._session() as session:
+            return set(session.scalars(select(DraftVersion.model).distinct()))
+
+    def usage_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Per provider and model, the calls started in [start, end) (UTC): attempts, failed
+        attempts, unfinished attempts (sent, no answer recorded: the run died), tokens and cost
+        (exact, a Decimal; calls without a cost count as zero)."""
+        failed = case((LLMCall.error_type.is_not(None), 1), else_=0)
+        unfinished = case((LLMCall.finished_at.is_(None), 1), else_=0)
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    LLMCall.provider,
+                    LLMCall.model,
+                    func.count().label("calls"),
+                    func.sum(failed).label("failures"),
+                    func.sum(unfinished).label("unfinished"),
+                    *(
+                        func.coalesce(func.sum(column), 0).label(column.key)
+                        for column in (
+                            LLMCall.input_tokens,
+                            LLMCall.output_tokens,
+                            LLMCall.cached_tokens,
+                            LLMCall.reasoning_tokens,
+                        )
+                    ),
+                    func.sum(LLMCall.cost_usd).label("cost_usd"),
+                )
+                .where(LLMCall.started_at >= start, LLMCall.started_at < end)
+                .group_by(LLMCall.provider, LLMCall.model)
+                .order_by(LLMCall.provider, LLMCall.model)
+            )
+            return [{**row._mapping, "cost_usd": row.cost_usd or Decimal(0)} for row in rows]
+
+    def scorecard_rows(self) -> list[dict[str, Any]]:
+        """Per provider, over every stored draft version: drafts by status, the retries they
+        took (attempts past the first; an offline draft makes none), tokens, cost (exact, a
+        Decimal), and the latencies of the drafts that have one."""
+        statuses = [
+            func.sum(case((DraftVersion.status == status, 1), else_=0)).label(status)
+            for status in ("valid", "invalid", "failed")
+        ]
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    DraftVersion.provider,
+                    func.count().label("drafts"),
+                    *statuses,
+                    func.sum(
+                        case((DraftVersion.attempts > 1, DraftVersion.attempts - 1), else_=0)
+                    ).label("retries"),
+                    func.coalesce(func.sum(DraftVersion.input_tokens), 0).label("input_tokens"),
+                    func.coalesce(func.sum(DraftVersion.output_tokens), 0).label("output_tokens"),
+                    func.sum(DraftVersion.cost_usd).label("cost_usd"),
+                )
+                .group_by(DraftVersion.provider)
+                .order_by(DraftVersion.provider)
+            ).all()
+            latencies: dict[str, list[int]] = {row.provider: [] for row in rows}
+            for provider, latency in session.execute(
+                select(DraftVersion.provider, DraftVersion.latency_ms).where(
+                    DraftVersion.latency_ms.is_not(None)
+                )
+            ):
+                latencies[provider].append(latency)
+        return [
+            {
+                **row._mapping,
+                "cost_usd": row.cost_usd or Decimal(0),
+                "latencies_ms": latencies[row.provider],
+            }
+            for row in rows
+        ]
+
+    def voting_ready_rows(self) -> list[dict[str, Any]]:
+        """One row per task in `voting` and label; no provider or model in it, by construction."""
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    DocumentationTask.id.label("task_id"),
+                    DocumentationTask.symbol,
+                    DocumentationTask.language,
+                    DocumentationTask.source_path,
+                    DocumentationTask.code,
+                    DraftVersion.label,
+                    DraftVersion.content,
+                    DocumentationTask.updated_at.label("voting_since"),
+                )
+                .join(DraftVersion, DraftVersion.task_id == DocumentationTask.id)
+                .where(DocumentationTask.status == "voting", DraftVersion.label.is_not(None))
+                .order_by(DocumentationTask.seq, DraftVersion.label)
+            )
+            return [dict(row._mapping) for row in rows]

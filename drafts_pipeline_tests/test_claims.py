@@ -1,0 +1,128 @@
+"""Claims: each (task, provider) is drafted by one live run; a dead run's claims expire."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from drafts_pipeline.drafting.ballot import cast_ballots
+from drafts_pipeline.llm.generation import CallAttempt
+from drafts_pipeline.llm.pricing import TokenUsage
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.models import DraftClaim, LLMCall
+from drafts_pipeline_tests.factories import make_draft, make_task, seed_drafts
+
+LEASE_S = 60.0
+
+
+def test_a_live_claim_belongs_to_one_run(store: DraftStore) -> None:
+    store.add_tasks([make_task(f"t.{n}") for n in range(3)])
+    assert store.claim_drafts(["t.0", "t.1"], "claude", "run-a", LEASE_S) == {"t.0", "t.1"}
+    assert store.claim_drafts(["t.0", "t.1", "t.2"], "claude", "run-b", LEASE_S) == {"t.2"}
+    # Another provider's claim on the same task is a separate piece of work.
+    assert store.claim_drafts(["t.0"], "openai", "run-b", LEASE_S) == {"t.0"}
+    # The holder claiming again renews its own claims.
+    assert store.claim_drafts(["t.0", "t.2"], "claude", "run-a", LEASE_S) == {"t.0"}
+
+
+def test_an_expired_claim_is_taken_over_and_a_renewed_one_is_not(store: DraftStore) -> None:
+    store.add_tasks([make_task("t.slow"), make_task("t.dead")])
+    start = datetime.now(UTC)
+    assert store.claim_drafts(["t.slow", "t.dead"], "kimi", "run-a", 10, now=start) == {
+        "t.slow",
+        "t.dead",
+    }
+    # Run A is alive and renews what it still calls for; t.dead's lease is left to run out.
+    later = start + timedelta(seconds=8)
+    assert store.renew_claims(["t.slow"], "kimi", "run-a", 10, now=later) == {"t.slow"}
+    past_first_lease = start + timedelta(seconds=12)
+    assert store.claim_drafts(["t.slow", "t.dead"], "kimi", "run-b", 10, now=past_first_lease) == {
+        "t.dead"
+    }
+    # Run A's renewal no longer holds what run B took over.
+    assert store.renew_claims(["t.slow", "t.dead"], "kimi", "run-a", 10, now=later) == {"t.slow"}
+    with store._session() as session:
+        holders = dict(session.execute(select(DraftClaim.task_id, DraftClaim.run_id)).all())
+    assert holders == {"t.slow": "run-a", "t.dead": "run-b"}
+
+
+def test_only_the_holder_stores_the_draft_and_that_releases_the_claim(store: DraftStore) -> None:
+    store.add_tasks([make_task("t.x")])
+    store.claim_drafts(["t.x"], "claude", "run-a", LEASE_S)
+    assert store.add_draft(make_draft("t.x", "claude"), holder="run-b") is None
+    stored = store.add_draft(make_draft("t.x", "claude"), holder="run-a")
+    assert stored is not None and stored.version == 1
+    assert store.add_draft(make_draft("t.x", "claude"), holder="run-a") is None
+    assert store.live_claims(["t.x"]) == {}
+
+
+def test_release_drops_only_the_runs_own_claims(store: DraftStore) -> None:
+    store.add_tasks([make_task("t.a"), make_task("t.b")])
+    store.claim_drafts(["t.a"], "claude", "run-a", LEASE_S)
+    store.claim_drafts(["t.b"], "claude", "run-b", LEASE_S)
+    store.release_claims(["t.a", "t.b"], "claude", "run-a")
+    assert store.live_claims(["t.a", "t.b"]) == {"t.b": "run-b"}
+
+
+def test_a_ballot_waits_for_the_run_still_drafting_the_task(store: DraftStore) -> None:
+    store.add_tasks([make_task("t.x")])
+    seed_drafts(store, "t.x", {"claude": "valid", "openai": "valid"})
+    store.claim_drafts(["t.x"], "kimi", "run-a", LEASE_S)
+
+    def ballot(run_id: str) -> str:
+        outcome = cast_ballots(
+            store, ["t.x"], min_drafts=2, max_attempts=3, rng=random.Random(1), run_id=run_id
+        )[0]
+        return outcome.outcome
+
+    assert ballot("run-b") == "unchanged"
+    task = store.tasks_by_id(["t.x"])["t.x"]
+    assert (task.status, task.attempts) == ("drafting", 0)
+    # The run that holds the claim may ballot its own task.
+    assert ballot("run-a") == "voting"
+
+
+def test_a_ballot_ignores_an_expired_claim(store: DraftStore) -> None:
+    store.add_tasks([make_task("t.x")])
+    seed_drafts(store, "t.x", {"claude": "valid", "openai": "valid"})
+    store.claim_drafts(["t.x"], "kimi", "dead-run", 5, now=datetime.now(UTC) - timedelta(minutes=1))
+    outcome = cast_ballots(
+        store, ["t.x"], min_drafts=2, max_attempts=3, rng=random.Random(1), run_id="run-b"
+    )[0]
+    assert outcome.outcome == "voting"
+
+
+def _attempt(provider: str, **outcome: object) -> CallAttempt:
+    return CallAttempt(
+        provider=provider, model=f"{provider}-model", attempt=1, started_at=datetime.now(UTC),
+        **outcome,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_a_call_is_logged_when_sent_and_completed_when_answered(store: DraftStore) -> None:
+    store.add_tasks([make_task("t.x")])
+    log = store.call_log("run-a")
+    answered = log.call_sent("t.x", _attempt("claude"))
+    log.call_sent("t.x", _attempt("openai"))  # its run dies before the answer
+    log.call_finished(
+        answered,
+        _attempt(
+            "claude",
+            latency_ms=900,
+            status_code=200,
+            usage=TokenUsage(input_tokens=120, output_tokens=40, cached_tokens=20),
+        ),
+    )
+    with store._session() as session:
+        rows = {
+            row.provider: row
+            for row in session.scalars(select(LLMCall).where(LLMCall.run_id == "run-a"))
+        }
+    assert rows["claude"].finished_at is not None
+    assert (rows["claude"].status_code, rows["claude"].input_tokens) == (200, 120)
+    assert rows["claude"].cached_tokens == 20
+    assert rows["openai"].finished_at is None and rows["openai"].status_code is None
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    usage = {row["provider"]: row for row in store.usage_between(day, day + timedelta(days=1))}
+    assert (usage["claude"]["calls"], usage["claude"]["unfinished"]) == (1, 0)
+    assert (usage["openai"]["calls"], usage["openai"]["unfinished"]) == (1, 1)
