@@ -1,6 +1,8 @@
 """Small builders the tests share."""
 
+from drafts_pipeline.prompts.templates import build_prompt
 from drafts_pipeline.store import DraftRecord, DraftStore, TaskInput
+from drafts_pipeline.store.models import DocumentationTask
 
 
 def make_task(task_id: str = "shop.orders.compute_total", **overrides: object) -> TaskInput:
@@ -38,3 +40,20 @@ def make_draft(
 def seed_drafts(store: DraftStore, task_id: str, statuses: dict[str, str]) -> None:
     for provider, status in statuses.items():
         assert store.add_draft(make_draft(task_id, provider, status)) is not None
+
+
+def with_prompts(store: DraftStore, ids: list[str]) -> list[DocumentationTask]:
+    """The stored tasks `ids`, in that order, with their prompts recorded as `pending_tasks`
+    leaves them."""
+    tasks = store.tasks_by_id(ids)
+    store.record_prompts(
+        [
+            (task.id, build_prompt(task_id=task.id, template=task.template,
+                                   language=task.language, symbol=task.symbol,
+                                   source_path=task.source_path, code=task.code,
+                                   context=task.context))
+            for task in tasks.values()
+        ]
+    )  # fmt: skip
+    refreshed = store.tasks_by_id(ids)
+    return [refreshed[task_id] for task_id in ids]

@@ -1,0 +1,187 @@
+"""Runs that overlap pay each provider once per task: two runs at once, a run killed mid-batch,
+a slow call whose lease is renewed, a dead run's lease taken over."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from drafts_pipeline.drafting.provider_batch import draft_with_provider
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.models import DraftVersion, LLMCall
+from drafts_pipeline_tests.factories import make_task, with_prompts
+from drafts_pipeline_tests.fake_providers import FakeProviderServer
+
+SYMBOL = re.compile(r"Symbol: (\S+)")
+
+
+def drafted_symbols(server: FakeProviderServer, provider: str) -> list[str]:
+    """The symbol of each request the server received for `provider`, in arrival order."""
+    return [
+        SYMBOL.findall(json.dumps(request.body))[0] for request in server.script(provider).requests
+    ]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
+    """Wait until `condition` holds (state observed, not a guess at how long things take)."""
+    done = threading.Event()
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
+    while not condition():
+        if datetime.now(UTC) > deadline:
+            raise AssertionError("condition not reached in time")
+        done.wait(0.02)
+
+
+@pytest.fixture
+def live_env(
+    tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
+) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env = {
+        **keep,
+        "DRAFTS_DATA_DIR": str(tmp_path / "data"),
+        "DRAFTS_DATABASE_URL": database_url,
+        "DRAFTS_LLM_MODE": "live",
+    }
+    for spec in PROVIDER_SPECS:
+        env[spec.key_env] = fake_providers.script(spec.name).api_key or ""
+        env[spec.base_url_env] = fake_providers.base_url(spec.name)
+    return env
+
+
+def start_run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "drafts_pipeline", "run", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+    )  # fmt: skip
+
+
+def seed(store: DraftStore, count: int, prefix: str = "svc.jobs.step_") -> list[str]:
+    store.upgrade()
+    ids = [f"{prefix}{n}" for n in range(count)]
+    store.add_tasks([make_task(task_id) for task_id in ids])
+    return ids
+
+
+def test_two_runs_started_together_call_each_provider_once_per_task(
+    live_env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
+) -> None:
+    store = DraftStore(database_url=database_url)
+    ids = seed(store, 30)
+    for spec in PROVIDER_SPECS:
+        fake_providers.script(spec.name).latency_s = 0.2
+
+    runs = [start_run(live_env, tmp_path, "--batch-size", "10") for _ in range(2)]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    expected = sorted(f"svc.jobs.step_{n}" for n in range(30))
+    for spec in PROVIDER_SPECS:
+        symbols = drafted_symbols(fake_providers, spec.name)
+        assert sorted(symbols) == expected, spec.name
+    assert sorted(store.task_ids("voting")) == sorted(ids)
+    with store._session() as session:
+        assert session.scalar(select(func.max(DraftVersion.version))) == 1
+        labelled = session.execute(
+            select(DraftVersion.task_id, func.count())
+            .where(DraftVersion.label.is_not(None))
+            .group_by(DraftVersion.task_id)
+        ).all()
+    # One transition per task: one ballot labelled its three drafts, none relabelled.
+    assert sorted(labelled) == [(task_id, 3) for task_id in sorted(ids)]
+    assert all(sorted(labels) == ["A", "B", "C"] for labels in store.ballot_labels(ids).values())
+
+
+def test_a_killed_run_leaves_every_call_in_the_log_and_the_next_run_finishes(
+    live_env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
+) -> None:
+    store = DraftStore(database_url=database_url)
+    ids = seed(store, 24)
+    for spec in PROVIDER_SPECS:
+        fake_providers.script(spec.name).latency_s = 1.0
+    env = {**live_env, "DRAFTS_CLAIM_LEASE_S": "2"}
+
+    killed = start_run(env, tmp_path, "--batch-size", "12")
+    wait_for(lambda: all(fake_providers.script(s.name).calls >= 6 for s in PROVIDER_SPECS))
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    before = {spec.name: fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS}
+
+    # Every request the server received has its row; those without an answer stored are
+    # marked unfinished.
+    with store._session() as session:
+        rows = dict(
+            session.execute(select(LLMCall.provider, func.count()).group_by(LLMCall.provider)).all()
+        )
+        unfinished = session.scalar(
+            select(func.count()).select_from(LLMCall).where(LLMCall.finished_at.is_(None))
+        )
+        stored = dict(
+            session.execute(
+                select(DraftVersion.provider, func.count()).group_by(DraftVersion.provider)
+            ).all()
+        )
+    assert rows == before
+    in_flight = {name: before[name] - stored.get(name, 0) for name in before}
+    assert unfinished == sum(in_flight.values()) and unfinished > 0
+
+    # The dead run's claims expire (its lease is 2 s and nothing renews it); then a new run.
+    wait_for(lambda: not store.live_claims(ids), timeout_s=30)
+    again = start_run(env, tmp_path, "--batch-size", "12")
+    output = again.communicate(timeout=300)[0]
+
+    assert again.returncode == 0, output
+    assert sorted(store.task_ids("voting")) == sorted(ids)
+    for spec in PROVIDER_SPECS:
+        symbols = drafted_symbols(fake_providers, spec.name)
+        assert len(symbols) <= len(ids) + in_flight[spec.name], spec.name
+        assert set(symbols) == {task_id.rsplit(".", 1)[-1] for task_id in ids}
+    with store._session() as session:
+        logged = session.scalar(select(func.count()).select_from(LLMCall))
+    assert logged == sum(fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS)
+
+
+def test_a_slow_call_keeps_its_claim_and_a_dead_runs_claim_is_taken_over(
+    store: DraftStore, fake_providers: FakeProviderServer
+) -> None:
+    ids = seed(store, 3, prefix="slow.f")
+    tasks = with_prompts(store, ids)
+    script = fake_providers.script("kimi")
+    script.latency_s = 2.5  # five leases of 0.5 s: only renewals keep the claims
+    slow = fake_providers.resource("kimi")
+    reports = {}
+
+    def first_run() -> None:
+        reports["a"] = draft_with_provider(store, slow, tasks[:2], run_id="run-a", lease_s=0.5)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    wait_for(lambda: script.calls == 2)
+    # Several leases into the calls, a second run asks for the same work.
+    wait_for(lambda: time.monotonic() > script.requests[0].received_at + 1.5)
+    store.claim_drafts(
+        [ids[2]], "kimi", "dead-run", 0.5, now=datetime.now(UTC) - timedelta(minutes=5)
+    )
+    reports["b"] = draft_with_provider(
+        store, fake_providers.resource("kimi"), tasks, run_id="run-b", lease_s=0.5
+    )
+    thread.join()
+
+    assert reports["b"].outcomes["claimed_elsewhere"] == 2
+    assert reports["b"].outcomes["valid"] == 1  # the dead run's task, taken over
+    assert reports["a"].outcomes["valid"] == 2
+    assert sorted(drafted_symbols(fake_providers, "kimi")) == ["f0", "f1", "f2"]
+    latest = store.latest_drafts(ids, "kimi")
+    assert {task_id: draft.version for task_id, draft in latest.items()} == dict.fromkeys(ids, 1)
+    assert store.live_claims(ids) == {}
