@@ -99,9 +99,9 @@ def cast_ballots(
                 if task_id in moved
                 else BallotOutcome(task_id, "unchanged", count, reason="raced")
             )
-        for task_id, (decision, reason) in below.items():
+        for task_id, (status, reason) in below.items():
             count = len(box.candidates[task_id].valid_drafts)
-            outcomes[task_id] = BallotOutcome(task_id, decision, count, reason=reason)
+            outcomes[task_id] = BallotOutcome(task_id, status, count, reason=reason)
         statuses = box.statuses
     return [
         outcomes.get(t) or BallotOutcome(t, "unchanged", 0, reason=statuses.get(t))

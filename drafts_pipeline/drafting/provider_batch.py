@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from drafts_pipeline.drafting.validation import validate_draft
 from drafts_pipeline.errors import ProviderError
@@ -278,7 +278,7 @@ def _record(
     run_id: str | None,
     report: ProviderBatchReport,
 ) -> DraftRecord:
-    common = {
+    common: dict[str, Any] = {
         "task_id": task.id,
         "provider": provider.name,
         "prompt_used": task.prompt or "",

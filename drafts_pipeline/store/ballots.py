@@ -10,10 +10,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from drafts_pipeline.store.models import DocumentationTask, DraftClaim, DraftVersion, utcnow
+from drafts_pipeline.store.models import Base, DocumentationTask, DraftClaim, DraftVersion, utcnow
 from drafts_pipeline.store.queries import Queries
 
 
@@ -69,7 +69,7 @@ class BallotBox:
             ).all()
             if already:
                 raise RuntimeError(f"drafts {sorted(already)} were already labelled")
-            table = DraftVersion.__table__
+            table = _table(DraftVersion)
             self._session.connection().execute(
                 update(table)
                 .where(table.c.id == bindparam("draft_id"))
@@ -83,7 +83,7 @@ class BallotBox:
         to try again, `failed` when attempts ran out."""
         if not decisions:
             return
-        table = DocumentationTask.__table__
+        table = _table(DocumentationTask)
         self._session.connection().execute(
             update(table)
             .where(table.c.id == bindparam("task_id"), table.c.status == "drafting")
@@ -135,8 +135,16 @@ class BallotQueries(Queries):
             )
             labels: dict[str, list[str]] = {task_id: [] for task_id in task_ids}
             for task_id, label in rows:
-                labels[task_id].append(label)
+                if label is not None:
+                    labels[task_id].append(label)
             return labels
+
+
+def _table(model: type[Base]) -> Table:
+    """The model's table, for executemany updates keyed by a bound parameter."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def _newest_valid_drafts(session: Session, task_ids: Sequence[str]) -> dict[str, dict[str, int]]:

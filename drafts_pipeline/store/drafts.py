@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from drafts_pipeline.llm.generation import CallAttempt
@@ -86,10 +86,10 @@ class StoreCallLog:
     def call_sent(self, task_id: str, call: CallAttempt) -> int:
         with self._engine.begin() as connection:
             return connection.execute(
-                LLMCall.__table__.insert()
+                insert(LLMCall)
                 .values(task_id=task_id, run_id=self._run_id, provider=call.provider,
                         model=call.model, attempt=call.attempt, started_at=call.started_at)
-                .returning(LLMCall.__table__.c.id)
+                .returning(LLMCall.id)
             ).scalar_one()  # fmt: skip
 
     def call_finished(self, handle: object, call: CallAttempt) -> None:
@@ -126,7 +126,7 @@ class DraftQueries(Queries):
              "lease_expires_at": expires}
             for task_id in dict.fromkeys(task_ids)
         ]  # fmt: skip
-        insert = (
+        claim_free = (
             schema.dialect_insert(self.engine.dialect.name)(DraftClaim)
             .values(rows)
             .on_conflict_do_nothing(index_elements=["task_id", "provider"])
@@ -143,7 +143,7 @@ class DraftQueries(Queries):
             .returning(DraftClaim.task_id)
         )
         with self._session() as session, session.begin():
-            inserted = set(session.scalars(insert))
+            inserted = set(session.scalars(claim_free))
             taken = set(session.scalars(take_over))
         return inserted | taken
 

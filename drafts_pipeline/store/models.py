@@ -32,6 +32,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def column_length(model: type["Base"], name: str) -> int:
+    """The declared length of a string column, for checks before an insert."""
+    column_type = model.__table__.c[name].type
+    if not isinstance(column_type, String) or column_type.length is None:
+        raise TypeError(f"{model.__tablename__}.{name} is not a string of bounded length")
+    return column_type.length
+
+
 class Base(DeclarativeBase):
     pass
 

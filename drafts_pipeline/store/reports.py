@@ -76,7 +76,8 @@ class ReportQueries(Queries):
                     DraftVersion.latency_ms.is_not(None)
                 )
             ):
-                latencies[provider].append(latency)
+                if latency is not None:
+                    latencies[provider].append(latency)
         return [
             {
                 **row._mapping,

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from drafts_pipeline.errors import DraftsError
-from drafts_pipeline.store.draft_store import TaskInput
-from drafts_pipeline.store.models import DocumentationTask
+from drafts_pipeline.store import TaskInput
+from drafts_pipeline.store.models import DocumentationTask, column_length
 
 IGNORED_DIRECTORIES = frozenset({"__pycache__", ".venv", "site-packages"})
-MAX_ID_LENGTH: int = DocumentationTask.__table__.c.id.type.length
+MAX_ID_LENGTH = column_length(DocumentationTask, "id")
 DIGEST_LENGTH = 12
 
 _READABLE_ID = re.compile(r"[\w-]+(?:\.[\w-]+)*")

@@ -15,15 +15,15 @@ from pathlib import Path
 
 from drafts_pipeline.errors import DraftsError, ImportRejected
 from drafts_pipeline.prompts.templates import TEMPLATES
-from drafts_pipeline.store.draft_store import DraftStore, TaskInput
-from drafts_pipeline.store.models import DocumentationTask
+from drafts_pipeline.store import DraftStore, TaskInput
+from drafts_pipeline.store.models import DocumentationTask, column_length
 
 ACCEPTED_SUFFIXES = (".csv", ".jsonl")
 REQUIRED_FIELDS = ("id", "symbol", "language", "code")
 OPTIONAL_TEXT_FIELDS = ("context", "source_path", "template")
 KNOWN_FIELDS = frozenset({*REQUIRED_FIELDS, *OPTIONAL_TEXT_FIELDS, "priority"})
 MAX_LENGTHS: dict[str, int] = {
-    name: DocumentationTask.__table__.c[name].type.length
+    name: column_length(DocumentationTask, name)
     for name in ("id", "symbol", "language", "source_path")
 }
 PRIORITY_RANGE = range(-(2**31), 2**31)
@@ -219,7 +219,7 @@ def task_from_fields(fields: Mapping[str, object]) -> tuple[TaskInput | None, li
             context=text.get("context", ""),
             source_path=text.get("source_path") or None,
             template=template,
-            priority=int(priority),
+            priority=priority if isinstance(priority, int) else 0,
         ),
         [],
     )
