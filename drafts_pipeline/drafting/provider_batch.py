@@ -12,7 +12,7 @@ from typing import Protocol
 from drafts_pipeline.drafting.validation import validate_draft
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.generation import Generation
-from drafts_pipeline.llm.resource import DraftRequest, LLMProvider
+from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.store import DraftRecord, DraftStore
 from drafts_pipeline.store.models import DocumentationTask
@@ -227,8 +227,9 @@ def _record(
         report.problems[task.id] = "; ".join(verdict.reasons)
     if not verdict.checks["blind"]["ok"]:
         report.leaks[task.id] = verdict.checks["blind"]["reason"]
-    report.input_tokens += result.input_tokens or 0
-    report.output_tokens += result.output_tokens or 0
+    usage = result.usage
+    report.input_tokens += usage.input_tokens if usage else 0
+    report.output_tokens += usage.output_tokens if usage else 0
     report.latencies_ms.append(result.latency_ms)
     if result.cost_usd is None or report.cost_usd is None:
         report.cost_usd = None
@@ -242,10 +243,10 @@ def _record(
         validation=verdict.checks,
         finish_reason=result.finish_reason,
         request_id=result.request_id,
-        input_tokens=result.input_tokens,
-        output_tokens=result.output_tokens,
-        cached_tokens=result.cached_tokens,
-        reasoning_tokens=result.reasoning_tokens,
+        input_tokens=usage.input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        cached_tokens=usage.cached_tokens if usage else None,
+        reasoning_tokens=usage.reasoning_tokens if usage else None,
         cost_usd=result.cost_usd,
         latency_ms=result.latency_ms,
         attempts=result.attempts,

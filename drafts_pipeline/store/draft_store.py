@@ -2,7 +2,7 @@
 
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -263,7 +263,18 @@ class DraftStore(dg.ConfigurableResource):
 
     @staticmethod
     def _call_rows(task_id: str, run_id: str | None, calls: Sequence[CallAttempt]) -> list[LLMCall]:
-        return [LLMCall(task_id=task_id, run_id=run_id, **asdict(call)) for call in calls]
+        return [
+            LLMCall(
+                task_id=task_id,
+                run_id=run_id,
+                **{f.name: getattr(call, f.name) for f in fields(call) if f.name != "usage"},
+                input_tokens=call.usage.input_tokens if call.usage else None,
+                output_tokens=call.usage.output_tokens if call.usage else None,
+                cached_tokens=call.usage.cached_tokens if call.usage else None,
+                reasoning_tokens=call.usage.reasoning_tokens if call.usage else None,
+            )
+            for call in calls
+        ]
 
     # --- ballots -----------------------------------------------------------------------
 
