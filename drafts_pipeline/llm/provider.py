@@ -20,7 +20,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from drafts_pipeline.errors import ConfigurationError, ProviderError
-from drafts_pipeline.llm.calling import OnStart, ProviderReply, RetryingCaller
+from drafts_pipeline.llm.calling import Clock, OnStart, ProviderReply, RetryingCaller, SystemClock
 from drafts_pipeline.llm.generation import CallLog, Generation
 from drafts_pipeline.llm.limits import PaceBook, RequestLimiter
 from drafts_pipeline.llm.pricing import ModelPrice, resolve_price
@@ -193,16 +193,23 @@ class LiveProvider(dg.ConfigurableResource):
         """The retry loop and limiter all threads of this instance share, made on first use."""
         with self._state_lock:
             if self._caller is None:
+                clock = self._clock()
+                limiter = RequestLimiter(
+                    self.max_in_flight,
+                    self.requests_per_minute,
+                    book=self._pace_book,
+                    clock=clock.monotonic,
+                    sleep=clock.sleep,
+                )
                 self._caller = RetryingCaller(
                     provider=self.name,
                     model=self.model,
                     policy=self.retry_policy(),
-                    limiter=RequestLimiter(
-                        self.max_in_flight, self.requests_per_minute, book=self._pace_book
-                    ),
+                    limiter=limiter,
                     price=self.price(),
                     key_env_var=self.api_key_env_var,
                     secret=self.resolved_api_key(),
+                    clock=clock,
                 )
             return self._caller
 
@@ -258,6 +265,10 @@ class LiveProvider(dg.ConfigurableResource):
     def generate_many(self, requests: list[DraftRequest]) -> dict[str, Generation | ProviderError]:
         """task id -> generation or the error that ended it, calls running concurrently."""
         return dict(self.generate_each(requests))
+
+    def _clock(self) -> Clock:
+        """The time retries wait on and latencies are taken from (a test subclass fakes it)."""
+        return SystemClock()
 
     def _check_settings(self) -> None:
         """Raise ValueError for a setting of the wire API that cannot work."""
