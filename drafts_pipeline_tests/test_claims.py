@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.llm.generation import CallAttempt
-from drafts_pipeline.llm.pricing import TokenUsage
+from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftClaim, LLMCall
 from drafts_pipeline_tests.factories import make_draft, make_task, seed_drafts

@@ -1,18 +1,32 @@
-"""The retry layer without HTTP: classification, Retry-After, backoff, decisions, the limiter."""
+"""The retry layer without HTTP: classification, Retry-After, backoff, decisions, the pace, the
+limiter and the call-with-retry loop on a fake clock."""
 
 import json
 import random
 import threading
-import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import anthropic
 import httpx2
 import openai
 import pytest
 
-from drafts_pipeline.llm.limits import LimiterPaused, RequestLimiter
+from drafts_pipeline.errors import ProviderError
+from drafts_pipeline.llm.calling import ProviderReply, RetryingCaller
+from drafts_pipeline.llm.generation import TokenUsage
+from drafts_pipeline.llm.limits import (
+    MIN_RATE_FACTOR,
+    LimiterPaused,
+    PaceState,
+    RequestLimiter,
+    book_start,
+    slowed_down,
+    sped_up,
+)
+from drafts_pipeline.llm.pricing import ModelPrice
 from drafts_pipeline.llm.retry import (
     Failure,
     MalformedResponseError,
@@ -22,6 +36,8 @@ from drafts_pipeline.llm.retry import (
     decide,
     retry_after_seconds,
 )
+from drafts_pipeline_tests.fake_clock import EPOCH, FakeTime
+from drafts_pipeline_tests.fake_providers import RecordingCallLog
 
 ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
 OPENAI_URL = "https://api.openai.com/v1/chat/completions"
@@ -377,21 +393,6 @@ def test_a_policy_refuses_nonsense(settings: dict[str, object]) -> None:
         RetryPolicy(**settings)  # type: ignore[arg-type]
 
 
-class FakeTime:
-    """A clock that moves only when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 def limiter_on(fake: FakeTime, per_minute: float = 60.0, in_flight: int = 4) -> RequestLimiter:
     return RequestLimiter(in_flight, per_minute, clock=fake.clock, sleep=fake.sleep)
 
@@ -451,7 +452,10 @@ def test_a_pause_longer_than_the_caller_accepts_raises_without_waiting() -> None
 
 
 def test_the_in_flight_cap_holds_across_threads() -> None:
+    """Ten threads, a cap of 3: inside the slot, callers meet in threes (a lower cap would never
+    fill the barrier) and never more than three are inside at once."""
     limiter = RequestLimiter(3, 60_000)
+    meet = threading.Barrier(3, timeout=10)
     lock = threading.Lock()
     current = peak = 0
 
@@ -461,12 +465,12 @@ def test_the_in_flight_cap_holds_across_threads() -> None:
             with lock:
                 current += 1
                 peak = max(peak, current)
-            time.sleep(0.02)
+            meet.wait()
             with lock:
                 current -= 1
 
     with ThreadPoolExecutor(max_workers=10) as pool:
-        list(pool.map(lambda _: call(), range(20)))
+        list(pool.map(lambda _: call(), range(21)))
 
     assert peak == 3
 
@@ -475,3 +479,156 @@ def test_the_in_flight_cap_holds_across_threads() -> None:
 def test_a_limiter_refuses_nonsense(in_flight: int, per_minute: float) -> None:
     with pytest.raises(ValueError):
         RequestLimiter(in_flight, per_minute)
+
+
+def test_the_pace_books_one_interval_per_start_scaled_by_the_rate() -> None:
+    state, first = book_start(PaceState.fresh(100.0), 100.0, 0.5, None)
+    state, second = book_start(state, 100.0, 0.5, None)
+    slow, third = book_start(replace_factor(state, 0.5), 100.0, 0.5, None)
+
+    assert (first, second, third) == (100.0, 100.5, 101.0)
+    assert slow.next_start == 102.0
+
+
+def replace_factor(state: PaceState, factor: float) -> PaceState:
+    return PaceState(state.next_start, state.paused_until, factor)
+
+
+def test_the_pace_halves_once_per_pause_and_not_below_its_floor() -> None:
+    state = slowed_down(PaceState.fresh(0.0), 0.0, 5.0)
+    during = slowed_down(state, 1.0, 5.0)
+    after = slowed_down(during, 10.0, 0.0)
+    floor = PaceState(0.0, 0.0, MIN_RATE_FACTOR)
+
+    assert (state.rate_factor, state.paused_until) == (0.5, 5.0)
+    assert (during.rate_factor, during.paused_until) == (0.5, 6.0)
+    assert after.rate_factor == 0.25
+    assert slowed_down(floor, 1.0, 0.0).rate_factor == MIN_RATE_FACTOR
+    assert sped_up(PaceState(0.0, 0.0, 0.9), 0.5).rate_factor == 1.0
+
+
+def test_a_paused_pace_refuses_a_caller_who_will_not_wait_and_books_nothing() -> None:
+    paused = PaceState(next_start=0.0, paused_until=100.0)
+
+    with pytest.raises(LimiterPaused) as raised:
+        book_start(paused, 10.0, 1.0, max_pause_s=60)
+    state, start = book_start(paused, 10.0, 1.0, max_pause_s=None)
+
+    assert raised.value.wait_s == 90.0
+    assert (start, state.next_start) == (100.0, 101.0)
+
+
+REPLY = ProviderReply(
+    text="{}",
+    model="model-2026-11-01",
+    finish_reason="stop",
+    request_id="req_1",
+    usage=TokenUsage(input_tokens=1000, output_tokens=100, cached_tokens=200),
+)
+PRICE_1_2 = ModelPrice(input=Decimal(1), cached_input=Decimal("0.5"), output=Decimal(2))
+SECRET = "sk-test-secret-key-0123456789"
+
+
+def caller_on(fake: FakeTime, **policy: object) -> RetryingCaller:
+    settings: dict[str, object] = {"max_attempts": 3, "initial_delay_s": 1.0, **policy}
+    return RetryingCaller(
+        provider="claude",
+        model="model",
+        policy=RetryPolicy(**settings),  # type: ignore[arg-type]
+        limiter=RequestLimiter(4, 60, clock=fake.clock, sleep=fake.sleep),
+        price=PRICE_1_2,
+        key_env_var="ANTHROPIC_API_KEY",
+        secret=SECRET,
+        clock=fake,
+    )
+
+
+def scripted(
+    fake: FakeTime, *outcomes: Exception | ProviderReply, took_s: float = 2.0
+) -> Callable[[], ProviderReply]:
+    """A send that takes `took_s` on the fake clock, then raises or returns the next outcome."""
+    pending = list(outcomes)
+
+    def send() -> ProviderReply:
+        fake.advance(took_s)
+        outcome = pending.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return send
+
+
+def test_the_loop_retries_records_each_attempt_and_prices_the_answer() -> None:
+    fake = FakeTime()
+    log = RecordingCallLog()
+    overloaded = anthropic_error(529, "overloaded_error", "Overloaded", **{"retry-after": "3"})
+
+    generation = caller_on(fake).call(scripted(fake, overloaded, REPLY), task_id="t1", call_log=log)
+
+    assert [(kind, task, call.attempt) for kind, task, call in log.events] == [
+        ("sent", "t1", 1), ("finished", "t1", 1), ("sent", "t1", 2), ("finished", "t1", 2),
+    ]  # fmt: skip
+    sent = log.events[0][2]
+    assert (sent.latency_ms, sent.status_code, sent.usage) == (None, None, None)
+    assert sent.started_at == EPOCH
+    first, second = generation.calls
+    assert (first.status_code, first.error_type, first.latency_ms) == (529, "overloaded", 2000)
+    assert second.started_at == EPOCH.replace(second=5)  # 2 s answer, 3 s Retry-After
+    assert log.events[3][2] == second
+    assert 3.0 in fake.slept
+    assert generation.usage == REPLY.usage and second.usage is REPLY.usage
+    # 800 uncached * 1 + 200 cached * 0.5 + 100 out * 2, per million
+    assert generation.cost_usd == second.cost_usd == Decimal("0.0011")
+    assert (generation.model, generation.attempts, generation.latency_ms) == (REPLY.model, 2, 7000)
+
+
+def test_a_call_log_that_cannot_record_stops_the_request() -> None:
+    fake = FakeTime()
+    sent: list[int] = []
+
+    def send() -> ProviderReply:
+        sent.append(1)
+        return REPLY
+
+    with pytest.raises(RuntimeError, match="database down"):
+        caller_on(fake).call(
+            send, task_id="t1", call_log=RecordingCallLog(RuntimeError("database down"))
+        )
+
+    assert sent == []
+
+
+def test_the_loop_gives_up_after_its_attempts_without_leaking_the_key() -> None:
+    fake = FakeTime()
+    echo = anthropic_error(500, "api_error", f"bad key {SECRET}")
+    log = RecordingCallLog()
+
+    with pytest.raises(ProviderError) as raised:
+        caller_on(fake).call(scripted(fake, echo, echo, echo), task_id="t1", call_log=log)
+
+    assert [call.attempt for call in raised.value.calls] == [1, 2, 3]
+    assert len(log.events) == 6
+    assert "gave up after 3 attempt(s)" in str(raised.value)
+    assert SECRET not in str(raised.value) + "".join(repr(call) for call in raised.value.calls)
+    assert len(fake.slept) >= 2
+
+
+def test_an_account_failure_ends_the_next_calls_without_a_request() -> None:
+    fake = FakeTime()
+    caller = caller_on(fake)
+    broke = openai_error(429, "insufficient_quota", QUOTA_MESSAGE, "insufficient_quota")
+    sent: list[str] = []
+
+    def send() -> ProviderReply:
+        sent.append("sent")
+        return REPLY
+
+    with pytest.raises(ProviderError):
+        caller.call(scripted(fake, broke), task_id="t1")
+    with pytest.raises(ProviderError) as second:
+        caller.call(send, task_id="t2")
+
+    assert sent == []
+    assert second.value.calls == ()
+    assert "not attempted" in str(second.value)

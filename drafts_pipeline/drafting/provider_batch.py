@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from drafts_pipeline.drafting.validation import validate_draft
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.generation import Generation
-from drafts_pipeline.llm.resource import DraftRequest, LLMProvider
+from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.store import DraftRecord, DraftStore
 from drafts_pipeline.store.models import DocumentationTask

@@ -1,1 +1,1 @@
-"""LLM provider resources: one contract (`generate`), one retry layer, offline mode."""
+"""LLM providers: one contract (`generate`), thin resources per wire API, one retry loop."""

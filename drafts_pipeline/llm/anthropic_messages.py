@@ -5,12 +5,14 @@ from typing import Any
 import anthropic
 from anthropic.types import Message
 
-from drafts_pipeline.llm.pricing import TokenUsage, token_count
-from drafts_pipeline.llm.resource import DraftRequest, LLMProvider, ProviderReply
+from drafts_pipeline.llm.calling import ProviderReply
+from drafts_pipeline.llm.generation import TokenUsage
+from drafts_pipeline.llm.pricing import token_count
+from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.llm.retry import MalformedResponseError
 
 
-class AnthropicMessagesProvider(LLMProvider):
+class AnthropicMessagesProvider(LiveProvider):
     """A provider speaking Anthropic's Messages API.
 
     `temperature` is sent only when configured, and then as a raw body field: the SDK no longer
@@ -18,13 +20,7 @@ class AnthropicMessagesProvider(LLMProvider):
     """
 
     def _build_client(self, api_key: str) -> anthropic.Anthropic:
-        return anthropic.Anthropic(
-            api_key=api_key,
-            base_url=self.base_url,
-            timeout=self.timeout_s,
-            max_retries=0,
-            _strict_response_validation=self.strict_responses,
-        )
+        return anthropic.Anthropic(**self._sdk_options(api_key))
 
     def _send(self, client: anthropic.Anthropic, request: DraftRequest) -> ProviderReply:
         extra_body = {"temperature": self.temperature} if self.temperature is not None else None

@@ -1,27 +1,41 @@
-"""What a provider call returns, and the record of every HTTP attempt behind it."""
+"""What a provider call returns, the record of every HTTP attempt behind it, and the hook that
+records each attempt as it happens."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """One call's tokens, read once from the SDK's answer and carried as they are to the
+    draft and the call log. Cached and cache-write tokens are part of `input_tokens`,
+    reasoning tokens part of `output_tokens`."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True)
 class CallAttempt:
-    """One HTTP attempt: a row of `llm_calls`. Never holds a key or a header."""
+    """One HTTP attempt: a row of `llm_calls`. Never holds a key or a header.
+
+    As `call_sent` sees it, only who, which attempt and when; the rest once it finished."""
 
     provider: str
     model: str
     attempt: int
     started_at: datetime
-    latency_ms: int
+    latency_ms: int | None = None
     status_code: int | None = None
     error_type: str | None = None
     error_message: str | None = None
     request_id: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
-    reasoning_tokens: int | None = None
+    usage: TokenUsage | None = None
     cost_usd: Decimal | None = None
 
 
@@ -34,11 +48,22 @@ class Generation:
     text: str
     finish_reason: str | None
     request_id: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    cached_tokens: int | None
-    reasoning_tokens: int | None
+    usage: TokenUsage | None
     cost_usd: Decimal | None
     latency_ms: int
     attempts: int
-    calls: tuple[CallAttempt, ...] = field(default=())
+    calls: tuple[CallAttempt, ...] = ()
+
+
+class CallLog(Protocol):
+    """Where each HTTP attempt is recorded the moment it is sent (the store implements it), so
+    a crash leaves an unfinished row rather than no row."""
+
+    def call_sent(self, task_id: str, call: CallAttempt) -> object:
+        """Called right before the attempt goes out; returns a handle for `call_finished`.
+        If it raises, the request is not sent."""
+        ...
+
+    def call_finished(self, handle: object, call: CallAttempt) -> None:
+        """Called as the attempt's answer or error arrives, with the completed attempt."""
+        ...

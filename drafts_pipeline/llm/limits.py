@@ -7,15 +7,18 @@ per-second limit). A 429 pauses every caller until the wait the provider asked f
 halves the rate; each success then wins back a little of it (additive increase, multiplicative
 decrease), so a crowd of threads cannot turn one 429 into a storm.
 
-The pace (next start, pause, rate factor) lives in a `PaceBook`. `LocalPaceBook` keeps it in this
-process; the draft store keeps one that every process shares (`DraftStore.pace_book`), so runs
-drafting at the same time split one provider's rate instead of each taking all of it.
+The pace (next start, pause, rate factor) is a `PaceState`, changed only by the pure functions
+`book_start`, `slowed_down` and `sped_up`. A `PaceBook` keeps it: `LocalPaceBook` in this
+process, `StorePaceBook` (store/pacing.py) in the draft store for every process, so runs drafting
+at the same time split one provider's rate instead of each taking all of it. Both books apply the
+same functions; only where the state lives differs.
 """
 
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from drafts_pipeline.errors import DraftsError
@@ -60,8 +63,49 @@ class PaceBook(Protocol):
     def rate_factor(self) -> float: ...
 
 
-def slowed(rate_factor: float) -> float:
-    return max(MIN_RATE_FACTOR, rate_factor / 2)
+@dataclass(frozen=True)
+class PaceState:
+    """One provider's pace at a moment: when the next request may start, until when a 429
+    pauses everyone, and the share of the configured rate currently allowed."""
+
+    next_start: float
+    paused_until: float
+    rate_factor: float = 1.0
+
+    @classmethod
+    def fresh(cls, now: float) -> "PaceState":
+        return cls(next_start=now, paused_until=now)
+
+
+def book_start(
+    state: PaceState, now: float, interval_s: float, max_pause_s: float | None
+) -> tuple[PaceState, float]:
+    """The next start, `interval_s / rate factor` after the one before and no sooner than now or
+    the end of a pause, and the pace after booking it; `LimiterPaused` when the pause has
+    longer than `max_pause_s` to run."""
+    pause = state.paused_until - now
+    if max_pause_s is not None and pause > max_pause_s:
+        raise LimiterPaused(pause)
+    start = max(now, state.next_start, state.paused_until)
+    return replace(state, next_start=start + interval_s / state.rate_factor), start
+
+
+def slowed_down(state: PaceState, now: float, pause_s: float) -> PaceState:
+    """A 429: pause everyone `pause_s`; the rate halves once per pause, not once per caller
+    (the callers that hit the same wall report it while the pause runs)."""
+    factor = state.rate_factor
+    if now >= state.paused_until:
+        factor = max(MIN_RATE_FACTOR, factor / 2)
+    return replace(
+        state,
+        paused_until=max(state.paused_until, now + max(0.0, pause_s)),
+        rate_factor=factor,
+    )
+
+
+def sped_up(state: PaceState, step: float) -> PaceState:
+    """A success: win back `step` of the rate factor, up to 1."""
+    return replace(state, rate_factor=min(1.0, state.rate_factor + step))
 
 
 class LocalPaceBook:
@@ -70,41 +114,32 @@ class LocalPaceBook:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._next_start = clock()
-        self._paused_until = clock()
-        self._rate_factor = 1.0
+        self._state = PaceState.fresh(clock())
 
     def now(self) -> float:
         return self._clock()
 
     def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
         with self._lock:
-            now = self._clock()
-            pause = self._paused_until - now
-            if max_pause_s is not None and pause > max_pause_s:
-                raise LimiterPaused(pause)
-            start = max(now, self._next_start, self._paused_until)
-            self._next_start = start + interval_s / self._rate_factor
-            return start, self._paused_until
+            before = self._state
+            self._state, start = book_start(before, self._clock(), interval_s, max_pause_s)
+            return start, before.paused_until
 
     def paused_until(self) -> float:
         with self._lock:
-            return self._paused_until
+            return self._state.paused_until
 
     def slow_down(self, pause_s: float) -> None:
         with self._lock:
-            now = self._clock()
-            if now >= self._paused_until:
-                self._rate_factor = slowed(self._rate_factor)
-            self._paused_until = max(self._paused_until, now + max(0.0, pause_s))
+            self._state = slowed_down(self._state, self._clock(), pause_s)
 
     def speed_up(self, step: float) -> None:
         with self._lock:
-            self._rate_factor = min(1.0, self._rate_factor + step)
+            self._state = sped_up(self._state, step)
 
     def rate_factor(self) -> float:
         with self._lock:
-            return self._rate_factor
+            return self._state.rate_factor
 
 
 class RequestLimiter:

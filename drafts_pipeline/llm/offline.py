@@ -1,11 +1,29 @@
 """Offline drafts: deterministic, local, plausible answers built from the symbol's code.
 
-They follow the same JSON schema as a live answer, so validation, ballots and the voting-ready
-set run unchanged. Each provider writes in its own style, so the drafts of a ballot differ.
+`OfflineProvider` is the provider resource `DRAFTS_LLM_MODE=offline` picks: no network, no key,
+zero cost, model `offline-<provider>`; for the demo, dry runs and graph tests. Its answers follow
+the same JSON schema as a live answer, so validation, ballots and the voting-ready set run
+unchanged. Each provider writes in its own style, so the drafts of a ballot differ.
 """
 
 import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 
+import dagster as dg
+from pydantic import Field
+
+from drafts_pipeline.llm.calling import NoCallLog, OnStart
+from drafts_pipeline.llm.generation import CallAttempt, CallLog, Generation, TokenUsage
+from drafts_pipeline.llm.limits import PaceBook
+from drafts_pipeline.llm.provider import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    DraftRequest,
+    Outcome,
+    settings_hash,
+)
 from drafts_pipeline.prompts.code_facts import SymbolFacts, symbol_facts
 
 VERBS = {
@@ -81,3 +99,72 @@ def offline_answer(provider: str, symbol: str, code: str) -> str:
         arguments = ", ".join(facts.parameters)
         answer["example"] = f"{name}({arguments})" if style == 0 else None
     return json.dumps(answer, indent=None if style else 2)
+
+
+class OfflineProvider(dg.ConfigurableResource):
+    """A provider that drafts locally, one request at a time; each draft is recorded as one
+    attempt in the call log, as a live one is."""
+
+    name: str = Field(description="Provider name as stored on drafts, e.g. `claude`.")
+
+    @property
+    def effective_model(self) -> str:
+        return f"offline-{self.name}"
+
+    def settings_hash(self) -> str:
+        return settings_hash(self.effective_model, DEFAULT_MAX_OUTPUT_TOKENS, None)
+
+    def require_key(self) -> None:
+        """Offline needs no key."""
+
+    def share_pace(self, book: PaceBook) -> None:
+        """Offline sends nothing to pace."""
+
+    def generate(
+        self,
+        request: DraftRequest,
+        *,
+        on_start: OnStart | None = None,
+        call_log: CallLog | None = None,
+    ) -> Generation:
+        log = call_log or NoCallLog()
+        sent = CallAttempt(self.name, self.effective_model, 1, datetime.now(UTC))
+        handle = log.call_sent(request.task_id, sent)
+        if on_start is not None:
+            on_start()
+        began = time.perf_counter()
+        text = offline_answer(self.name, request.symbol, request.code)
+        latency_ms = round((time.perf_counter() - began) * 1000)
+        usage = TokenUsage(input_tokens=len(request.prompt) // 4, output_tokens=len(text) // 4)
+        call = CallAttempt(
+            provider=sent.provider,
+            model=sent.model,
+            attempt=1,
+            started_at=sent.started_at,
+            latency_ms=latency_ms,
+            status_code=200,
+            usage=usage,
+            cost_usd=Decimal(0),
+        )
+        log.call_finished(handle, call)
+        return Generation(
+            provider=self.name,
+            model=self.effective_model,
+            text=text,
+            finish_reason="stop",
+            request_id=None,
+            usage=usage,
+            cost_usd=Decimal(0),
+            latency_ms=latency_ms,
+            attempts=1,
+            calls=(call,),
+        )
+
+    def generate_each(
+        self,
+        requests: list[DraftRequest],
+        on_start: OnStart | None = None,
+        call_log: CallLog | None = None,
+    ) -> Iterator[Outcome]:
+        for request in requests:
+            yield request.task_id, self.generate(request, on_start=on_start, call_log=call_log)

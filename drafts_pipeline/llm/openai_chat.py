@@ -7,15 +7,17 @@ import openai
 from openai.types.chat import ChatCompletion
 from pydantic import Field
 
-from drafts_pipeline.llm.pricing import TokenUsage, token_count
-from drafts_pipeline.llm.resource import DraftRequest, LLMProvider, ProviderReply
+from drafts_pipeline.llm.calling import ProviderReply
+from drafts_pipeline.llm.generation import TokenUsage
+from drafts_pipeline.llm.pricing import token_count
+from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.llm.retry import MalformedResponseError
 
 OPENAI_HOST = "api.openai.com"
 TOKEN_LIMIT_PARAMETERS = ("max_completion_tokens", "max_tokens")
 
 
-class OpenAIChatProvider(LLMProvider):
+class OpenAIChatProvider(LiveProvider):
     """A provider speaking the Chat Completions API.
 
     The answer's length limit goes out as `max_completion_tokens` to OpenAI itself, which rejects
@@ -35,22 +37,18 @@ class OpenAIChatProvider(LLMProvider):
         chosen = self.token_limit_parameter
         if chosen is not None:
             if chosen not in TOKEN_LIMIT_PARAMETERS:
-                raise ValueError(
-                    f"{self.name}: token_limit_parameter must be one of {TOKEN_LIMIT_PARAMETERS}"
-                )
+                raise ValueError(f"token_limit_parameter must be one of {TOKEN_LIMIT_PARAMETERS}")
             return chosen
         if self.base_url is None or urlparse(self.base_url).hostname == OPENAI_HOST:
             return "max_completion_tokens"
         return "max_tokens"
 
+    def _check_settings(self) -> None:
+        """An unknown `token_limit_parameter` fails the run at its start, not every call."""
+        _ = self.token_limit_key
+
     def _build_client(self, api_key: str) -> openai.OpenAI:
-        return openai.OpenAI(
-            api_key=api_key,
-            base_url=self.base_url,
-            timeout=self.timeout_s,
-            max_retries=0,
-            _strict_response_validation=self.strict_responses,
-        )
+        return openai.OpenAI(**self._sdk_options(api_key))
 
     def _send(self, client: openai.OpenAI, request: DraftRequest) -> ProviderReply:
         settings: dict[str, Any] = {self.token_limit_key: self.max_output_tokens}

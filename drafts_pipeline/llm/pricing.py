@@ -22,6 +22,8 @@ import threading
 from dataclasses import dataclass
 from decimal import Decimal
 
+from drafts_pipeline.llm.generation import TokenUsage
+
 logger = logging.getLogger(__name__)
 
 MILLION = Decimal(1_000_000)
@@ -43,18 +45,6 @@ class ModelPrice:
     def cache_write_rate(self) -> Decimal:
         """Cache writes cost the input rate unless the provider bills them apart."""
         return self.input if self.cache_write is None else self.cache_write
-
-
-@dataclass(frozen=True)
-class TokenUsage:
-    """One call's tokens; cached and cache-write tokens are part of `input_tokens`,
-    reasoning tokens part of `output_tokens`."""
-
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
 
 
 def token_count(value: object) -> int:

@@ -1,12 +1,34 @@
-"""The configured providers, as data: a fourth provider is one more `ProviderSpec`."""
+"""The configured providers, as data: a fourth provider is one more `ProviderSpec`.
+
+`provider_resources(mode)` makes one resource per spec: `OfflineProvider` in offline mode, else
+the spec's wire API resource. Nothing here raises for a bad environment, so the code location
+always loads; a problem fails the run that needs the provider, with the variable's name:
+
+- The key is passed as `dg.EnvVar(<key_env>)`, which Dagster resolves when a run starts (the UI
+  shows the variable's name, never the key). A variable unset when the definitions load leaves
+  the key empty instead, so the run fails in resource setup with our message naming it and the
+  offline mode, rather than with Dagster's generic "environment variable ... is not set".
+- A `DRAFTS_<PROVIDER>_<SETTING>` value that does not parse makes a `MisconfiguredProvider`,
+  whose setup (and `require_key`, which the CLI calls before a run) raises the problem.
+"""
 
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
 
 from drafts_pipeline.errors import ConfigurationError
 from drafts_pipeline.llm.anthropic_messages import AnthropicMessagesProvider
+from drafts_pipeline.llm.calling import OnStart
+from drafts_pipeline.llm.generation import CallLog, Generation
+from drafts_pipeline.llm.limits import PaceBook
+from drafts_pipeline.llm.offline import OfflineProvider
 from drafts_pipeline.llm.openai_chat import OpenAIChatProvider
-from drafts_pipeline.llm.resource import LLMProvider
+from drafts_pipeline.llm.provider import DraftRequest, LiveProvider, Outcome
+from drafts_pipeline.settings import LLM_MODES
 
 
 @dataclass(frozen=True)
@@ -66,7 +88,7 @@ PROVIDER_SPECS: tuple[ProviderSpec, ...] = (
     ),
 )
 
-API_CLASSES: dict[str, type[LLMProvider]] = {
+API_CLASSES: dict[str, type[LiveProvider]] = {
     "anthropic": AnthropicMessagesProvider,
     "openai": OpenAIChatProvider,
 }
@@ -91,37 +113,97 @@ TUNABLE_SETTINGS: dict[str, type] = {
 }
 
 
-def settings_from_environment(provider: str, api: type[LLMProvider]) -> dict[str, object]:
-    """The tunable settings of one provider that the environment sets."""
-    found: dict[str, object] = {}
+def settings_from_environment(
+    provider: str, api: type[LiveProvider], environ: Mapping[str, str] = os.environ
+) -> tuple[dict[str, Any], list[str]]:
+    """The tunable settings of one provider that the environment sets, and the variables whose
+    values do not parse, each said as a problem to fix."""
+    found: dict[str, Any] = {}
+    problems: list[str] = []
     for setting, kind in TUNABLE_SETTINGS.items():
         if setting not in api.model_fields:
             continue
         variable = f"DRAFTS_{provider.upper()}_{setting.upper()}"
-        raw = os.environ.get(variable, "").strip()
+        raw = environ.get(variable, "").strip()
         if not raw:
             continue
         try:
             found[setting] = kind(raw)
         except ValueError:
-            raise ConfigurationError(f"{variable}={raw!r} is not a valid {kind.__name__}") from None
-    return found
+            problems.append(f"{variable}={raw!r} is not a valid {kind.__name__}")
+    return found, problems
 
 
-def provider_resource(spec: ProviderSpec, mode: str) -> LLMProvider:
+class MisconfiguredProvider(dg.ConfigurableResource):
+    """Stands in for a provider whose settings in the environment are wrong: the code location
+    loads, and a run that needs the provider fails at its start saying what to fix."""
+
+    name: str = Field(description="Provider name, e.g. `claude`.")
+    problem: str = Field(description="What is wrong, naming the environment variable.")
+
+    def _error(self) -> ConfigurationError:
+        return ConfigurationError(f"{self.name}: {self.problem}; fix or unset it")
+
+    @property
+    def effective_model(self) -> str:
+        raise self._error()
+
+    def settings_hash(self) -> str:
+        raise self._error()
+
+    def require_key(self) -> None:
+        raise self._error()
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        raise self._error()
+
+    def share_pace(self, book: PaceBook) -> None:
+        raise self._error()
+
+    def generate(
+        self,
+        request: DraftRequest,
+        *,
+        on_start: OnStart | None = None,
+        call_log: CallLog | None = None,
+    ) -> Generation:
+        raise self._error()
+
+    def generate_each(
+        self,
+        requests: list[DraftRequest],
+        on_start: OnStart | None = None,
+        call_log: CallLog | None = None,
+    ) -> Iterator[Outcome]:
+        raise self._error()
+
+
+ProviderResource = LiveProvider | OfflineProvider | MisconfiguredProvider
+
+
+def provider_resource(spec: ProviderSpec, mode: str) -> ProviderResource:
     """The resource for one provider, configured from the environment."""
+    if mode not in LLM_MODES:
+        raise ConfigurationError(f"LLM mode {mode!r} is not one of {', '.join(LLM_MODES)}")
+    if mode == "offline":
+        return OfflineProvider(name=spec.name)
     api = API_CLASSES[spec.api]
+    tuned, problems = settings_from_environment(spec.name, api)
+    if problems:
+        return MisconfiguredProvider(name=spec.name, problem="; ".join(problems))
+    key = dg.EnvVar(spec.key_env) if os.environ.get(spec.key_env) else None
+    options: dict[str, Any] = {**dict(spec.settings), **tuned}
     return api(
         name=spec.name,
-        mode=mode,
         model=os.environ.get(spec.model_env) or spec.default_model,
+        api_key=key,
         api_key_env_var=spec.key_env,
         base_url=os.environ.get(spec.base_url_env) or spec.default_base_url,
-        **{**dict(spec.settings), **settings_from_environment(spec.name, api)},
+        **options,
     )
 
 
 def provider_resources(
     mode: str, specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS
-) -> dict[str, LLMProvider]:
+) -> dict[str, ProviderResource]:
     return {spec.resource_key: provider_resource(spec, mode) for spec in specs}

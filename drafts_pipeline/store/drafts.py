@@ -17,7 +17,7 @@ from sqlalchemy import Engine, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from drafts_pipeline.llm.generation import CallAttempt
-from drafts_pipeline.llm.pricing import TokenUsage
+from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.models import (
     DocumentationTask,

@@ -3,7 +3,8 @@
 The daemon runs each batch in a process of its own, and the in-process runner overlaps batches;
 a pace per process would let N concurrent runs start N times the provider's rate. Each booking is
 one short transaction on the provider's row (a row lock on PostgreSQL, the write lock on SQLite),
-so bookings from every process line up one interval apart.
+so bookings from every process line up one interval apart. The pace algorithm is
+`drafts_pipeline.llm.limits`'s: this book only loads the row, applies it and writes it back.
 
 Times are Unix seconds from the booking process's clock. Processes on one machine share it;
 NTP-synchronised machines agree to a few milliseconds, well under a pacing interval.
@@ -14,13 +15,15 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Row, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
-from drafts_pipeline.llm.limits import LimiterPaused, slowed
+from drafts_pipeline.llm.limits import PaceState, book_start, slowed_down, sped_up
 from drafts_pipeline.store.models import ProviderPace
 from drafts_pipeline.store.schema import dialect_insert
+
+T = TypeVar("T")
 
 
 class StorePaceBook:
@@ -55,31 +58,40 @@ class StorePaceBook:
                 )  # fmt: skip
             self._row_exists = True
 
-    def _locked_row(self, connection: Connection) -> Row:
-        """The provider's row, locked until the transaction ends."""
-        return connection.execute(
-            select(ProviderPace.next_start_at, ProviderPace.paused_until, ProviderPace.rate_factor)
-            .where(ProviderPace.provider == self._provider)
-            .with_for_update()
-        ).one()
-
-    def _write(self, connection: Connection, **values: float) -> None:
-        connection.execute(
-            update(ProviderPace).where(ProviderPace.provider == self._provider).values(**values)
-        )
-
-    def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
+    def _change(
+        self, change: Callable[[PaceState, float], tuple[PaceState, T]]
+    ) -> tuple[PaceState, T]:
+        """Apply `change` to the provider's row, locked for the length of one short transaction;
+        returns the state it found and what `change` returned."""
         self._ensure_row()
         with self._engine.begin() as connection:
-            pace = self._locked_row(connection)
-            now = self._clock()
-            pause = pace.paused_until - now
-            if max_pause_s is not None and pause > max_pause_s:
-                raise LimiterPaused(pause)
-            start = max(now, pace.next_start_at, pace.paused_until)
-            self._write(connection, next_start_at=start + interval_s / pace.rate_factor)
-        self._last_factor = pace.rate_factor
-        return start, pace.paused_until
+            row = connection.execute(
+                select(
+                    ProviderPace.next_start_at, ProviderPace.paused_until, ProviderPace.rate_factor
+                )
+                .where(ProviderPace.provider == self._provider)
+                .with_for_update()
+            ).one()
+            before = PaceState(row.next_start_at, row.paused_until, row.rate_factor)
+            after, result = change(before, self._clock())
+            if after != before:
+                connection.execute(
+                    update(ProviderPace)
+                    .where(ProviderPace.provider == self._provider)
+                    .values(
+                        next_start_at=after.next_start,
+                        paused_until=after.paused_until,
+                        rate_factor=after.rate_factor,
+                    )
+                )
+        self._last_factor = after.rate_factor
+        return before, result
+
+    def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
+        before, start = self._change(
+            lambda state, now: book_start(state, now, interval_s, max_pause_s)
+        )
+        return start, before.paused_until
 
     def _read(self, column: Any) -> float | None:
         with self._engine.connect() as connection:
@@ -90,24 +102,12 @@ class StorePaceBook:
         return found if found is not None else self._clock()
 
     def slow_down(self, pause_s: float) -> None:
-        self._ensure_row()
-        with self._engine.begin() as connection:
-            pace = self._locked_row(connection)
-            now = self._clock()
-            factor = slowed(pace.rate_factor) if now >= pace.paused_until else pace.rate_factor
-            until = max(pace.paused_until, now + max(0.0, pause_s))
-            self._write(connection, paused_until=until, rate_factor=factor)
-        self._last_factor = factor
+        self._change(lambda state, now: (slowed_down(state, now, pause_s), None))
 
     def speed_up(self, step: float) -> None:
         if self._last_factor >= 1.0:
             return
-        self._ensure_row()
-        with self._engine.begin() as connection:
-            pace = self._locked_row(connection)
-            factor = min(1.0, pace.rate_factor + step)
-            self._write(connection, rate_factor=factor)
-        self._last_factor = factor
+        self._change(lambda state, now: (sped_up(state, step), None))
 
     def rate_factor(self) -> float:
         found = self._read(ProviderPace.rate_factor)

@@ -1,0 +1,257 @@
+"""The one call-with-retry loop every live provider runs, with no Dagster and no SDK in it.
+
+`RetryingCaller.call` takes a `send` callable (one HTTP attempt through an SDK, returning a
+`ProviderReply` or raising the SDK's exception) and runs it under the retry policy (`retry.py`)
+and the limiter every thread of the provider shares (`limits.py`). Each attempt is recorded twice
+in the call log: as it is sent and as its answer or error arrives. The clock is injectable, so
+tests drive waits and latencies without sleeping.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from drafts_pipeline.errors import ProviderError
+from drafts_pipeline.llm.generation import CallAttempt, CallLog, Generation, TokenUsage
+from drafts_pipeline.llm.limits import LimiterPaused, RequestLimiter
+from drafts_pipeline.llm.pricing import ModelPrice, cost_usd
+from drafts_pipeline.llm.retry import Failure, RetryPolicy, classify, decide
+
+logger = logging.getLogger(__name__)
+
+OnStart = Callable[[], None]
+REDACTED = "[redacted]"
+# Failures that every later call of the same provider instance would repeat: stop calling.
+ACCOUNT_FAILURES = {"authentication", "quota"}
+# Failures after which every thread of the provider pauses, not only the one that got it.
+SLOW_DOWN_KINDS = {"rate_limited", "overloaded"}
+
+
+@dataclass(frozen=True)
+class ProviderReply:
+    """One successful HTTP attempt, in the project's terms; `usage` is None when the API
+    reported none."""
+
+    text: str
+    model: str
+    finish_reason: str | None
+    request_id: str | None
+    usage: TokenUsage | None
+
+
+class Clock(Protocol):
+    """Time as the loop sees it: wall time for records, a monotonic clock for latencies."""
+
+    def utcnow(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def utcnow(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.perf_counter()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class NoCallLog:
+    """The call log of a caller that keeps none (attempts still end up in `Generation.calls`)."""
+
+    def call_sent(self, task_id: str, call: CallAttempt) -> object:
+        return None
+
+    def call_finished(self, handle: object, call: CallAttempt) -> None:
+        return None
+
+
+class RetryingCaller:
+    """One provider's calls: the retry policy, the shared limiter, cost and redaction.
+
+    Once a call fails on authentication or quota, later calls of the same caller (one run step,
+    one CLI command) fail at once without a request: each would fail the same way.
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        model: str,
+        policy: RetryPolicy,
+        limiter: RequestLimiter,
+        price: ModelPrice | None,
+        key_env_var: str,
+        secret: str,
+        clock: Clock | None = None,
+    ) -> None:
+        """`model` is the configured model every attempt is recorded under; `secret` (the API
+        key) is removed from every message the caller makes."""
+        self.provider = provider
+        self.model = model
+        self.policy = policy
+        self.limiter = limiter
+        self.price = price
+        self.key_env_var = key_env_var
+        self._secret = secret
+        self._clock: Clock = clock or SystemClock()
+        self._account_failure: Failure | None = None
+        self._lock = threading.Lock()
+
+    def call(
+        self,
+        send: Callable[[], ProviderReply],
+        *,
+        task_id: str,
+        on_start: OnStart | None = None,
+        call_log: CallLog | None = None,
+    ) -> Generation:
+        """Attempts of `send` until one succeeds or the policy gives up (`ProviderError`).
+
+        `on_start` is called once, as the first attempt is sent. An exception from
+        `call_log.call_sent` propagates as it is: the request was not sent."""
+        log = call_log or NoCallLog()
+        policy = self.policy
+        with self._lock:
+            earlier = self._account_failure
+        if earlier is not None:
+            message = f"not attempted, an earlier call failed: {earlier.message}"
+            raise self._provider_error(earlier, message, ())
+        calls: list[CallAttempt] = []
+        first_started: float | None = None
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                with self.limiter.slot(max_pause_s=policy.retry_after_cap_s):
+                    sent = CallAttempt(self.provider, self.model, attempt, self._clock.utcnow())
+                    handle = log.call_sent(task_id, sent)
+                    began = self._clock.monotonic()
+                    if first_started is None:
+                        first_started = began
+                        if on_start is not None:
+                            on_start()
+                    reply, error = _attempt(send)
+                    latency_ms = self._elapsed_ms(began)
+            except LimiterPaused as paused:
+                failure = Failure(True, "rate_limited", str(paused), status_code=429)
+                message = (
+                    f"{paused}, more than retry_after_cap_s={policy.retry_after_cap_s:g}: "
+                    "try again later or raise the cap"
+                )
+                raise self._provider_error(failure, message, tuple(calls)) from None
+            if reply is not None:
+                call = self._succeeded(sent, latency_ms, reply)
+                log.call_finished(handle, call)
+                calls.append(call)
+                self.limiter.on_success()
+                return self._generation(reply, calls, first_started)
+            assert error is not None
+            failure = classify(error, key_env_var=self.key_env_var)
+            call = self._failed(sent, latency_ms, failure)
+            log.call_finished(handle, call)
+            calls.append(call)
+            decision = decide(failure, attempt, policy)
+            if failure.kind in SLOW_DOWN_KINDS:
+                self.limiter.on_rate_limited(
+                    decision.delay_s if decision.retry else failure.retry_after_s or 0.0
+                )
+            if not decision.retry:
+                if failure.kind in ACCOUNT_FAILURES:
+                    with self._lock:
+                        self._account_failure = failure
+                provider_error = self._provider_error(failure, decision.reason, tuple(calls))
+                if failure.kind in ("unexpected", "connection"):
+                    raise provider_error from error
+                raise provider_error from None
+            logger.warning(
+                "%s: attempt %d failed: %s", self.provider, attempt, self._redact(decision.reason)
+            )
+            self._clock.sleep(decision.delay_s)
+        raise AssertionError("the retry loop returns or raises")
+
+    def _elapsed_ms(self, since: float) -> int:
+        return round((self._clock.monotonic() - since) * 1000)
+
+    def _succeeded(self, sent: CallAttempt, latency_ms: int, reply: ProviderReply) -> CallAttempt:
+        """Every attempt carries the configured model, so usage groups by one name; the draft
+        (`Generation.model`) keeps the exact model the provider reports having used."""
+        cost = cost_usd(reply.usage, self.price, self.model) if reply.usage else None
+        return CallAttempt(
+            provider=sent.provider,
+            model=sent.model,
+            attempt=sent.attempt,
+            started_at=sent.started_at,
+            latency_ms=latency_ms,
+            status_code=200,
+            request_id=reply.request_id,
+            usage=reply.usage,
+            cost_usd=cost,
+        )
+
+    def _failed(self, sent: CallAttempt, latency_ms: int, failure: Failure) -> CallAttempt:
+        return CallAttempt(
+            provider=sent.provider,
+            model=sent.model,
+            attempt=sent.attempt,
+            started_at=sent.started_at,
+            latency_ms=latency_ms,
+            status_code=failure.status_code,
+            error_type=failure.kind,
+            error_message=self._redact(failure.message),
+            request_id=failure.request_id,
+        )
+
+    def _generation(
+        self, reply: ProviderReply, calls: list[CallAttempt], first_started: float | None
+    ) -> Generation:
+        """`latency_ms` is what the caller waited: first attempt sent to answer, retries
+        included."""
+        return Generation(
+            provider=self.provider,
+            model=reply.model or self.model,
+            text=reply.text,
+            finish_reason=reply.finish_reason,
+            request_id=reply.request_id,
+            usage=reply.usage,
+            cost_usd=calls[-1].cost_usd,
+            latency_ms=self._elapsed_ms(first_started) if first_started is not None else 0,
+            attempts=len(calls),
+            calls=tuple(calls),
+        )
+
+    def _provider_error(
+        self, failure: Failure, message: str, calls: tuple[CallAttempt, ...]
+    ) -> ProviderError:
+        return ProviderError(
+            self.provider,
+            self._redact(message),
+            retryable=failure.retryable,
+            status_code=failure.status_code,
+            error_type=failure.kind,
+            request_id=failure.request_id,
+            calls=calls,
+        )
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secret)
+
+
+def _attempt(send: Callable[[], ProviderReply]) -> tuple[ProviderReply | None, Exception | None]:
+    """One attempt's outcome as a value, so its latency is taken inside the limiter slot."""
+    try:
+        return send(), None
+    except Exception as error:  # classified by the caller: every SDK error is an outcome
+        return None, error
+
+
+def redact(text: str, secret: str) -> str:
+    """The text without the secret, should a provider or an SDK ever echo it. (A secret shorter
+    than 8 characters is no real key, and replacing it would garble the text.)"""
+    return text.replace(secret, REDACTED) if len(secret) >= 8 else text

@@ -1,0 +1,290 @@
+"""The provider contract, and the thin Dagster resource every live provider is built on.
+
+Drafting calls providers by duck typing (`LLMProvider`): the live resources of each wire API
+(`anthropic_messages.py`, `openai_chat.py`) and the offline one (`offline.py`) all fit it.
+
+`LiveProvider` holds settings and the SDK client (SDK retries off, built on first use), as
+Dagster's own `dagster-openai` resource does; the retry loop, the limiter and pricing are plain
+modules it hands its settings to (`calling.py`, `limits.py`, `pricing.py`).
+"""
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from drafts_pipeline.errors import ConfigurationError, ProviderError
+from drafts_pipeline.llm.calling import Clock, OnStart, ProviderReply, RetryingCaller, SystemClock
+from drafts_pipeline.llm.generation import CallLog, Generation
+from drafts_pipeline.llm.limits import PaceBook, RequestLimiter
+from drafts_pipeline.llm.pricing import ModelPrice, resolve_price
+from drafts_pipeline.llm.retry import RetryPolicy
+
+DEFAULT_MAX_OUTPUT_TOKENS = 8192
+
+
+@dataclass(frozen=True)
+class DraftRequest:
+    """What a provider needs to draft one task."""
+
+    task_id: str
+    prompt: str
+    symbol: str
+    code: str
+
+
+Outcome = tuple[str, Generation | ProviderError]
+
+
+class LLMProvider(Protocol):
+    """What drafting and the Dagster assets call on a provider, live or offline."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def effective_model(self) -> str: ...
+
+    def settings_hash(self) -> str: ...
+
+    def require_key(self) -> None: ...
+
+    def share_pace(self, book: PaceBook) -> None: ...
+
+    def generate(
+        self,
+        request: DraftRequest,
+        *,
+        on_start: OnStart | None = None,
+        call_log: CallLog | None = None,
+    ) -> Generation: ...
+
+    def generate_each(
+        self,
+        requests: list[DraftRequest],
+        on_start: OnStart | None = None,
+        call_log: CallLog | None = None,
+    ) -> Iterator[Outcome]: ...
+
+
+def settings_hash(model: str, max_output_tokens: int, temperature: float | None) -> str:
+    """Identifies the model and generation settings; a change means a new draft."""
+    settings = [model, max_output_tokens, temperature]
+    return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
+
+
+def no_key_message(provider: str, key_env_var: str) -> str:
+    return (
+        f"{provider}: no API key; set {key_env_var} (or DRAFTS_LLM_MODE=offline to draft locally)"
+    )
+
+
+class LiveProvider(dg.ConfigurableResource):
+    """Base of the live provider resources: settings and an SDK client. A wire API subclass
+    implements `_build_client` and `_send`."""
+
+    name: str = Field(description="Provider name as stored on drafts, e.g. `claude`.")
+    model: str = Field(description="Model id sent to the API.")
+    api_key: str | None = Field(
+        default=None, description="API key, given as `dg.EnvVar(<api_key_env_var>)`."
+    )
+    api_key_env_var: str = Field(description="Environment variable holding the API key.")
+    base_url: str | None = Field(default=None, description="API base URL; None for the SDK's.")
+    max_output_tokens: int = Field(
+        default=DEFAULT_MAX_OUTPUT_TOKENS,
+        description="Answer token limit; reasoning models spend part of it thinking.",
+    )
+    temperature: float | None = Field(
+        default=None, description="None sends no temperature (some models accept only theirs)."
+    )
+    timeout_s: float = 60.0
+    max_attempts: int = Field(default=4, description="HTTP attempts per draft, first included.")
+    initial_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    retry_after_cap_s: float = Field(
+        default=60.0, description="Longest Retry-After honoured; a longer one fails the call."
+    )
+    max_in_flight: int = Field(default=8, description="Concurrent requests at most.")
+    requests_per_minute: int = Field(default=600, description="Requests started per minute.")
+    input_usd_per_mtok: float | None = None
+    cached_input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
+    backoff_jitter: str = Field(
+        default="equal",
+        description="`equal` waits at least half of each backoff step; "
+        "`full` spreads retries wider.",
+    )
+
+    _client: Any = PrivateAttr(default=None)
+    _caller: RetryingCaller | None = PrivateAttr(default=None)
+    _pace_book: PaceBook | None = PrivateAttr(default=None)
+    _state_lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def effective_model(self) -> str:
+        return self.model
+
+    def settings_hash(self) -> str:
+        return settings_hash(self.model, self.max_output_tokens, self.temperature)
+
+    def resolved_api_key(self) -> str:
+        """The key. Inside a run Dagster has resolved `dg.EnvVar` already; outside one (the CLI,
+        benchmarks) the field still holds the `EnvVar`, read here."""
+        key = self.api_key
+        if isinstance(key, dg.EnvVar):
+            key = key.get_value()
+        if not key:
+            raise ConfigurationError(no_key_message(self.name, self.api_key_env_var))
+        return key
+
+    def require_key(self) -> None:
+        """Fail before any run when this provider has no key: never a silent fallback."""
+        self.resolved_api_key()
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A missing key or a nonsense setting fails the run at its start, before any call."""
+        self.require_key()
+        try:
+            self.retry_policy()
+            RequestLimiter(self.max_in_flight, self.requests_per_minute)
+            self._check_settings()
+        except ValueError as error:
+            raise ConfigurationError(f"{self.name}: {error}") from None
+        self.price()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        with self._state_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            initial_delay_s=self.initial_delay_s,
+            max_delay_s=self.max_delay_s,
+            retry_after_cap_s=self.retry_after_cap_s,
+            jitter=self.backoff_jitter,
+        )
+
+    def price(self) -> ModelPrice | None:
+        """The model's price, configured overrides first; None when unknown."""
+        return resolve_price(
+            self.model,
+            input_usd_per_mtok=self.input_usd_per_mtok,
+            cached_input_usd_per_mtok=self.cached_input_usd_per_mtok,
+            output_usd_per_mtok=self.output_usd_per_mtok,
+        )
+
+    def share_pace(self, book: PaceBook) -> None:
+        """Pace requests through `book` (e.g. the store's, shared by every process) instead of
+        a pace of this instance's own; the in-flight cap stays this instance's."""
+        with self._state_lock:
+            self._pace_book = book
+            self._caller = None
+
+    def caller(self) -> RetryingCaller:
+        """The retry loop and limiter all threads of this instance share, made on first use."""
+        with self._state_lock:
+            if self._caller is None:
+                clock = self._clock()
+                limiter = RequestLimiter(
+                    self.max_in_flight,
+                    self.requests_per_minute,
+                    book=self._pace_book,
+                    clock=clock.monotonic,
+                    sleep=clock.sleep,
+                )
+                self._caller = RetryingCaller(
+                    provider=self.name,
+                    model=self.model,
+                    policy=self.retry_policy(),
+                    limiter=limiter,
+                    price=self.price(),
+                    key_env_var=self.api_key_env_var,
+                    secret=self.resolved_api_key(),
+                    clock=clock,
+                )
+            return self._caller
+
+    def sdk_client(self) -> Any:
+        """The SDK client, built once per resource instance on first use (also outside Dagster)."""
+        with self._state_lock:
+            if self._client is None:
+                self._client = self._build_client(self.resolved_api_key())
+            return self._client
+
+    def generate(
+        self,
+        request: DraftRequest,
+        *,
+        on_start: OnStart | None = None,
+        call_log: CallLog | None = None,
+    ) -> Generation:
+        """One draft; raises `ProviderError` once the retry policy gives up."""
+        caller = self.caller()
+        client = self.sdk_client()
+        return caller.call(
+            lambda: self._send(client, request),
+            task_id=request.task_id,
+            on_start=on_start,
+            call_log=call_log,
+        )
+
+    def generate_each(
+        self,
+        requests: list[DraftRequest],
+        on_start: OnStart | None = None,
+        call_log: CallLog | None = None,
+    ) -> Iterator[Outcome]:
+        """(task id, generation or error) as each call finishes, calls running concurrently
+        up to `max_in_flight`, so the caller can store one result while others are in flight.
+        `on_start` is called as each request's first attempt is sent."""
+
+        def one(request: DraftRequest) -> Generation | ProviderError:
+            try:
+                return self.generate(request, on_start=on_start, call_log=call_log)
+            except ProviderError as error:
+                return error
+
+        if len(requests) <= 1:
+            for request in requests:
+                yield request.task_id, one(request)
+            return
+        with ThreadPoolExecutor(max_workers=max(1, self.max_in_flight)) as pool:
+            futures = {pool.submit(one, request): request.task_id for request in requests}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+
+    def generate_many(self, requests: list[DraftRequest]) -> dict[str, Generation | ProviderError]:
+        """task id -> generation or the error that ended it, calls running concurrently."""
+        return dict(self.generate_each(requests))
+
+    def _clock(self) -> Clock:
+        """The time retries wait on and latencies are taken from (a test subclass fakes it)."""
+        return SystemClock()
+
+    def _check_settings(self) -> None:
+        """Raise ValueError for a setting of the wire API that cannot work."""
+
+    def _sdk_options(self, api_key: str) -> dict[str, Any]:
+        """The SDK client's arguments; its own retries are off, the caller's loop retries."""
+        return {
+            "api_key": api_key,
+            "base_url": self.base_url,
+            "timeout": self.timeout_s,
+            "max_retries": 0,
+        }
+
+    def _build_client(self, api_key: str) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} has no wire API")
+
+    def _send(self, client: Any, request: DraftRequest) -> ProviderReply:
+        """One HTTP attempt; raises the SDK's exception, or `MalformedResponseError`."""
+        raise NotImplementedError(f"{type(self).__name__} has no wire API")
