@@ -34,11 +34,18 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx2
+import openai
 import pytest
+from pydantic import PrivateAttr
 
+from drafts_pipeline.llm.anthropic_messages import AnthropicMessagesProvider
+from drafts_pipeline.llm.calling import Clock, ProviderReply
+from drafts_pipeline.llm.generation import CallAttempt
 from drafts_pipeline.llm.offline import offline_answer
-from drafts_pipeline.llm.providers import API_CLASSES, PROVIDER_SPECS
-from drafts_pipeline.llm.resource import LLMProvider
+from drafts_pipeline.llm.openai_chat import OpenAIChatProvider
+from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
 
 WIRES = {"claude": "anthropic", "openai": "openai", "kimi": "moonshot"}
 PREFIXES = {"claude": "/claude", "openai": "/openai/v1", "kimi": "/moonshot/v1"}
@@ -96,6 +103,7 @@ class RecordedRequest:
     status: int | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     response_body: Any = None
+    answered_at: float | None = None
 
 
 @dataclass
@@ -107,8 +115,10 @@ class ProviderScript:
     per request (`fail`); else `random_fault` with `fault_probability`; `down` = "500" or
     "disconnect" for every request; `usage` fixes the token counts, else they follow the prompt
     with `cached_tokens` and `reasoning_tokens`; `finish_reason`, `refusal` (chat wires) and
-    `answer` (prompt -> text) shape the answer. Counters: `requests` (headers, body, status,
-    answer), `calls`, `statuses`, `max_in_flight`.
+    `answer` (prompt -> text) shape the answer. Ordering: `hold` (an Event) keeps every answer
+    until it is set; `answer_when_in_flight=n` keeps answers until n requests have been in flight
+    at once (so a test sees concurrency at the server, not in elapsed time). Counters:
+    `requests` (headers, body, status, answer), `calls`, `statuses`, `max_in_flight`.
     """
 
     name: str
@@ -125,11 +135,14 @@ class ProviderScript:
     finish_reason: str | None = None
     refusal: str | None = None
     answer: Callable[[str], str] | None = None
+    hold: threading.Event | None = None
+    answer_when_in_flight: int | None = None
     faults: deque[Fault] = field(default_factory=deque)
     requests: list[RecordedRequest] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
     accepted_at: deque[float] = field(default_factory=deque)
+    concurrency_reached: threading.Event = field(default_factory=threading.Event)
 
     def fail(self, kind: str, times: int = 1, **options: Any) -> "ProviderScript":
         """Queue `times` faults of one kind for the next requests, e.g.
@@ -196,24 +209,29 @@ class FakeProviderServer:
     def script(self, provider: str) -> ProviderScript:
         return self.scripts[provider]
 
-    def resource(self, provider: str, **overrides: Any) -> LLMProvider:
+    def resource(
+        self, provider: str, *, strict: bool = True, clock: Clock | None = None, **overrides: Any
+    ) -> LiveProvider:
         """A live resource of `provider` pointed at this server with the key it expects.
 
-        OpenAI's resource sends `max_completion_tokens`, as it does against api.openai.com.
+        `strict` has the SDK validate every answer against its schema, so a wire-format mistake
+        of the fake fails loudly; `clock` replaces the resource's time (retry waits, pacing,
+        latencies). OpenAI's resource sends `max_completion_tokens`, as against api.openai.com.
         """
         spec = next(spec for spec in PROVIDER_SPECS if spec.name == provider)
         settings: dict[str, Any] = {
             "name": spec.name,
-            "mode": "live",
             "model": spec.default_model,
             "api_key": self.scripts[provider].api_key,
             "api_key_env_var": spec.key_env,
             "base_url": self.base_url(provider),
-            "strict_responses": True,
         }
         if spec.kind == "openai":
             settings["token_limit_parameter"] = "max_completion_tokens"
-        return API_CLASSES[spec.api](**{**settings, **overrides})
+        resource = HOOKED_CLASSES[spec.api](**{**settings, **overrides})
+        resource._strict = strict
+        resource._test_clock = clock
+        return resource
 
     def _route(self, path: str) -> str | None:
         """The provider a path belongs to: by prefix, or unprefixed `/v1/…` (claude, openai)."""
@@ -227,6 +245,9 @@ class FakeProviderServer:
             script.requests.append(request)
             script.in_flight += 1
             script.max_in_flight = max(script.max_in_flight, script.in_flight)
+            wanted = script.answer_when_in_flight
+            if wanted is not None and script.in_flight >= wanted:
+                script.concurrency_reached.set()
             return len(script.requests) - 1
 
     def _end(self, script: ProviderScript) -> None:
@@ -245,6 +266,7 @@ class FakeProviderServer:
                 status=answer.status,
                 response_headers=answer.headers,
                 response_body=body,
+                answered_at=time.monotonic(),
             )
 
     def _next_fault(self, script: ProviderScript) -> Fault | None:
@@ -330,6 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
             return _error(wire, "bad_request", script, message=problem)
         if script.latency_s:
             time.sleep(script.latency_s)
+        _wait_for_the_test(script)
         return _success(wire, script, body)
 
     def _fault(self, wire: str, fault: Fault, script: ProviderScript, body: Any) -> _Answer | None:
@@ -362,6 +385,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(answer.body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+
+HOLD_LIMIT_S = 30.0
+
+
+def _wait_for_the_test(script: ProviderScript) -> None:
+    """Keep the answer until the test releases it or the concurrency it waits for is reached;
+    after HOLD_LIMIT_S answer anyway, so a broken client fails the test instead of hanging it."""
+    if script.hold is not None:
+        script.hold.wait(HOLD_LIMIT_S)
+    if script.answer_when_in_flight is not None:
+        script.concurrency_reached.wait(HOLD_LIMIT_S)
 
 
 def _authorized(headers: dict[str, str], key: str | None) -> bool:
@@ -643,6 +678,84 @@ def unused_base_url(provider: str) -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}{PREFIXES[provider]}"
+
+
+class HookedAnthropicProvider(AnthropicMessagesProvider):
+    """The live Claude resource with the tests' hooks, none of them in its config."""
+
+    _strict: bool = PrivateAttr(default=True)
+    _test_clock: Clock | None = PrivateAttr(default=None)
+
+    def _sdk_options(self, api_key: str) -> dict[str, Any]:
+        return {**super()._sdk_options(api_key), "_strict_response_validation": self._strict}
+
+    def _clock(self) -> Clock:
+        return self._test_clock or super()._clock()
+
+
+class HookedOpenAIProvider(OpenAIChatProvider):
+    """The live Chat Completions resource with the tests' hooks, none of them in its config."""
+
+    _strict: bool = PrivateAttr(default=True)
+    _test_clock: Clock | None = PrivateAttr(default=None)
+
+    def _sdk_options(self, api_key: str) -> dict[str, Any]:
+        return {**super()._sdk_options(api_key), "_strict_response_validation": self._strict}
+
+    def _clock(self) -> Clock:
+        return self._test_clock or super()._clock()
+
+
+HOOKED_CLASSES: dict[str, type[HookedAnthropicProvider] | type[HookedOpenAIProvider]] = {
+    "anthropic": HookedAnthropicProvider,
+    "openai": HookedOpenAIProvider,
+}
+
+
+class DownProvider(LiveProvider):
+    """A live provider whose every attempt gets the SDK's 503, through the real retry loop, call
+    log and limiter: a provider that is down, without a server."""
+
+    def _build_client(self, api_key: str) -> None:
+        return None
+
+    def _send(self, client: None, request: DraftRequest) -> ProviderReply:
+        response = httpx2.Response(503, request=httpx2.Request("POST", "http://down.invalid/v1"))
+        raise openai.InternalServerError("service unavailable", response=response, body=None)
+
+
+def down_provider(name: str, max_attempts: int = 1) -> DownProvider:
+    """A provider `name` that fails for good after `max_attempts` attempts, none waiting."""
+    return DownProvider(
+        name=name,
+        model=f"{name}-model",
+        api_key="down-provider-key",
+        api_key_env_var=f"{name.upper()}_API_KEY",
+        max_attempts=max_attempts,
+        initial_delay_s=0.0,
+        max_delay_s=0.0,
+    )
+
+
+class RecordingCallLog:
+    """A `CallLog` that keeps what it was told, in order: ("sent", task id, attempt) and
+    ("finished", task id, attempt); `fail_on_send` makes `call_sent` raise it."""
+
+    def __init__(self, fail_on_send: Exception | None = None) -> None:
+        self.events: list[tuple[str, str, CallAttempt]] = []
+        self.fail_on_send = fail_on_send
+        self._lock = threading.Lock()
+
+    def call_sent(self, task_id: str, call: CallAttempt) -> object:
+        if self.fail_on_send is not None:
+            raise self.fail_on_send
+        with self._lock:
+            self.events.append(("sent", task_id, call))
+        return task_id
+
+    def call_finished(self, handle: object, call: CallAttempt) -> None:
+        with self._lock:
+            self.events.append(("finished", str(handle), call))
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ spec (and its wire to the fake server), not by copying tests.
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -21,17 +20,25 @@ from drafts_pipeline.drafting.validation import (
     validate_draft,
 )
 from drafts_pipeline.errors import ConfigurationError, ProviderError
-from drafts_pipeline.llm.generation import Generation
+from drafts_pipeline.llm.generation import Generation, TokenUsage
+from drafts_pipeline.llm.offline import OfflineProvider
 from drafts_pipeline.llm.pricing import PRICES
-from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
-from drafts_pipeline.llm.resource import DraftRequest, LLMProvider
+from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
+from drafts_pipeline.llm.providers import (
+    PROVIDER_SPECS,
+    MisconfiguredProvider,
+    ProviderSpec,
+    provider_resource,
+)
 from drafts_pipeline.llm.retry import retry_after_seconds
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.prompts.templates import build_prompt
+from drafts_pipeline_tests.fake_clock import FakeTime
 from drafts_pipeline_tests.fake_providers import (
     WIRES,
     FakeProviderServer,
     FixedUsage,
+    RecordingCallLog,
     unused_base_url,
 )
 
@@ -66,7 +73,7 @@ def draft_request(task_id: str = "cfg.parse_config") -> DraftRequest:
     return DraftRequest(task_id=task_id, prompt=prompt.text, symbol="cfg.parse_config", code=CODE)
 
 
-def live(fake: FakeProviderServer, spec: ProviderSpec, **overrides: Any) -> LLMProvider:
+def live(fake: FakeProviderServer, spec: ProviderSpec, **overrides: Any) -> LiveProvider:
     """The provider's live resource on the fake, with tiny delays so retries cost milliseconds."""
     settings: dict[str, Any] = {
         "initial_delay_s": 0.01,
@@ -122,14 +129,15 @@ def test_an_answer_is_parsed_with_usage_cost_and_request_id(
     assert generation.model == spec.default_model
     assert generation.finish_reason == EXPECTED_STOP[wire(spec)]
     assert generation.request_id == request_id
-    assert (generation.input_tokens, generation.output_tokens) == (1200, 300)
-    assert (generation.cached_tokens, generation.reasoning_tokens) == (200, reasoning)
+    assert generation.usage == TokenUsage(
+        input_tokens=1200, output_tokens=300, cached_tokens=200, reasoning_tokens=reasoning
+    )
     assert isinstance(generation.cost_usd, Decimal)
     assert generation.cost_usd == expected_cost(spec.default_model, usage)
     assert generation.attempts == 1
     (call,) = generation.calls
     assert (call.attempt, call.status_code, call.error_type) == (1, 200, None)
-    assert (call.input_tokens, call.output_tokens, call.cached_tokens) == (1200, 300, 200)
+    assert call.usage == generation.usage
     assert call.cost_usd == generation.cost_usd
     assert call.request_id == request_id
 
@@ -220,7 +228,7 @@ def test_a_malformed_answer_is_caught_without_strict_validation(
 ) -> None:
     fake.script(spec.name).fail("schema")
 
-    generation = live(fake, spec, strict_responses=False).generate(draft_request())
+    generation = live(fake, spec, strict=False).generate(draft_request())
 
     assert generation.calls[0].error_type == "malformed_response"
     assert generation.attempts == 2
@@ -320,15 +328,15 @@ def test_retry_after_is_honoured(
 @providers
 def test_retry_after_above_the_cap_fails_fast(fake: FakeProviderServer, spec: ProviderSpec) -> None:
     fake.script(spec.name).fail("rate_limit", retry_after="3600")
-    resource = live(fake, spec, retry_after_cap_s=5)
+    clock = FakeTime()
+    resource = live(fake, spec, retry_after_cap_s=5, clock=clock)
 
-    began = time.monotonic()
     with pytest.raises(ProviderError) as first:
         resource.generate(draft_request())
     with pytest.raises(ProviderError) as second:
         resource.generate(draft_request("cfg.other"))
 
-    assert time.monotonic() - began < 3.0
+    assert [wait for wait in clock.slept if wait > 5] == []
     assert fake.script(spec.name).calls == 1
     assert "retry_after_cap_s=5" in str(first.value)
     assert (first.value.status_code, len(first.value.calls)) == (429, 1)
@@ -429,7 +437,7 @@ def test_the_key_may_come_from_its_environment_variable(
     assert key is not None
     monkeypatch.setenv(spec.key_env, key)
 
-    generation = live(fake, spec, api_key=None).generate(draft_request())
+    generation = live(fake, spec, api_key=dg.EnvVar(spec.key_env)).generate(draft_request())
 
     assert generation.attempts == 1
 
@@ -467,7 +475,7 @@ def test_an_unknown_model_has_no_cost(fake: FakeProviderServer, spec: ProviderSp
     )
 
     assert generation.cost_usd is None
-    assert generation.input_tokens is not None
+    assert generation.usage is not None
 
 
 @providers
@@ -512,7 +520,7 @@ def test_an_account_failure_stops_the_other_calls(
 def test_concurrent_calls_stay_under_max_in_flight(
     fake: FakeProviderServer, spec: ProviderSpec
 ) -> None:
-    fake.script(spec.name).latency_s = 0.05
+    fake.script(spec.name).answer_when_in_flight = 3
     resource = live(fake, spec, max_in_flight=3)
     started = threading.Barrier(8)
 
@@ -524,18 +532,18 @@ def test_concurrent_calls_stay_under_max_in_flight(
         generations = list(pool.map(call, range(8)))
 
     assert len(generations) == 8
-    assert 2 <= fake.script(spec.name).max_in_flight <= 3
+    assert fake.script(spec.name).max_in_flight == 3
 
 
 @providers
 def test_generate_many_runs_concurrently(fake: FakeProviderServer, spec: ProviderSpec) -> None:
-    fake.script(spec.name).latency_s = 0.3
+    """The server answers only once all six requests are in flight at once."""
+    fake.script(spec.name).answer_when_in_flight = 6
     requests = [draft_request(f"task-{n}") for n in range(6)]
 
-    began = time.monotonic()
     outcomes = live(fake, spec, max_in_flight=6).generate_many(requests)
 
-    assert time.monotonic() - began < 1.2  # one after the other: 1.8 s
+    assert fake.script(spec.name).max_in_flight == 6
     assert set(outcomes) == {request.task_id for request in requests}
     assert all(isinstance(outcome, Generation) for outcome in outcomes.values())
 
@@ -576,3 +584,136 @@ def test_after_a_429_no_thread_calls_until_the_wait_is_over(
         assert wait is not None
         quiet = (refusal.received_at + 0.1, refusal.received_at + wait - 0.02)
         assert not [r for r in seen if quiet[0] < r.received_at < quiet[1]]
+
+
+@providers
+def test_each_attempt_is_in_the_call_log_before_the_server_sees_it(
+    fake: FakeProviderServer, spec: ProviderSpec
+) -> None:
+    script = fake.script(spec.name)
+    script.fail("server_error")
+    log = RecordingCallLog()
+    seen_at_send: list[int] = []
+    record_sent = log.call_sent
+
+    def call_sent(task_id: str, call: Any) -> object:
+        seen_at_send.append(script.calls)
+        return record_sent(task_id, call)
+
+    log.call_sent = call_sent  # type: ignore[method-assign]
+
+    generation = live(fake, spec).generate(draft_request(), call_log=log)
+
+    assert seen_at_send == [0, 1]
+    assert [(kind, call.attempt, call.status_code) for kind, _, call in log.events] == [
+        ("sent", 1, None), ("finished", 1, 500), ("sent", 2, None), ("finished", 2, 200),
+    ]  # fmt: skip
+    assert [call for kind, _, call in log.events if kind == "finished"] == list(generation.calls)
+    assert {task for _, task, _ in log.events} == {draft_request().task_id}
+
+
+@providers
+def test_a_failing_call_log_sends_nothing(fake: FakeProviderServer, spec: ProviderSpec) -> None:
+    log = RecordingCallLog(fail_on_send=RuntimeError("call log unavailable"))
+
+    with pytest.raises(RuntimeError, match="call log unavailable"):
+        live(fake, spec).generate(draft_request(), call_log=log)
+
+    assert fake.script(spec.name).calls == 0
+
+
+@providers
+def test_offline_drafting_is_logged_as_one_free_attempt(spec: ProviderSpec) -> None:
+    log = RecordingCallLog()
+    starts: list[int] = []
+    offline = provider_resource(spec, "offline")
+    assert isinstance(offline, OfflineProvider)
+
+    ((_, generation),) = offline.generate_each(
+        [draft_request()], lambda: starts.append(1), call_log=log
+    )
+
+    assert isinstance(generation, Generation)
+    assert (offline.effective_model, generation.model) == (f"offline-{spec.name}",) * 2
+    assert validate_draft(generation.text, generation.finish_reason, symbol_facts(CODE)).status == (
+        "valid"
+    )
+    assert [kind for kind, _, _ in log.events] == ["sent", "finished"]
+    assert log.events[1][2] == generation.calls[0]
+    assert generation.cost_usd == Decimal(0) and generation.usage is not None
+    assert starts == [1]
+    offline.require_key()
+
+
+def needs_provider(spec: ProviderSpec) -> dg.AssetsDefinition:
+    @dg.asset(name=f"{spec.name}_probe", required_resource_keys={spec.resource_key})
+    def probe(context: dg.AssetExecutionContext) -> str:
+        return getattr(context.resources, spec.resource_key).effective_model
+
+    return probe
+
+
+def run_failure(spec: ProviderSpec) -> str:
+    """The error a run needing the live provider, configured from the environment, fails with."""
+    resources = {spec.resource_key: provider_resource(spec, "live")}
+    result = dg.materialize([needs_provider(spec)], resources=resources, raise_on_error=False)
+    assert not result.success
+    failure = result.failure_data_for_node(f"{spec.name}_probe") or result.get_run_failure_event()
+    return str(failure)
+
+
+@providers
+def test_a_run_without_the_key_fails_at_its_start_naming_the_variable(
+    spec: ProviderSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(spec.key_env, raising=False)
+
+    with pytest.raises(ConfigurationError) as outside:
+        provider_resource(spec, "live").require_key()
+    said = run_failure(spec)
+
+    expected = f"{spec.name}: no API key; set {spec.key_env} (or DRAFTS_LLM_MODE=offline"
+    assert expected in str(outside.value)
+    assert expected in said
+
+
+@providers
+def test_the_key_comes_through_an_env_var_resolved_when_used(
+    fake: FakeProviderServer, spec: ProviderSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = fake.script(spec.name).api_key
+    assert key is not None
+    monkeypatch.setenv(spec.key_env, key)
+    monkeypatch.setenv(spec.base_url_env, fake.base_url(spec.name))
+    if spec.name == "kimi":
+        monkeypatch.setenv("MOONSHOT_BASE_URL", fake.base_url(spec.name))
+
+    resource = provider_resource(spec, "live")
+    assert isinstance(resource, LiveProvider) and isinstance(resource.api_key, dg.EnvVar)
+    assert key not in repr(resource)
+    with dg.build_resources({"provider": resource}) as built:
+        assert built.provider.api_key == key
+        generation = built.provider.generate(draft_request())
+    outside = resource.generate(draft_request("cfg.outside"))
+
+    assert generation.attempts == outside.attempts == 1
+
+
+@providers
+def test_a_bad_setting_fails_the_run_not_the_code_location(
+    spec: ProviderSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variable = f"DRAFTS_{spec.name.upper()}_MAX_ATTEMPTS"
+    monkeypatch.setenv(variable, "four")
+    monkeypatch.setenv(spec.key_env, "a-key-that-is-never-used")
+
+    resource = provider_resource(spec, "live")
+    dg.Definitions(assets=[needs_provider(spec)], resources={spec.resource_key: resource})
+    with pytest.raises(ConfigurationError) as outside:
+        resource.require_key()
+    said = run_failure(spec)
+
+    assert isinstance(resource, MisconfiguredProvider)
+    assert f"{variable}='four' is not a valid int" in str(outside.value)
+    assert f"{variable}='four' is not a valid int" in said
+    assert isinstance(provider_resource(spec, "offline"), OfflineProvider)
