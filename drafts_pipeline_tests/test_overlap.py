@@ -23,7 +23,7 @@ from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline_tests.factories import make_task, with_prompts
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
 
-SYMBOL = re.compile(r"Symbol: (\S+)")
+SYMBOL = re.compile(r"Symbol: (\w+)")
 
 
 def drafted_symbols(server: FakeProviderServer, provider: str) -> list[str]:
@@ -86,7 +86,7 @@ def test_two_runs_started_together_call_each_provider_once_per_task(
     outputs = [run.communicate(timeout=300)[0] for run in runs]
 
     assert [run.returncode for run in runs] == [0, 0], outputs
-    expected = sorted(f"svc.jobs.step_{n}" for n in range(30))
+    expected = sorted(f"step_{n}" for n in range(30))
     for spec in PROVIDER_SPECS:
         symbols = drafted_symbols(fake_providers, spec.name)
         assert sorted(symbols) == expected, spec.name
