@@ -199,8 +199,8 @@ class FakeProviderServer:
     def url(self) -> str:
         if self._httpd is None:
             raise RuntimeError("the fake provider server is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._httpd.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def base_url(self, provider: str) -> str:
         """What to configure as the provider resource's `base_url`."""

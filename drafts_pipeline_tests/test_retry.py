@@ -64,7 +64,7 @@ def openai_error(
     status: int, error_type: str, message: str, code: str | None = None, **headers: str
 ) -> Exception:
     """The exception the OpenAI SDK itself raises for this answer."""
-    error = {"message": message, "type": error_type, "param": None, "code": code}
+    error: dict[str, object] = {"message": message, "type": error_type, "param": None, "code": code}
     return _openai_sdk_error(status, error, OPENAI_URL, headers)
 
 
