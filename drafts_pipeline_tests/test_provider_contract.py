@@ -38,9 +38,9 @@ from drafts_pipeline_tests.fake_providers import (
     WIRES,
     FakeProviderServer,
     FixedUsage,
-    RecordingCallLog,
     unused_base_url,
 )
+from drafts_pipeline_tests.provider_doubles import RecordingCallLog
 
 CODE = '''def parse_config(path: str, strict: bool = False) -> dict:
     """Read the file."""

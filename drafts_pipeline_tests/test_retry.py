@@ -37,7 +37,7 @@ from drafts_pipeline.llm.retry import (
     retry_after_seconds,
 )
 from drafts_pipeline_tests.fake_clock import EPOCH, FakeTime
-from drafts_pipeline_tests.fake_providers import RecordingCallLog
+from drafts_pipeline_tests.provider_doubles import RecordingCallLog
 
 ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
 OPENAI_URL = "https://api.openai.com/v1/chat/completions"
