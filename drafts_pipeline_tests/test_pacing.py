@@ -5,21 +5,20 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from drafts_pipeline.drafting.provider_batch import TURNS, draft_with_provider
-from drafts_pipeline.llm.limits import LimiterPaused, RequestLimiter
-from drafts_pipeline.llm.resource import DraftRequest, LLMProvider
+from drafts_pipeline.llm.limits import LimiterPaused, LocalPaceBook, RequestLimiter
+from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.prompts.templates import build_prompt
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DocumentationTask
-from drafts_pipeline.store.pacing import StorePaceBook
+from drafts_pipeline.store.pacing import StorePaceBook, StoreSendingTurn
 from drafts_pipeline_tests.factories import make_task
+from drafts_pipeline_tests.fake_clock import FakeTime
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
-from drafts_pipeline_tests.test_retry import FakeTime
 
 
 def shared_limiter(store: DraftStore, fake: FakeTime, per_minute: float = 120) -> RequestLimiter:
@@ -72,6 +71,28 @@ def test_a_shared_pause_longer_than_the_caller_accepts_raises(store: DraftStore)
     assert second.paused_for_s == pytest.approx(3600)
 
 
+def test_the_store_book_and_the_local_book_keep_one_pace(store: DraftStore) -> None:
+    """The same bookings, 429s and successes give the same starts and factors in both books."""
+    results = []
+    for make in (LocalPaceBook, lambda clock: StorePaceBook(store.engine, "openai", clock=clock)):
+        fake = FakeTime()
+        book = make(fake.clock)
+        seen: list[object] = [book.book(1.0, None), book.book(1.0, None)]
+        book.slow_down(4.0)
+        fake.advance(1.0)
+        book.slow_down(4.0)
+        seen += [book.rate_factor(), book.paused_until(), book.book(1.0, None)]
+        book.speed_up(0.25)
+        seen += [book.rate_factor(), book.book(1.0, None)]
+        with pytest.raises(LimiterPaused):
+            book.slow_down(100.0)
+            book.book(1.0, 10.0)
+        results.append(seen)
+
+    assert results[0] == results[1]
+    assert results[0][2:5] == [0.5, 1005.0, (1005.0, 1005.0)]
+
+
 def test_many_threads_first_booking_at_once_each_get_their_own_start(store: DraftStore) -> None:
     """The first bookings of a new provider race to make its row; none may find it missing."""
     book = store.pace_book("kimi")
@@ -97,7 +118,7 @@ def two_runs_at_once(
     fake_providers: FakeProviderServer, store: DraftStore | None, per_minute: int
 ) -> list[object]:
     """Two resource instances, as two concurrent runs hold them, each drafting 8 tasks."""
-    resources: list[LLMProvider] = []
+    resources: list[LiveProvider] = []
     for _ in range(2):
         resource = fake_providers.resource("claude", requests_per_minute=per_minute,
                                            max_in_flight=4, initial_delay_s=0.05)  # fmt: skip
@@ -152,7 +173,8 @@ def test_overlapping_batches_take_turns_sending_not_waiting_for_answers(
 ) -> None:
     """Two batches at once in one process: the second sends nothing until the first has sent
     all its requests, and starts right after that, while the first's answers are still due.
-    (Two in flight each: the first batch sends its six requests over about 1.6 s.)"""
+    (Two in flight each: the first batch sends its six requests over about 1.6 s.) The second
+    batch starts once the first has begun sending, as the runner observes it."""
     script = fake_providers.script("claude")
     script.latency_s = 0.8
     batches = {name: prompted_tasks(store, name, 6) for name in ("first", "second")}
@@ -163,14 +185,18 @@ def test_overlapping_batches_take_turns_sending_not_waiting_for_answers(
     for resource in resources:
         resource.share_pace(store.pace_book("claude"))
 
-    def run(name: str, resource: LLMProvider) -> None:
+    def run(name: str, resource: LiveProvider) -> None:
         draft_with_provider(store, resource, batches[name], run_id=name)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        first = pool.submit(run, "first", resources[0])
-        time.sleep(0.05)
-        second = pool.submit(run, "second", resources[1])
-        first.result(), second.result()
+    TURNS.watch("first")
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            first = pool.submit(run, "first", resources[0])
+            assert TURNS.wait_until_begun("first", 1, 30)
+            second = pool.submit(run, "second", resources[1])
+            first.result(), second.result()
+    finally:
+        TURNS.unwatch("first")
 
     sent = {
         name: sorted(
@@ -180,8 +206,11 @@ def test_overlapping_batches_take_turns_sending_not_waiting_for_answers(
     }
     assert len(sent["first"]) == len(sent["second"]) == 6
     assert max(sent["first"]) <= min(sent["second"])
-    # ... and before the first batch's last answer is back.
-    assert min(sent["second"]) < max(sent["first"]) + script.latency_s
+    # ... and before the server answered the first batch's last request.
+    first_answers = [
+        r.answered_at for r in script.requests if "first_handler_" in json.dumps(r.body)
+    ]
+    assert min(sent["second"]) < max(a for a in first_answers if a is not None)
 
 
 def test_a_watched_run_counts_each_provider_batch_as_begun_once(
@@ -191,7 +220,7 @@ def test_a_watched_run_counts_each_provider_batch_as_begun_once(
     begun: sent its first request (before any answer is back), or ended with nothing to send.
     Each batch counts once, and only for a run that is watched."""
     script = fake_providers.script("claude")
-    script.latency_s = 2.0
+    script.hold = threading.Event()
     tasks = prompted_tasks(store, "watched", 3)
     ids = [t.id for t in tasks]
     resource = fake_providers.resource("claude", max_in_flight=3, requests_per_minute=6000)
@@ -202,6 +231,7 @@ def test_a_watched_run_counts_each_provider_batch_as_begun_once(
             drafting = pool.submit(draft_with_provider, store, resource, tasks, run_id="run-1")
             assert TURNS.wait_until_begun("run-1", 1, 10)
             assert store.latest_drafts(ids, "claude") == {}  # begun, no answer yet
+            script.hold.set()
             drafting.result()
         assert len(script.requests) == 3
         assert not TURNS.wait_until_begun("run-1", 2, 0)  # three requests, one count
@@ -215,6 +245,11 @@ def test_a_watched_run_counts_each_provider_batch_as_begun_once(
         TURNS.unwatch("run-1")
 
 
+def take_then_signal(turn: StoreSendingTurn, taken: threading.Event) -> None:
+    turn.acquire()
+    taken.set()
+
+
 def test_a_sending_turn_is_one_batch_at_a_time_across_stores(database_url: str) -> None:
     """Two processes' stores (two engines here) on one database: the second batch waits."""
     first, second = DraftStore(database_url=database_url), DraftStore(database_url=database_url)
@@ -223,7 +258,7 @@ def test_a_sending_turn_is_one_batch_at_a_time_across_stores(database_url: str) 
     holder.acquire()
     taken = threading.Event()
     other = second.sending_turn("claude")
-    waiter = threading.Thread(target=lambda: (other.acquire(), taken.set()))
+    waiter = threading.Thread(target=take_then_signal, args=(other, taken))
     waiter.start()
     assert not taken.wait(0.5)
     # Another provider's turn is its own.
@@ -253,7 +288,7 @@ def test_a_sending_turn_is_released_when_its_process_dies(database_url: str) -> 
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         turn = DraftStore(database_url=database_url).sending_turn("openai")
         taken = threading.Event()
-        waiter = threading.Thread(target=lambda: (turn.acquire(), taken.set()), daemon=True)
+        waiter = threading.Thread(target=take_then_signal, args=(turn, taken), daemon=True)
         waiter.start()
         assert not taken.wait(0.5)
         holder.kill()

@@ -8,18 +8,17 @@ from anthropic.types import Message
 from openai.types.chat import ChatCompletion
 
 from drafts_pipeline.llm.anthropic_messages import messages_reply
-from drafts_pipeline.llm.openai_chat import chat_reply
+from drafts_pipeline.llm.generation import TokenUsage
+from drafts_pipeline.llm.openai_chat import OpenAIChatProvider, chat_reply
 from drafts_pipeline.llm.pricing import (
     PRICES,
     ModelPrice,
-    TokenUsage,
     cost_usd,
     resolve_price,
     table_price,
     token_count,
 )
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
-from drafts_pipeline.llm.resource import LLMProvider
 
 PRICE = ModelPrice(
     input=Decimal("2"),
@@ -95,6 +94,7 @@ def test_cache_writes_cost_the_input_rate_when_the_table_has_no_write_rate() -> 
 def test_many_small_costs_add_up_exactly() -> None:
     one = cost_usd(TokenUsage(input_tokens=1, output_tokens=1), PRICE)
 
+    assert one is not None
     assert sum([one] * 1000, Decimal(0)) == Decimal("0.012")
 
 
@@ -219,7 +219,7 @@ def test_half_an_override_does_not_price_an_unknown_model() -> None:
 
 
 def test_the_resource_config_overrides_reach_the_price() -> None:
-    resource = LLMProvider(
+    resource = OpenAIChatProvider(
         name="openai",
         model="gpt-6.2-sol",
         api_key_env_var="OPENAI_API_KEY",

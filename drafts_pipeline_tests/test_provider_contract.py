@@ -38,9 +38,9 @@ from drafts_pipeline_tests.fake_providers import (
     WIRES,
     FakeProviderServer,
     FixedUsage,
-    RecordingCallLog,
     unused_base_url,
 )
+from drafts_pipeline_tests.provider_doubles import RecordingCallLog
 
 CODE = '''def parse_config(path: str, strict: bool = False) -> dict:
     """Read the file."""
@@ -312,7 +312,7 @@ def test_no_key_in_any_record_message_or_log(
     "header", [{"retry_after": "0.3"}, {"retry_after_ms": "300"}], ids=["seconds", "milliseconds"]
 )
 def test_retry_after_is_honoured(
-    fake: FakeProviderServer, spec: ProviderSpec, header: dict[str, str]
+    fake: FakeProviderServer, spec: ProviderSpec, header: dict[str, Any]
 ) -> None:
     fake.script(spec.name).fail("rate_limit", **header)
 
@@ -371,6 +371,7 @@ def test_every_attempt_is_recorded(fake: FakeProviderServer, spec: ProviderSpec)
     assert calls[0].started_at <= calls[1].started_at <= calls[2].started_at
     assert all(call.provider == spec.name and call.model == spec.default_model for call in calls)
     assert all(call.cost_usd is None for call in calls[:2])
+    assert calls[-1].latency_ms is not None
     assert generation.latency_ms >= calls[-1].latency_ms
     if wire(spec) != "moonshot":
         assert all(call.request_id for call in calls)

@@ -37,7 +37,7 @@ from drafts_pipeline.llm.retry import (
     retry_after_seconds,
 )
 from drafts_pipeline_tests.fake_clock import EPOCH, FakeTime
-from drafts_pipeline_tests.fake_providers import RecordingCallLog
+from drafts_pipeline_tests.provider_doubles import RecordingCallLog
 
 ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
 OPENAI_URL = "https://api.openai.com/v1/chat/completions"
@@ -64,7 +64,7 @@ def openai_error(
     status: int, error_type: str, message: str, code: str | None = None, **headers: str
 ) -> Exception:
     """The exception the OpenAI SDK itself raises for this answer."""
-    error = {"message": message, "type": error_type, "param": None, "code": code}
+    error: dict[str, object] = {"message": message, "type": error_type, "param": None, "code": code}
     return _openai_sdk_error(status, error, OPENAI_URL, headers)
 
 

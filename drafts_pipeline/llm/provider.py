@@ -92,7 +92,9 @@ class LiveProvider(dg.ConfigurableResource):
     name: str = Field(description="Provider name as stored on drafts, e.g. `claude`.")
     model: str = Field(description="Model id sent to the API.")
     api_key: str | None = Field(
-        default=None, description="API key, given as `dg.EnvVar(<api_key_env_var>)`."
+        default=None,
+        repr=False,
+        description="API key, given as `dg.EnvVar(<api_key_env_var>)`.",
     )
     api_key_env_var: str = Field(description="Environment variable holding the API key.")
     base_url: str | None = Field(default=None, description="API base URL; None for the SDK's.")
