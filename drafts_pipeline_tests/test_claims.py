@@ -1,15 +1,15 @@
 """Claims: each (task, provider) is drafted by one live run; a dead run's claims expire."""
 
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from drafts_pipeline.drafting.ballot import cast_ballots
-from drafts_pipeline.llm.generation import CallAttempt
-from drafts_pipeline.llm.generation import TokenUsage
+from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
 from drafts_pipeline.store import DraftStore
-from drafts_pipeline.store.models import DraftClaim, LLMCall
+from drafts_pipeline.store.models import DocumentationTask, DraftClaim, LLMCall
 from drafts_pipeline_tests.factories import make_draft, make_task, seed_drafts
 
 LEASE_S = 60.0
@@ -126,3 +126,53 @@ def test_a_call_is_logged_when_sent_and_completed_when_answered(store: DraftStor
     usage = {row["provider"]: row for row in store.usage_between(day, day + timedelta(days=1))}
     assert (usage["claude"]["calls"], usage["claude"]["unfinished"]) == (1, 0)
     assert (usage["openai"]["calls"], usage["openai"]["unfinished"]) == (1, 1)
+
+
+def test_runs_claiming_at_once_each_get_a_share_and_no_task_twice(store: DraftStore) -> None:
+    ids = [f"t.{n}" for n in range(40)]
+    store.add_tasks([make_task(task_id) for task_id in ids])
+    runners = 6
+    barrier = threading.Barrier(runners)
+    held: dict[str, set[str]] = {}
+
+    def claim(run: int) -> None:
+        order = random.Random(run).sample(ids, len(ids))  # each run lists them in its own order
+        barrier.wait()
+        held[f"run-{run}"] = store.claim_drafts(order, "claude", f"run-{run}", LEASE_S)
+
+    threads = [threading.Thread(target=claim, args=(run,)) for run in range(runners)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    claimed = [task_id for share in held.values() for task_id in share]
+    assert sorted(claimed) == sorted(ids)
+    with store._session() as session:
+        holders = dict(session.execute(select(DraftClaim.task_id, DraftClaim.run_id)).all())
+    assert all(task_id in held[holders[task_id]] for task_id in ids)
+
+
+def test_a_task_no_longer_drafting_is_not_claimed(store: DraftStore) -> None:
+    store.add_tasks([make_task("t.voted"), make_task("t.failed"), make_task("t.open")])
+    seed_drafts(store, "t.voted", {"claude": "valid", "openai": "valid"})
+    cast_ballots(store, ["t.voted"], min_drafts=2, max_attempts=3, rng=random.Random(1))
+    store.fail_task("t.failed", "bad template")
+    claimed = store.claim_drafts(["t.voted", "t.failed", "t.open", "t.missing"], "kimi", "r", 60)
+    assert claimed == {"t.open"}
+
+
+def test_tasks_below_quorum_or_stalled_are_due_for_another_run(store: DraftStore) -> None:
+    store.add_tasks([make_task(f"t.{name}") for name in ("below", "stalled", "busy", "new")])
+    seed_drafts(store, "t.below", {"claude": "valid"})
+    cast_ballots(store, ["t.below"], min_drafts=2, max_attempts=3, rng=random.Random(1))
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    with store._session() as session, session.begin():
+        session.execute(
+            update(DocumentationTask)
+            .where(DocumentationTask.id.in_(["t.stalled", "t.busy"]))
+            .values(updated_at=long_ago)
+        )
+    store.claim_drafts(["t.busy"], "openai", "run-alive", LEASE_S)
+    # t.new arrived a moment ago: its sensor run may still be queued.
+    assert store.retry_candidates(10, stalled_after_s=1800) == [("t.below", 1), ("t.stalled", 0)]
+    assert store.retry_candidates(1, stalled_after_s=1800) == [("t.below", 1)]

@@ -1,5 +1,6 @@
 """Draft a batch of tasks with one provider: reuse, call, validate, store. No Dagster here."""
 
+import logging
 import statistics
 import threading
 import uuid
@@ -9,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from drafts_pipeline.drafting.validation import validate_draft
 from drafts_pipeline.errors import ProviderError
@@ -59,7 +62,9 @@ def reusable(draft_status: str, same_prompt: bool, same_settings: bool) -> bool:
     return draft_status == "valid" and same_prompt and same_settings
 
 
-DEFAULT_LEASE_S = 120.0
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEASE_S = 60.0
 
 
 class LeaseKeeper:
@@ -98,13 +103,26 @@ class LeaseKeeper:
             self._held.discard(task_id)
 
     def _renew_until_stopped(self) -> None:
-        while not self._stop.wait(self._lease_s / 3):
+        """Renew every third of a lease; after a failed renewal (the database briefly out of
+        reach) try again sooner, while the leases still have two thirds to run."""
+        wait_s = self._lease_s / 3
+        while not self._stop.wait(wait_s):
             with self._lock:
                 held = list(self._held)
-            if held:
+            if not held:
+                continue
+            try:
                 kept = self._store.renew_claims(held, self._provider, self._run_id, self._lease_s)
-                with self._lock:
-                    self._held &= kept | (self._held - set(held))
+            except SQLAlchemyError as error:
+                logger.warning(
+                    "%s: could not renew %d claim(s) (%s); trying again",
+                    self._provider, len(held), type(error).__name__,
+                )  # fmt: skip
+                wait_s = self._lease_s / 9
+                continue
+            wait_s = self._lease_s / 3
+            with self._lock:
+                self._held &= kept | (self._held - set(held))
 
 
 def draft_with_provider(

@@ -259,10 +259,15 @@ class LiveProvider(dg.ConfigurableResource):
             for request in requests:
                 yield request.task_id, one(request)
             return
-        with ThreadPoolExecutor(max_workers=max(1, self.max_in_flight)) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, self.max_in_flight))
+        try:
             futures = {pool.submit(one, request): request.task_id for request in requests}
             for future in as_completed(futures):
                 yield futures[future], future.result()
+        finally:
+            # A caller that stops early (its store failed) sends none of the requests still
+            # queued: each would be paid for and its answer lost.
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def generate_many(self, requests: list[DraftRequest]) -> dict[str, Generation | ProviderError]:
         """task id -> generation or the error that ended it, calls running concurrently."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from drafts_pipeline.store.drafts import store_now
 from drafts_pipeline.store.models import Base, DocumentationTask, DraftClaim, DraftVersion, utcnow
 from drafts_pipeline.store.queries import Queries
 
@@ -114,8 +115,10 @@ class BallotQueries(Queries):
             ).all()
             statuses = {task_id: status for task_id, status, _ in rows}
             drafting = [task_id for task_id, status, _ in rows if status == "drafting"]
-            valid = _newest_valid_drafts(session, drafting)
+            # Claims first: a draft whose claim is gone is stored by then (its store waits for
+            # these locks, or committed before them).
             elsewhere = _drafting_elsewhere(session, drafting, run_id)
+            valid = _newest_valid_drafts(session, drafting)
             candidates = {
                 task_id: BallotCandidate(
                     task_id, attempts, valid.get(task_id, {}), elsewhere.get(task_id)
@@ -173,7 +176,7 @@ def _drafting_elsewhere(
     if not task_ids:
         return {}
     query = select(DraftClaim.task_id, DraftClaim.run_id).where(
-        DraftClaim.task_id.in_(task_ids), DraftClaim.lease_expires_at >= utcnow()
+        DraftClaim.task_id.in_(task_ids), DraftClaim.lease_expires_at >= store_now(session)
     )
     if run_id is not None:
         query = query.where(DraftClaim.run_id != run_id)

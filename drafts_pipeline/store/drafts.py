@@ -7,6 +7,7 @@ machines) never both hold it. The holder renews the lease while its call is aliv
 the claim in the transaction that stores the draft.
 """
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -14,10 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from drafts_pipeline.llm.generation import CallAttempt
-from drafts_pipeline.llm.generation import TokenUsage
+from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.models import (
     DocumentationTask,
@@ -27,6 +28,19 @@ from drafts_pipeline.store.models import (
     utcnow,
 )
 from drafts_pipeline.store.queries import Queries
+
+logger = logging.getLogger(__name__)
+
+
+def store_now(session: Session) -> datetime:
+    """The time leases are measured in: the database's clock on PostgreSQL, so that machines
+    whose clocks disagree still agree on which lease has passed; this process's elsewhere
+    (SQLite is one machine's file)."""
+    if session.get_bind().dialect.name == "postgresql":
+        moment = session.scalar(select(func.now()))
+        if isinstance(moment, datetime):
+            return moment
+    return utcnow()
 
 
 @dataclass(frozen=True)
@@ -93,12 +107,20 @@ class StoreCallLog:
             ).scalar_one()  # fmt: skip
 
     def call_finished(self, handle: object, call: CallAttempt) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(
-                update(LLMCall)
-                .where(LLMCall.id == handle)
-                .values(**_call_outcome(call), finished_at=utcnow())
-            )
+        """Complete the attempt's row. A failure to write it is logged, not raised: the answer
+        in hand matters more, and the row stays marked unfinished."""
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    update(LLMCall)
+                    .where(LLMCall.id == handle)
+                    .values(**_call_outcome(call), finished_at=utcnow())
+                )
+        except SQLAlchemyError as error:
+            logger.warning(
+                "%s: could not complete call row %s (%s); it stays marked unfinished",
+                call.provider, handle, type(error).__name__,
+            )  # fmt: skip
 
 
 class DraftQueries(Queries):
@@ -112,39 +134,54 @@ class DraftQueries(Queries):
         lease_s: float,
         now: datetime | None = None,
     ) -> set[str]:
-        """Claim drafting `task_ids` with `provider` for `run_id`; returns the ids now held.
+        """Claim `task_ids` with `provider` for `run_id`; returns the ids now held.
 
-        A claim is free, held by this run already (renewed), or expired (taken over); a live
-        claim of another run is left to it.
+        Only tasks still in `drafting` are claimed: their rows are read `FOR SHARE` (PostgreSQL),
+        so a ballot moving one to `voting` is waited for and then seen. A claim is free, held by
+        this run already (renewed), or expired (taken over); a live claim of another run is left
+        to it. Ids are taken in sorted order, so that two runs cannot deadlock on them.
         """
-        if not task_ids:
+        ids = sorted(set(task_ids))
+        if not ids:
             return set()
-        now = now or utcnow()
-        expires = now + timedelta(seconds=lease_s)
-        rows = [
-            {"task_id": task_id, "provider": provider, "run_id": run_id, "claimed_at": now,
-             "lease_expires_at": expires}
-            for task_id in dict.fromkeys(task_ids)
-        ]  # fmt: skip
-        claim_free = (
-            schema.dialect_insert(self.engine.dialect.name)(DraftClaim)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["task_id", "provider"])
-            .returning(DraftClaim.task_id)
-        )
-        take_over = (
-            update(DraftClaim)
-            .where(
-                DraftClaim.task_id.in_(task_ids),
-                DraftClaim.provider == provider,
-                or_(DraftClaim.lease_expires_at < now, DraftClaim.run_id == run_id),
-            )
-            .values(run_id=run_id, claimed_at=now, lease_expires_at=expires)
-            .returning(DraftClaim.task_id)
-        )
         with self._session() as session, session.begin():
-            inserted = set(session.scalars(claim_free))
-            taken = set(session.scalars(take_over))
+            now = now or store_now(session)
+            expires = now + timedelta(seconds=lease_s)
+            drafting = list(
+                session.scalars(
+                    select(DocumentationTask.id)
+                    .where(DocumentationTask.id.in_(ids), DocumentationTask.status == "drafting")
+                    .order_by(DocumentationTask.id)
+                    .with_for_update(read=True)
+                )
+            )
+            if not drafting:
+                return set()
+            rows = [
+                {"task_id": task_id, "provider": provider, "run_id": run_id, "claimed_at": now,
+                 "lease_expires_at": expires}
+                for task_id in drafting
+            ]  # fmt: skip
+            inserted = set(
+                session.scalars(
+                    schema.dialect_insert(self.engine.dialect.name)(DraftClaim)
+                    .values(rows)
+                    .on_conflict_do_nothing(index_elements=["task_id", "provider"])
+                    .returning(DraftClaim.task_id)
+                )
+            )
+            taken = set(
+                session.scalars(
+                    update(DraftClaim)
+                    .where(
+                        DraftClaim.task_id.in_(sorted(set(drafting) - inserted)),
+                        DraftClaim.provider == provider,
+                        or_(DraftClaim.lease_expires_at < now, DraftClaim.run_id == run_id),
+                    )
+                    .values(run_id=run_id, claimed_at=now, lease_expires_at=expires)
+                    .returning(DraftClaim.task_id)
+                )
+            )
         return inserted | taken
 
     def renew_claims(
@@ -156,15 +193,16 @@ class DraftQueries(Queries):
         now: datetime | None = None,
     ) -> set[str]:
         """Push the lease of the claims `run_id` still holds; returns those it holds."""
-        if not task_ids:
+        ids = sorted(set(task_ids))
+        if not ids:
             return set()
-        expires = (now or utcnow()) + timedelta(seconds=lease_s)
         with self._session() as session, session.begin():
+            expires = (now or store_now(session)) + timedelta(seconds=lease_s)
             return set(
                 session.scalars(
                     update(DraftClaim)
                     .where(
-                        DraftClaim.task_id.in_(task_ids),
+                        DraftClaim.task_id.in_(ids),
                         DraftClaim.provider == provider,
                         DraftClaim.run_id == run_id,
                     )
@@ -175,24 +213,25 @@ class DraftQueries(Queries):
 
     def release_claims(self, task_ids: Sequence[str], provider: str, run_id: str) -> None:
         """Drop the claims `run_id` holds on `task_ids` (reused drafts, or a batch that ends)."""
-        if not task_ids:
+        ids = sorted(set(task_ids))
+        if not ids:
             return
         with self._session() as session, session.begin():
             session.execute(
                 delete(DraftClaim).where(
-                    DraftClaim.task_id.in_(task_ids),
+                    DraftClaim.task_id.in_(ids),
                     DraftClaim.provider == provider,
                     DraftClaim.run_id == run_id,
                 )
             )
 
-    def live_claims(self, task_ids: Sequence[str], now: datetime | None = None) -> dict[str, str]:
+    def live_claims(self, task_ids: Sequence[str]) -> dict[str, str]:
         """task id -> run id of a claim on it whose lease has not passed (any provider)."""
         with self._session() as session:
             rows = session.execute(
                 select(DraftClaim.task_id, DraftClaim.run_id).where(
                     DraftClaim.task_id.in_(task_ids),
-                    DraftClaim.lease_expires_at >= (now or utcnow()),
+                    DraftClaim.lease_expires_at >= store_now(session),
                 )
             )
             return {task_id: run_id for task_id, run_id in rows}
@@ -235,6 +274,13 @@ class DraftQueries(Queries):
         del fields["usage"]
         try:
             with self._session() as session, session.begin():
+                # Read FOR SHARE (PostgreSQL): a ballot holding the task waits this store out,
+                # or this store waits the ballot out and then sees `voting`.
+                status = session.scalar(
+                    select(DocumentationTask.status)
+                    .where(DocumentationTask.id == record.task_id)
+                    .with_for_update(read=True)
+                )
                 if holder is not None:
                     released = session.execute(
                         delete(DraftClaim).where(
@@ -245,9 +291,6 @@ class DraftQueries(Queries):
                     )
                     if released.rowcount != 1:  # type: ignore[attr-defined]
                         return None
-                status = session.scalar(
-                    select(DocumentationTask.status).where(DocumentationTask.id == record.task_id)
-                )
                 if status != "drafting":
                     return None
                 current = session.scalar(

@@ -2,12 +2,14 @@
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from drafts_pipeline.prompts.templates import BuiltPrompt
 from drafts_pipeline.store import schema
-from drafts_pipeline.store.models import DocumentationTask, utcnow
+from drafts_pipeline.store.drafts import store_now
+from drafts_pipeline.store.models import DocumentationTask, DraftClaim, utcnow
 from drafts_pipeline.store.queries import Queries
 
 
@@ -102,13 +104,33 @@ class TaskQueries(Queries):
             )
             return [(row.seq, row.id) for row in rows]
 
-    def below_quorum(self, limit: int) -> list[tuple[str, int]]:
-        """`(id, attempts)` of the first `limit` tasks, in arrival order, that a ballot left in
-        `drafting` for want of enough valid drafts (at least one attempt, not yet failed)."""
+    def retry_candidates(self, limit: int, stalled_after_s: float) -> list[tuple[str, int]]:
+        """`(id, attempts)` of the first `limit` tasks, in arrival order, that need another
+        run: left in `drafting` below quorum by a ballot, or stalled (in `drafting`, unchanged
+        for `stalled_after_s`, and no live claim on it: the run that had it died, or a ballot
+        left it to a run that then died)."""
         with self._session() as session:
+            now = store_now(session)
+            live_claim = (
+                select(DraftClaim.task_id)
+                .where(
+                    DraftClaim.task_id == DocumentationTask.id,
+                    DraftClaim.lease_expires_at >= now,
+                )
+                .exists()
+            )
             rows = session.execute(
                 select(DocumentationTask.id, DocumentationTask.attempts)
-                .where(DocumentationTask.status == "drafting", DocumentationTask.attempts > 0)
+                .where(
+                    DocumentationTask.status == "drafting",
+                    or_(
+                        DocumentationTask.attempts > 0,
+                        and_(
+                            DocumentationTask.updated_at < now - timedelta(seconds=stalled_after_s),
+                            ~live_claim,
+                        ),
+                    ),
+                )
                 .order_by(DocumentationTask.seq)
                 .limit(limit)
             )
