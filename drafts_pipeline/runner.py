@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.drafting.provider_batch import TURNS
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
-from drafts_pipeline.partitions import TASK_PARTITIONS_NAME, range_tags
 
 
 @dataclass(frozen=True)

@@ -117,3 +117,11 @@ def test_overlapping_batch_runs_draft_each_task_once_with_each_provider(
         requests = fake_providers.script(spec.name).requests
         drafted = sorted(re.findall(r"Symbol: (\w+)", json.dumps(r.body))[0] for r in requests)
         assert drafted == sorted(task.rsplit(".", 1)[-1] for task in ids), spec.name
+
+
+def test_a_bad_setting_is_one_line_and_status_2(env: dict[str, str], tmp_path: Path) -> None:
+    result = cli("run", env={**env, "DRAFTS_BATCH_SIZE": "abc"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: DRAFTS_BATCH_SIZE='abc' must be a whole number of at least 1"
+    ]
