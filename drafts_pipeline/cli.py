@@ -96,7 +96,11 @@ def _run_settings(batch_size: int | None, concurrent_runs: int | None) -> Settin
 def _run_drafting(
     settings: Settings, batch_size: int | None, force: bool, concurrent_runs: int | None = None
 ) -> list["BatchRun"]:
-    """Draft every task in `drafting`, in-process, in the mode DRAFTS_LLM_MODE says."""
+    """Draft every task in `drafting`, in-process, in the mode DRAFTS_LLM_MODE says.
+
+    With DAGSTER_HOME set the runs are recorded in that instance, as if launched from the UI;
+    without it, in throwaway instances.
+    """
     from drafts_pipeline.definitions import defs
     from drafts_pipeline.runner import run_in_process
 
@@ -110,6 +114,7 @@ def _run_drafting(
         batch_size=batch_size or settings.batch_size,
         concurrent_runs=concurrent_runs or settings.in_process_runs,
         force=force,
+        on_home_instance=bool(os.environ.get("DAGSTER_HOME")),
     )
 
 
@@ -122,7 +127,10 @@ def _run_drafting(
 )
 @click.option("--force", is_flag=True, help="Regenerate drafts even where a valid one exists.")
 def run(batch_size: int | None, concurrent_runs: int | None, force: bool) -> None:
-    """Materialise the graph in-process for every task in `drafting`."""
+    """Materialise the graph in-process for every task in `drafting`.
+
+    With DAGSTER_HOME set, the runs are recorded in that Dagster instance (they show in its UI).
+    """
     settings = _run_settings(batch_size, concurrent_runs)
     _check_keys(settings.llm_mode)
     runs = _run_drafting(settings, batch_size, force, concurrent_runs)
