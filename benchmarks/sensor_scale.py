@@ -16,7 +16,7 @@ import uuid
 
 import dagster as dg
 
-from drafts_pipeline.sensors import drafting_tasks_sensor
+from drafts_pipeline.defs.drafting.sensors import drafting_tasks_sensor
 from drafts_pipeline.store import DraftStore, TaskInput
 from drafts_pipeline_tests.postgres_server import create_database, drop_database, postgres_server
 

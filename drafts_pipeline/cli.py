@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import click
 import dagster as dg
 
-from drafts_pipeline import settings
 from drafts_pipeline.errors import DraftsError
+from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.schema import safe_url
 from drafts_pipeline.voting_set import EXPORT_FORMATS, export_voting_set, voting_ready_frame
@@ -18,9 +18,7 @@ from drafts_pipeline.voting_set import EXPORT_FORMATS, export_voting_set, voting
 if TYPE_CHECKING:
     import pandas as pd
 
-# Commands whose definitions (and with them the provider SDKs) the entry point may import before
-# the command starts. Not `demo`: it chooses the offline mode first, which the definitions read.
-GRAPH_COMMANDS = ("run",)
+    from drafts_pipeline.runner import BatchRun
 
 SAMPLE_PROJECT = Path(__file__).parent / "sample_project"
 
@@ -29,7 +27,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def _store() -> DraftStore:
-    store = DraftStore(database_url=settings.database_url())
+    store = DraftStore(database_url=Settings.from_environment().database_url)
     store.upgrade()
     return store
 
@@ -85,8 +83,24 @@ def tasks_import(file: Path) -> None:
     )
 
 
-def _run_drafting(batch_size: int | None, force: bool, concurrent_runs: int | None = None) -> list:
-    """Draft every task in `drafting`, in-process, in the mode DRAFTS_LLM_MODE says."""
+def _run_settings(batch_size: int | None, concurrent_runs: int | None) -> Settings:
+    """The settings a run needs, checked before anything starts (an option overrides its
+    variable, and then a bad value of that variable does not matter)."""
+    return Settings.from_environment().require(
+        "llm_mode",
+        *(() if batch_size else ("batch_size",)),
+        *(() if concurrent_runs else ("in_process_runs",)),
+    )
+
+
+def _run_drafting(
+    settings: Settings, batch_size: int | None, force: bool, concurrent_runs: int | None = None
+) -> list["BatchRun"]:
+    """Draft every task in `drafting`, in-process, in the mode DRAFTS_LLM_MODE says.
+
+    With DAGSTER_HOME set the runs are recorded in that instance, as if launched from the UI;
+    without it, in throwaway instances.
+    """
     from drafts_pipeline.definitions import defs
     from drafts_pipeline.runner import run_in_process
 
@@ -97,9 +111,10 @@ def _run_drafting(batch_size: int | None, force: bool, concurrent_runs: int | No
     return run_in_process(
         defs,
         task_ids,
-        batch_size=batch_size or settings.batch_size(),
-        concurrent_runs=concurrent_runs or settings.in_process_runs(),
+        batch_size=batch_size or settings.batch_size,
+        concurrent_runs=concurrent_runs or settings.in_process_runs,
         force=force,
+        on_home_instance=bool(os.environ.get("DAGSTER_HOME")),
     )
 
 
@@ -112,27 +127,31 @@ def _run_drafting(batch_size: int | None, force: bool, concurrent_runs: int | No
 )
 @click.option("--force", is_flag=True, help="Regenerate drafts even where a valid one exists.")
 def run(batch_size: int | None, concurrent_runs: int | None, force: bool) -> None:
-    """Materialise the graph in-process for every task in `drafting`."""
-    _check_keys()
-    runs = _run_drafting(batch_size, force, concurrent_runs)
+    """Materialise the graph in-process for every task in `drafting`.
+
+    With DAGSTER_HOME set, the runs are recorded in that Dagster instance (they show in its UI).
+    """
+    settings = _run_settings(batch_size, concurrent_runs)
+    _check_keys(settings.llm_mode)
+    runs = _run_drafting(settings, batch_size, force, concurrent_runs)
     _report_runs(runs)
 
 
-def _check_keys() -> None:
+def _check_keys(mode: str) -> None:
     """Fail before any run when a live provider has no key: never a silent fallback."""
     from drafts_pipeline.llm.providers import provider_resources
 
-    for provider in provider_resources(settings.llm_mode()).values():
+    for provider in provider_resources(mode).values():
         if not provider.offline:
             provider.resolved_api_key()
 
 
-def _report_runs(runs: list) -> None:
+def _report_runs(runs: list["BatchRun"]) -> None:
     failed = [r for r in runs if not r.success]
     click.echo(
         f"{len(runs)} run(s), {sum(r.size for r in runs)} task(s), {len(failed)} failed run(s)"
     )
-    store = DraftStore(database_url=settings.database_url())
+    store = DraftStore(database_url=Settings.from_environment().database_url)
     counts = {status: len(store.task_ids(status)) for status in ("drafting", "voting", "failed")}
     click.echo("tasks: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     if failed:
@@ -150,7 +169,7 @@ def demo() -> None:
     store = _store()
     created = store.add_tasks(discover_tasks(SAMPLE_PROJECT).tasks)
     click.echo(f"sample project: {created} new task(s) at {safe_url(store.database_url)}")
-    _report_runs(_run_drafting(None, force=False))
+    _report_runs(_run_drafting(_run_settings(None, None), None, force=False))
     frame = voting_ready_frame(store)
     click.echo(f"\nvoting-ready set: {frame['task_id'].nunique()} task(s), {len(frame)} draft(s)\n")
     _print_set(frame)

@@ -1,19 +1,26 @@
-"""Materialise the graph in this process, one Dagster run per batch of tasks, runs overlapping."""
+"""Materialise the graph in this process, one Dagster run per batch of tasks, runs overlapping.
+
+The runs go to the user's Dagster instance (`DAGSTER_HOME`) when there is one, so that they show
+in the UI, and otherwise to throwaway in-memory instances.
+"""
 
 import math
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dagster as dg
 
+from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.drafting.provider_batch import TURNS
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
-from drafts_pipeline.partitions import TASK_PARTITIONS_NAME, range_tags
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,16 +56,53 @@ def batch_sizes(count: int, size: int) -> list[int]:
     return sizes
 
 
-def batches(keys: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def batches(keys: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     start = 0
     for step in batch_sizes(len(keys), size):
         yield keys[start : start + step]
         start += step
 
 
-# Dagster's opt-in (dagster PR 29288) to record one "materialisation planned" event per asset for a
-# run over a partition range, instead of one per partition. Its cost, partitions of a failed run
-# not shown as failed in the UI, does not arise on the throwaway instances used here.
+def contiguous_batches(
+    task_ids: Sequence[str], partition_order: Mapping[str, int], size: int
+) -> list[list[str]]:
+    """`task_ids` in runs sized by `batch_sizes`, each run a range of partitions that sit next
+    to each other in `partition_order` (the order they were added to the instance): a range
+    tag covers every partition between its two ends, so a run must not span a gap."""
+    ordered = sorted(task_ids, key=partition_order.__getitem__)
+    runs: list[list[str]] = []
+    for chunk in batches(ordered, size):
+        run: list[str] = []
+        for key in chunk:
+            if run and partition_order[key] != partition_order[run[-1]] + 1:
+                runs.append(run)
+                run = []
+            run.append(key)
+        runs.append(run)
+    return runs
+
+
+def plan_on_instance(
+    instance: dg.DagsterInstance, task_ids: Sequence[str], size: int
+) -> list[list[str]]:
+    """Add the partitions the instance lacks (in `task_ids` order), then the runs over them."""
+    known = set(instance.get_dynamic_partitions(TASK_PARTITIONS_NAME))
+    instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, [k for k in task_ids if k not in known])
+    keys = instance.get_dynamic_partitions(TASK_PARTITIONS_NAME)
+    return contiguous_batches(task_ids, {key: index for index, key in enumerate(keys)}, size)
+
+
+@contextmanager
+def open_instance(on_home_instance: bool) -> Iterator[dg.DagsterInstance]:
+    """The instance `DAGSTER_HOME` names, or a throwaway in-memory one."""
+    with dg.DagsterInstance.get() if on_home_instance else dg.DagsterInstance.ephemeral() as found:
+        yield found
+
+
+# Dagster's documented opt-in to record one "materialisation planned" event per asset for a run
+# over a partition range, instead of one per partition (the deployment sets it for the daemon and
+# the webserver too). Its cost: on a lasting instance the UI does not show the partitions of a
+# failed run as failed.
 PLANNED_EVENTS_PER_RANGE = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
@@ -83,17 +127,28 @@ def run_in_process(
     concurrent_runs: int = 3,
     force: bool = False,
     log_level: str = "WARNING",
+    on_home_instance: bool = False,
 ) -> list[BatchRun]:
     """Draft every task in `task_ids`, then publish the voting-ready set.
 
     Up to `concurrent_runs` batch runs go at once, each in a thread with an ephemeral instance
-    of its own (holding just its batch's partitions, so the batch is one partition range). A run
-    spends its first and last seconds on Dagster's events and on prompts and ballots; a second
-    run's provider calls fill that time. The runs share each provider's pace through the draft
-    store, so together they keep to its rate.
+    of its own holding just its batch's partitions. On the home instance the runs go one at a
+    time, each a range of partitions that are next to each other there. A run spends its first
+    and last seconds on Dagster's events and on prompts and ballots; a second run's provider
+    calls fill that time. The runs share each provider's pace through the draft store, so
+    together they keep to its rate.
     """
+    if on_home_instance:
+        with dg.DagsterInstance.get() as instance:
+            planned = plan_on_instance(instance, task_ids, batch_size)
+        # One run at a time: on an instance with settings, Dagster reconfigures Python logging
+        # (`logging.config.dictConfig`) as each run starts, which deadlocked against another
+        # thread's run writing its events through a logging handler.
+        concurrent_runs = 1
+    else:
+        planned = [list(batch) for batch in batches(list(task_ids), batch_size)]
     with _planned_events_per_range():
-        return _run_batches(defs, task_ids, batch_size, concurrent_runs, force, log_level)
+        return _run_batches(defs, planned, concurrent_runs, force, log_level, on_home_instance)
 
 
 def _prefetch_publish_imports() -> None:
@@ -109,20 +164,21 @@ def _prefetch_publish_imports() -> None:
 
 def _run_batches(
     defs: dg.Definitions,
-    task_ids: Sequence[str],
-    batch_size: int,
+    planned: list[list[str]],
     concurrent_runs: int,
     force: bool,
     log_level: str,
+    on_home_instance: bool,
 ) -> list[BatchRun]:
     loggers = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     drafting_config = {**loggers, "ops": {"provider_drafts": {"config": {"force": force}}}}
     job = defs.resolve_job_def("draft_tasks")
 
     def run_batch(batch: Sequence[str], run_id: str) -> BatchRun:
-        # Disposed in the thread that made it: its in-memory SQLite refuses other threads.
-        with dg.DagsterInstance.ephemeral() as instance:
-            instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, list(batch))
+        # Opened and disposed in the thread that runs: in-memory SQLite refuses other threads.
+        with open_instance(on_home_instance) as instance:
+            if not on_home_instance:
+                instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, list(batch))
             result = job.execute_in_process(
                 instance=instance,
                 run_id=run_id,
@@ -134,7 +190,7 @@ def _run_batches(
 
     with ThreadPoolExecutor(max_workers=concurrent_runs) as pool:
         futures = []
-        for index, batch in enumerate(batches(list(task_ids), batch_size)):
+        for index, batch in enumerate(planned):
             run_id = str(uuid.uuid4())
             TURNS.watch(run_id)
             futures.append(pool.submit(run_batch, batch, run_id))
@@ -150,7 +206,7 @@ def _run_batches(
             if index == 1:  # the first run's setup and the second's are behind us
                 _prefetch_publish_imports()
         results = [future.result() for future in futures]
-    with dg.DagsterInstance.ephemeral() as instance:
+    with open_instance(on_home_instance) as instance:
         defs.resolve_job_def("publish_voting_set").execute_in_process(
             instance=instance, run_config=loggers
         )

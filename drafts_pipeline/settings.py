@@ -1,80 +1,119 @@
-"""Settings read from the environment, each with its documented default."""
+"""The project's settings, read from the environment once into one validated value.
+
+Reading never raises: a bad value is replaced by its default and remembered as a problem, so
+that the code location still loads. Whatever needs the value (a run, a sensor tick, a command)
+calls `require` and fails with a message naming the variable.
+"""
 
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 from drafts_pipeline.errors import ConfigurationError
 
 LLM_MODES = ("live", "offline")
 DATABASE_URL_ENV = "DRAFTS_DATABASE_URL"
 
-
-def data_dir() -> Path:
-    """The project's data folder (`DRAFTS_DATA_DIR`, default `./data`), created on first use."""
-    path = Path(os.environ.get("DRAFTS_DATA_DIR", "data")).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+T = TypeVar("T")
 
 
-def database_url() -> str:
-    """`DRAFTS_DATABASE_URL`, or the embedded SQLite file in the data folder."""
-    url = os.environ.get(DATABASE_URL_ENV)
-    if url:
-        return url
-    return f"sqlite:///{data_dir() / 'drafts.sqlite3'}"
-
-
-def usage_start_date() -> str:
-    """`DRAFTS_USAGE_START_DATE` (YYYY-MM-DD, UTC): the first day of `daily_llm_usage`,
-    default 2026-01-01."""
-    raw = os.environ.get("DRAFTS_USAGE_START_DATE", "2026-01-01").strip()
-    try:
-        date.fromisoformat(raw)
-    except ValueError:
-        raise ConfigurationError(
-            f"DRAFTS_USAGE_START_DATE={raw!r} is not a date written YYYY-MM-DD"
-        ) from None
-    return raw
-
-
-def llm_mode() -> str:
-    """`DRAFTS_LLM_MODE`: `live` (default) calls the providers, `offline` drafts locally."""
-    mode = os.environ.get("DRAFTS_LLM_MODE", "live").strip().lower()
-    if mode not in LLM_MODES:
-        raise ConfigurationError(f"DRAFTS_LLM_MODE={mode!r} is not one of {', '.join(LLM_MODES)}")
-    return mode
-
-
-def _positive_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
+def _positive_int(raw: str) -> int:
+    value = int(raw) if raw.lstrip("+").isdigit() else 0
     if value < 1:
-        raise ConfigurationError(f"{name}={raw!r} must be a whole number of at least 1")
+        raise ValueError("must be a whole number of at least 1")
     return value
 
 
-def batch_size() -> int:
-    """`DRAFTS_BATCH_SIZE`: tasks per Dagster run (sensor batches and backfills), default 100."""
-    return _positive_int("DRAFTS_BATCH_SIZE", 100)
+def _llm_mode(raw: str) -> str:
+    mode = raw.lower()
+    if mode not in LLM_MODES:
+        raise ValueError(f"is not one of {', '.join(LLM_MODES)}")
+    return mode
 
 
-def sensor_max_tasks_per_tick() -> int:
-    """`DRAFTS_SENSOR_MAX_TASKS`: new tasks one sensor tick reads at most, default 1000."""
-    return _positive_int("DRAFTS_SENSOR_MAX_TASKS", 1000)
+def _iso_date(raw: str) -> str:
+    try:
+        date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError("is not a date written YYYY-MM-DD") from None
+    return raw
 
 
-def sensor_interval_s() -> int:
-    """`DRAFTS_SENSOR_INTERVAL_S`: seconds between sensor ticks at the least, default 30."""
-    return _positive_int("DRAFTS_SENSOR_INTERVAL_S", 30)
+@dataclass(frozen=True)
+class Settings:
+    """Every `DRAFTS_*` setting, with its documented default."""
 
+    data_dir: Path = field(default_factory=lambda: Path("data").resolve())
+    """`DRAFTS_DATA_DIR`: the data folder (SQLite store, exports), default `./data`."""
+    database_url_env: str | None = None
+    """`DRAFTS_DATABASE_URL` as set, or None for the SQLite file in the data folder."""
+    llm_mode: str = "live"
+    """`DRAFTS_LLM_MODE`: `live` calls the providers, `offline` drafts locally."""
+    batch_size: int = 100
+    """`DRAFTS_BATCH_SIZE`: tasks per Dagster run (sensor batches and backfills)."""
+    sensor_max_tasks: int = 1000
+    """`DRAFTS_SENSOR_MAX_TASKS`: new tasks one sensor tick reads at most."""
+    sensor_interval_s: int = 30
+    """`DRAFTS_SENSOR_INTERVAL_S`: seconds between sensor ticks at the least."""
+    in_process_runs: int = 3
+    """`DRAFTS_IN_PROCESS_RUNS`: batch runs `drafts-pipeline run` keeps going at once."""
+    usage_start_date: str = "2026-01-01"
+    """`DRAFTS_USAGE_START_DATE` (YYYY-MM-DD, UTC): the first day of `daily_llm_usage`."""
+    problems: Mapping[str, str] = field(default_factory=dict)
+    """Field name -> why its variable's value was refused (the field holds the default)."""
 
-def in_process_runs() -> int:
-    """`DRAFTS_IN_PROCESS_RUNS`: batch runs `drafts-pipeline run` keeps going at once, default 3:
-    one sending to the providers, one finishing (answers, events, ballots), one setting up."""
-    return _positive_int("DRAFTS_IN_PROCESS_RUNS", 3)
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        problems: dict[str, str] = {}
+
+        def read(name: str, variable: str, parse: Callable[[str], T]) -> T:
+            raw = env.get(variable, "").strip()
+            default: T = getattr(defaults, name)
+            if not raw:
+                return default
+            try:
+                return parse(raw)
+            except ValueError as error:
+                problems[name] = f"{variable}={raw!r} {error}"
+                return default
+
+        return cls(
+            data_dir=Path(env.get("DRAFTS_DATA_DIR") or "data").resolve(),
+            database_url_env=env.get(DATABASE_URL_ENV) or None,
+            llm_mode=read("llm_mode", "DRAFTS_LLM_MODE", _llm_mode),
+            batch_size=read("batch_size", "DRAFTS_BATCH_SIZE", _positive_int),
+            sensor_max_tasks=read("sensor_max_tasks", "DRAFTS_SENSOR_MAX_TASKS", _positive_int),
+            sensor_interval_s=read("sensor_interval_s", "DRAFTS_SENSOR_INTERVAL_S", _positive_int),
+            in_process_runs=read("in_process_runs", "DRAFTS_IN_PROCESS_RUNS", _positive_int),
+            usage_start_date=read("usage_start_date", "DRAFTS_USAGE_START_DATE", _iso_date),
+            problems=problems,
+        )
+
+    def require(self, *names: str) -> "Settings":
+        """These settings (all when none are named) as read, or a ConfigurationError naming
+        every bad variable among them."""
+        known = {f.name for f in fields(self)}
+        unknown = set(names) - known
+        if unknown:
+            raise ValueError(f"no such setting: {', '.join(sorted(unknown))}")
+        bad = [problem for name, problem in self.problems.items() if not names or name in names]
+        if bad:
+            raise ConfigurationError("; ".join(bad))
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """`DRAFTS_DATABASE_URL`, or the embedded SQLite file in the data folder (created)."""
+        if self.database_url_env:
+            return self.database_url_env
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'drafts.sqlite3'}"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from drafts_pipeline.definitions import ASSETS, build_resources
-from drafts_pipeline.partitions import TASK_PARTITIONS_NAME, range_tags
+from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 
 
 def materialize_tasks(

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.runner import batch_sizes
 from drafts_pipeline.store import DraftStore
+from drafts_pipeline_tests.daemon_process import REPOSITORY
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
 
@@ -117,3 +119,61 @@ def test_overlapping_batch_runs_draft_each_task_once_with_each_provider(
         requests = fake_providers.script(spec.name).requests
         drafted = sorted(re.findall(r"Symbol: (\w+)", json.dumps(r.body))[0] for r in requests)
         assert drafted == sorted(task.rsplit(".", 1)[-1] for task in ids), spec.name
+
+
+def test_a_bad_setting_is_one_line_and_status_2(env: dict[str, str], tmp_path: Path) -> None:
+    result = cli("run", env={**env, "DRAFTS_BATCH_SIZE": "abc"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: DRAFTS_BATCH_SIZE='abc' must be a whole number of at least 1"
+    ]
+
+
+def test_with_dagster_home_the_runs_are_recorded_in_that_instance(
+    env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    """As a data engineer runs it next to the deployment: the runs, their materialisations
+    and checks show in that instance. Partitions it already holds in another order (the
+    sensor added them) split the batches so that no run's range spans a task of no batch."""
+    import dagster as dg
+
+    from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPOSITORY / "dagster.yaml", home / "dagster.yaml")
+    ids = [f"svc.home.step_{i}" for i in range(6)]
+    store = DraftStore(database_url=database_url)
+    store.upgrade()
+    store.add_tasks([make_task(task_id) for task_id in ids])
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, [ids[3], "svc.elsewhere", ids[1]])
+
+    result = cli(
+        "run", "--batch-size", "6", env={**env, "DAGSTER_HOME": str(home),
+                                         "DRAFTS_LLM_MODE": "offline"}, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(store.task_ids("voting")) == ids
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        assert {run.job_name for run in runs} == {"draft_tasks", "publish_voting_set"}
+        assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+        # Order on the instance: step_3, elsewhere, step_1, then step_0, 2, 4, 5 added by the
+        # command. Runs sized batch_sizes(6, 6) == [1, 3, 1, 1] over that order, none spanning
+        # `elsewhere`.
+        ranges = sorted(
+            (run.tags["dagster/asset_partition_range_start"],
+             run.tags["dagster/asset_partition_range_end"])
+            for run in runs if run.job_name == "draft_tasks"
+        )  # fmt: skip
+        assert ranges == [(ids[1], ids[2]), (ids[3], ids[3]), (ids[4], ids[4]), (ids[5], ids[5])]
+        for name in ("pending_tasks", "claude_draft", "openai_draft", "kimi_draft"):
+            key = dg.AssetKey(name)
+            materialised = instance.get_materialized_partitions(key)
+            assert materialised == set(ids), name
+        checks = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("voting_ballot"), "labels_complete_and_unique"), limit=10
+        )
+        assert len(checks) == len(ranges)

@@ -1,5 +1,5 @@
 """The real Dagster path: `dagster-daemon` with this repository's instance settings, its sensor,
-queued runs started by the warm launcher, live calls to the fake provider server."""
+queued runs started by Dagster's default launcher, live calls to the fake provider server."""
 
 import contextlib
 import json
@@ -16,7 +16,6 @@ import pytest
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.runner import batch_sizes
 from drafts_pipeline.store import DraftStore
-from drafts_pipeline.warm_launcher import WORKER_PID_TAG
 from drafts_pipeline_tests.daemon_process import REPOSITORY, start_daemon, stop_daemon
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
@@ -60,7 +59,8 @@ def running_daemon(home: Path, env: dict[str, str]) -> Iterator[Path]:
             stop_daemon(daemon, timeout_s=30)
 
 
-def test_the_daemon_drafts_new_tasks_in_batched_runs_forked_warm(
+@pytest.mark.slow
+def test_the_daemon_drafts_new_tasks_in_batched_runs(
     tmp_path: Path,
     deployment: tuple[Path, str, dict[str, str]],
     fake_providers: FakeProviderServer,
@@ -94,10 +94,9 @@ def test_the_daemon_drafts_new_tasks_in_batched_runs_forked_warm(
         monkeypatch.setenv(name, value)
     with dg.DagsterInstance.from_config(str(daemon_home)) as instance:
         runs = instance.get_runs()
-    # Seven tasks in runs of at most three (batch_sizes(7, 3)), each in a forked worker.
+    # Seven tasks in runs of at most three (batch_sizes(7, 3)).
     assert len(runs) == len(batch_sizes(7, 3)), [r.tags for r in runs]
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
-    assert len({run.tags[WORKER_PID_TAG] for run in runs}) == len(runs)
     for spec in PROVIDER_SPECS:
         requests = fake_providers.script(spec.name).requests
         drafted = sorted(re.findall(r"Symbol: (\w+)", json.dumps(r.body))[0] for r in requests)

@@ -1,7 +1,7 @@
 """The whole graph through `dg.materialize` on a test instance, on SQLite and PostgreSQL."""
 
+import json
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -10,40 +10,17 @@ import pytest
 from sqlalchemy import func, select
 
 from drafts_pipeline.definitions import ASSETS, build_resources, defs
-from drafts_pipeline.errors import ProviderError
-from drafts_pipeline.llm.generation import CallAttempt, Generation
+from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
-from drafts_pipeline.llm.resource import DraftRequest, LLMProvider, OnStart
-from drafts_pipeline.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline.voting_set import export_voting_set, voting_ready_frame
 from drafts_pipeline_tests.factories import make_task
+from drafts_pipeline_tests.failing_providers import down
 from drafts_pipeline_tests.graph_runs import materialize_tasks
 
 TASKS = [f"shop.orders.f{i}" for i in range(4)]
 IDENTITY_WORDS = ["claude", "openai", "kimi", "anthropic", "moonshot", "offline-", "gpt"]
-
-
-class DownProvider(LLMProvider):
-    """A provider whose every call fails for good, as after its retry policy."""
-
-    def _generate_live(self, request: DraftRequest, on_start: OnStart | None = None) -> Generation:
-        call = CallAttempt(
-            provider=self.name,
-            model=self.model,
-            attempt=1,
-            started_at=datetime.now(UTC),
-            latency_ms=1,
-            status_code=503,
-            error_type="InternalServerError",
-            error_message="service unavailable",
-        )
-        raise ProviderError(self.name, "503 service unavailable after 1 attempt", calls=(call,))
-
-
-def down(name: str) -> DownProvider:
-    return DownProvider(name=name, model=f"{name}-model", api_key="k", api_key_env_var="X")
 
 
 @pytest.fixture
@@ -82,8 +59,6 @@ def test_definitions_load() -> None:
 def test_database_password_stays_out_of_the_ui_and_the_run(
     postgres_url: str, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dagster._core.remote_representation.external_data import RepositorySnap
-    from dagster._serdes import serialize_value
     from sqlalchemy.engine import make_url
 
     password = f"pw-{uuid.uuid4().hex}"  # the test server trusts, so any password connects
@@ -94,9 +69,13 @@ def test_database_password_stays_out_of_the_ui_and_the_run(
     store.add_tasks([make_task(TASKS[0])])
     graph = dg.Definitions(assets=ASSETS, resources=build_resources("offline"))
 
-    shown = serialize_value(RepositorySnap.from_def(graph.get_repository_def()))
-    assert password not in shown
-    assert "DRAFTS_DATABASE_URL" in shown
+    # What the UI's resource pages show: each resource's configured values.
+    shown = {
+        key: json.loads(resource.config_schema.default_value_as_json_str)
+        for key, resource in graph.get_repository_def().get_top_level_resources().items()
+    }
+    assert password not in json.dumps(shown)
+    assert shown["store"] == {"database_url": {"env": "DRAFTS_DATABASE_URL"}}
 
     instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, [TASKS[0]])
     result = dg.materialize(
@@ -108,7 +87,7 @@ def test_database_password_stays_out_of_the_ui_and_the_run(
     assert result.success
     assert store.task_ids("voting") == [TASKS[0]]
     run = instance.get_run_by_id(result.run_id)
-    recorded = serialize_value([run, *instance.all_logs(result.run_id)])
+    recorded = dg.serialize_value([run, *instance.all_logs(result.run_id)])
     assert password not in recorded
 
 

@@ -5,12 +5,16 @@ from pathlib import Path
 import dagster as dg
 
 from drafts_pipeline.definitions import ASSETS, build_resources, defs
-from drafts_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, TASK_PARTITIONS_NAME
-from drafts_pipeline.schedules import plan_retries
+from drafts_pipeline.defs.drafting.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    TASK_PARTITIONS_NAME,
+)
+from drafts_pipeline.defs.drafting.schedules import plan_retries
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task
+from drafts_pipeline_tests.failing_providers import down
 from drafts_pipeline_tests.graph_runs import materialize_tasks
-from drafts_pipeline_tests.test_graph import down
 
 TASKS = [f"lib.f{i}" for i in range(6)]
 OUTAGE = {"openai_llm": down("openai"), "kimi_llm": down("kimi")}

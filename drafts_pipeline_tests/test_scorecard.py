@@ -5,7 +5,7 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from drafts_pipeline.assets.scorecard import percentile, provider_scorecard
+from drafts_pipeline.defs.usage.assets import percentile, provider_scorecard
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_draft, make_task
 

@@ -3,8 +3,13 @@
 import dagster as dg
 import pytest
 
-from drafts_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, TASK_PARTITIONS_NAME
-from drafts_pipeline.sensors import drafting_tasks_sensor
+from drafts_pipeline.defs.drafting.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    TASK_PARTITIONS_NAME,
+)
+from drafts_pipeline.defs.drafting.sensors import drafting_tasks_sensor
+from drafts_pipeline.errors import ConfigurationError
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task
 
@@ -16,14 +21,6 @@ def tick(instance: dg.DagsterInstance, store: DraftStore, cursor: str | None) ->
 
 def partitions(instance: dg.DagsterInstance) -> list[str]:
     return list(instance.event_log_storage.get_dynamic_partitions(TASK_PARTITIONS_NAME))
-
-
-def requested_keys(result: dg.SensorResult) -> list[str]:
-    """The partition keys of a tick's run requests, in order (each request is a key range)."""
-    keys: list[str] = []
-    for start, end in ranges(result):
-        keys += [start] if start == end else [start, end]
-    return keys
 
 
 def ranges(result: dg.SensorResult) -> list[tuple[str, str]]:
@@ -92,16 +89,15 @@ def test_tick_reads_at_most_its_cap(
     monkeypatch.setenv("DRAFTS_SENSOR_MAX_TASKS", "3")
     monkeypatch.setenv("DRAFTS_BATCH_SIZE", "10")
     store.add_tasks([make_task(f"t.{i}") for i in range(7)])
-    cursor, seen = None, []
-    for _ in range(3):
+    cursor = None
+    for expected in (["t.0", "t.1", "t.2"], ["t.3", "t.4", "t.5"], ["t.6"]):
         before = partitions(instance)
         result = tick(instance, store, cursor)
-        added = partitions(instance)[len(before) :]
-        assert len(added) <= 3
-        assert requested_keys(result) == [added[0], added[-1]] if len(added) > 1 else added
-        seen += added
+        assert partitions(instance)[len(before) :] == expected
+        # One run over the tick's tasks: batch_sizes(3, 10) == [3].
+        assert ranges(result) == [(expected[0], expected[-1])]
         cursor = result.cursor
-    assert seen == [f"t.{i}" for i in range(7)]
+    assert not tick(instance, store, cursor).run_requests
 
 
 def test_tasks_not_drafting_are_ignored(instance: dg.DagsterInstance, store: DraftStore) -> None:
@@ -109,3 +105,13 @@ def test_tasks_not_drafting_are_ignored(instance: dg.DagsterInstance, store: Dra
     store.fail_task("t.a", "bad")
     result = tick(instance, store, None)
     assert ranges(result) == [("t.b", "t.b")]
+
+
+def test_a_bad_batch_size_fails_the_tick_naming_the_variable(
+    instance: dg.DagsterInstance, store: DraftStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRAFTS_BATCH_SIZE", "abc")
+    store.add_tasks([make_task("t.0")])
+    with pytest.raises(ConfigurationError, match="DRAFTS_BATCH_SIZE='abc'"):
+        tick(instance, store, None)
+    assert partitions(instance) == []

@@ -6,11 +6,9 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from drafts_pipeline.assets.usage import daily_llm_usage
 from drafts_pipeline.definitions import defs
-from drafts_pipeline.errors import ConfigurationError
+from drafts_pipeline.defs.usage.assets import daily_llm_usage
 from drafts_pipeline.llm.generation import CallAttempt
-from drafts_pipeline.settings import usage_start_date
 from drafts_pipeline.store import DraftStore
 
 DAY = datetime(2026, 11, 21, tzinfo=UTC)
@@ -119,7 +117,17 @@ def test_the_schedule_materialises_yesterday() -> None:
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 
-def test_a_bad_start_date_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_start_date_fails_the_run_naming_the_variable(
+    calls: DraftStore, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DRAFTS_USAGE_START_DATE", "21/11/2026")
-    with pytest.raises(ConfigurationError, match="DRAFTS_USAGE_START_DATE='21/11/2026'"):
-        usage_start_date()
+    result = dg.materialize(
+        [daily_llm_usage],
+        instance=instance,
+        resources={"store": calls},
+        partition_key="2026-11-21",
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "DRAFTS_USAGE_START_DATE='21/11/2026' is not a date" in str(failure.step_failure_data)

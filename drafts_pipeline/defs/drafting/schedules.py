@@ -10,9 +10,9 @@ import hashlib
 
 import dagster as dg
 
-from drafts_pipeline.jobs import draft_tasks_job
-from drafts_pipeline.partitions import TASK_PARTITIONS_NAME, range_tags
-from drafts_pipeline.settings import batch_size
+from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
+from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
+from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 
 RETRY_CRON = "*/15 * * * *"
@@ -61,8 +61,9 @@ def plan_retries(
 def below_quorum_schedule(
     context: dg.ScheduleEvaluationContext, store: DraftStore
 ) -> dg.SkipReason | list[dg.RunRequest]:
+    batch = Settings.from_environment().require("batch_size").batch_size
     store.require_current()
-    tasks = store.below_quorum(batch_size())
+    tasks = store.below_quorum(batch)
     if not tasks:
         return dg.SkipReason("no task below quorum")
     # A task drafted by `drafts-pipeline run` has no partition on this instance yet; adding
@@ -70,4 +71,4 @@ def below_quorum_schedule(
     context.instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, [task_id for task_id, _ in tasks])
     keys = context.instance.get_dynamic_partitions(TASK_PARTITIONS_NAME)
     order = {key: index for index, key in enumerate(keys)}
-    return plan_retries(tasks, order, batch_size())
+    return plan_retries(tasks, order, batch)

@@ -1,16 +1,23 @@
-"""`voting_ballot`: quorum, blind labels and the one-way move `drafting -> voting`."""
+"""The voting assets: `voting_ballot` (quorum, blind labels and the one-way move
+`drafting -> voting`) and `voting_ready_set` (what the voting application shows)."""
 
 import random
 import string
 from collections import Counter
+from collections.abc import Iterator
 
 import dagster as dg
 
+from drafts_pipeline.defs.drafting.assets import BATCH_POLICY
+from drafts_pipeline.defs.drafting.partitions import task_partitions
+from drafts_pipeline.defs.metadata import markdown_table
 from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
-from drafts_pipeline.partitions import task_partitions
-from drafts_pipeline.settings import batch_size
+from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
+from drafts_pipeline.voting_set import export_voting_set, identity_leaks, voting_ready_frame
+
+PREVIEW_ROWS = 10
 
 
 class BallotConfig(dg.Config):
@@ -30,7 +37,7 @@ def labels_problem(labels: list[str]) -> str | None:
 
 @dg.asset(
     partitions_def=task_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=batch_size()),
+    backfill_policy=BATCH_POLICY,
     deps=[spec.asset_name for spec in PROVIDER_SPECS],
     group_name="voting",
     kinds={"python", "sql"},
@@ -86,4 +93,44 @@ def voting_ballot(
                 metadata={"bad_ballots": dg.MetadataValue.json(problems)},
             )
         ],
+    )
+
+
+@dg.asset(
+    deps=[voting_ballot],
+    group_name="voting",
+    kinds={"pandas", "parquet"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_provider_or_model_names",
+            asset="voting_ready_set",
+            description="No provider or model column, and no model id in any draft shown.",
+        )
+    ],
+    description="Every task in `voting` with its blind-labelled drafts (one row per task and "
+    "label), without provider or model. Also written to `voting_ready_set.parquet` in the data "
+    "folder for the voting application.",
+)
+def voting_ready_set(
+    context: dg.AssetExecutionContext, store: DraftStore
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    frame = voting_ready_frame(store)
+    leaks = identity_leaks(frame, store.draft_models())
+    export_path = Settings.from_environment().ensure_data_dir() / "voting_ready_set.parquet"
+    export_voting_set(frame, "parquet", export_path)
+    preview = frame.head(PREVIEW_ROWS)[["task_id", "label", "content"]].copy()
+    preview["content"] = preview["content"].str.split("\n").str[0]
+    yield dg.Output(
+        frame,
+        metadata={
+            "tasks": dg.MetadataValue.int(frame["task_id"].nunique()),
+            "drafts": dg.MetadataValue.int(len(frame)),
+            "export": dg.MetadataValue.path(str(export_path)),
+            "preview": dg.MetadataValue.md(markdown_table(preview)),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="no_provider_or_model_names",
+        passed=not leaks,
+        metadata={"leaks": dg.MetadataValue.json(leaks[:50])},
     )

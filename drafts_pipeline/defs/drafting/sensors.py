@@ -2,10 +2,11 @@
 
 import dagster as dg
 
-from drafts_pipeline.jobs import draft_tasks_job
-from drafts_pipeline.partitions import TASK_PARTITIONS_NAME, range_tags
+from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
+from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
+from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
 from drafts_pipeline.runner import batches
-from drafts_pipeline.settings import batch_size, sensor_interval_s, sensor_max_tasks_per_tick
+from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 
 
@@ -30,7 +31,7 @@ def plan_runs(new_tasks: list[tuple[int, str]], batch: int) -> list[dg.RunReques
 
 @dg.sensor(
     job=draft_tasks_job,
-    minimum_interval_seconds=sensor_interval_s(),
+    minimum_interval_seconds=LOADED_SETTINGS.sensor_interval_s,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reads `drafting` tasks past its cursor (at most DRAFTS_SENSOR_MAX_TASKS a "
     "tick), adds their partitions and requests runs of at most DRAFTS_BATCH_SIZE tasks.",
@@ -38,9 +39,12 @@ def plan_runs(new_tasks: list[tuple[int, str]], batch: int) -> list[dg.RunReques
 def drafting_tasks_sensor(
     context: dg.SensorEvaluationContext, store: DraftStore
 ) -> dg.SensorResult:
+    settings = Settings.from_environment().require(
+        "batch_size", "sensor_max_tasks", "sensor_interval_s"
+    )
     store.require_current()
     cursor = int(context.cursor or 0)
-    new_tasks = store.drafting_after(cursor, sensor_max_tasks_per_tick())
+    new_tasks = store.drafting_after(cursor, settings.sensor_max_tasks)
     if not new_tasks:
         return dg.SensorResult(skip_reason=f"no new drafting tasks past #{cursor}")
     # Added here in one statement, not returned as an AddDynamicPartitionsRequest: the daemon
@@ -49,5 +53,5 @@ def drafting_tasks_sensor(
     # loses nothing: the next one reads the same tasks again.
     context.instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, [key for _, key in new_tasks])
     return dg.SensorResult(
-        run_requests=plan_runs(new_tasks, batch_size()), cursor=str(new_tasks[-1][0])
+        run_requests=plan_runs(new_tasks, settings.batch_size), cursor=str(new_tasks[-1][0])
     )

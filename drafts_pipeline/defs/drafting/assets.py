@@ -1,21 +1,78 @@
-"""`<provider>_draft` assets, one per configured provider, made by one factory.
+"""The drafting assets: `pending_tasks`, and one `<provider>_draft` per configured provider.
 
-They are the specs of one multi-asset, so a batch's providers run concurrently in one step
-(each at its own resource's limits) instead of one after another; any subset can still be
-materialised on its own.
+The provider drafts are the specs of one multi-asset, made by one factory, so a batch's
+providers run concurrently in one step (each at its own resource's limits) instead of one after
+another; any subset can still be materialised on its own.
 """
 
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
-from drafts_pipeline.assets.tasks import pending_tasks
+from drafts_pipeline.defs.drafting.partitions import task_partitions
+from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
 from drafts_pipeline.drafting.provider_batch import ProviderBatchReport, draft_with_provider
+from drafts_pipeline.errors import TaskValidationError
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
 from drafts_pipeline.llm.resource import LLMProvider
-from drafts_pipeline.partitions import task_partitions
-from drafts_pipeline.settings import batch_size
+from drafts_pipeline.prompts.templates import BuiltPrompt, build_prompt
+from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
+
+# One run covers at most a batch of partitions, in backfills from the UI too.
+BATCH_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=LOADED_SETTINGS.batch_size)
+
+
+@dg.asset(
+    partitions_def=task_partitions,
+    backfill_policy=BATCH_POLICY,
+    group_name="drafting",
+    kinds={"python", "sql"},
+    description="Documentation tasks in `drafting`, validated, with their prompt built and "
+    "recorded (template version and hash). A task that cannot be drafted is marked `failed` "
+    "with the reason; the rest of the batch goes on.",
+)
+def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.MaterializeResult:
+    store.require_current()
+    keys = context.partition_keys
+    tasks = store.tasks_by_id(keys)
+    outcomes: Counter[str] = Counter()
+    prompts: list[tuple[str, BuiltPrompt]] = []
+    for key in keys:
+        task = tasks.get(key)
+        if task is None:
+            context.log.warning(f"task {key}: no such task in the store; skipped")
+            outcomes["missing"] += 1
+            continue
+        if task.status != "drafting":
+            outcomes[f"already_{task.status}"] += 1
+            continue
+        try:
+            prompt = build_prompt(
+                task_id=task.id,
+                template=task.template,
+                language=task.language,
+                symbol=task.symbol,
+                source_path=task.source_path,
+                code=task.code,
+                context=task.context,
+            )
+        except TaskValidationError as error:
+            store.fail_task(task.id, str(error))
+            context.log.error(str(error))
+            outcomes["rejected"] += 1
+            continue
+        prompts.append((task.id, prompt))
+        outcomes["ready"] += 1
+    store.record_prompts(prompts)
+    return dg.MaterializeResult(
+        metadata={
+            name: dg.MetadataValue.int(outcomes[name])
+            for name in ("ready", "rejected", "missing", "already_voting", "already_failed")
+        }
+    )
 
 
 class DraftConfig(dg.Config):
@@ -109,12 +166,16 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         specs=asset_specs,
         check_specs=check_specs,
         partitions_def=task_partitions,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=batch_size()),
+        backfill_policy=BATCH_POLICY,
         can_subset=True,
         required_resource_keys={"store", *(spec.resource_key for spec in specs)},
         pool="llm_providers",
     )
-    def provider_drafts(context: dg.AssetExecutionContext, config: DraftConfig):  # type: ignore[no-untyped-def]
+    def provider_drafts(
+        context: dg.AssetExecutionContext, config: DraftConfig
+    ) -> Iterator[dg.MaterializeResult]:
+        # The providers were built for this mode when the code loaded (live if it was bad).
+        Settings.from_environment().require("llm_mode")
         store: DraftStore = context.resources.store
         tasks = [
             task
@@ -143,3 +204,6 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
             )
 
     return provider_drafts
+
+
+provider_drafts = build_draft_assets()

@@ -1,0 +1,1 @@
+"""The Dagster definitions, one package per domain: drafting, voting, usage."""

@@ -1,0 +1,1 @@
+"""Drafting: task partitions, prompts, provider drafts, the sensor and the retry schedule."""

@@ -1,0 +1,136 @@
+"""The usage assets: `daily_llm_usage` (attempts, tokens and cost per UTC day) and
+`provider_scorecard` (how each provider has done over every draft it wrote)."""
+
+import math
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
+from drafts_pipeline.defs.metadata import markdown_table
+from drafts_pipeline.settings import Settings
+from drafts_pipeline.store import DraftStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# From the first day the settings give when the code loads (the default if that is bad: the
+# runs then fail naming the variable).
+usage_days = dg.DailyPartitionsDefinition(
+    start_date=LOADED_SETTINGS.usage_start_date, timezone="UTC"
+)
+
+USAGE_COLUMNS = [
+    "day",
+    "provider",
+    "model",
+    "calls",
+    "failures",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+]
+
+
+def usage_frame(store: DraftStore, day: str) -> "pd.DataFrame":
+    """One row per provider and model with calls on `day` (YYYY-MM-DD, UTC). Every HTTP
+    attempt counts, retries included; `cost_usd` is exact (Decimal)."""
+    import pandas as pd
+
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    rows = store.usage_between(start, start + timedelta(days=1))
+    return pd.DataFrame([{"day": day, **row} for row in rows], columns=USAGE_COLUMNS)
+
+
+@dg.asset(
+    partitions_def=usage_days,
+    group_name="usage",
+    kinds={"pandas"},
+    description="Per UTC day, provider and model: HTTP attempts to the provider (retries "
+    "included), failed attempts, input, output, cached and reasoning tokens, and cost in USD "
+    "(exact decimals), from the `llm_calls` table.",
+)
+def daily_llm_usage(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Output:
+    Settings.from_environment().require("usage_start_date")
+    frame = usage_frame(store, context.partition_key)
+    cost = sum(frame["cost_usd"], Decimal(0))
+    by_provider = {
+        provider: f"{sum(group['cost_usd'], Decimal(0)):.6f}"
+        for provider, group in frame.groupby("provider")
+    }
+    return dg.Output(
+        frame,
+        metadata={
+            "calls": dg.MetadataValue.int(int(frame["calls"].sum())),
+            "failures": dg.MetadataValue.int(int(frame["failures"].sum())),
+            "cost_usd": dg.MetadataValue.float(float(cost)),
+            "cost_usd_by_provider": dg.MetadataValue.json(by_provider),
+            "rows": dg.MetadataValue.int(len(frame)),
+        },
+    )
+
+
+SCORECARD_COLUMNS = [
+    "provider",
+    "drafts",
+    "valid",
+    "invalid",
+    "failed",
+    "valid_rate",
+    "retries",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+]
+
+
+def percentile(values: list[int], share: float) -> float | None:
+    """The `share` percentile of `values` (nearest rank); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return float(ordered[max(0, math.ceil(share * len(ordered)) - 1)])
+
+
+def scorecard_frame(store: DraftStore) -> "pd.DataFrame":
+    import pandas as pd
+
+    rows = []
+    for row in store.scorecard_rows():
+        latencies = row.pop("latencies_ms")
+        rows.append(
+            {
+                **row,
+                "valid_rate": row["valid"] / row["drafts"],
+                "latency_p50_ms": percentile(latencies, 0.50),
+                "latency_p95_ms": percentile(latencies, 0.95),
+            }
+        )
+    return pd.DataFrame(rows, columns=SCORECARD_COLUMNS)
+
+
+@dg.asset(
+    deps=["voting_ballot"],
+    group_name="usage",
+    kinds={"pandas"},
+    description="Per provider, over every draft version stored: drafts valid, invalid and "
+    "failed, the valid rate, retries, latency p50 and p95, tokens and cost (exact decimals). "
+    "For the team choosing providers; the voting application never sees it.",
+)
+def provider_scorecard(store: DraftStore) -> dg.Output:
+    frame = scorecard_frame(store)
+    table = frame.assign(cost_usd=frame["cost_usd"].map(lambda cost: f"{cost:.6f}"))
+    return dg.Output(
+        frame,
+        metadata={
+            "providers": dg.MetadataValue.int(len(frame)),
+            "drafts": dg.MetadataValue.int(int(frame["drafts"].sum())),
+            "scorecard": dg.MetadataValue.md(markdown_table(table)),
+        },
+    )

@@ -1,0 +1,1 @@
+"""Voting: ballots with blind labels and the voting-ready set."""
