@@ -318,8 +318,8 @@ def outcome(database_url: str, prefix: str = "") -> tuple[Counter[str], Counter[
 
 def sequential_baseline(server: FakeServer, env: dict[str, str], sample: int) -> float:
     """Tasks per minute drafting one task at a time, providers one after another."""
+    from drafts_pipeline.llm.provider import DraftRequest
     from drafts_pipeline.llm.providers import provider_resources
-    from drafts_pipeline.llm.resource import DraftRequest
 
     os.environ.update(env)
     resources = list(provider_resources("live").values())

@@ -142,8 +142,7 @@ def _check_keys(mode: str) -> None:
     from drafts_pipeline.llm.providers import provider_resources
 
     for provider in provider_resources(mode).values():
-        if not provider.offline:
-            provider.resolved_api_key()
+        provider.require_key()
 
 
 def _report_runs(runs: list["BatchRun"]) -> None:

@@ -34,6 +34,16 @@ def _llm_mode(raw: str) -> str:
     return mode
 
 
+def _positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
 def _iso_date(raw: str) -> str:
     try:
         date.fromisoformat(raw)
@@ -62,6 +72,9 @@ class Settings:
     """`DRAFTS_IN_PROCESS_RUNS`: batch runs `drafts-pipeline run` keeps going at once."""
     usage_start_date: str = "2026-01-01"
     """`DRAFTS_USAGE_START_DATE` (YYYY-MM-DD, UTC): the first day of `daily_llm_usage`."""
+    claim_lease_s: float = 60.0
+    """`DRAFTS_CLAIM_LEASE_S`: how long a run's claim on a (task, provider) lasts unless
+    renewed; after a crash, the next run redoes the dead run's work once it has passed."""
     problems: Mapping[str, str] = field(default_factory=dict)
     """Field name -> why its variable's value was refused (the field holds the default)."""
 
@@ -91,6 +104,7 @@ class Settings:
             sensor_interval_s=read("sensor_interval_s", "DRAFTS_SENSOR_INTERVAL_S", _positive_int),
             in_process_runs=read("in_process_runs", "DRAFTS_IN_PROCESS_RUNS", _positive_int),
             usage_start_date=read("usage_start_date", "DRAFTS_USAGE_START_DATE", _iso_date),
+            claim_lease_s=read("claim_lease_s", "DRAFTS_CLAIM_LEASE_S", _positive_seconds),
             problems=problems,
         )
 

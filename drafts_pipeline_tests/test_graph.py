@@ -16,8 +16,8 @@ from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline.voting_set import export_voting_set, voting_ready_frame
 from drafts_pipeline_tests.factories import make_task
-from drafts_pipeline_tests.failing_providers import down
 from drafts_pipeline_tests.graph_runs import materialize_tasks
+from drafts_pipeline_tests.provider_doubles import down_provider
 
 TASKS = [f"shop.orders.f{i}" for i in range(4)]
 IDENTITY_WORDS = ["claude", "openai", "kimi", "anthropic", "moonshot", "offline-", "gpt"]
@@ -142,7 +142,7 @@ def test_one_provider_down_still_yields_a_ballot_of_two(
     instance: dg.DagsterInstance, store: DraftStore, tasks: list[str], data_dir: Path
 ) -> None:
     result = materialize_tasks(
-        instance, store.database_url, tasks, providers={"kimi_llm": down("kimi")}
+        instance, store.database_url, tasks, providers={"kimi_llm": down_provider("kimi")}
     )
     assert result.success
     assert store.task_ids("voting") == tasks
@@ -162,7 +162,7 @@ def test_one_provider_down_still_yields_a_ballot_of_two(
 def test_all_providers_down_leaves_tasks_drafting_with_an_attempt(
     instance: dg.DagsterInstance, store: DraftStore, tasks: list[str], data_dir: Path
 ) -> None:
-    providers = {spec.resource_key: down(spec.name) for spec in PROVIDER_SPECS}
+    providers = {spec.resource_key: down_provider(spec.name) for spec in PROVIDER_SPECS}
     result = materialize_tasks(instance, store.database_url, tasks, providers=providers)
     assert result.success
     assert store.task_ids("drafting") == tasks

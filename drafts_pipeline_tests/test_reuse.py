@@ -11,7 +11,7 @@ from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.graph_runs import materialize_tasks
-from drafts_pipeline_tests.test_graph import down
+from drafts_pipeline_tests.provider_doubles import down_provider
 
 TASKS = ["lib.a", "lib.b", "lib.c"]
 STAY_DRAFTING = {"ops": {"voting_ballot": {"config": {"min_drafts": 4, "max_attempts": 10}}}}
@@ -47,7 +47,7 @@ def test_rerun_reuses_valid_drafts_and_makes_no_call(
 def test_below_quorum_recalls_only_the_failed_providers(
     instance: dg.DagsterInstance, store: DraftStore, tasks: list[str]
 ) -> None:
-    outage = {"openai_llm": down("openai"), "kimi_llm": down("kimi")}
+    outage = {"openai_llm": down_provider("openai"), "kimi_llm": down_provider("kimi")}
     materialize_tasks(instance, store.database_url, tasks, providers=outage)
     assert store.task_ids("drafting") == tasks
     first = calls_per_provider(store)

@@ -13,11 +13,11 @@ from drafts_pipeline.defs.drafting.partitions import (
 from drafts_pipeline.defs.drafting.schedules import plan_retries
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task
-from drafts_pipeline_tests.failing_providers import down
 from drafts_pipeline_tests.graph_runs import materialize_tasks
+from drafts_pipeline_tests.provider_doubles import down_provider
 
 TASKS = [f"lib.f{i}" for i in range(6)]
-OUTAGE = {"openai_llm": down("openai"), "kimi_llm": down("kimi")}
+OUTAGE = {"openai_llm": down_provider("openai"), "kimi_llm": down_provider("kimi")}
 
 
 def evaluate(instance: dg.DagsterInstance, store: DraftStore) -> list[dg.RunRequest]:

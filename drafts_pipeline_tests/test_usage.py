@@ -8,7 +8,7 @@ import pytest
 
 from drafts_pipeline.definitions import defs
 from drafts_pipeline.defs.usage.assets import daily_llm_usage
-from drafts_pipeline.llm.generation import CallAttempt
+from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
 from drafts_pipeline.store import DraftStore
 
 DAY = datetime(2026, 11, 21, tzinfo=UTC)
@@ -25,10 +25,7 @@ def call(
         latency_ms=900,
         status_code=429 if failed else 200,
         error_type="RateLimitError" if failed else None,
-        input_tokens=None if failed else 100,
-        output_tokens=None if failed else 40,
-        cached_tokens=None if failed else 10,
-        reasoning_tokens=None if failed else 5,
+        usage=None if failed else TokenUsage(100, 40, cached_tokens=10, reasoning_tokens=5),
         cost_usd=None if cost is None else Decimal(cost),
     )
 

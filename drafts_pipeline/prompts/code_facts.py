@@ -1,6 +1,7 @@
 """What the source of a symbol says about it, read with `ast` (Python only)."""
 
 import ast
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -60,7 +61,7 @@ def symbol_facts(code: str) -> SymbolFacts | None:
     )
 
 
-def _own_nodes(function: ast.AST):  # type: ignore[no-untyped-def]
+def _own_nodes(function: ast.AST) -> Iterator[ast.AST]:
     """Nodes of a function's body, not of the functions or classes nested in it."""
     stack = list(ast.iter_child_nodes(function))
     while stack:

@@ -27,7 +27,7 @@ def engine_for(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             # Let SQLAlchemy's "begin" event below open transactions, not the driver.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
@@ -37,7 +37,7 @@ def engine_for(url: str) -> Engine:
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_begin_immediate(connection: Connection) -> None:
             # Take the write lock up front: a deferred transaction that reads and then
             # writes fails with "database is locked" when another writer got in between.
             connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -15,8 +15,8 @@ from drafts_pipeline.defs.drafting.partitions import task_partitions
 from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
 from drafts_pipeline.drafting.provider_batch import ProviderBatchReport, draft_with_provider
 from drafts_pipeline.errors import TaskValidationError
+from drafts_pipeline.llm.provider import LLMProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
-from drafts_pipeline.llm.resource import LLMProvider
 from drafts_pipeline.prompts.templates import BuiltPrompt, build_prompt
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
@@ -84,7 +84,7 @@ def _metadata(report: ProviderBatchReport) -> dict[str, dg.MetadataValue]:
     """The same keys for every provider, so the UI plots them side by side."""
     counts = {
         name: dg.MetadataValue.int(report.outcomes[name])
-        for name in ("valid", "invalid", "failed", "reused", "superseded")
+        for name in ("valid", "invalid", "failed", "reused", "superseded", "claimed_elsewhere")
     }
     return {
         **counts,
@@ -175,7 +175,7 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         context: dg.AssetExecutionContext, config: DraftConfig
     ) -> Iterator[dg.MaterializeResult]:
         # The providers were built for this mode when the code loaded (live if it was bad).
-        Settings.from_environment().require("llm_mode")
+        settings = Settings.from_environment().require("llm_mode", "claim_lease_s")
         store: DraftStore = context.resources.store
         tasks = [
             task
@@ -189,7 +189,12 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
             # Runs drafting at the same time split each provider's rate.
             provider.share_pace(store.pace_book(provider.name))
             return draft_with_provider(
-                store, provider, tasks, run_id=context.run.run_id, force=config.force
+                store,
+                provider,
+                tasks,
+                run_id=context.run.run_id,
+                force=config.force,
+                lease_s=settings.claim_lease_s,
             )
 
         with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:

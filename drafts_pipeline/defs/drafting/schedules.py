@@ -1,9 +1,12 @@
-"""`below_quorum_schedule`: tasks a ballot left in `drafting` get another run.
+"""`below_quorum_schedule`: tasks a ballot left in `drafting`, or that stalled there, get
+another run.
 
 A ballot that finds fewer valid drafts than its quorum leaves the task in `drafting` with one
-more attempt (and fails it after `max_attempts`). The sensor only picks up tasks it has not seen,
-so without this schedule such a task would wait for a manual backfill. Re-running it re-calls
-only the providers whose draft is not valid: valid drafts are reused.
+more attempt (and fails it after `max_attempts`). A task can also stall in `drafting` with no
+attempt counted: its run died, or a ballot left it to another run that then died. The sensor
+only picks up tasks it has not seen, so without this schedule such tasks would wait for a
+manual backfill. Re-running one re-calls only the providers whose draft is not valid: valid
+drafts are reused, and claims keep a run from calling for work another live run holds.
 """
 
 import hashlib
@@ -16,6 +19,8 @@ from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 
 RETRY_CRON = "*/15 * * * *"
+# A task in `drafting` that no run holds and nothing has changed for this long is stalled.
+STALLED_AFTER_S = 30 * 60
 
 
 def plan_retries(
@@ -55,17 +60,18 @@ def plan_retries(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Every 15 minutes, another run for the tasks that a ballot left in `drafting` "
-    "below quorum (at most DRAFTS_BATCH_SIZE of them a tick); only the providers whose draft "
-    "is not valid are called again.",
+    "below quorum, or that stalled there (no live claim, unchanged for 30 minutes: their run "
+    "died), at most DRAFTS_BATCH_SIZE of them a tick; only the providers whose draft is not "
+    "valid are called again.",
 )
 def below_quorum_schedule(
     context: dg.ScheduleEvaluationContext, store: DraftStore
 ) -> dg.SkipReason | list[dg.RunRequest]:
     batch = Settings.from_environment().require("batch_size").batch_size
     store.require_current()
-    tasks = store.below_quorum(batch)
+    tasks = store.retry_candidates(batch, stalled_after_s=STALLED_AFTER_S)
     if not tasks:
-        return dg.SkipReason("no task below quorum")
+        return dg.SkipReason("no task below quorum or stalled")
     # A task drafted by `drafts-pipeline run` has no partition on this instance yet; adding
     # one that exists is a no-op.
     context.instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, [task_id for task_id, _ in tasks])
