@@ -200,9 +200,8 @@ class Call:
 
 def calls_since(database_url: str, since: float) -> list[Call]:
     """The calls made since `since` (Unix time), their start in seconds from it."""
-    store = DraftStore(database_url=database_url)
-    with store._session() as session:
-        rows = session.execute(
+    with engine_for(database_url).connect() as connection:
+        rows = connection.execute(
             select(LLMCall.provider, LLMCall.run_id, LLMCall.task_id, LLMCall.started_at,
                    LLMCall.latency_ms)
         ).all()  # fmt: skip
@@ -261,15 +260,14 @@ def daemon_timeline(home: str, env: dict[str, str], database_url: str, since: fl
     """One line per run created since `since` (Unix time): when it was created, queued, started,
     began drafting, called the providers and ended, in seconds from `since`."""
     import dagster as dg
-    from dagster._core.events import DagsterEventType
 
     kinds = {
-        DagsterEventType.RUN_ENQUEUED: "queued",
-        DagsterEventType.RUN_STARTING: "launched",
-        DagsterEventType.RUN_START: "started",
-        DagsterEventType.STEP_START: "drafting",
-        DagsterEventType.RUN_SUCCESS: "ended",
-        DagsterEventType.RUN_FAILURE: "ended",
+        dg.DagsterEventType.RUN_ENQUEUED: "queued",
+        dg.DagsterEventType.RUN_STARTING: "launched",
+        dg.DagsterEventType.RUN_START: "started",
+        dg.DagsterEventType.STEP_START: "drafting",
+        dg.DagsterEventType.RUN_SUCCESS: "ended",
+        dg.DagsterEventType.RUN_FAILURE: "ended",
     }
     runs = calls_by_run(database_url, since)
     saved = dict(os.environ)
@@ -283,7 +281,12 @@ def daemon_timeline(home: str, env: dict[str, str], database_url: str, since: fl
                 run_id = record.dagster_run.run_id
                 marks = runs.setdefault(run_id, {})
                 marks["created"] = record.create_timestamp.timestamp() - since
-                for entry in instance.all_logs(run_id, of_type=set(kinds)):
+                for event_record in instance.get_records_for_run(
+                    run_id, of_type=set(kinds)
+                ).records:
+                    entry = event_record.event_log_entry
+                    if entry.dagster_event is None:
+                        continue
                     name = kinds[entry.dagster_event.event_type]
                     if name == "drafting" and entry.step_key != "provider_drafts":
                         continue
@@ -303,10 +306,10 @@ def outcome(database_url: str, prefix: str = "") -> tuple[Counter[str], Counter[
             for s in ("drafting", "voting", "failed")
         }
     )
-    with store._session() as session:
+    with engine_for(database_url).connect() as connection:
         drafts = Counter(
             dict(
-                session.execute(
+                connection.execute(
                     select(DraftVersion.status, func.count())
                     .where(DraftVersion.task_id.startswith(prefix))
                     .group_by(DraftVersion.status)
@@ -384,7 +387,7 @@ def run_daemon_path(
     a sensor tick (the worst moment: the next tick is 5 s away).
 
     With `warm_up`, the deployment has drafted one task before, as a daemon that has been up a
-    while has: its first run has started the warm run process and made the pool's row.
+    while has: its code server has loaded the definitions and its first run made the pool's row.
     """
     with tempfile.TemporaryDirectory(
         prefix="drafts-bench-home-", ignore_cleanup_errors=True
@@ -548,7 +551,9 @@ def main() -> None:
 
     server = start_fake_server(args.latency, args.rate)
     try:
-        env = {**os.environ, **provider_env(server, args.rate, args.in_flight),
+        # Not a Dagster home of the user's: `drafts-pipeline run` would record its runs there.
+        inherited = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+        env = {**inherited, **provider_env(server, args.rate, args.in_flight),
                "DRAFTS_BATCH_SIZE": str(args.batch_size),
                "DRAFTS_SENSOR_INTERVAL_S": str(args.sensor_interval)}  # fmt: skip
         if not args.planned_events_per_partition:

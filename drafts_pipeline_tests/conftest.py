@@ -54,9 +54,12 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
     engine_for(url).dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow])]
+)
 def database_url(request: pytest.FixtureRequest) -> str:
-    """Runs the test once on SQLite and once on PostgreSQL."""
+    """Runs the test once on SQLite and once on PostgreSQL (the PostgreSQL run is `slow`: the
+    quick loop, `pytest -m "not slow"`, covers SQLite, the full run both)."""
     return request.getfixturevalue(f"{request.param}_url")
 
 

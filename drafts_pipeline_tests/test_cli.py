@@ -32,6 +32,7 @@ def env(tmp_path: Path, database_url: str) -> dict[str, str]:
     return {**keep, "DRAFTS_DATA_DIR": str(tmp_path / "data"), "DRAFTS_DATABASE_URL": database_url}
 
 
+@pytest.mark.slow
 def test_demo_prints_the_voting_ready_set_and_exports_it(
     env: dict[str, str], tmp_path: Path, database_url: str
 ) -> None:
@@ -95,6 +96,7 @@ def test_runs_are_small_at_both_ends(count: int, size: int, expected: list[int])
     assert sum(sizes) == count and max(sizes) <= size
 
 
+@pytest.mark.slow
 def test_overlapping_batch_runs_draft_each_task_once_with_each_provider(
     env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
 ) -> None:
@@ -129,6 +131,7 @@ def test_a_bad_setting_is_one_line_and_status_2(env: dict[str, str], tmp_path: P
     ]
 
 
+@pytest.mark.slow
 def test_with_dagster_home_the_runs_are_recorded_in_that_instance(
     env: dict[str, str], tmp_path: Path, database_url: str
 ) -> None:

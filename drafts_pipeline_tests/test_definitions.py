@@ -66,6 +66,7 @@ def test_definitions_load_and_every_job_runs_in_one_process() -> None:
     assert {job.executor_def.name for job in jobs} == {dg.in_process_executor.name}
 
 
+@pytest.mark.slow
 def test_a_catalog_materialisation_of_a_range_runs_in_one_process(
     tmp_path: Path, sqlite_url: str
 ) -> None:

@@ -48,6 +48,7 @@ def add_tasks(store: DraftStore, count: int) -> list[str]:
     return ids
 
 
+@pytest.mark.slow
 def test_fifty_tasks_with_thirty_percent_transient_faults_all_reach_voting(
     instance: dg.DagsterInstance,
     store: DraftStore,
@@ -144,6 +145,7 @@ def result_run_id(instance: dg.DagsterInstance) -> str:
     return instance.get_runs(limit=1)[0].run_id
 
 
+@pytest.mark.slow
 def test_a_batch_run_calls_concurrently_within_each_providers_limits(
     instance: dg.DagsterInstance,
     store: DraftStore,

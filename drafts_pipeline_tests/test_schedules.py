@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from drafts_pipeline.definitions import ASSETS, build_resources, defs
 from drafts_pipeline.defs.drafting.partitions import (
@@ -45,6 +46,7 @@ def test_runs_cover_only_neighbouring_partitions_below_quorum() -> None:
     assert ranges(plan_retries(tasks, order, batch=1)) == [(t, t) for t in sorted(dict(tasks))]
 
 
+@pytest.mark.slow
 def test_an_outage_left_tasks_below_quorum_and_the_schedule_finishes_them(
     instance: dg.DagsterInstance, store: DraftStore, data_dir: Path
 ) -> None:

@@ -33,13 +33,22 @@ def ranges(result: dg.SensorResult) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def no_full_scans(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if the sensor lists every partition or every task."""
+    """Fail the test if the sensor lists every partition or every task (a page of the newest
+    partitions, no longer than the tick's cap, is allowed)."""
 
     def forbidden(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the sensor must not list every partition or task")
 
+    page = dg.DagsterInstance.get_paginated_dynamic_partitions
+
+    def bounded_page(
+        self: dg.DagsterInstance, name: str, limit: int, ascending: bool, cursor: str | None = None
+    ) -> object:
+        assert limit <= 1000 and not ascending and cursor is None
+        return page(self, name, limit=limit, ascending=ascending, cursor=cursor)
+
     monkeypatch.setattr(dg.DagsterInstance, "get_dynamic_partitions", forbidden)
-    monkeypatch.setattr(dg.DagsterInstance, "get_paginated_dynamic_partitions", forbidden)
+    monkeypatch.setattr(dg.DagsterInstance, "get_paginated_dynamic_partitions", bounded_page)
     monkeypatch.setattr(DraftStore, "task_ids", forbidden)
 
 
@@ -115,3 +124,23 @@ def test_a_bad_batch_size_fails_the_tick_naming_the_variable(
     with pytest.raises(ConfigurationError, match="DRAFTS_BATCH_SIZE='abc'"):
         tick(instance, store, None)
     assert partitions(instance) == []
+
+
+def test_partitions_a_command_line_run_added_before_are_never_spanned(
+    instance: dg.DagsterInstance, store: DraftStore, no_full_scans: None
+) -> None:
+    """`drafts-pipeline run` on this instance added t.3 (and others' partitions) before the
+    tick: the runs still cover each new task once and no other partition."""
+    store.add_tasks([make_task(f"t.{i}") for i in range(5)])
+    instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, ["t.3", "x.a", "x.b"])
+    result = tick(instance, store, None)
+    order = partitions(instance)
+    assert order == ["t.3", "x.a", "x.b", "t.0", "t.1", "t.2", "t.4"]
+    # batch_sizes(4, 100) over the four added in this tick; t.3 alone.
+    assert ranges(result) == [("t.0", "t.4"), ("t.3", "t.3")]
+    covered = [
+        key
+        for start, end in ranges(result)
+        for key in order[order.index(start) : order.index(end) + 1]
+    ]
+    assert sorted(covered) == [f"t.{i}" for i in range(5)]

@@ -87,6 +87,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_the_code_location_loads_with_bad_values(tmp_path: Path) -> None:
     """As `dagster dev` loads it: a fresh interpreter, the bad values in its environment."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}

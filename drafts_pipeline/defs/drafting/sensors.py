@@ -1,31 +1,42 @@
 """`drafting_tasks_sensor`: new `drafting` tasks become partitions and batched runs."""
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
-from drafts_pipeline.runner import batches
+from drafts_pipeline.runner import contiguous_batches
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 
 
-def plan_runs(new_tasks: list[tuple[int, str]], batch: int) -> list[dg.RunRequest]:
+def plan_runs(
+    new_tasks: list[tuple[int, str]], batch: int, newest_partitions: Sequence[str]
+) -> list[dg.RunRequest]:
     """Runs of at most `batch` tasks read past the cursor, each a range of partition keys, sized
     as `drafts-pipeline run` sizes them (`runner.batch_sizes`: small at both ends, so that the
     first run calls the providers soonest and the last finishes soon after its last answer).
 
-    Tasks past the cursor are rows inserted since the last tick, and the store never reuses a
-    task id, so their partitions are new: added in this tick, in this order, contiguous. The
-    tick therefore looks up no partition one by one.
+    Tasks past the cursor are rows inserted since the last tick, so their partitions are
+    usually new: added in this tick, in this order, and `newest_partitions` (the instance's
+    last `len(new_tasks)` partitions, oldest first) are exactly them. A `drafts-pipeline run` on
+    the same instance may have added some before, in its own order: then the runs are cut where
+    that order has a gap, and a task whose partition is older than the newest ones gets a run
+    of its own, so that no range covers a partition of no task of this tick.
     """
-    chunks = list(batches(new_tasks, batch))
+    order = {key: index for index, key in enumerate(newest_partitions)}
+    row_ids = {key: row_id for row_id, key in new_tasks}
+    keys = [key for _, key in new_tasks]
+    runs = contiguous_batches([key for key in keys if key in order], order, batch)
+    runs += [[key] for key in keys if key not in order]
     return [
         dg.RunRequest(
-            run_key=f"tasks-{chunk[0][0]}-{chunk[-1][0]}",
-            tags=range_tags(chunk[0][1], chunk[-1][1]),
+            run_key=f"tasks-{row_ids[run[0]]}-{row_ids[run[-1]]}",
+            tags=range_tags(run[0], run[-1]),
         )
-        for chunk in chunks
+        for run in runs
     ]
 
 
@@ -52,6 +63,10 @@ def drafting_tasks_sensor(
     # which took 3 s for 300 tasks. Adding is idempotent, so a tick that fails after this line
     # loses nothing: the next one reads the same tasks again.
     context.instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, [key for _, key in new_tasks])
+    newest = context.instance.get_paginated_dynamic_partitions(
+        TASK_PARTITIONS_NAME, limit=len(new_tasks), ascending=False
+    ).results
     return dg.SensorResult(
-        run_requests=plan_runs(new_tasks, settings.batch_size), cursor=str(new_tasks[-1][0])
+        run_requests=plan_runs(new_tasks, settings.batch_size, newest[::-1]),
+        cursor=str(new_tasks[-1][0]),
     )
