@@ -74,6 +74,7 @@ def seed(store: DraftStore, count: int, prefix: str = "svc.jobs.step_") -> list[
     return ids
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_call_each_provider_once_per_task(
     live_env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
 ) -> None:
@@ -103,6 +104,7 @@ def test_two_runs_started_together_call_each_provider_once_per_task(
     assert all(sorted(labels) == ["A", "B", "C"] for labels in store.ballot_labels(ids).values())
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_every_call_in_the_log_and_the_next_run_finishes(
     live_env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
 ) -> None:
