@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.pool import NullPool
 
 from benchmarks.process_tree import ProcessTreeMonitor
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
@@ -448,6 +449,31 @@ def run_daemon_path(
                       *call_span(database_url, since))  # fmt: skip
 
 
+def dagster_sessions(pg_env: dict[str, str]) -> int | None:
+    """Connections ever opened to the Dagster instance's PostgreSQL database (the server's
+    `pg_stat_database.sessions`); None for a SQLite instance."""
+    if "DAGSTER_PG_DB" not in pg_env:
+        return None
+    from sqlalchemy import URL, create_engine, text
+
+    url = URL.create(
+        "postgresql+psycopg", username=pg_env["DAGSTER_PG_USERNAME"],
+        password=pg_env["DAGSTER_PG_PASSWORD"] or None, host=pg_env["DAGSTER_PG_HOST"],
+        port=int(pg_env["DAGSTER_PG_PORT"]), database=pg_env["DAGSTER_PG_DB"],
+    )  # fmt: skip
+    time.sleep(1)  # a backend reports its session to the statistics as it exits
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
 def _delta(before: dict, after: dict) -> dict[str, dict[str, int]]:
     return {
         name: {
@@ -582,12 +608,17 @@ def main() -> None:
                     result = run_in_process_path(path_env, server, url, args.timeline)
                 else:
                     DraftStore(database_url=url).upgrade()
+                    sessions_before = dagster_sessions(setup.env)
                     result = run_daemon_path(path_env, server, url, args.tasks,
                                              args.daemon_timeout, setup.instance_file,
                                              warm_up=not args.cold_daemon,
                                              keep_log=args.daemon_log,
                                              timeline=args.timeline)  # fmt: skip
                 report(result, args.tasks, args.rate, bound_min, baseline)
+                if name == "daemon" and sessions_before is not None:
+                    opened = (dagster_sessions(setup.env) or 0) - sessions_before
+                    print(f"  Dagster storage         {opened:8d}   PostgreSQL connections opened "
+                          "(daemon up to stopped, warm-up included)")  # fmt: skip
                 if name == "in-process":
                     calls = rerun_calls(path_env, server, url, task_ids)
                     print(f"  re-run over the {args.tasks} tasks: {calls} provider call(s)")

@@ -1,6 +1,6 @@
 """Small builders the tests share."""
 
-from drafts_pipeline.prompts.templates import build_prompt
+from drafts_pipeline.prompts.templates import prompt_for
 from drafts_pipeline.store import DraftRecord, DraftStore, TaskInput
 from drafts_pipeline.store.models import DocumentationTask
 
@@ -46,14 +46,6 @@ def with_prompts(store: DraftStore, ids: list[str]) -> list[DocumentationTask]:
     """The stored tasks `ids`, in that order, with their prompts recorded as `pending_tasks`
     leaves them."""
     tasks = store.tasks_by_id(ids)
-    store.record_prompts(
-        [
-            (task.id, build_prompt(task_id=task.id, template=task.template,
-                                   language=task.language, symbol=task.symbol,
-                                   source_path=task.source_path, code=task.code,
-                                   context=task.context))
-            for task in tasks.values()
-        ]
-    )  # fmt: skip
+    store.record_prompts([(task.id, prompt_for(task)) for task in tasks.values()])
     refreshed = store.tasks_by_id(ids)
     return [refreshed[task_id] for task_id in ids]

@@ -12,7 +12,7 @@ import pytest
 from drafts_pipeline.drafting.provider_batch import TURNS, draft_with_provider
 from drafts_pipeline.llm.limits import LimiterPaused, LocalPaceBook, RequestLimiter
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
-from drafts_pipeline.prompts.templates import build_prompt
+from drafts_pipeline.prompts.templates import prompt_for
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DocumentationTask
 from drafts_pipeline.store.pacing import StorePaceBook, StoreSendingTurn
@@ -160,11 +160,7 @@ def prompted_tasks(store: DraftStore, prefix: str, count: int) -> list[Documenta
     ids = [f"svc.mod.{prefix}_handler_{i}" for i in range(count)]
     store.add_tasks([make_task(task_id) for task_id in ids])
     tasks = store.tasks_by_id(ids)
-    store.record_prompts(
-        [(t.id, build_prompt(task_id=t.id, template=t.template, language=t.language,
-                             symbol=t.symbol, source_path=t.source_path, code=t.code,
-                             context=t.context)) for t in tasks.values()]
-    )  # fmt: skip
+    store.record_prompts([(t.id, prompt_for(t)) for t in tasks.values()])
     return list(store.tasks_by_id(ids).values())
 
 

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from drafts_pipeline.defs.usage.assets import percentile, provider_scorecard
+from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_draft, make_task
 
@@ -30,8 +31,7 @@ def drafted(store: DraftStore) -> DraftStore:
                 "claude",
                 latency_ms=latency,
                 attempts=1 + i,
-                input_tokens=100,
-                output_tokens=50,
+                usage=TokenUsage(input_tokens=100, output_tokens=50),
                 cost_usd=Decimal("0.00100001"),
             )
         )

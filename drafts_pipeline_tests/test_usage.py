@@ -46,6 +46,8 @@ def calls(store: DraftStore) -> DraftStore:
     store.add_calls("shop.a", "run-1", [call("openai", DAY + timedelta(hours=12), "0.0005")])
     store.add_calls("shop.c", "run-0", [call("openai", DAY - timedelta(microseconds=1), "1")])
     store.add_calls("shop.d", "run-2", [call("openai", DAY + timedelta(days=1), "2")])
+    # Sent, and its run died before the answer: a row with no outcome.
+    store.call_log("run-3").call_sent("shop.e", call("openai", DAY + timedelta(hours=13), None))
     return store
 
 
@@ -57,6 +59,7 @@ def test_usage_of_a_day_counts_attempts_failures_tokens_and_exact_cost(calls: Dr
             "model": "claude-model",
             "calls": 3,
             "failures": 1,
+            "unfinished": 0,
             "input_tokens": 200,
             "output_tokens": 80,
             "cached_tokens": 20,
@@ -66,8 +69,9 @@ def test_usage_of_a_day_counts_attempts_failures_tokens_and_exact_cost(calls: Dr
         {
             "provider": "openai",
             "model": "openai-model",
-            "calls": 1,
+            "calls": 2,
             "failures": 0,
+            "unfinished": 1,
             "input_tokens": 100,
             "output_tokens": 40,
             "cached_tokens": 10,
@@ -88,8 +92,9 @@ def test_the_asset_materialises_one_day(calls: DraftStore, instance: dg.DagsterI
     assert set(frame["day"]) == {"2026-11-21"}
     assert sum(frame["cost_usd"]) == Decimal("0.00273457")
     metadata = result.asset_materializations_for_node("daily_llm_usage")[0].metadata
-    assert metadata["calls"].value == 4
+    assert metadata["calls"].value == 5
     assert metadata["failures"].value == 1
+    assert metadata["unfinished"].value == 1
     assert metadata["cost_usd_by_provider"].value == {"claude": "0.002235", "openai": "0.000500"}
 
 

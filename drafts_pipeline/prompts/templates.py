@@ -4,6 +4,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from string import Template
+from typing import Protocol
 
 from drafts_pipeline.errors import TaskValidationError
 
@@ -50,6 +51,26 @@ class BuiltPrompt:
     text: str
     prompt_hash: str
     template_version: str
+
+
+class PromptSource(Protocol):
+    """What a prompt is built from: a stored task, or anything with its fields."""
+
+    id: str
+    template: str
+    language: str
+    symbol: str
+    source_path: str | None
+    code: str
+    context: str
+
+
+def prompt_for(task: PromptSource) -> BuiltPrompt:
+    """`build_prompt` with the fields of a stored task."""
+    return build_prompt(
+        task_id=task.id, template=task.template, language=task.language, symbol=task.symbol,
+        source_path=task.source_path, code=task.code, context=task.context,
+    )  # fmt: skip
 
 
 def build_prompt(

@@ -17,7 +17,7 @@ from drafts_pipeline.drafting.provider_batch import ProviderBatchReport, draft_w
 from drafts_pipeline.errors import TaskValidationError
 from drafts_pipeline.llm.provider import LLMProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
-from drafts_pipeline.prompts.templates import BuiltPrompt, build_prompt
+from drafts_pipeline.prompts.templates import BuiltPrompt, prompt_for
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 
@@ -50,15 +50,7 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
             outcomes[f"already_{task.status}"] += 1
             continue
         try:
-            prompt = build_prompt(
-                task_id=task.id,
-                template=task.template,
-                language=task.language,
-                symbol=task.symbol,
-                source_path=task.source_path,
-                code=task.code,
-                context=task.context,
-            )
+            prompt = prompt_for(task)
         except TaskValidationError as error:
             store.fail_task(task.id, str(error))
             context.log.error(str(error))

@@ -28,6 +28,7 @@ USAGE_COLUMNS = [
     "model",
     "calls",
     "failures",
+    "unfinished",
     "input_tokens",
     "output_tokens",
     "cached_tokens",
@@ -51,8 +52,9 @@ def usage_frame(store: DraftStore, day: str) -> "pd.DataFrame":
     group_name="usage",
     kinds={"pandas"},
     description="Per UTC day, provider and model: HTTP attempts to the provider (retries "
-    "included), failed attempts, input, output, cached and reasoning tokens, and cost in USD "
-    "(exact decimals), from the `llm_calls` table.",
+    "included), failed attempts, unfinished attempts (sent, never answered: the run died), "
+    "input, output, cached and reasoning tokens, and cost in USD (exact decimals), from the "
+    "`llm_calls` table.",
 )
 def daily_llm_usage(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Output:
     Settings.from_environment().require("usage_start_date")
@@ -67,6 +69,7 @@ def daily_llm_usage(context: dg.AssetExecutionContext, store: DraftStore) -> dg.
         metadata={
             "calls": dg.MetadataValue.int(int(frame["calls"].sum())),
             "failures": dg.MetadataValue.int(int(frame["failures"].sum())),
+            "unfinished": dg.MetadataValue.int(int(frame["unfinished"].sum())),
             "cost_usd": dg.MetadataValue.float(float(cost)),
             "cost_usd_by_provider": dg.MetadataValue.json(by_provider),
             "rows": dg.MetadataValue.int(len(frame)),
