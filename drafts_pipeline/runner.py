@@ -17,7 +17,7 @@ from typing import TypeVar
 import dagster as dg
 
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
-from drafts_pipeline.drafting.provider_batch import TURNS
+from drafts_pipeline.drafting.turns import TURNS
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 
 T = TypeVar("T")

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from drafts_pipeline.drafting.provider_batch import TURNS, draft_with_provider
+from drafts_pipeline.drafting.provider_batch import draft_with_provider
+from drafts_pipeline.drafting.turns import TURNS
 from drafts_pipeline.llm.limits import LimiterPaused, LocalPaceBook, RequestLimiter
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.prompts.templates import prompt_for

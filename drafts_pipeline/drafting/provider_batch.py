@@ -1,18 +1,14 @@
 """Draft a batch of tasks with one provider: reuse, call, validate, store. No Dagster here."""
 
-import logging
 import statistics
-import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
+from drafts_pipeline.drafting.leases import DEFAULT_LEASE_S, LeaseKeeper
+from drafts_pipeline.drafting.turns import sending_turn
 from drafts_pipeline.drafting.validation import validate_draft
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.generation import Generation
@@ -60,69 +56,6 @@ class ProviderBatchReport:
 def reusable(draft_status: str, same_prompt: bool, same_settings: bool) -> bool:
     """A valid draft for the same prompt, model and settings is kept instead of a new call."""
     return draft_status == "valid" and same_prompt and same_settings
-
-
-logger = logging.getLogger(__name__)
-
-DEFAULT_LEASE_S = 60.0
-
-
-class LeaseKeeper:
-    """Renews, every third of a lease, the claims a batch still holds, so that a call that
-    takes longer than the lease is never taken over while its run is alive."""
-
-    def __init__(self, store: DraftStore, provider: str, run_id: str, lease_s: float) -> None:
-        self._store = store
-        self._provider = provider
-        self._run_id = run_id
-        self._lease_s = lease_s
-        self._held: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._renew_until_stopped, name=f"claims-{provider}", daemon=True
-        )
-
-    def __enter__(self) -> "LeaseKeeper":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        with self._lock:
-            left, self._held = list(self._held), set()
-        self._store.release_claims(left, self._provider, self._run_id)
-
-    def hold(self, task_ids: list[str]) -> None:
-        with self._lock:
-            self._held.update(task_ids)
-
-    def drop(self, task_id: str) -> None:
-        with self._lock:
-            self._held.discard(task_id)
-
-    def _renew_until_stopped(self) -> None:
-        """Renew every third of a lease; after a failed renewal (the database briefly out of
-        reach) try again sooner, while the leases still have two thirds to run."""
-        wait_s = self._lease_s / 3
-        while not self._stop.wait(wait_s):
-            with self._lock:
-                held = list(self._held)
-            if not held:
-                continue
-            try:
-                kept = self._store.renew_claims(held, self._provider, self._run_id, self._lease_s)
-            except SQLAlchemyError as error:
-                logger.warning(
-                    "%s: could not renew %d claim(s) (%s); trying again",
-                    self._provider, len(held), type(error).__name__,
-                )  # fmt: skip
-                wait_s = self._lease_s / 9
-                continue
-            wait_s = self._lease_s / 3
-            with self._lock:
-                self._held &= kept | (self._held - set(held))
 
 
 def draft_with_provider(
@@ -179,113 +112,6 @@ def draft_with_provider(
                 keeper.drop(task_id)
                 report.outcomes[record.status if stored else "superseded"] += 1
     return report
-
-
-class SharedTurn(Protocol):
-    """A turn shared beyond this process (`StoreSendingTurn`)."""
-
-    def acquire(self) -> None: ...
-
-    def release(self) -> None: ...
-
-
-class SendingTurns:
-    """Per provider, which batch of this process sends requests (see `sending_turn`); and, for
-    the runs someone watches, how many of their provider batches have begun sending."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, threading.Lock] = {}
-        self._changed = threading.Condition()
-        self._begun: dict[str, int] = {}
-
-    def lock(self, provider: str) -> threading.Lock:
-        with self._changed:
-            return self._locks.setdefault(provider, threading.Lock())
-
-    def watch(self, run_id: str) -> None:
-        """Count the provider batches of run `run_id` as they begin; see `wait_until_begun`."""
-        with self._changed:
-            self._begun.setdefault(run_id, 0)
-
-    def unwatch(self, run_id: str) -> None:
-        with self._changed:
-            self._begun.pop(run_id, None)
-
-    def begun(self, run_id: str | None) -> None:
-        """A provider batch of `run_id` sent its first request, or ended without sending one."""
-        with self._changed:
-            if run_id in self._begun:
-                self._begun[run_id] += 1
-                self._changed.notify_all()
-
-    def wait_until_begun(self, run_id: str, batches: int, timeout_s: float) -> bool:
-        """Wait until `batches` provider batches of the watched run `run_id` have begun; False
-        after `timeout_s`."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self._begun.get(run_id, 0) >= batches, timeout_s)
-
-
-TURNS = SendingTurns()
-
-
-@contextmanager
-def sending_turn(
-    provider: str,
-    requests: int,
-    shared: "SharedTurn | None" = None,
-    *,
-    run_id: str | None = None,
-) -> Iterator[Callable[[], None]]:
-    """The turn to send requests to `provider`, held from the batch's first request until its
-    last one has been sent (or the batch ends), not until the last answer.
-
-    Batches running at once (overlapping runs in one process, or the daemon's runs in many)
-    would otherwise interleave their requests under the shared pace and all finish together, so
-    that their last answers, materialisations and ballots would queue at the end. Taking turns,
-    a waiting batch sends its first request one pace interval after the previous batch's last,
-    while that batch's answers are still arriving. The turn is this process's lock and then
-    `shared`, the store's lock across processes. Yields the callback to call as each request
-    is sent. The batch counts as begun for run `run_id` (`SendingTurns.begun`) at its first
-    request, or as it ends if it sent none.
-    """
-    turn = TURNS.lock(provider)
-    sent = 0
-    count_lock = threading.Lock()
-    turn.acquire()
-    try:
-        if shared is not None:
-            shared.acquire()
-    except BaseException:
-        turn.release()
-        raise
-    held = True
-
-    def release() -> None:
-        nonlocal held
-        held = False
-        try:
-            if shared is not None:
-                shared.release()
-        finally:
-            turn.release()
-
-    def on_start() -> None:
-        nonlocal sent
-        with count_lock:
-            sent += 1
-            if sent == 1:
-                TURNS.begun(run_id)
-            if sent >= requests and held:
-                release()
-
-    try:
-        yield on_start
-    finally:
-        with count_lock:
-            if held:
-                release()
-            if sent == 0:
-                TURNS.begun(run_id)
 
 
 def _record(
