@@ -526,7 +526,8 @@ REPLY = ProviderReply(
     usage=TokenUsage(input_tokens=1000, output_tokens=100, cached_tokens=200),
 )
 PRICE_1_2 = ModelPrice(input=Decimal(1), cached_input=Decimal("0.5"), output=Decimal(2))
-SECRET = "sk-test-secret-key-0123456789"
+# Not shaped like a vendor key, so only the caller's own redaction of its secret can hide it.
+SECRET = "test-secret-value-0123456789"
 
 
 def caller_on(fake: FakeTime, **policy: object) -> RetryingCaller:
