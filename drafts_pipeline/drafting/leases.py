@@ -9,8 +9,6 @@ from drafts_pipeline.store import DraftStore
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LEASE_S = 60.0
-
 
 class LeaseKeeper:
     """Renews, every third of a lease, the claims a batch still holds, so that a call that

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from drafts_pipeline.drafting.leases import DEFAULT_LEASE_S, LeaseKeeper
+from drafts_pipeline.drafting.leases import LeaseKeeper
 from drafts_pipeline.drafting.turns import sending_turn
 from drafts_pipeline.drafting.validation import validate_draft
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.generation import Generation
 from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
 from drafts_pipeline.prompts.code_facts import symbol_facts
+from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftRecord, DraftStore
 from drafts_pipeline.store.models import DocumentationTask
 
@@ -65,7 +66,7 @@ def draft_with_provider(
     *,
     run_id: str | None,
     force: bool = False,
-    lease_s: float = DEFAULT_LEASE_S,
+    lease_s: float = Settings.claim_lease_s,
 ) -> ProviderBatchReport:
     """Draft every task with `provider`; a provider failure is stored, never raised.
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from drafts_pipeline.store.drafts import store_now
-from drafts_pipeline.store.models import Base, DocumentationTask, DraftClaim, DraftVersion, utcnow
+from drafts_pipeline.store.drafts import live_claim_holders
+from drafts_pipeline.store.models import Base, DocumentationTask, DraftVersion, utcnow
 from drafts_pipeline.store.queries import Queries
 
 
@@ -117,7 +117,7 @@ class BallotQueries(Queries):
             drafting = [task_id for task_id, status, _ in rows if status == "drafting"]
             # Claims first: a draft whose claim is gone is stored by then (its store waits for
             # these locks, or committed before them).
-            elsewhere = _drafting_elsewhere(session, drafting, run_id)
+            elsewhere = live_claim_holders(session, drafting, other_than=run_id)
             valid = _newest_valid_drafts(session, drafting)
             candidates = {
                 task_id: BallotCandidate(
@@ -167,17 +167,3 @@ def _newest_valid_drafts(session: Session, task_ids: Sequence[str]) -> dict[str,
         if status == "valid":
             valid.setdefault(task_id, {})[provider] = draft_id
     return valid
-
-
-def _drafting_elsewhere(
-    session: Session, task_ids: Sequence[str], run_id: str | None
-) -> dict[str, str]:
-    """task id -> another run holding a live claim on it."""
-    if not task_ids:
-        return {}
-    query = select(DraftClaim.task_id, DraftClaim.run_id).where(
-        DraftClaim.task_id.in_(task_ids), DraftClaim.lease_expires_at >= store_now(session)
-    )
-    if run_id is not None:
-        query = query.where(DraftClaim.run_id != run_id)
-    return {task_id: holder for task_id, holder in session.execute(query)}

@@ -27,20 +27,9 @@ from drafts_pipeline.store.models import (
     LLMCall,
     utcnow,
 )
-from drafts_pipeline.store.queries import Queries
+from drafts_pipeline.store.queries import Queries, store_now
 
 logger = logging.getLogger(__name__)
-
-
-def store_now(session: Session) -> datetime:
-    """The time leases are measured in: the database's clock on PostgreSQL, so that machines
-    whose clocks disagree still agree on which lease has passed; this process's elsewhere
-    (SQLite is one machine's file)."""
-    if session.get_bind().dialect.name == "postgresql":
-        moment = session.scalar(select(func.now()))
-        if isinstance(moment, datetime):
-            return moment
-    return utcnow()
 
 
 @dataclass(frozen=True)
@@ -121,6 +110,20 @@ class StoreCallLog:
                 "%s: could not complete call row %s (%s); it stays marked unfinished",
                 call.provider, handle, type(error).__name__,
             )  # fmt: skip
+
+
+def live_claim_holders(
+    session: Session, task_ids: Sequence[str], other_than: str | None = None
+) -> dict[str, str]:
+    """task id -> a run holding a live claim on it (any provider), `other_than` left out."""
+    if not task_ids:
+        return {}
+    query = select(DraftClaim.task_id, DraftClaim.run_id).where(
+        DraftClaim.task_id.in_(task_ids), DraftClaim.lease_expires_at >= store_now(session)
+    )
+    if other_than is not None:
+        query = query.where(DraftClaim.run_id != other_than)
+    return {task_id: holder for task_id, holder in session.execute(query)}
 
 
 class DraftQueries(Queries):
@@ -228,13 +231,7 @@ class DraftQueries(Queries):
     def live_claims(self, task_ids: Sequence[str]) -> dict[str, str]:
         """task id -> run id of a claim on it whose lease has not passed (any provider)."""
         with self._session() as session:
-            rows = session.execute(
-                select(DraftClaim.task_id, DraftClaim.run_id).where(
-                    DraftClaim.task_id.in_(task_ids),
-                    DraftClaim.lease_expires_at >= store_now(session),
-                )
-            )
-            return {task_id: run_id for task_id, run_id in rows}
+            return live_claim_holders(session, task_ids)
 
     # --- drafts and calls --------------------------------------------------------------
 

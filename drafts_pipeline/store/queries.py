@@ -1,7 +1,12 @@
-"""What every part of the store shares: an engine and short-lived sessions on it."""
+"""What every part of the store shares: an engine, short-lived sessions on it, and the clock
+leases are measured on."""
 
-from sqlalchemy import Engine
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
+
+from drafts_pipeline.store.models import utcnow
 
 
 class Queries:
@@ -13,3 +18,14 @@ class Queries:
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+
+def store_now(session: Session) -> datetime:
+    """The time leases are measured in: the database's clock on PostgreSQL, so that machines
+    whose clocks disagree still agree on which lease has passed; this process's elsewhere
+    (SQLite is one machine's file)."""
+    if session.get_bind().dialect.name == "postgresql":
+        moment = session.scalar(select(func.now()))
+        if isinstance(moment, datetime):
+            return moment
+    return utcnow()

@@ -8,9 +8,8 @@ from sqlalchemy import and_, bindparam, or_, select, update
 
 from drafts_pipeline.prompts.templates import BuiltPrompt
 from drafts_pipeline.store import schema
-from drafts_pipeline.store.drafts import store_now
 from drafts_pipeline.store.models import DocumentationTask, DraftClaim, utcnow
-from drafts_pipeline.store.queries import Queries
+from drafts_pipeline.store.queries import Queries, store_now
 
 
 @dataclass(frozen=True)
