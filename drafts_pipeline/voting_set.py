@@ -1,5 +1,7 @@
 """The voting-ready set: what the voting application reads. It never names a provider or model."""
 
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,10 +48,17 @@ def export_voting_set(frame: "pd.DataFrame", fmt: str, output: Path) -> int:
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"export format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(output.name + ".partial")
-    if fmt == "jsonl":
-        frame.to_json(temporary, orient="records", lines=True, date_format="iso")
-    else:
-        frame.to_parquet(temporary, index=False)
-    temporary.replace(output)
+    # A temporary file of this writer's own: runs that finish together publish to one path,
+    # and each rename must find its own file whole.
+    handle, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial")
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        if fmt == "jsonl":
+            frame.to_json(temporary, orient="records", lines=True, date_format="iso")
+        else:
+            frame.to_parquet(temporary, index=False)
+        temporary.replace(output)
+    finally:
+        temporary.unlink(missing_ok=True)
     return len(frame)

@@ -3,13 +3,16 @@
 import random
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pandas as pd
 from sqlalchemy import select, update
 
 from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DocumentationTask, DraftClaim, LLMCall
+from drafts_pipeline.voting_set import export_voting_set
 from drafts_pipeline_tests.factories import make_draft, make_task, seed_drafts
 
 LEASE_S = 60.0
@@ -176,3 +179,29 @@ def test_tasks_below_quorum_or_stalled_are_due_for_another_run(store: DraftStore
     # t.new arrived a moment ago: its sensor run may still be queued.
     assert store.retry_candidates(10, stalled_after_s=1800) == [("t.below", 1), ("t.stalled", 0)]
     assert store.retry_candidates(1, stalled_after_s=1800) == [("t.below", 1)]
+
+
+def test_exports_written_at_once_to_one_path_each_land_whole(tmp_path: Path) -> None:
+    """Two runs finishing together publish the voting-ready set to the same file: each write
+    goes through a temporary file of its own, so neither loses the other's on the rename."""
+    frame = pd.DataFrame({"task_id": [f"t.{n}" for n in range(2000)], "label": "A"})
+    output = tmp_path / "voting_ready_set.parquet"
+    writers = 6
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        barrier.wait()
+        try:
+            export_voting_set(frame, "parquet", output)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=write) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert pd.read_parquet(output).equals(frame)
+    assert [path.name for path in tmp_path.iterdir()] == ["voting_ready_set.parquet"]
