@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 
 from drafts_pipeline.llm.limits import PaceState, book_start, slowed_down, sped_up
 from drafts_pipeline.store.models import ProviderPace
-from drafts_pipeline.store.schema import dialect_insert
+from drafts_pipeline.store.schema import READ_ONLY, dialect_insert
 
 T = TypeVar("T")
 
@@ -94,7 +94,7 @@ class StorePaceBook:
         return start, before.paused_until
 
     def _read(self, column: Any) -> float | None:
-        with self._engine.connect() as connection:
+        with self._engine.connect().execution_options(**READ_ONLY) as connection:
             return connection.scalar(select(column).where(ProviderPace.provider == self._provider))
 
     def paused_until(self) -> float:

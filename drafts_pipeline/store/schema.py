@@ -20,6 +20,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0003"
 
 
+# `engine.connect().execution_options(**READ_ONLY)` for a connection that never writes: on SQLite
+# its transactions do not take the write lock.
+READ_ONLY_OPTION = "drafts_read_only"
+READ_ONLY = {READ_ONLY_OPTION: True}
+
+
 @cache
 def engine_for(url: str) -> Engine:
     """A pooled engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
@@ -39,8 +45,13 @@ def engine_for(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin_immediate(connection: Connection) -> None:
             # Take the write lock up front: a deferred transaction that reads and then
-            # writes fails with "database is locked" when another writer got in between.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # writes fails with "database is locked" when another writer got in between. A
+            # connection opened with READ_ONLY only reads, which WAL lets it do beside a writer,
+            # so it does not queue for the lock.
+            if connection.get_execution_options().get(READ_ONLY_OPTION):
+                connection.exec_driver_sql("BEGIN")
+            else:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
