@@ -32,46 +32,64 @@ class BatchRun:
     run_id: str
 
 
-def batch_sizes(count: int, size: int) -> list[int]:
-    """Sizes of the runs for `count` tasks, each at most `size`: a small first run, full runs,
-    then runs halving in size.
+# The first run of a backlog: small, so that the providers are called within seconds.
+FIRST_RUN_TASKS = 20
+# Each run up to this many times the one before, until runs reach the batch size.
+RUN_GROWTH = 4
 
-    A run's first and last seconds are spent on prompts, events and ballots in proportion to its
-    tasks. The first run's are before any provider call; the last run's are after the last
-    answer, while nothing else goes on. Small runs at the two ends shorten both; in between, each
-    run's ends overlap the next run's calls.
+
+def batch_sizes(
+    count: int, size: int, *, ramp_up: bool = True, ramp_down: bool = True
+) -> list[int]:
+    """Sizes of the runs for `count` tasks, each at most `size`: a small first run, runs growing
+    fourfold to `size`, then runs halving in size, none of the last below twice the first.
+
+    A run's first seconds (a process, Dagster's events, the prompts) come before its first
+    provider call and its last (events, ballots) after its last answer; both grow with its
+    tasks. While one run calls the providers, the next gets ready, so each run must send for
+    longer than the next takes to get ready: runs grow from a first run small enough to start
+    calling at once, and shrink towards the end so that the last finishes soon after its last
+    answer. `ramp_up=False` starts at `size` (a backlog already being drafted);
+    `ramp_down=False` ends at `size` (more tasks follow).
     """
-    small = max(1, size // 5)
+    first = max(1, min(FIRST_RUN_TASKS, size // 5))
+    floor = min(size, 2 * first)
+    cap = first if ramp_up else size
     sizes: list[int] = []
     remaining = count
-    if remaining >= 2 * small:
-        sizes.append(small)
-        remaining -= small
     while remaining > 0:
-        step = size if remaining > 2 * size else max(small, math.ceil(remaining / 2))
-        if remaining - step < small:
-            step = remaining
+        step = max(floor, math.ceil(remaining / 2)) if ramp_down and remaining <= 2 * cap else cap
+        if remaining - step < floor:  # no runt at the end, where `size` allows
+            step = min(remaining, size)
         sizes.append(step)
         remaining -= step
+        cap = min(size, cap * RUN_GROWTH)
     return sizes
 
 
-def batches(keys: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+def batches(
+    keys: Sequence[T], size: int, *, ramp_up: bool = True, ramp_down: bool = True
+) -> Iterator[Sequence[T]]:
     start = 0
-    for step in batch_sizes(len(keys), size):
+    for step in batch_sizes(len(keys), size, ramp_up=ramp_up, ramp_down=ramp_down):
         yield keys[start : start + step]
         start += step
 
 
 def contiguous_batches(
-    task_ids: Sequence[str], partition_order: Mapping[str, int], size: int
+    task_ids: Sequence[str],
+    partition_order: Mapping[str, int],
+    size: int,
+    *,
+    ramp_up: bool = True,
+    ramp_down: bool = True,
 ) -> list[list[str]]:
     """`task_ids` in runs sized by `batch_sizes`, each run a range of partitions that sit next
     to each other in `partition_order` (the order they were added to the instance): a range
     tag covers every partition between its two ends, so a run must not span a gap."""
     ordered = sorted(task_ids, key=partition_order.__getitem__)
     runs: list[list[str]] = []
-    for chunk in batches(ordered, size):
+    for chunk in batches(ordered, size, ramp_up=ramp_up, ramp_down=ramp_down):
         run: list[str] = []
         for key in chunk:
             if run and partition_order[key] != partition_order[run[-1]] + 1:

@@ -1,5 +1,6 @@
 """The `drafts-pipeline` command line, as a user runs it."""
 
+import itertools
 import json
 import re
 import shutil
@@ -83,17 +84,28 @@ def test_import_of_a_bad_file_reports_every_row_and_imports_nothing(
 @pytest.mark.parametrize(
     ("count", "size", "expected"),
     [
-        (300, 100, [20, 100, 90, 45, 23, 22]),
-        (10, 3, [1, 3, 3, 2, 1]),
+        (300, 100, [20, 80, 100, 50, 50]),
+        (10, 3, [1, 3, 3, 3]),
         (5, 100, [5]),
         (21, 100, [21]),
-        (1000, 100, [20, *[100] * 8, 90, 45, 23, 22]),
+        (1000, 100, [20, 80, *[100] * 8, 50, 50]),
+        (3000, 500, [20, 80, 320, *[500] * 4, 290, 145, 73, 72]),
     ],
 )
 def test_runs_are_small_at_both_ends(count: int, size: int, expected: list[int]) -> None:
     sizes = batch_sizes(count, size)
     assert sizes == expected
     assert sum(sizes) == count and max(sizes) <= size
+
+
+def test_run_sizes_cover_every_task_within_the_batch_size() -> None:
+    for count, size in itertools.product(range(1, 300), (1, 2, 3, 5, 10, 100, 500)):
+        for ramp_up, ramp_down in itertools.product((True, False), repeat=2):
+            sizes = batch_sizes(count, size, ramp_up=ramp_up, ramp_down=ramp_down)
+            assert sum(sizes) == count and min(sizes) > 0 and max(sizes) <= size, sizes
+    # A backlog already being drafted starts at full size; one that more tasks follow ends so.
+    assert batch_sizes(1200, 500, ramp_up=False) == [500, 350, 175, 88, 44, 43]
+    assert batch_sizes(1200, 500, ramp_down=False) == [20, 80, 320, 500, 280]
 
 
 @pytest.mark.slow
@@ -114,8 +126,8 @@ def test_overlapping_batch_runs_draft_each_task_once_with_each_provider(
     result = cli("run", "--batch-size", "3", "--concurrent-runs", "2", env=live, cwd=tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    # batch_sizes(10, 3): a small first run, full ones, then halving.
-    assert "5 run(s), 10 task(s), 0 failed run(s)" in result.stdout
+    # batch_sizes(10, 3) == [1, 3, 3, 3]: a small first run, then full ones.
+    assert "4 run(s), 10 task(s), 0 failed run(s)" in result.stdout
     assert sorted(store.task_ids("voting")) == sorted(ids)
     for spec in PROVIDER_SPECS:
         requests = fake_providers.script(spec.name).requests
@@ -164,14 +176,14 @@ def test_with_dagster_home_the_runs_are_recorded_in_that_instance(
         assert {run.job_name for run in runs} == {"draft_tasks", "publish_voting_set"}
         assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
         # Order on the instance: step_3, elsewhere, step_1, then step_0, 2, 4, 5 added by the
-        # command. Runs sized batch_sizes(6, 6) == [1, 3, 1, 1] over that order, none spanning
+        # command. Runs sized batch_sizes(6, 6) == [1, 3, 2] over that order, none spanning
         # `elsewhere`.
         ranges = sorted(
             (run.tags["dagster/asset_partition_range_start"],
              run.tags["dagster/asset_partition_range_end"])
             for run in runs if run.job_name == "draft_tasks"
         )  # fmt: skip
-        assert ranges == [(ids[1], ids[2]), (ids[3], ids[3]), (ids[4], ids[4]), (ids[5], ids[5])]
+        assert ranges == [(ids[1], ids[2]), (ids[3], ids[3]), (ids[4], ids[5])]
         for name in ("pending_tasks", "claude_draft", "openai_draft", "kimi_draft"):
             key = dg.AssetKey(name)
             materialised = instance.get_materialized_partitions(key)

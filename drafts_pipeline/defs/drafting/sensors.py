@@ -13,11 +13,18 @@ from drafts_pipeline.store import DraftStore
 
 
 def plan_runs(
-    new_tasks: list[tuple[int, str]], batch: int, newest_partitions: Sequence[str]
+    new_tasks: list[tuple[int, str]],
+    batch: int,
+    newest_partitions: Sequence[str],
+    *,
+    ramp_up: bool = True,
+    ramp_down: bool = True,
 ) -> list[dg.RunRequest]:
     """Runs of at most `batch` tasks read past the cursor, each a range of partition keys, sized
     as `drafts-pipeline run` sizes them (`runner.batch_sizes`: small at both ends, so that the
     first run calls the providers soonest and the last finishes soon after its last answer).
+    `ramp_up=False` when drafting runs are already queued or going (they call the providers
+    while these get ready); `ramp_down=False` when the tick left tasks for the next one.
 
     Tasks past the cursor are rows inserted since the last tick, so their partitions are
     usually new: added in this tick, in this order, and `newest_partitions` (the instance's
@@ -29,7 +36,9 @@ def plan_runs(
     order = {key: index for index, key in enumerate(newest_partitions)}
     row_ids = {key: row_id for row_id, key in new_tasks}
     keys = [key for _, key in new_tasks]
-    runs = contiguous_batches([key for key in keys if key in order], order, batch)
+    runs = contiguous_batches(
+        [key for key in keys if key in order], order, batch, ramp_up=ramp_up, ramp_down=ramp_down
+    )
     runs += [[key] for key in keys if key not in order]
     return [
         dg.RunRequest(
@@ -38,6 +47,15 @@ def plan_runs(
         )
         for run in runs
     ]
+
+
+# A run in one of these is drafting or about to.
+DRAFTING_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 @dg.sensor(
@@ -66,7 +84,16 @@ def drafting_tasks_sensor(
     newest = context.instance.get_paginated_dynamic_partitions(
         TASK_PARTITIONS_NAME, limit=len(new_tasks), ascending=False
     ).results
+    drafting_runs = context.instance.get_runs_count(
+        dg.RunsFilter(job_name=draft_tasks_job.name, statuses=DRAFTING_RUN_STATUSES)
+    )
     return dg.SensorResult(
-        run_requests=plan_runs(new_tasks, settings.batch_size, newest[::-1]),
+        run_requests=plan_runs(
+            new_tasks,
+            settings.batch_size,
+            newest[::-1],
+            ramp_up=drafting_runs == 0,
+            ramp_down=len(new_tasks) < settings.sensor_max_tasks,
+        ),
         cursor=str(new_tasks[-1][0]),
     )
