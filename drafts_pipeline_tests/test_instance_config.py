@@ -25,7 +25,7 @@ def assert_stock_settings(instance: dg.DagsterInstance) -> None:
     assert instance.run_coordinator.dequeue_interval_seconds == 1
     concurrency = instance.get_concurrency_config()
     assert concurrency.pool_config.default_pool_limit == 4
-    assert concurrency.run_queue_config.max_concurrent_runs == 4
+    assert concurrency.run_queue_config.max_concurrent_runs == 3
     assert instance.run_monitoring_enabled
 
 

@@ -73,7 +73,10 @@ def drafting_tasks_sensor(
     )
     store.require_current()
     cursor = int(context.cursor or 0)
-    new_tasks = store.drafting_after(cursor, settings.sensor_max_tasks)
+    # One more than a tick takes, to know whether tasks are left for the next tick.
+    new_tasks = store.drafting_after(cursor, settings.sensor_max_tasks + 1)
+    more_follow = len(new_tasks) > settings.sensor_max_tasks
+    new_tasks = new_tasks[: settings.sensor_max_tasks]
     if not new_tasks:
         return dg.SensorResult(skip_reason=f"no new drafting tasks past #{cursor}")
     # Added here in one statement, not returned as an AddDynamicPartitionsRequest: the daemon
@@ -93,7 +96,7 @@ def drafting_tasks_sensor(
             settings.batch_size,
             newest[::-1],
             ramp_up=drafting_runs == 0,
-            ramp_down=len(new_tasks) < settings.sensor_max_tasks,
+            ramp_down=not more_follow,
         ),
         cursor=str(new_tasks[-1][0]),
     )
