@@ -42,7 +42,8 @@ def batch_sizes(
     count: int, size: int, *, ramp_up: bool = True, ramp_down: bool = True
 ) -> list[int]:
     """Sizes of the runs for `count` tasks, each at most `size`: a small first run, runs growing
-    fourfold to `size`, then runs halving in size, none of the last below twice the first.
+    fourfold to `size`, then runs halving in size, none of the last below twice the first or a
+    quarter of `size`.
 
     A run's first seconds (a process, Dagster's events, the prompts) come before its first
     provider call and its last (events, ballots) after its last answer; both grow with its
@@ -53,7 +54,9 @@ def batch_sizes(
     `ramp_down=False` ends at `size` (more tasks follow).
     """
     first = max(1, min(FIRST_RUN_TASKS, size // 5))
-    floor = min(size, 2 * first)
+    # Few last runs: through the daemon each waits for a run slot, which runs writing their
+    # events hold for a while after their last answer.
+    floor = min(size, max(2 * first, size // 4))
     cap = first if ramp_up else size
     sizes: list[int] = []
     remaining = count
