@@ -51,7 +51,7 @@ def batch_sizes(
     longer than the next takes to get ready: runs grow from a first run small enough to start
     calling at once, and shrink towards the end so that the last finishes soon after its last
     answer. `ramp_up=False` starts at `size` (a backlog already being drafted);
-    `ramp_down=False` ends at `size` (more tasks follow).
+    `ramp_down=False` does not shrink the last runs (more tasks follow).
     """
     first = max(1, min(FIRST_RUN_TASKS, size // 5))
     # Few last runs: through the daemon each waits for a run slot, which runs writing their

@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import select
 
 from drafts_pipeline.drafting.provider_batch import draft_with_provider
 from drafts_pipeline.drafting.turns import TURNS
@@ -20,7 +21,7 @@ from drafts_pipeline.llm.limits import (
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.prompts.templates import prompt_for
 from drafts_pipeline.store import DraftStore
-from drafts_pipeline.store.models import DocumentationTask
+from drafts_pipeline.store.models import DocumentationTask, ProviderPace
 from drafts_pipeline.store.pacing import StorePaceBook, StoreSendingTurn
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_clock import FakeTime
@@ -302,3 +303,24 @@ def test_a_sending_turn_is_released_when_its_process_dies(database_url: str) -> 
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_reading_the_pause_does_not_wait_for_a_writer(store: DraftStore) -> None:
+    """Every request reads the pause after its wait; a writer holding the store (a booking, a
+    draft being stored) must not hold that read up (on SQLite: no write lock for a read)."""
+    book = StorePaceBook(store.engine, "claude")
+    book.slow_down(0.0)  # the provider's row exists
+    read: list[float] = []
+    with store.engine.begin() as writer:
+        # Holds SQLite's write lock, and on PostgreSQL the provider's row, until the block ends.
+        writer.execute(
+            select(ProviderPace.paused_until)
+            .where(ProviderPace.provider == "claude")
+            .with_for_update()
+        )
+        reader = threading.Thread(target=lambda: read.append(book.paused_until()))
+        reader.start()
+        reader.join(timeout=5)
+        finished_while_held = not reader.is_alive()
+    reader.join()
+    assert finished_while_held and len(read) == 1
