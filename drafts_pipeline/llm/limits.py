@@ -4,8 +4,9 @@
 `max_in_flight` requests at once from this limiter, and request starts spaced
 `60 / requests_per_minute` seconds apart, plus half a percent (a pacer rather than a bucket, so
 no burst can trip a per-second limit). A 429 pauses every caller until the wait the provider
-asked for has passed and halves the rate; each success then wins back a little of it (additive
-increase, multiplicative decrease), so a crowd of threads cannot turn one 429 into a storm.
+asked for has passed; one within a minute of the last pause also halves the rate, and each
+success then wins back a little of it (additive increase, multiplicative decrease), so a crowd
+of threads cannot turn 429s into a storm.
 
 The pace (next start, pause, rate factor) is a `PaceState`, changed only by the pure functions
 `book_start`, `slowed_down` and `sped_up`. A `PaceBook` keeps it: `LocalPaceBook` in this
@@ -31,6 +32,9 @@ RATE_RECOVERY_PER_SUCCESS = 0.05
 # a 429, which pauses every caller and halves the rate. Half a percent under the limit leaves
 # three requests a minute of room, so arrivals up to 0.3 s late never cross the limit.
 PACE_HEADROOM = 0.995
+# A 429 halves the rate only when the pause before it ended less than this long ago (a fresh pace
+# counts as a pause that has just ended).
+RECENT_PAUSE_S = 60.0
 
 
 class LimiterPaused(DraftsError):
@@ -59,7 +63,7 @@ class PaceBook(Protocol):
     def paused_until(self) -> float: ...
 
     def slow_down(self, pause_s: float) -> None:
-        """A 429: pause everyone `pause_s`; halve the rate once per pause, not once per caller."""
+        """A 429: pause everyone `pause_s`; halve the rate as `slowed_down` says."""
         ...
 
     def speed_up(self, step: float) -> None:
@@ -98,9 +102,12 @@ def book_start(
 
 def slowed_down(state: PaceState, now: float, pause_s: float) -> PaceState:
     """A 429: pause everyone `pause_s`; the rate halves once per pause, not once per caller
-    (the callers that hit the same wall report it while the pause runs)."""
+    (the callers that hit the same wall report it while the pause runs), and only when the pause
+    before ended less than `RECENT_PAUSE_S` ago. A 429 on its own is two requests that arrived
+    bunched, and the pause is enough; a second within the minute says the limit is below the
+    pace."""
     factor = state.rate_factor
-    if now >= state.paused_until:
+    if state.paused_until <= now < state.paused_until + RECENT_PAUSE_S:
         factor = max(MIN_RATE_FACTOR, factor / 2)
     return replace(
         state,
@@ -206,7 +213,7 @@ class RequestLimiter:
                 return
 
     def on_rate_limited(self, pause_s: float) -> None:
-        """A 429: everyone waits `pause_s`; the rate halves once per pause, not once per thread."""
+        """A 429: everyone waits `pause_s`; the rate halves as `slowed_down` says."""
         self._book.slow_down(pause_s)
 
     def on_success(self) -> None:
