@@ -29,8 +29,9 @@ RATE_RECOVERY_PER_SUCCESS = 0.05
 # Starts are booked at this share of `requests_per_minute`. A provider counts requests as they
 # arrive, and they arrive a little later than booked by varying amounts (the GIL, a busy
 # database); at exactly the limit, any two that bunch make one too many in some minute and draw
-# a 429, which pauses every caller and halves the rate. Half a percent under the limit leaves
-# three requests a minute of room, so arrivals up to 0.3 s late never cross the limit.
+# a 429, which pauses every caller (and a second soon after halves the rate). Half a percent
+# under the limit leaves three requests a minute of room, so arrivals up to 0.3 s late never
+# cross the limit.
 PACE_HEADROOM = 0.995
 # A 429 halves the rate only when the pause before it ended less than this long ago (a fresh pace
 # counts as a pause that has just ended).
