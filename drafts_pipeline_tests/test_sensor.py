@@ -3,6 +3,7 @@
 import dagster as dg
 import pytest
 
+from drafts_pipeline.definitions import defs
 from drafts_pipeline.defs.drafting.partitions import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -144,3 +145,23 @@ def test_partitions_a_command_line_run_added_before_are_never_spanned(
         for key in order[order.index(start) : order.index(end) + 1]
     ]
     assert sorted(covered) == [f"t.{i}" for i in range(5)]
+
+
+def test_runs_follow_the_backlog_and_the_runs_already_going(
+    instance: dg.DagsterInstance, store: DraftStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRAFTS_BATCH_SIZE", "10")
+    monkeypatch.setenv("DRAFTS_SENSOR_MAX_TASKS", "30")
+    store.add_tasks([make_task(f"t.{i:02}") for i in range(40)])
+
+    first = tick(instance, store, None)
+    # Nothing drafting yet: a small first run, growing; ten tasks are left for the next tick,
+    # so the last runs are not shrunk (batch_sizes(30, 10, ramp_down=False)).
+    assert [int(end[2:]) - int(start[2:]) + 1 for start, end in ranges(first)] == [2, 8, 10, 10]
+
+    # A run of the job waits to start: the next tick's runs need no small first run, and
+    # nothing follows them, so the last ones shrink (batch_sizes(10, 10, ramp_up=False)).
+    job = defs.resolve_job_def("draft_tasks")
+    instance.create_run_for_job(job, tags=first.run_requests[0].tags)
+    second = tick(instance, store, first.cursor)
+    assert ranges(second) == [("t.30", "t.34"), ("t.35", "t.39")]
