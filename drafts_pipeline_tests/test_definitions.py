@@ -59,9 +59,8 @@ def test_no_module_of_the_package_imports_private_dagster() -> None:
 def test_definitions_load_and_every_job_runs_in_one_process() -> None:
     repository = defs.get_repository_def()
     keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
-    assert set(PER_TASK_ASSETS) | {"voting_ready_set", "daily_llm_usage", "provider_scorecard"} == (
-        keys
-    )
+    whole_set = {"voting_ready_set", "llm_calls", "daily_llm_usage", "provider_scorecard"}
+    assert set(PER_TASK_ASSETS) | whole_set == keys
     jobs = [*repository.get_all_jobs(), defs.resolve_implicit_global_asset_job_def()]
     assert {job.executor_def.name for job in jobs} == {dg.in_process_executor.name}
 
@@ -124,3 +123,12 @@ def test_a_catalog_materialisation_of_a_range_runs_in_one_process(
         if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION and e.asset_key
     }
     assert materialised == {(name, key) for name in PER_TASK_ASSETS for key in ids}
+
+
+def test_the_call_log_is_an_external_asset_upstream_of_daily_usage() -> None:
+    graph = defs.get_repository_def().asset_graph
+    calls = graph.get(dg.AssetKey("llm_calls"))
+    assert calls.is_external and not calls.is_executable  # no materialisation function
+    assert calls.group_name == "usage"
+    assert "`llm_calls` table" in (calls.description or "")
+    assert graph.get(dg.AssetKey("daily_llm_usage")).parent_keys == {dg.AssetKey("llm_calls")}

@@ -38,6 +38,7 @@ def test_definitions_load() -> None:
     repository = defs.get_repository_def()
     keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
     assert keys == {
+        "llm_calls",
         "pending_tasks",
         "claude_draft",
         "openai_draft",

@@ -1,5 +1,6 @@
-"""The usage assets: `daily_llm_usage` (attempts, tokens and cost per UTC day) and
-`provider_scorecard` (how each provider has done over every draft it wrote)."""
+"""The usage assets: `daily_llm_usage` (attempts, tokens and cost per UTC day, from the
+`llm_calls` table) and `provider_scorecard` (how each provider has done over every draft it
+wrote)."""
 
 import math
 from datetime import UTC, datetime, timedelta
@@ -47,8 +48,22 @@ def usage_frame(store: DraftStore, day: str) -> "pd.DataFrame":
     return pd.DataFrame([{"day": day, **row} for row in rows], columns=USAGE_COLUMNS)
 
 
+# Written by the provider calls of every run, not materialised by Dagster: an external asset,
+# so the graph shows where `daily_llm_usage` reads from.
+llm_calls = dg.AssetSpec(
+    "llm_calls",
+    group_name="usage",
+    kinds={"sql"},
+    description="The call log: the `llm_calls` table of the draft store, one row per HTTP "
+    "attempt to a provider (task, provider, model, attempt, status code or error, request id, "
+    "tokens, cost, latency, run), written when the request is sent and completed on its "
+    "answer. The provider calls of the drafting runs write it; Dagster does not materialise it.",
+)
+
+
 @dg.asset(
     partitions_def=usage_days,
+    deps=[llm_calls],
     group_name="usage",
     kinds={"pandas"},
     description="Per UTC day, provider and model: HTTP attempts to the provider (retries "
