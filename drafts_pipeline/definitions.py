@@ -5,15 +5,27 @@ import dagster as dg
 
 from drafts_pipeline.defs.drafting import definitions as drafting
 from drafts_pipeline.defs.drafting.assets import pending_tasks, provider_drafts
+from drafts_pipeline.defs.drafting.checks import provider_draft_checks
 from drafts_pipeline.defs.usage import definitions as usage
 from drafts_pipeline.defs.voting import definitions as voting
-from drafts_pipeline.defs.voting.assets import voting_ballot, voting_ready_set
+from drafts_pipeline.defs.voting.assets import (
+    labels_complete_and_unique,
+    voting_ballot,
+    voting_ready_set,
+)
 from drafts_pipeline.llm.providers import provider_resources
 from drafts_pipeline.settings import DATABASE_URL_ENV, Settings
 from drafts_pipeline.store import DraftStore
 
-# The task graph: the per-task assets and the voting-ready set they feed.
-ASSETS = [pending_tasks, provider_drafts, voting_ballot, voting_ready_set]
+# The task graph: the per-task assets, their checks and the voting-ready set they feed.
+ASSETS = [
+    pending_tasks,
+    provider_drafts,
+    provider_draft_checks,
+    voting_ballot,
+    labels_complete_and_unique,
+    voting_ready_set,
+]
 
 
 def build_resources(mode: str | None = None, database_url: str | None = None) -> dict[str, object]:

@@ -3,25 +3,42 @@
 import statistics
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from drafts_pipeline.drafting.leases import LeaseKeeper
 from drafts_pipeline.drafting.turns import sending_turn
-from drafts_pipeline.drafting.validation import validate_draft
+from drafts_pipeline.drafting.validation import problem_in, validate_draft
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.generation import Generation
 from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftRecord, DraftStore
-from drafts_pipeline.store.models import DocumentationTask
+from drafts_pipeline.store.models import DocumentationTask, DraftVersion
+
+
+@dataclass(frozen=True)
+class TaskDraft:
+    """One task as a provider's batch left it: what the batch did (`drafted`, `reused`,
+    `superseded`, `claimed_elsewhere`, or `not_drafting` for a task out of `drafting`) and the
+    task's newest stored draft by that provider (None: there is none)."""
+
+    outcome: str
+    draft: DraftVersion | None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the newest draft is not valid; None when it is valid or there is none."""
+        return None if self.draft is None else problem_in(self.draft.status, self.draft.validation)
 
 
 @dataclass
 class ProviderBatchReport:
-    """What one provider did for a batch: the figures every provider reports alike."""
+    """What one provider did for a batch: the batch's totals, which every provider reports
+    alike, and each task's newest draft."""
 
     provider: str
     model: str
@@ -30,8 +47,7 @@ class ProviderBatchReport:
     output_tokens: int = 0
     cost_usd: Decimal | None = Decimal(0)
     latencies_ms: list[int] = field(default_factory=list)
-    problems: dict[str, str] = field(default_factory=dict)
-    leaks: dict[str, str] = field(default_factory=dict)
+    tasks: dict[str, TaskDraft] = field(default_factory=dict)
 
     def add(self, generation: Generation) -> None:
         """Count one answered call in the batch's totals."""
@@ -67,17 +83,24 @@ def draft_with_provider(
     run_id: str | None,
     force: bool = False,
     lease_s: float = Settings.claim_lease_s,
+    others: Sequence[str] = (),
 ) -> ProviderBatchReport:
     """Draft every task with `provider`; a provider failure is stored, never raised.
 
     The batch first claims its tasks for this provider in the store; a task another live run
     has claimed is left to that run (`claimed_elsewhere`). Reuse is decided after the claim,
     so a draft another run stored a moment ago is reused, not paid for again.
+
+    `others` are the batch's tasks that are not to be drafted (no longer in `drafting`): the
+    report holds their newest stored drafts as they are, read in one query with those of the
+    tasks left to another run or whose draft was superseded.
     """
     report = ProviderBatchReport(provider.name, provider.effective_model)
     holder = run_id or f"local-{uuid.uuid4()}"
     claimed = store.claim_drafts([t.id for t in tasks], provider.name, holder, lease_s)
     report.outcomes["claimed_elsewhere"] += len(tasks) - len(claimed)
+    unknown: dict[str, str] = {t.id: "claimed_elsewhere" for t in tasks if t.id not in claimed}
+    unknown |= dict.fromkeys(others, "not_drafting")
     mine = [task for task in tasks if task.id in claimed]
     settings = provider.settings_hash()
     with LeaseKeeper(store, provider.name, holder, lease_s) as keeper:
@@ -97,6 +120,7 @@ def draft_with_provider(
                 )
             ):
                 reused.append(task.id)
+                report.tasks[task.id] = TaskDraft("reused", previous)
                 keeper.drop(task.id)
             else:
                 to_call.append(task)
@@ -112,6 +136,14 @@ def draft_with_provider(
                 stored = store.add_draft(record, holder=holder)
                 keeper.drop(task_id)
                 report.outcomes[record.status if stored else "superseded"] += 1
+                if stored is None:
+                    unknown[task_id] = "superseded"
+                else:
+                    report.tasks[task_id] = TaskDraft("drafted", stored)
+    if unknown:
+        newest = store.latest_drafts(list(unknown), provider.name)
+        for task_id, outcome in unknown.items():
+            report.tasks[task_id] = TaskDraft(outcome, newest.get(task_id))
     return report
 
 
@@ -133,7 +165,6 @@ def _record(
         "run_id": run_id,
     }
     if isinstance(result, ProviderError):
-        report.problems[task.id] = str(result)
         return DraftRecord(
             **common,
             model=provider.effective_model,
@@ -146,10 +177,6 @@ def _record(
     verdict = validate_draft(
         result.text, result.finish_reason, symbol_facts(task.code), f"{task.code}\n{task.context}"
     )
-    if verdict.status != "valid":
-        report.problems[task.id] = "; ".join(verdict.reasons)
-    if not verdict.checks["blind"]["ok"]:
-        report.leaks[task.id] = verdict.checks["blind"]["reason"]
     report.add(result)
     return DraftRecord(
         **common,

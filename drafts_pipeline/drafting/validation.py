@@ -54,7 +54,25 @@ class DraftValidation:
 
     @property
     def reasons(self) -> list[str]:
-        return [f"{name}: {c['reason']}" for name, c in self.checks.items() if not c["ok"]]
+        return failed_checks(self.checks)
+
+
+def failed_checks(checks: dict[str, dict[str, Any]]) -> list[str]:
+    """`name: reason` of each failed check of a verdict (a stored draft's `validation` too)."""
+    return [f"{name}: {c['reason']}" for name, c in checks.items() if not c["ok"]]
+
+
+def problem_in(status: str, checks: dict[str, dict[str, Any]]) -> str | None:
+    """Why a stored draft is not valid (its failed checks); None when it is valid."""
+    if status == "valid":
+        return None
+    return "; ".join(failed_checks(checks)) or status
+
+
+def leak_in(checks: dict[str, dict[str, Any]]) -> str | None:
+    """Why a verdict failed blindness (the draft names a provider or model); None if it did not."""
+    blind = checks.get("blind")
+    return None if blind is None or blind["ok"] else str(blind["reason"])
 
 
 def _check(ok: bool, reason: str = "") -> dict[str, Any]:

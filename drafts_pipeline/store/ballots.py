@@ -142,6 +142,27 @@ class BallotQueries(Queries):
                     labels[task_id].append(label)
             return labels
 
+    def voting_labels(self, task_ids: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """task id -> labels of its drafts, for each task in `voting` (of `task_ids`, or every
+        one): what the labels check reads."""
+        query = (
+            select(DocumentationTask.id, DraftVersion.label)
+            .outerjoin(
+                DraftVersion,
+                (DraftVersion.task_id == DocumentationTask.id) & DraftVersion.label.is_not(None),
+            )
+            .where(DocumentationTask.status == "voting")
+        )
+        if task_ids is not None:
+            query = query.where(DocumentationTask.id.in_(task_ids))
+        labels: dict[str, list[str]] = {}
+        with self._session() as session:
+            for task_id, label in session.execute(query):
+                found = labels.setdefault(task_id, [])
+                if label is not None:
+                    found.append(label)
+        return labels
+
 
 def _table(model: type[Base]) -> Table:
     """The model's table, for executemany updates keyed by a bound parameter."""

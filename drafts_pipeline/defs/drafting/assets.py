@@ -3,17 +3,25 @@
 The provider drafts are the specs of one multi-asset, made by one factory, so a batch's
 providers run concurrently in one step (each at its own resource's limits) instead of one after
 another; any subset can still be materialised on its own.
+
+A step covers a batch of task partitions. What belongs to one task goes on that task's
+partition; what belongs to the batch (counts, totals) goes to the step's log, not onto every
+partition.
 """
 
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import dagster as dg
 
 from drafts_pipeline.defs.drafting.partitions import task_partitions
 from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
-from drafts_pipeline.drafting.provider_batch import ProviderBatchReport, draft_with_provider
+from drafts_pipeline.drafting.provider_batch import (
+    ProviderBatchReport,
+    TaskDraft,
+    draft_with_provider,
+)
 from drafts_pipeline.errors import TaskValidationError
 from drafts_pipeline.llm.provider import LLMProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
@@ -47,7 +55,7 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
             outcomes["missing"] += 1
             continue
         if task.status != "drafting":
-            outcomes[f"already_{task.status}"] += 1
+            outcomes[f"already {task.status}"] += 1
             continue
         try:
             prompt = prompt_for(task)
@@ -59,12 +67,8 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
         prompts.append((task.id, prompt))
         outcomes["ready"] += 1
     store.record_prompts(prompts)
-    return dg.MaterializeResult(
-        metadata={
-            name: dg.MetadataValue.int(outcomes[name])
-            for name in ("ready", "rejected", "missing", "already_voting", "already_failed")
-        }
-    )
+    context.log.info(f"{len(keys)} tasks: " + ", ".join(f"{n} {o}" for o, n in outcomes.items()))
+    return dg.MaterializeResult()
 
 
 class DraftConfig(dg.Config):
@@ -72,64 +76,53 @@ class DraftConfig(dg.Config):
     """Regenerate (a new version) even where a reusable valid draft exists."""
 
 
-def _metadata(report: ProviderBatchReport) -> dict[str, dg.MetadataValue]:
-    """The same keys for every provider, so the UI plots them side by side."""
-    counts = {
-        name: dg.MetadataValue.int(report.outcomes[name])
+def task_draft_metadata(task: TaskDraft) -> dict[str, dg.MetadataValue]:
+    """One task's partition: what this run did for it and its newest draft by the provider,
+    with the same keys for every provider so the UI plots them side by side. A task without a
+    draft shows no figures, never zeros."""
+    metadata: dict[str, dg.MetadataValue] = {
+        "this_run": dg.MetadataValue.text(task.outcome.replace("_", " "))
+    }
+    draft = task.draft
+    if draft is None:
+        return {**metadata, "status": dg.MetadataValue.text("no draft")}
+    metadata |= {
+        "status": dg.MetadataValue.text(draft.status),
+        "model": dg.MetadataValue.text(draft.model),
+        "version": dg.MetadataValue.int(draft.version),
+        "attempts": dg.MetadataValue.int(draft.attempts),
+    }
+    for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
+        if (tokens := getattr(draft, name)) is not None:
+            metadata[name] = dg.MetadataValue.int(tokens)
+    if draft.cost_usd is not None:
+        metadata["cost_usd"] = dg.MetadataValue.float(float(draft.cost_usd))
+    elif draft.status != "failed":
+        metadata["cost_usd"] = dg.MetadataValue.text("unknown price")
+    if draft.latency_ms is not None:
+        metadata["latency_ms"] = dg.MetadataValue.int(draft.latency_ms)
+    if task.problem:
+        metadata["problem"] = dg.MetadataValue.text(task.problem[:300])
+    return metadata
+
+
+def batch_summary(report: ProviderBatchReport, tasks: int) -> str:
+    """The batch's totals for one provider, for the step's log."""
+    counts = ", ".join(
+        f"{report.outcomes[name]} {name.replace('_', ' ')}"
         for name in ("valid", "invalid", "failed", "reused", "superseded", "claimed_elsewhere")
-    }
-    return {
-        **counts,
-        "model": dg.MetadataValue.text(report.model),
-        "input_tokens": dg.MetadataValue.int(report.input_tokens),
-        "output_tokens": dg.MetadataValue.int(report.output_tokens),
-        "cost_usd": dg.MetadataValue.float(float(report.cost_usd))
-        if report.cost_usd is not None
-        else dg.MetadataValue.text("unknown price"),
-        "latency_p50_ms": dg.MetadataValue.float(report.latency_quantile(0.5)),
-        "latency_p95_ms": dg.MetadataValue.float(report.latency_quantile(0.95)),
-    }
-
-
-def _problems_table(problems: dict[str, str]) -> dg.MetadataValue:
-    lines = ["| task | problem |", "|---|---|"]
-    lines += [
-        f"| {task} | {reason.replace('|', '/')[:300]} |"
-        for task, reason in list(problems.items())[:20]
-    ]
-    return dg.MetadataValue.md("\n".join(lines))
-
-
-def _check_results(spec: ProviderSpec, report: ProviderBatchReport) -> list[dg.AssetCheckResult]:
-    key = dg.AssetKey(spec.asset_name)
-    drafted = sum(report.outcomes[n] for n in ("valid", "invalid", "failed"))
-    return [
-        dg.AssetCheckResult(
-            asset_key=key,
-            check_name="drafts_valid",
-            passed=not report.problems,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "drafted": dg.MetadataValue.int(drafted),
-                "not_valid": dg.MetadataValue.int(len(report.problems)),
-                "problems": _problems_table(report.problems),
-            },
-        ),
-        dg.AssetCheckResult(
-            asset_key=key,
-            check_name="no_self_identification",
-            passed=not report.leaks,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "leaking_drafts": dg.MetadataValue.int(len(report.leaks)),
-                "leaks": _problems_table(report.leaks),
-            },
-        ),
-    ]
+    )
+    cost = "unknown cost" if report.cost_usd is None else f"${report.cost_usd:.6f}"
+    return (
+        f"{report.provider} ({report.model}), {tasks} tasks: {counts}; "
+        f"{report.input_tokens} input and {report.output_tokens} output tokens, {cost}; "
+        f"latency p50 {report.latency_quantile(0.5):.0f} ms, "
+        f"p95 {report.latency_quantile(0.95):.0f} ms"
+    )
 
 
 def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.AssetsDefinition:
-    """One `<provider>_draft` asset (and its checks) per provider spec."""
+    """One `<provider>_draft` asset per provider spec (their checks: `checks.py`)."""
     asset_specs = [
         dg.AssetSpec(
             spec.asset_name,
@@ -139,24 +132,16 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
             skippable=True,
             description=f"The {spec.name} draft of each task: called, validated and stored with "
             "its provenance; a provider that still fails after its retries is stored as a "
-            "`failed` draft, not raised.",
+            "`failed` draft, not raised. Each partition shows its task's newest draft (status, "
+            "model, tokens, cost, latency, attempts) and what the run did for it.",
         )
         for spec in specs
-    ]
-    check_specs = [
-        dg.AssetCheckSpec(name, asset=spec.asset_name, description=text)
-        for spec in specs
-        for name, text in (
-            ("drafts_valid", "Every draft of the batch passed validation."),
-            ("no_self_identification", "No draft names a provider or model (blindness)."),
-        )
     ]
     by_asset = {dg.AssetKey(spec.asset_name): spec for spec in specs}
 
     @dg.multi_asset(
         name="provider_drafts",
         specs=asset_specs,
-        check_specs=check_specs,
         partitions_def=task_partitions,
         backfill_policy=BATCH_POLICY,
         can_subset=True,
@@ -165,15 +150,15 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
     )
     def provider_drafts(
         context: dg.AssetExecutionContext, config: DraftConfig
-    ) -> Iterator[dg.MaterializeResult]:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
         # The providers were built for this mode when the code loaded (live if it was bad).
         settings = Settings.from_environment().require("llm_mode", "claim_lease_s")
         store: DraftStore = context.resources.store
-        tasks = [
-            task
-            for task in store.tasks_by_id(context.partition_keys).values()
-            if task.status == "drafting" and task.prompt
-        ]
+        keys = context.partition_keys
+        found = store.tasks_by_id(keys)
+        tasks = [t for t in found.values() if t.status == "drafting" and t.prompt]
+        drafting = {task.id for task in tasks}
+        others = [key for key in keys if key not in drafting]
         chosen = [by_asset[key] for key in context.selected_asset_keys if key in by_asset]
 
         def run(spec: ProviderSpec) -> ProviderBatchReport:
@@ -187,18 +172,26 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
                 run_id=context.run.run_id,
                 force=config.force,
                 lease_s=settings.claim_lease_s,
+                others=others,
             )
 
         with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
-            reports = dict(zip(chosen, pool.map(run, chosen), strict=True))
-        for spec, report in reports.items():
-            for task_id, problem in report.problems.items():
-                context.log.warning(f"task {task_id}: {problem}")
-            yield dg.MaterializeResult(
-                asset_key=spec.asset_name,
-                metadata=_metadata(report),
-                check_results=_check_results(spec, report),
-            )
+            running = {pool.submit(run, spec): spec for spec in chosen}
+            for done in as_completed(running):
+                spec, report = running[done], done.result()
+                context.log.info(batch_summary(report, len(keys)))
+                for task_id, task in report.tasks.items():
+                    if task.outcome == "drafted" and task.problem:
+                        context.log.warning(f"task {task_id}: {spec.name}: {task.problem}")
+                # The step's output materialises every partition of the run alike; each
+                # partition's own figures follow, as its latest materialisation.
+                yield dg.MaterializeResult(asset_key=spec.asset_name)
+                for key in keys:
+                    yield dg.AssetMaterialization(
+                        asset_key=spec.asset_name,
+                        partition=key,
+                        metadata=task_draft_metadata(report.tasks[key]),
+                    )
 
     return provider_drafts
 

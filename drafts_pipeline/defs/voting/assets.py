@@ -1,5 +1,6 @@
 """The voting assets: `voting_ballot` (quorum, blind labels and the one-way move
-`drafting -> voting`) and `voting_ready_set` (what the voting application shows)."""
+`drafting -> voting`) with its labels check, which reads the store and so runs alone too, and
+`voting_ready_set` (what the voting application shows)."""
 
 import random
 import string
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from drafts_pipeline.defs.drafting.assets import BATCH_POLICY
-from drafts_pipeline.defs.drafting.partitions import task_partitions
+from drafts_pipeline.defs.drafting.partitions import run_task_ids, task_partitions
 from drafts_pipeline.defs.metadata import markdown_table
 from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
@@ -29,6 +30,8 @@ class BallotConfig(dg.Config):
 
 def labels_problem(labels: list[str]) -> str | None:
     """Why a ballot's labels are not A, B, C... each once; None when they are."""
+    if not labels:
+        return "no labelled drafts"
     expected = list(string.ascii_uppercase[: len(labels)])
     if sorted(labels) != expected:
         return f"labels {sorted(labels)} are not {expected}"
@@ -41,13 +44,6 @@ def labels_problem(labels: list[str]) -> str | None:
     deps=[spec.asset_name for spec in PROVIDER_SPECS],
     group_name="voting",
     kinds={"python", "sql"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "labels_complete_and_unique",
-            asset="voting_ballot",
-            description="Each task moved to voting has labels A, B, C... once each.",
-        )
-    ],
     description="Holds the ballot of each task: at quorum its valid drafts get random blind "
     "labels and the task moves to `voting` (once, atomically); below quorum the task stays in "
     "`drafting` with one more attempt, and becomes `failed` after `max_attempts`.",
@@ -57,7 +53,6 @@ def voting_ballot(
 ) -> dg.MaterializeResult:
     rng = random.SystemRandom()
     outcomes: Counter[str] = Counter()
-    moved: list[str] = []
     ballots = cast_ballots(
         store,
         context.partition_keys,
@@ -68,31 +63,41 @@ def voting_ballot(
     )
     for key, outcome in zip(context.partition_keys, ballots, strict=True):
         outcomes[outcome.outcome] += 1
-        if outcome.outcome == "voting":
-            moved.append(key)
-        elif outcome.outcome in ("drafting", "failed"):
+        if outcome.outcome in ("drafting", "failed"):
             context.log.warning(
                 f"task {key}: below quorum ({outcome.reason}); now {outcome.outcome}"
             )
+    # The batch's counts belong to the run, not to each task's partition.
+    context.log.info(
+        f"{len(context.partition_keys)} ballots: {outcomes['voting']} moved to voting, "
+        f"{outcomes['drafting']} below quorum, {outcomes['failed']} failed, "
+        f"{outcomes['unchanged']} unchanged"
+    )
+    return dg.MaterializeResult()
+
+
+@dg.asset_check(
+    asset=voting_ballot,
+    name="labels_complete_and_unique",
+    description="Each task in voting has labels A, B, C... once each: over the run's tasks; "
+    "run alone, over the partition chosen, or every task without one.",
+)
+def labels_complete_and_unique(
+    context: dg.AssetCheckExecutionContext, store: DraftStore
+) -> dg.AssetCheckResult:
+    store.require_current()
+    labels = store.voting_labels(run_task_ids(context))
     problems = {
         task_id: problem
-        for task_id, labels in store.ballot_labels(moved).items()
-        if (problem := labels_problem(labels))
+        for task_id, task_labels in sorted(labels.items())
+        if (problem := labels_problem(task_labels))
     }
-    return dg.MaterializeResult(
+    return dg.AssetCheckResult(
+        passed=not problems,
         metadata={
-            "moved_to_voting": dg.MetadataValue.int(outcomes["voting"]),
-            "below_quorum": dg.MetadataValue.int(outcomes["drafting"]),
-            "failed": dg.MetadataValue.int(outcomes["failed"]),
-            "unchanged": dg.MetadataValue.int(outcomes["unchanged"]),
+            "checked": dg.MetadataValue.int(len(labels)),
+            "bad_ballots": dg.MetadataValue.json(dict(list(problems.items())[:50])),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="labels_complete_and_unique",
-                passed=not problems,
-                metadata={"bad_ballots": dg.MetadataValue.json(problems)},
-            )
-        ],
     )
 
 
