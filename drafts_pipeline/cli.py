@@ -146,17 +146,29 @@ def _check_keys(mode: str) -> None:
 
 
 def _report_runs(runs: list["BatchRun"]) -> None:
+    """A line of totals, then one `error:` line per failed step. Exit status 1 when any step
+    failed unexpectedly (its stack printed above its line), 2 when every failure is one the
+    project raised on purpose (a setting, the store out of reach: the line says what to do)."""
     failed = [r for r in runs if not r.success]
     click.echo(
-        f"{len(runs)} run(s), {sum(r.size for r in runs)} task(s), {len(failed)} failed run(s)"
+        f"{sum(1 for r in runs if r.size)} run(s), {sum(r.size for r in runs)} task(s), "
+        f"{len(failed)} failed run(s)"
     )
-    store = DraftStore(database_url=Settings.from_environment().database_url)
-    counts = {status: len(store.task_ids(status)) for status in ("drafting", "voting", "failed")}
-    click.echo("tasks: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    failures = [(r, f) for r in failed for f in r.failures]
+    for r, f in failures:
+        if not f.expected:
+            click.echo(f.details, err=True)
+        tasks = f"{r.first}..{r.last}" if r.size else r.first
+        click.echo(f"error: step {f.step} of run {r.run_id[:8]} ({tasks}): {f.message}", err=True)
+    for r in failed:
+        if not r.failures:
+            click.echo(f"error: run {r.run_id} for {r.first}..{r.last} failed", err=True)
+    if not (failed and all(f.expected for _, f in failures)):
+        store = DraftStore(database_url=Settings.from_environment().database_url)
+        counts = {s: len(store.task_ids(s)) for s in ("drafting", "voting", "failed")}
+        click.echo("tasks: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     if failed:
-        for r in failed:
-            click.echo(f"run {r.run_id} for {r.first}..{r.last} failed", err=True)
-        sys.exit(1)
+        sys.exit(2 if failures and all(f.expected for _, f in failures) else 1)
 
 
 @main.command("demo")

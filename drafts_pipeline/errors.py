@@ -9,6 +9,11 @@ class ConfigurationError(DraftsError):
     """A setting is missing or wrong; the message names the environment variable."""
 
 
+class StoreUnavailable(DraftsError):
+    """The draft store's database cannot be reached (never was in this process, or not again
+    within `DRAFTS_DB_RETRY_S`); the message names host and database, never the password."""
+
+
 class TaskValidationError(DraftsError):
     """A documentation task cannot be drafted as it is stored."""
 

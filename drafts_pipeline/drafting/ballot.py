@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from drafts_pipeline.store.outages import run_riding_out
+
 if TYPE_CHECKING:
     from drafts_pipeline.store import DraftStore
 
@@ -62,12 +64,27 @@ def cast_ballots(
     """For each task still in `drafting`: at quorum, label the newest valid draft of each
     provider and move the task to `voting`, exactly once; below quorum, count an attempt.
 
-    One transaction for the batch. A task that another ballot moved first comes back
-    `unchanged` with its labels untouched, and so does one that another run is still drafting
-    (a live claim that is not `run_id`'s): that run holds its ballot when its drafts are in.
+    One transaction for the batch, held again whole if the database connection is lost
+    (`store.outages`). A task that another ballot moved first comes back `unchanged` with its
+    labels untouched, and so does one that another run is still drafting (a live claim that is
+    not `run_id`'s): that run holds its ballot when its drafts are in.
     """
     if not task_ids:
         return []
+    return run_riding_out(
+        store.engine,
+        lambda: _cast_once(store, task_ids, min_drafts, max_attempts, rng, run_id),
+    )
+
+
+def _cast_once(
+    store: "DraftStore",
+    task_ids: Sequence[str],
+    min_drafts: int,
+    max_attempts: int,
+    rng: random.Random,
+    run_id: str | None,
+) -> list[BallotOutcome]:
     outcomes: dict[str, BallotOutcome] = {}
     with store.ballot_box(task_ids, run_id) as box:
         labels: dict[str, dict[int, str]] = {}

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from drafts_pipeline.store.drafts import live_claim_holders
 from drafts_pipeline.store.models import Base, DocumentationTask, DraftVersion, utcnow
+from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries
 
 
@@ -101,6 +102,7 @@ class BallotBox:
         )
 
 
+@rides_out_outages
 class BallotQueries(Queries):
     @contextmanager
     def ballot_box(self, task_ids: Sequence[str], run_id: str | None) -> Iterator[BallotBox]:

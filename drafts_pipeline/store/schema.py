@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from drafts_pipeline.errors import ConfigurationError
+from drafts_pipeline.store.outages import OUTAGES
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,9 +29,11 @@ READ_ONLY = {READ_ONLY_OPTION: True}
 
 @cache
 def engine_for(url: str) -> Engine:
-    """A pooled engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+    """A pooled engine; SQLite gets WAL, a busy timeout and enforced foreign keys. Its new
+    connections tell `OUTAGES` that the database is reachable."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
+        OUTAGES.watch(engine)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -54,7 +57,9 @@ def engine_for(url: str) -> Engine:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    OUTAGES.watch(engine)
+    return engine
 
 
 def dialect_insert(dialect_name: str) -> Callable[..., Any]:

@@ -9,6 +9,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from drafts_pipeline.prompts.templates import BuiltPrompt
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.models import DocumentationTask, DraftClaim, utcnow
+from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries, store_now
 
 
@@ -26,6 +27,7 @@ class TaskInput:
     priority: int = 0
 
 
+@rides_out_outages
 class TaskQueries(Queries):
     def add_tasks(self, tasks: Sequence[TaskInput]) -> int:
         """Insert tasks in one transaction; ids already stored are left as they are.
