@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from drafts_pipeline.errors import DraftsError
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
@@ -25,13 +26,12 @@ from drafts_pipeline_tests.postgres_server import (
     throwaway_server,
 )
 
-pytestmark = pytest.mark.slow
-
 TASKS = 30
 
 
 @pytest.fixture
 def server() -> Iterator[ThrowawayServer]:
+    """A server of the test's own (the tests that use it are `slow`)."""
     with throwaway_server() as started:
         if started is None:
             pytest.skip("no initdb on this machine to start a PostgreSQL server of the test's own")
@@ -103,6 +103,7 @@ def stored(store: DraftStore) -> tuple[Counter[str], int, int, int]:
     return drafts, later or 0, calls or 0, unfinished or 0
 
 
+@pytest.mark.slow
 def test_a_ten_second_outage_mid_run_loses_nothing_and_pays_nothing_twice(
     server: ThrowawayServer,
     store: DraftStore,
@@ -130,6 +131,7 @@ def test_a_ten_second_outage_mid_run_loses_nothing_and_pays_nothing_twice(
     assert unfinished == 0
 
 
+@pytest.mark.slow
 def test_an_outage_longer_than_the_retry_limit_fails_clearly_and_a_rerun_completes(
     server: ThrowawayServer,
     store: DraftStore,
@@ -165,6 +167,7 @@ def test_an_outage_longer_than_the_retry_limit_fails_clearly_and_a_rerun_complet
     assert drafts == Counter({s.name: TASKS for s in PROVIDER_SPECS}) and later == 0
 
 
+@pytest.mark.slow
 def test_a_command_given_an_unreachable_database_exits_2_with_one_line(
     server: ThrowawayServer, tmp_path: Path
 ) -> None:
@@ -188,3 +191,18 @@ def test_a_command_given_an_unreachable_database_exits_2_with_one_line(
             database = url.rsplit("/", 1)[1]
             assert f"database {database}" in lines[0] and "127.0.0.1" in lines[0]
             assert "s3cret-pw" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("not a url at all", "is not a database URL"),
+        ("mysql://user:s3cret-pw@localhost/drafts", "names a mysql database"),
+        ("sqlite:////no/such/folder/drafts.sqlite3", "SQLite file /no/such/folder"),
+    ],
+)
+def test_a_database_url_the_store_cannot_use_is_one_clear_error(url: str, expected: str) -> None:
+    with pytest.raises(DraftsError) as raised:
+        DraftStore(database_url=url).upgrade()
+    assert expected in str(raised.value)
+    assert "s3cret-pw" not in str(raised.value) and "\n" not in str(raised.value)

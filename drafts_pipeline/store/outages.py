@@ -111,9 +111,14 @@ def is_connection_loss(engine: Engine, error: BaseException) -> bool:
 
 
 def _never_reached(engine: Engine, error: DBAPIError) -> StoreUnavailable:
+    check = (
+        "that its folder exists and can be written"
+        if engine.url.get_backend_name() == "sqlite"
+        else "that the server is running"
+    )
     return StoreUnavailable(
         f"cannot reach the draft store ({where(engine.url)}): {_cause(error, engine.url)}; "
-        "check DRAFTS_DATABASE_URL and that the server is running"
+        f"check DRAFTS_DATABASE_URL and {check}"
     )
 
 
