@@ -149,6 +149,33 @@ def test_import_of_a_bad_file_reports_every_row_and_imports_nothing(
     assert store.task_ids("drafting") == []
 
 
+def test_import_applies_the_size_limits_the_environment_sets(
+    env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        '{"id": "ok.one", "symbol": "one", "language": "python", "code": "def one(): pass"}\n'
+        '{"id": "ok.two", "symbol": "two", "language": "python", "code": "def two(): return 2"}\n'
+    )
+
+    smaller = cli(
+        "tasks", "import", str(tasks), env={**env, "DRAFTS_MAX_CODE_CHARS": "16"}, cwd=tmp_path
+    )
+    bad = cli(
+        "tasks", "import", str(tasks), env={**env, "DRAFTS_MAX_CODE_CHARS": "many"}, cwd=tmp_path
+    )
+
+    assert smaller.returncode == 2
+    assert smaller.stderr.splitlines()[1:] == [
+        "  line 2: field 'code' is 19 characters long; at most 16 (DRAFTS_MAX_CODE_CHARS)"
+    ]
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        "error: DRAFTS_MAX_CODE_CHARS='many' must be a whole number of at least 1"
+    ]
+    assert DraftStore(database_url=database_url).task_ids("drafting") == []
+
+
 @pytest.mark.parametrize(
     ("count", "size", "expected"),
     [
