@@ -138,11 +138,12 @@ def run(batch_size: int | None, concurrent_runs: int | None, force: bool) -> Non
 
 
 def _check_keys(mode: str) -> None:
-    """Fail before any run when a live provider has no key: never a silent fallback."""
+    """Fail before any run when a live provider's key is missing or unusable, naming every such
+    variable at once: never a silent fallback."""
+    from drafts_pipeline.llm.keys import require_keys
     from drafts_pipeline.llm.providers import provider_resources
 
-    for provider in provider_resources(mode).values():
-        provider.require_key()
+    require_keys(provider_resources(mode).values())
 
 
 def _report_runs(runs: list["BatchRun"]) -> None:

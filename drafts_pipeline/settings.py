@@ -88,6 +88,10 @@ class Settings:
     db_retry_s: float = 60.0
     """`DRAFTS_DB_RETRY_S`: how long store operations retry a lost database connection (a
     PostgreSQL restart, a failover) before the step fails; 0 fails at once."""
+    max_code_chars: int = 50_000
+    """`DRAFTS_MAX_CODE_CHARS`: the most characters of code a task may hold."""
+    max_context_chars: int = 200_000
+    """`DRAFTS_MAX_CONTEXT_CHARS`: the most characters of context a task may hold."""
     problems: Mapping[str, str] = field(default_factory=dict)
     """Field name -> why its variable's value was refused (the field holds the default)."""
 
@@ -119,6 +123,8 @@ class Settings:
             usage_start_date=read("usage_start_date", "DRAFTS_USAGE_START_DATE", _iso_date),
             claim_lease_s=read("claim_lease_s", "DRAFTS_CLAIM_LEASE_S", _positive_seconds),
             db_retry_s=read("db_retry_s", "DRAFTS_DB_RETRY_S", _seconds),
+            max_code_chars=read("max_code_chars", "DRAFTS_MAX_CODE_CHARS", _positive_int),
+            max_context_chars=read("max_context_chars", "DRAFTS_MAX_CONTEXT_CHARS", _positive_int),
             problems=problems,
         )
 

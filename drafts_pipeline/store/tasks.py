@@ -6,7 +6,9 @@ from datetime import timedelta
 
 from sqlalchemy import and_, bindparam, or_, select, update
 
+from drafts_pipeline.errors import TaskValidationError
 from drafts_pipeline.prompts.templates import BuiltPrompt
+from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.models import DocumentationTask, DraftClaim, utcnow
 from drafts_pipeline.store.outages import rides_out_outages
@@ -27,15 +29,69 @@ class TaskInput:
     priority: int = 0
 
 
+@dataclass(frozen=True)
+class TaskSizeLimits:
+    """The most characters of code and of context a task may hold. A bigger task would be sent
+    to every provider, and time out there on every attempt."""
+
+    code: int = Settings.max_code_chars
+    context: int = Settings.max_context_chars
+
+    @classmethod
+    def from_environment(cls) -> "TaskSizeLimits":
+        """`DRAFTS_MAX_CODE_CHARS` and `DRAFTS_MAX_CONTEXT_CHARS`, or a `ConfigurationError`
+        naming a bad one."""
+        settings = Settings.from_environment().require("max_code_chars", "max_context_chars")
+        return cls(code=settings.max_code_chars, context=settings.max_context_chars)
+
+    def problems(self, code: str, context: str) -> list[str]:
+        """Each field over its limit, with its size, the limit and the variable that sets it."""
+        return [
+            f"field {name!r} is {len(value)} characters long; at most {limit} ({variable})"
+            for name, value, limit, variable in (
+                ("code", code, self.code, "DRAFTS_MAX_CODE_CHARS"),
+                ("context", context, self.context, "DRAFTS_MAX_CONTEXT_CHARS"),
+            )
+            if len(value) > limit
+        ]
+
+
+# Oversized tasks listed in the store's refusal at most; the rest are counted.
+LISTED_OVERSIZED = 10
+
+
+def oversized_tasks_error(tasks: Sequence[TaskInput], limits: TaskSizeLimits) -> str | None:
+    """Why the store refuses `tasks`, task by task, or None when each is within the limits."""
+    found = [
+        f"task {task.id!r}: {'; '.join(problems)}"
+        for task in tasks
+        if (problems := limits.problems(task.code, task.context))
+    ]
+    if not found:
+        return None
+    more = len(found) - LISTED_OVERSIZED
+    listed = found[:LISTED_OVERSIZED] + ([f"and {more} more"] if more > 0 else [])
+    return f"{len(found)} task(s) over the size limits, nothing stored: {', '.join(listed)}"
+
+
 @rides_out_outages
 class TaskQueries(Queries):
-    def add_tasks(self, tasks: Sequence[TaskInput]) -> int:
+    def add_tasks(self, tasks: Sequence[TaskInput], limits: TaskSizeLimits | None = None) -> int:
         """Insert tasks in one transaction; ids already stored are left as they are.
+
+        Every task passes the size limits (`limits`, else the environment's) or none is stored:
+        discovery and import report an oversized task where it is found, and this check keeps
+        a task given through the Python API from reaching the providers.
 
         Returns how many were new.
         """
         if not tasks:
             return 0
+        refusal = oversized_tasks_error(
+            tasks, TaskSizeLimits.from_environment() if limits is None else limits
+        )
+        if refusal is not None:
+            raise TaskValidationError(refusal)
         now = utcnow()
         rows = [
             {**asdict(task), "status": "drafting", "attempts": 0, "created_at": now,
