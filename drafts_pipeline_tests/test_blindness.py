@@ -353,9 +353,8 @@ def test_self_identifying_drafts_of_a_vendor_context_task_never_reach_voters(
     assert exported.exit_code == 0, exported.output
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert {row["task_id"] for row in rows} == {"clients.build_openai_client"}
-    published = (
-        output.read_text() + pd.read_parquet(data_dir / "voting_ready_set.parquet").to_json()
-    )
+    parquet = pd.read_parquet(data_dir / "voting_ready_set.parquet")
+    published = output.read_text() + parquet.to_json(date_format="iso")
     for phrase in ("As Claude", "I'm ChatGPT", "I am Kimi", "Anthropic", "Moonshot"):
         assert phrase not in published
 

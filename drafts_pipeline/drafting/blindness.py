@@ -14,6 +14,7 @@ Unicode forms, curly quotes, dashes, spacing and camel case folded away):
   code's comments and prose, exempt nothing.
 """
 
+import functools
 import io
 import re
 import textwrap
@@ -90,6 +91,8 @@ SELF_IDENTIFICATION: dict[str, re.Pattern[str]] = {
     }.items()
 }
 
+# Any model or vendor word the patterns above know: without one, no code needs reading.
+ANY_NAME = re.compile(rf"\b{NAME}")
 # A provider, vendor or model name anywhere (left-anchored: "OpenAIClient" counts).
 PROVIDER_NAME = re.compile(
     r"\b(?:claude|anthropic|open[ -]?ai|chat[ -]?gpt|gpt[ -]?\d\w*(?:\.\w+)*|moonshot|kimi)"
@@ -131,6 +134,7 @@ class CodeTerms:
         return any(key in word for word in self.words)
 
 
+@functools.lru_cache(maxsize=256)
 def code_terms(code: str) -> CodeTerms:
     """The identifiers and identifier-like literals of `code`: Python's tokens where it
     tokenises, else every identifier-shaped word of it (comments included)."""
@@ -183,20 +187,16 @@ def blindness_leaks(
     """Every phrase of `text` that speaks as a model or vendor, or names a provider or model
     that the symbol's `code` does not itself use; `model_ids` are more names to look for (the
     models the drafts came from). The task's context is deliberately not an argument."""
-    terms = code_terms(code)
-    leaks: list[BlindnessLeak] = []
-    spoken = normalise(_mask_quoted_identifiers(text, terms.identifiers))
-    for rule, pattern in SELF_IDENTIFICATION.items():
-        leaks += [
-            BlindnessLeak(rule, match.group(0).strip(" .,;:!?(-"))
-            for match in pattern.finditer(spoken)
-        ]
     plain = normalise(text)
     named = [match.group(0) for match in PROVIDER_NAME.finditer(plain)]
     for model_id in sorted(model_ids):
         wanted = normalise(model_id)
         if wanted and re.search(rf"(?<![\w-]){re.escape(wanted)}(?![\w-])", plain):
             named.append(wanted)
+    if not named and not ANY_NAME.search(plain):
+        return _self_identification(plain)
+    terms = code_terms(code)
+    leaks = _self_identification(normalise(_mask_quoted_identifiers(text, terms.identifiers)))
     leaks += [
         BlindnessLeak("names a provider or model", name)
         for name in dict.fromkeys(named)
@@ -205,11 +205,22 @@ def blindness_leaks(
     return leaks
 
 
+def _self_identification(spoken: str) -> list[BlindnessLeak]:
+    return [
+        BlindnessLeak(rule, match.group(0).strip(" .,;:!?(-"))
+        for rule, pattern in SELF_IDENTIFICATION.items()
+        for match in pattern.finditer(spoken)
+    ]
+
+
 def _mask_quoted_identifiers(text: str, identifiers: frozenset[str]) -> str:
-    """`text` with each code identifier quoted in backticks (`` `claude` ``) replaced by a
-    neutral word: a reference to the code is never the draft speaking of itself."""
-    return re.sub(
-        r"`([A-Za-z_][A-Za-z0-9_.]*)`",
-        lambda m: "`identifier`" if set(m.group(1).split(".")) <= identifiers else m.group(0),
-        text,
-    )
+    """`text` with each code identifier that holds a model or vendor name and is quoted in
+    backticks (`` `claude` ``) replaced by a neutral word: a reference to the code is never the
+    draft speaking of itself."""
+
+    def masked(match: re.Match[str]) -> str:
+        quoted = match.group(1)
+        in_code = set(quoted.split(".")) <= identifiers
+        return "`identifier`" if in_code and ANY_NAME.search(normalise(quoted)) else match.group(0)
+
+    return re.sub(r"`([A-Za-z_][A-Za-z0-9_.]*)`", masked, text)
