@@ -13,7 +13,12 @@ from drafts_pipeline.errors import DraftsError
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.schema import safe_url
-from drafts_pipeline.voting_set import EXPORT_FORMATS, export_voting_set, voting_ready_frame
+from drafts_pipeline.voting_set import (
+    EXPORT_FORMATS,
+    export_voting_set,
+    voting_ready_frame,
+    voting_set,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -208,8 +213,15 @@ def export() -> None:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def export_voting_set_command(fmt: str, output: Path) -> None:
     """Write the voting-ready set (no provider or model names) to OUTPUT."""
-    rows = export_voting_set(voting_ready_frame(_store()), fmt, output)
+    published = voting_set(_store())
+    rows = export_voting_set(published.frame, fmt, output)
     click.echo(f"{rows} labelled draft(s) written to {output}")
+    if published.withheld:
+        click.echo(
+            f"warning: {len(published.withheld)} labelled draft(s) left out, their text would "
+            f"tell voters who wrote them: {'; '.join(published.withheld[:3])}",
+            err=True,
+        )
 
 
 def run_cli() -> None:

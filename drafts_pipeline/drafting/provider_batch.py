@@ -144,7 +144,11 @@ def _record(
             attempts=len(result.calls),
         )
     verdict = validate_draft(
-        result.text, result.finish_reason, symbol_facts(task.code), f"{task.code}\n{task.context}"
+        result.text,
+        result.finish_reason,
+        symbol_facts(task.code),
+        task.code,
+        frozenset({result.model, provider.effective_model}),
     )
     if verdict.status != "valid":
         report.problems[task.id] = "; ".join(verdict.reasons)

@@ -149,7 +149,10 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         for spec in specs
         for name, text in (
             ("drafts_valid", "Every draft of the batch passed validation."),
-            ("no_self_identification", "No draft names a provider or model (blindness)."),
+            (
+                "no_self_identification",
+                "No draft speaks as a model or vendor, or names one its code does not use.",
+            ),
         )
     ]
     by_asset = {dg.AssetKey(spec.asset_name): spec for spec in specs}
