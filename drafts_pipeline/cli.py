@@ -59,7 +59,7 @@ def db_upgrade() -> None:
 
 @main.group()
 def tasks() -> None:
-    """Bring documentation tasks in."""
+    """Bring documentation tasks in, or back after they failed."""
 
 
 @tasks.command("discover")
@@ -86,6 +86,19 @@ def tasks_import(file: Path) -> None:
         f"{summary.read} task(s) read, {summary.created} created, "
         f"{summary.already_present} already present"
     )
+
+
+@tasks.command("retry")
+@click.argument("task_ids", metavar="[ID]...", nargs=-1)
+@click.option("--all-failed", is_flag=True, help="Retry every failed task.")
+def tasks_retry(task_ids: tuple[str, ...], all_failed: bool) -> None:
+    """Move failed tasks back to `drafting`, to be drafted again by the sensor's next run or
+    `drafts-pipeline run`. Valid drafts are reused; drafts, ballots and calls are all kept.
+    One ID that does not exist or has not failed refuses the whole command."""
+    if bool(task_ids) == all_failed:
+        raise click.UsageError("name the failed tasks to retry, or give --all-failed (not both)")
+    moved = _store().requeue_failed(None if all_failed else list(task_ids))
+    click.echo(f"{len(moved)} failed task(s) moved back to drafting")
 
 
 def _run_settings(batch_size: int | None, concurrent_runs: int | None) -> Settings:

@@ -28,6 +28,14 @@ class ImportRejected(DraftsError):
         super().__init__(f"{path}: {len(problems)} bad row(s), nothing imported:\n{listing}")
 
 
+class RetryRefused(DraftsError):
+    """Tasks named for a retry do not exist or have not failed; none was re-queued."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"nothing retried: {'; '.join(problems)}")
+
+
 class ProviderError(DraftsError):
     """A provider call failed for good (after the retry policy, or not retryable)."""
 

@@ -2,7 +2,7 @@
 
 import random
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -10,6 +10,7 @@ from drafts_pipeline.store.outages import run_riding_out
 
 if TYPE_CHECKING:
     from drafts_pipeline.store import DraftStore
+    from drafts_pipeline.store.ballots import UnusableDraft
 
 BallotDecision = Literal["voting", "drafting", "failed"]
 
@@ -50,6 +51,31 @@ def decide(valid_drafts: int, min_drafts: int, attempts: int, max_attempts: int)
     if attempts + 1 >= max_attempts:
         return "failed"
     return "drafting"
+
+
+def unusable_cause(draft: "UnusableDraft") -> str:
+    """Why a draft does not count, in a few words free of any provider message: the error kind
+    of a failed call (`server_error after 4 attempts`, `quota`), or the checks an invalid
+    answer failed (`invalid: schema, complete`)."""
+    if draft.status == "failed":
+        kind = draft.validation.get("provider", {}).get("error_type") or "failed"
+        return f"{kind} after {draft.attempts} attempts" if draft.attempts > 1 else kind
+    failed_checks = [
+        name
+        for name, check in draft.validation.items()
+        if isinstance(check, dict) and not check.get("ok", True)
+    ]
+    return f"invalid: {', '.join(failed_checks)}" if failed_checks else draft.status
+
+
+def below_quorum_reason(
+    valid_drafts: int, min_drafts: int, unusable: Mapping[str, "UnusableDraft"]
+) -> str:
+    """A task's `last_error` below quorum: the count, then each provider whose draft is not
+    valid and why, e.g. `1 valid draft(s), quorum is 2; claude: server_error after 4 attempts;
+    openai: quota`."""
+    causes = [f"{provider}: {unusable_cause(unusable[provider])}" for provider in sorted(unusable)]
+    return "; ".join([f"{valid_drafts} valid draft(s), quorum is {min_drafts}", *causes])
 
 
 def cast_ballots(
@@ -106,7 +132,8 @@ def _cast_once(
                     for provider, draft_id in candidate.valid_drafts.items()
                 }
             else:
-                below[task_id] = (decision, f"{count} valid draft(s), quorum is {min_drafts}")
+                reason = below_quorum_reason(count, min_drafts, candidate.unusable_drafts)
+                below[task_id] = (decision, reason)
         moved = box.move_to_voting(labels)
         box.keep_below_quorum(below)
         for task_id, by_provider in chosen.items():

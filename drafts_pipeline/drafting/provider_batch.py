@@ -139,7 +139,9 @@ def _record(
             model=provider.effective_model,
             content="",
             status="failed",
-            validation={"provider": {"ok": False, "reason": str(result)}},
+            validation={
+                "provider": {"ok": False, "reason": str(result), "error_type": result.error_type}
+            },
             request_id=result.request_id,
             attempts=len(result.calls),
         )

@@ -4,9 +4,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 
-from drafts_pipeline.errors import TaskValidationError
+from drafts_pipeline.errors import RetryRefused, TaskValidationError
 from drafts_pipeline.prompts.templates import BuiltPrompt
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import schema
@@ -150,8 +150,54 @@ class TaskQueries(Queries):
             )
             return result.rowcount == 1  # type: ignore[attr-defined]
 
+    def requeue_failed(self, ids: Sequence[str] | None) -> list[str]:
+        """Move the failed tasks `ids` (None: every failed task) back to `drafting` with no
+        attempts counted, and return them. Their drafts, ballots and calls stay as they are.
+
+        All or nothing: an id with no task, or a task that is not `failed`, refuses the whole
+        request (`RetryRefused`, naming each) and changes nothing. Each task re-queued gets a
+        new `seq`, past every task's (in its old order), so the sensor's cursor reaches it
+        again, as it reaches a new task.
+        """
+        with self._session() as session, session.begin():
+            query = select(DocumentationTask.id, DocumentationTask.status)
+            if ids is None:
+                query = query.where(DocumentationTask.status == "failed")
+            else:
+                query = query.where(DocumentationTask.id.in_(ids))
+            rows = session.execute(query.order_by(DocumentationTask.seq).with_for_update()).all()
+            found = {row.id: row.status for row in rows}
+            problems = [
+                f"no task {task_id!r}"
+                if task_id not in found
+                else f"task {task_id!r} is in {found[task_id]}, not failed"
+                for task_id in dict.fromkeys(ids or ())
+                if found.get(task_id) != "failed"
+            ]
+            if problems:
+                raise RetryRefused(problems)
+            if not rows:
+                return []
+            table = DocumentationTask.__table__
+            assert isinstance(table, Table)
+            now = utcnow()
+            # One row at a time, in the old order: each takes the next number.
+            session.connection().execute(
+                update(table)
+                .where(table.c.id == bindparam("task_id"), table.c.status == "failed")
+                .values(
+                    seq=_next_seq(table, self.engine.dialect.name),
+                    status="drafting",
+                    attempts=0,
+                    updated_at=now,
+                ),
+                [{"task_id": row.id} for row in rows],
+            )
+            return [row.id for row in rows]
+
     def drafting_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
-        """`(seq, id)` of the next `limit` drafting tasks past a cursor, in arrival order."""
+        """`(seq, id)` of the next `limit` drafting tasks past a cursor, in the order they
+        arrived or were re-queued."""
         with self._session() as session:
             rows = session.execute(
                 select(DocumentationTask.seq, DocumentationTask.id)
@@ -202,3 +248,13 @@ class TaskQueries(Queries):
                     .order_by(DocumentationTask.seq)
                 )
             )
+
+
+def _next_seq(table: Table, dialect_name: str) -> ColumnElement[int]:
+    """The `seq` a new task would get: the next of the column's sequence on PostgreSQL, one
+    past the largest on SQLite (a new row id follows the largest; the update holds the write
+    lock)."""
+    if dialect_name == "postgresql":
+        return func.nextval(func.pg_get_serial_sequence(table.name, "seq"))
+    latest = table.alias("latest")
+    return select(func.max(latest.c.seq) + 1).scalar_subquery()
