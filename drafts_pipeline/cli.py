@@ -13,7 +13,12 @@ from drafts_pipeline.errors import DraftsError
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.schema import safe_url
-from drafts_pipeline.voting_set import EXPORT_FORMATS, export_voting_set, voting_ready_frame
+from drafts_pipeline.voting_set import (
+    EXPORT_FORMATS,
+    export_voting_set,
+    voting_ready_frame,
+    voting_set,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,7 +59,7 @@ def db_upgrade() -> None:
 
 @main.group()
 def tasks() -> None:
-    """Bring documentation tasks in."""
+    """Bring documentation tasks in, or back after they failed."""
 
 
 @tasks.command("discover")
@@ -81,6 +86,19 @@ def tasks_import(file: Path) -> None:
         f"{summary.read} task(s) read, {summary.created} created, "
         f"{summary.already_present} already present"
     )
+
+
+@tasks.command("retry")
+@click.argument("task_ids", metavar="[ID]...", nargs=-1)
+@click.option("--all-failed", is_flag=True, help="Retry every failed task.")
+def tasks_retry(task_ids: tuple[str, ...], all_failed: bool) -> None:
+    """Move failed tasks back to `drafting`, to be drafted again by the sensor's next run or
+    `drafts-pipeline run`. Valid drafts are reused; drafts, ballots and calls are all kept.
+    One ID that does not exist or has not failed refuses the whole command."""
+    if bool(task_ids) == all_failed:
+        raise click.UsageError("name the failed tasks to retry, or give --all-failed (not both)")
+    moved = _store().requeue_failed(None if all_failed else list(task_ids))
+    click.echo(f"{len(moved)} failed task(s) moved back to drafting")
 
 
 def _run_settings(batch_size: int | None, concurrent_runs: int | None) -> Settings:
@@ -138,25 +156,38 @@ def run(batch_size: int | None, concurrent_runs: int | None, force: bool) -> Non
 
 
 def _check_keys(mode: str) -> None:
-    """Fail before any run when a live provider has no key: never a silent fallback."""
+    """Fail before any run when a live provider's key is missing or unusable, naming every such
+    variable at once: never a silent fallback."""
+    from drafts_pipeline.llm.keys import require_keys
     from drafts_pipeline.llm.providers import provider_resources
 
-    for provider in provider_resources(mode).values():
-        provider.require_key()
+    require_keys(provider_resources(mode).values())
 
 
 def _report_runs(runs: list["BatchRun"]) -> None:
+    """A line of totals, then one `error:` line per failed step. Exit status 1 when any step
+    failed unexpectedly (its stack printed above its line), 2 when every failure is one the
+    project raised on purpose (a setting, the store out of reach: the line says what to do)."""
     failed = [r for r in runs if not r.success]
     click.echo(
-        f"{len(runs)} run(s), {sum(r.size for r in runs)} task(s), {len(failed)} failed run(s)"
+        f"{sum(1 for r in runs if r.size)} run(s), {sum(r.size for r in runs)} task(s), "
+        f"{len(failed)} failed run(s)"
     )
-    store = DraftStore(database_url=Settings.from_environment().database_url)
-    counts = {status: len(store.task_ids(status)) for status in ("drafting", "voting", "failed")}
-    click.echo("tasks: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    failures = [(r, f) for r in failed for f in r.failures]
+    for r, f in failures:
+        if not f.expected:
+            click.echo(f.details, err=True)
+        tasks = f"{r.first}..{r.last}" if r.size else r.first
+        click.echo(f"error: step {f.step} of run {r.run_id[:8]} ({tasks}): {f.message}", err=True)
+    for r in failed:
+        if not r.failures:
+            click.echo(f"error: run {r.run_id} for {r.first}..{r.last} failed", err=True)
+    if not (failed and all(f.expected for _, f in failures)):
+        store = DraftStore(database_url=Settings.from_environment().database_url)
+        counts = {s: len(store.task_ids(s)) for s in ("drafting", "voting", "failed")}
+        click.echo("tasks: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     if failed:
-        for r in failed:
-            click.echo(f"run {r.run_id} for {r.first}..{r.last} failed", err=True)
-        sys.exit(1)
+        sys.exit(2 if failures and all(f.expected for _, f in failures) else 1)
 
 
 @main.command("demo")
@@ -195,8 +226,15 @@ def export() -> None:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def export_voting_set_command(fmt: str, output: Path) -> None:
     """Write the voting-ready set (no provider or model names) to OUTPUT."""
-    rows = export_voting_set(voting_ready_frame(_store()), fmt, output)
+    published = voting_set(_store())
+    rows = export_voting_set(published.frame, fmt, output)
     click.echo(f"{rows} labelled draft(s) written to {output}")
+    if published.withheld:
+        click.echo(
+            f"warning: {len(published.withheld)} labelled draft(s) left out, their text would "
+            f"tell voters who wrote them: {'; '.join(published.withheld[:3])}",
+            err=True,
+        )
 
 
 def run_cli() -> None:

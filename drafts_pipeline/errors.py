@@ -9,6 +9,11 @@ class ConfigurationError(DraftsError):
     """A setting is missing or wrong; the message names the environment variable."""
 
 
+class StoreUnavailable(DraftsError):
+    """The draft store's database cannot be reached (never was in this process, or not again
+    within `DRAFTS_DB_RETRY_S`); the message names host and database, never the password."""
+
+
 class TaskValidationError(DraftsError):
     """A documentation task cannot be drafted as it is stored."""
 
@@ -21,6 +26,14 @@ class ImportRejected(DraftsError):
         self.problems = problems
         listing = "\n".join(f"  {problem}" for problem in problems)
         super().__init__(f"{path}: {len(problems)} bad row(s), nothing imported:\n{listing}")
+
+
+class RetryRefused(DraftsError):
+    """Tasks named for a retry do not exist or have not failed; none was re-queued."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"nothing retried: {'; '.join(problems)}")
 
 
 class ProviderError(DraftsError):

@@ -6,6 +6,7 @@ in the UI, and otherwise to throwaway in-memory instances.
 
 import math
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,9 +19,23 @@ import dagster as dg
 
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.drafting.turns import TURNS
+from drafts_pipeline.errors import DraftsError
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.run_log import LOGGER_NAME, command_line_logger
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """Why a step of a run failed, in one line."""
+
+    step: str
+    message: str
+    expected: bool
+    """The project raised it on purpose (`DraftsError`: a setting, an unreachable store), and
+    the message says what to do; otherwise an unexpected error, `details` its stack."""
+    details: str = ""
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,37 @@ class BatchRun:
     size: int
     success: bool
     run_id: str
+    failures: tuple[StepFailure, ...] = ()
+
+
+def _project_errors(cls: type[BaseException] = DraftsError) -> set[str]:
+    return {cls.__name__}.union(*(_project_errors(sub) for sub in cls.__subclasses__()))
+
+
+def step_failures(result: dg.ExecuteInProcessResult) -> tuple[StepFailure, ...]:
+    """One `StepFailure` per failed step: the project's own error where one is in the chain of
+    causes (Dagster wraps it), else the innermost error."""
+    ours = _project_errors()
+    failures = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error if event.step_failure_data else None
+        chain = []
+        while error is not None:
+            chain.append(error)
+            error = error.cause
+        step = event.step_key or "?"
+        found = next((e for e in chain if e.cls_name in ours), None)
+        if found is not None:
+            # "drafts_pipeline.errors.StoreUnavailable: what to do" -> "what to do"
+            message = re.sub(rf"^[\w.]*{found.cls_name}: ", "", found.message.strip())
+            failures.append(StepFailure(step, message.splitlines()[0], expected=True))
+        elif chain:
+            inner = chain[-1]
+            first_line = (inner.message.strip().splitlines() or [""])[0]
+            failures.append(StepFailure(step, first_line, False, chain[0].to_string()))
+        else:
+            failures.append(StepFailure(step, "failed", expected=False))
+    return tuple(failures)
 
 
 # The first run of a backlog: small, so that the providers are called within seconds.
@@ -191,9 +237,9 @@ def _run_batches(
     log_level: str,
     on_home_instance: bool,
 ) -> list[BatchRun]:
-    loggers = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    loggers = {"loggers": {LOGGER_NAME: {"config": {"log_level": log_level}}}}
     drafting_config = {**loggers, "ops": {"provider_drafts": {"config": {"force": force}}}}
-    job = defs.resolve_job_def("draft_tasks")
+    job = defs.resolve_job_def("draft_tasks").with_logger_defs({LOGGER_NAME: command_line_logger})
 
     def run_batch(batch: Sequence[str], run_id: str) -> BatchRun:
         # Opened and disposed in the thread that runs: in-memory SQLite refuses other threads.
@@ -207,7 +253,10 @@ def _run_batches(
                 run_config=drafting_config,
                 raise_on_error=False,
             )
-            return BatchRun(batch[0], batch[-1], len(batch), result.success, result.run_id)
+            return BatchRun(
+                batch[0], batch[-1], len(batch), result.success, result.run_id,
+                () if result.success else step_failures(result),
+            )  # fmt: skip
 
     with ThreadPoolExecutor(max_workers=concurrent_runs) as pool:
         futures = []
@@ -227,8 +276,14 @@ def _run_batches(
             if index == 1:  # the first run's setup and the second's are behind us
                 _prefetch_publish_imports()
         results = [future.result() for future in futures]
+    publish = defs.resolve_job_def("publish_voting_set").with_logger_defs(
+        {LOGGER_NAME: command_line_logger}
+    )
     with open_instance(on_home_instance) as instance:
-        defs.resolve_job_def("publish_voting_set").execute_in_process(
-            instance=instance, run_config=loggers
+        published = publish.execute_in_process(
+            instance=instance, run_config=loggers, raise_on_error=False
         )
+    if not published.success:
+        name = "voting-ready set"
+        results.append(BatchRun(name, name, 0, False, published.run_id, step_failures(published)))
     return results

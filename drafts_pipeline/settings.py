@@ -44,6 +44,16 @@ def _positive_seconds(raw: str) -> float:
     return value
 
 
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a number of seconds, 0 or more")
+    return value
+
+
 def _iso_date(raw: str) -> str:
     try:
         date.fromisoformat(raw)
@@ -75,6 +85,13 @@ class Settings:
     claim_lease_s: float = 60.0
     """`DRAFTS_CLAIM_LEASE_S`: how long a run's claim on a (task, provider) lasts unless
     renewed; after a crash, the next run redoes the dead run's work once it has passed."""
+    db_retry_s: float = 60.0
+    """`DRAFTS_DB_RETRY_S`: how long store operations retry a lost database connection (a
+    PostgreSQL restart, a failover) before the step fails; 0 fails at once."""
+    max_code_chars: int = 50_000
+    """`DRAFTS_MAX_CODE_CHARS`: the most characters of code a task may hold."""
+    max_context_chars: int = 200_000
+    """`DRAFTS_MAX_CONTEXT_CHARS`: the most characters of context a task may hold."""
     problems: Mapping[str, str] = field(default_factory=dict)
     """Field name -> why its variable's value was refused (the field holds the default)."""
 
@@ -105,6 +122,9 @@ class Settings:
             in_process_runs=read("in_process_runs", "DRAFTS_IN_PROCESS_RUNS", _positive_int),
             usage_start_date=read("usage_start_date", "DRAFTS_USAGE_START_DATE", _iso_date),
             claim_lease_s=read("claim_lease_s", "DRAFTS_CLAIM_LEASE_S", _positive_seconds),
+            db_retry_s=read("db_retry_s", "DRAFTS_DB_RETRY_S", _seconds),
+            max_code_chars=read("max_code_chars", "DRAFTS_MAX_CODE_CHARS", _positive_int),
+            max_context_chars=read("max_context_chars", "DRAFTS_MAX_CONTEXT_CHARS", _positive_int),
             problems=problems,
         )
 

@@ -2,9 +2,12 @@
 
 import os
 import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from drafts_pipeline.drafting.blindness import blindness_leaks
 from drafts_pipeline.store import DraftStore
 
 if TYPE_CHECKING:
@@ -25,22 +28,51 @@ EXPORT_FORMATS = ("jsonl", "parquet")
 FORBIDDEN_COLUMNS = {"provider", "model"}
 
 
-def voting_ready_frame(store: DraftStore) -> "pd.DataFrame":
-    """One row per task in `voting` and label."""
+@dataclass(frozen=True)
+class VotingSet:
+    """The rows voters may see, and the labelled drafts left out of them because their text
+    would tell a voter who wrote them (each `task/label: reason`)."""
+
+    frame: "pd.DataFrame"
+    withheld: list[str]
+
+    @property
+    def leaks(self) -> list[str]:
+        """Everything that breaks blindness: forbidden columns, then the withheld drafts."""
+        return sorted(FORBIDDEN_COLUMNS & set(self.frame.columns)) + self.withheld
+
+
+def voting_set(store: DraftStore) -> VotingSet:
+    """Every task in `voting` and label, each draft judged by `row_leaks` (the rule of draft
+    validation); a draft that breaks it (stored before the rule caught it) is left out."""
     import pandas as pd
 
     frame = pd.DataFrame(store.voting_ready_rows(), columns=COLUMNS)
-    return frame.astype({"label": "string", "content": "string"})
+    frame = frame.astype({"label": "string", "content": "string"})
+    reasons = row_leaks(frame, store.draft_models())
+    withheld = [
+        f"{row.task_id}/{row.label}: {reason}"
+        for row, reason in zip(frame.itertuples(index=False), reasons, strict=True)
+        if reason
+    ]
+    keep = pd.Series([not reason for reason in reasons], index=frame.index, dtype=bool)
+    blind = frame.loc[keep].reset_index(drop=True)
+    return VotingSet(blind, withheld)
 
 
-def identity_leaks(frame: "pd.DataFrame", names: set[str]) -> list[str]:
-    """Columns or cells that would tell a voter who wrote a draft."""
-    leaks = sorted(FORBIDDEN_COLUMNS & set(frame.columns))
-    lowered = [name.lower() for name in names if name]
-    for row in frame.itertuples(index=False):
-        text = str(row.content).lower()
-        leaks += [f"{row.task_id}/{row.label}: {name}" for name in lowered if name in text]
-    return leaks
+def voting_ready_frame(store: DraftStore) -> "pd.DataFrame":
+    """One row per task in `voting` and label; withheld drafts are not in it."""
+    return voting_set(store).frame
+
+
+def row_leaks(frame: "pd.DataFrame", model_ids: Iterable[str]) -> list[str]:
+    """Per row of a voting-ready frame, why its content breaks blindness ("" when it does not),
+    by `blindness_leaks` against the row's own code: the rule draft validation applies."""
+    names = frozenset(name for name in model_ids if name)
+    return [
+        "; ".join(map(str, blindness_leaks(str(row.content), str(row.code), names)))
+        for row in frame.itertuples(index=False)
+    ]
 
 
 def export_voting_set(frame: "pd.DataFrame", fmt: str, output: Path) -> int:

@@ -5,6 +5,7 @@ server on 127.0.0.1:5432, then a throwaway cluster made with the machine's `init
 temporary folder, stopped and removed when the session ends.
 """
 
+import contextlib
 import glob
 import os
 import pwd
@@ -47,29 +48,63 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ThrowawayServer:
+    """A PostgreSQL cluster of its own in a temporary folder, on a free port, that a test can
+    stop and start again (a database outage) and that is removed at the end."""
+
+    def __init__(self, initdb: str, pg_ctl: str) -> None:
+        self._pg_ctl = pg_ctl
+        self.folder = Path(tempfile.mkdtemp(prefix="drafts-pg-"))
+        self._data, self.port = self.folder / "data", _free_port()
+        # initdb refuses to run as root; hand the folder to the postgres account then.
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            os.chown(self.folder, account.pw_uid, account.pw_gid)
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+        self._run(initdb, "-D", str(self._data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._as_user, *args], check=True, capture_output=True)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.folder / "log")
+        self._run(self._pg_ctl, "-D", str(self._data), "-o", options, "-l", log, "-w", "start")
+
+    def stop(self) -> None:
+        """Stop at once, dropping every connection (as a crash or a failover does)."""
+        self._run(self._pg_ctl, "-D", str(self._data), "-m", "immediate", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @contextmanager
-def _throwaway_cluster() -> Iterator[str | None]:
+def throwaway_server() -> Iterator[ThrowawayServer | None]:
+    """A started `ThrowawayServer`, or None where the machine has no `initdb`."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
         yield None
         return
-    folder = Path(tempfile.mkdtemp(prefix="drafts-pg-"))
-    data, port = folder / "data", _free_port()
-    # initdb refuses to run as root; hand the folder to the postgres account then.
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        account = pwd.getpwnam("postgres")
-        os.chown(folder, account.pw_uid, account.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    run = lambda *args: subprocess.run([*as_user, *args], check=True, capture_output=True)  # noqa: E731
-    run(initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
+    server = ThrowawayServer(initdb, pg_ctl)
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        server.start()
+        yield server
     finally:
-        run(pg_ctl, "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
+        server.remove()
+
+
+@contextmanager
+def _throwaway_cluster() -> Iterator[str | None]:
+    with throwaway_server() as server:
+        yield server.admin_url if server else None
 
 
 @contextmanager

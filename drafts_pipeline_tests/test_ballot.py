@@ -8,9 +8,16 @@ from collections import Counter
 
 import pytest
 
-from drafts_pipeline.drafting.ballot import assign_labels, cast_ballots, decide
+from drafts_pipeline.drafting.ballot import (
+    assign_labels,
+    below_quorum_reason,
+    cast_ballots,
+    decide,
+    unusable_cause,
+)
 from drafts_pipeline.store import DraftStore
-from drafts_pipeline_tests.factories import make_task, seed_drafts
+from drafts_pipeline.store.ballots import UnusableDraft
+from drafts_pipeline_tests.factories import make_draft, make_task, seed_drafts
 
 PROVIDERS = ["claude", "openai", "kimi"]
 
@@ -28,6 +35,71 @@ PROVIDERS = ["claude", "openai", "kimi"]
 )
 def test_decide(valid: int, attempts: int, expected: str) -> None:
     assert decide(valid, min_drafts=2, attempts=attempts, max_attempts=3) == expected
+
+
+def failed_call(kind: str | None, attempts: int) -> UnusableDraft:
+    reason = {"ok": False, "reason": "claude: 529 overloaded_error: try later (key sk-ant-1234)"}
+    return UnusableDraft("failed", attempts, {"provider": {**reason, "error_type": kind}})
+
+
+@pytest.mark.parametrize(
+    ("draft", "cause"),
+    [
+        (failed_call("server_error", 4), "server_error after 4 attempts"),
+        (failed_call("quota", 1), "quota"),
+        # Not attempted: an earlier call of the run found the key wrong.
+        (failed_call("authentication", 0), "authentication"),
+        # Stored before drafts recorded their error kind.
+        (UnusableDraft("failed", 2, {"provider": {"ok": False}}), "failed after 2 attempts"),
+        (
+            UnusableDraft(
+                "invalid",
+                1,
+                {
+                    "complete": {"ok": True},
+                    "schema": {"ok": False, "reason": "not JSON"},
+                    "blind": {"ok": False, "reason": "names a provider: 'Claude'"},
+                },
+            ),
+            "invalid: schema, blind",
+        ),
+    ],
+)
+def test_a_draft_that_does_not_count_says_why_in_a_few_words(
+    draft: UnusableDraft, cause: str
+) -> None:
+    assert unusable_cause(draft) == cause
+
+
+def test_below_quorum_reason_names_each_provider_in_order() -> None:
+    unusable = {"openai": failed_call("quota", 1), "claude": failed_call("server_error", 4)}
+    assert below_quorum_reason(1, 2, unusable) == (
+        "1 valid draft(s), quorum is 2; claude: server_error after 4 attempts; openai: quota"
+    )
+    assert below_quorum_reason(0, 2, {}) == "0 valid draft(s), quorum is 2"
+
+
+def test_a_ballot_below_quorum_stores_which_providers_failed_and_why(store: DraftStore) -> None:
+    store.add_tasks([make_task("t.a")])
+    claude = failed_call("server_error", 4)
+    store.add_draft(make_draft("t.a", "claude", "failed", attempts=4, validation=claude.validation))
+    store.add_draft(
+        make_draft("t.a", "openai", "invalid", validation={"schema": {"ok": False, "reason": "x"}})
+    )
+    # Kimi failed once, then drafted a valid answer: only its newest draft counts.
+    store.add_draft(
+        make_draft("t.a", "kimi", "failed", validation=failed_call("timeout", 4).validation)
+    )
+    store.add_draft(make_draft("t.a", "kimi", "valid"))
+    [outcome] = cast_ballots(store, ["t.a"], min_drafts=2, max_attempts=3, rng=random.Random(0))
+    expected = (
+        "1 valid draft(s), quorum is 2; claude: server_error after 4 attempts; "
+        "openai: invalid: schema"
+    )
+    assert (outcome.outcome, outcome.reason) == ("drafting", expected)
+    task = store.tasks_by_id(["t.a"])["t.a"]
+    # The provider's own message (here with a key-like token) stays on the draft only.
+    assert (task.status, task.attempts, task.last_error) == ("drafting", 1, expected)
 
 
 def test_labels_are_a_bijection_independent_of_arrival_order() -> None:

@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.runner import batch_sizes
 from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.models import LLMCall
 from drafts_pipeline_tests.daemon_process import REPOSITORY
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
@@ -56,13 +58,79 @@ def test_demo_prints_the_voting_ready_set_and_exports_it(
     assert len(DraftStore(database_url=database_url).task_ids("voting")) == 8
 
 
-def test_live_run_without_a_key_fails_naming_the_variable(
-    env: dict[str, str], tmp_path: Path
+MALFORMED_KEYS = {
+    "empty": ("", "is not set or empty"),
+    "spaces": ("   ", "holds only whitespace"),
+    "trailing newline": ("sk-cli-secret-9137\n", "contains a line break"),
+    "newline inside": ("sk-cli-secret\n9137", "contains a line break"),
+    "non-ASCII": ("sk-cli-s\u00e9cret-9137", "contains a non-ASCII character"),
+}
+
+
+def live_env(env: dict[str, str], server: FakeProviderServer) -> dict[str, str]:
+    """Live mode against the fake server, every key the one it expects."""
+    live = {**env, "DRAFTS_LLM_MODE": "live"}
+    for spec in PROVIDER_SPECS:
+        live[spec.key_env] = server.script(spec.name).api_key or ""
+        live[spec.base_url_env] = server.base_url(spec.name)
+    return live
+
+
+def assert_nothing_sent(server: FakeProviderServer, store: DraftStore) -> None:
+    assert [server.script(spec.name).calls for spec in PROVIDER_SPECS] == [0, 0, 0]
+    with store.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(LLMCall)).scalar_one() == 0
+    assert store.task_ids("drafting") == ["shop.orders.compute_total"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("key", "problem"), MALFORMED_KEYS.values(), ids=MALFORMED_KEYS)
+def test_a_run_with_an_unusable_key_stops_before_any_request(
+    env: dict[str, str],
+    tmp_path: Path,
+    database_url: str,
+    fake_providers: FakeProviderServer,
+    key: str,
+    problem: str,
 ) -> None:
-    result = cli("run", env={**env, "DRAFTS_LLM_MODE": "live"}, cwd=tmp_path)
+    store = DraftStore(database_url=database_url)
+    store.upgrade()
+    store.add_tasks([make_task()])
+
+    result = cli(
+        "run", env={**live_env(env, fake_providers), "ANTHROPIC_API_KEY": key}, cwd=tmp_path
+    )
+
     assert result.returncode == 2
-    assert "ANTHROPIC_API_KEY" in result.stderr
-    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: API keys: ANTHROPIC_API_KEY (claude) {problem}; "), line
+    assert "OPENAI_API_KEY" not in line and "MOONSHOT_API_KEY" not in line
+    assert "secret" not in result.stderr + result.stdout
+    assert "9137" not in result.stderr + result.stdout
+    assert_nothing_sent(fake_providers, store)
+
+
+def test_a_run_names_every_unusable_key_in_one_line(
+    env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
+) -> None:
+    store = DraftStore(database_url=database_url)
+    store.upgrade()
+    store.add_tasks([make_task()])
+    bad = live_env(env, fake_providers)
+    del bad["ANTHROPIC_API_KEY"]
+    bad |= {"OPENAI_API_KEY": "  ", "MOONSHOT_API_KEY": "sk-cli-secret-9137\n"}
+
+    result = cli("run", env=bad, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: API keys: ANTHROPIC_API_KEY (claude) is not set or empty, "
+        "OPENAI_API_KEY (openai) holds only whitespace, "
+        "MOONSHOT_API_KEY (kimi) contains a line break; set each to the key alone "
+        "(printable ASCII, no space or line break around it), "
+        "or DRAFTS_LLM_MODE=offline to draft locally"
+    ]
+    assert_nothing_sent(fake_providers, store)
 
 
 def test_import_of_a_bad_file_reports_every_row_and_imports_nothing(
@@ -79,6 +147,33 @@ def test_import_of_a_bad_file_reports_every_row_and_imports_nothing(
     assert "line 2:" in result.stderr and "comma" in result.stderr and "line 3:" in result.stderr
     store = DraftStore(database_url=database_url)
     assert store.task_ids("drafting") == []
+
+
+def test_import_applies_the_size_limits_the_environment_sets(
+    env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        '{"id": "ok.one", "symbol": "one", "language": "python", "code": "def one(): pass"}\n'
+        '{"id": "ok.two", "symbol": "two", "language": "python", "code": "def two(): return 2"}\n'
+    )
+
+    smaller = cli(
+        "tasks", "import", str(tasks), env={**env, "DRAFTS_MAX_CODE_CHARS": "16"}, cwd=tmp_path
+    )
+    bad = cli(
+        "tasks", "import", str(tasks), env={**env, "DRAFTS_MAX_CODE_CHARS": "many"}, cwd=tmp_path
+    )
+
+    assert smaller.returncode == 2
+    assert smaller.stderr.splitlines()[1:] == [
+        "  line 2: field 'code' is 19 characters long; at most 16 (DRAFTS_MAX_CODE_CHARS)"
+    ]
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        "error: DRAFTS_MAX_CODE_CHARS='many' must be a whole number of at least 1"
+    ]
+    assert DraftStore(database_url=database_url).task_ids("drafting") == []
 
 
 @pytest.mark.parametrize(

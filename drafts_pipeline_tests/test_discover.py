@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from drafts_pipeline.errors import DraftsError
+from drafts_pipeline.errors import ConfigurationError, DraftsError
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.tasks.discover import (
     DIGEST_LENGTH,
@@ -358,3 +358,41 @@ def test_discovered_tasks_are_stored_as_found(tree: Path, store: DraftStore) -> 
             task.source_path,
             "drafting",
         )
+
+
+def test_a_function_over_the_code_limit_is_skipped_and_reported_where_it_is(
+    tmp_path: Path, store: DraftStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DRAFTS_MAX_CODE_CHARS", raising=False)
+    huge = "def huge():\n    total = 0\n"
+    huge += "\n".join(f"    total += {i}" for i in range(6000)) + "\n    return total"
+    write(tmp_path, "pkg/big.py", f"def small(x):\n    return x\n\n\n{huge}\n")
+
+    discovery = discover_tasks(tmp_path)
+
+    assert len(huge) > 50_000
+    assert [task.symbol for task in discovery.tasks] == ["small"]
+    assert discovery.skipped == [
+        f"pkg/big.py:5: huge is too large to draft: field 'code' is {len(huge)} characters "
+        "long; at most 50000 (DRAFTS_MAX_CODE_CHARS)"
+    ]
+    assert store.add_tasks(discovery.tasks) == 1
+
+
+def test_discovery_applies_the_limits_the_environment_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "wordy.py", f'"""{"Words. " * 10}"""\n\n\ndef f(x):\n    return x\n')
+    write(tmp_path, "terse.py", "class Box:\n    def get(self):\n        return 1\n")
+    monkeypatch.setenv("DRAFTS_MAX_CONTEXT_CHARS", "20")
+
+    discovery = discover_tasks(tmp_path)
+
+    assert [task.id for task in discovery.tasks] == ["terse.Box.get"]
+    assert discovery.skipped == [
+        "wordy.py:4: f is too large to draft: field 'context' is 76 characters long; "
+        "at most 20 (DRAFTS_MAX_CONTEXT_CHARS)"
+    ]
+    monkeypatch.setenv("DRAFTS_MAX_CONTEXT_CHARS", "twenty")
+    with pytest.raises(ConfigurationError, match="DRAFTS_MAX_CONTEXT_CHARS='twenty'"):
+        discover_tasks(tmp_path)

@@ -6,9 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
-from drafts_pipeline.errors import DraftsError, ImportRejected
-from drafts_pipeline.store import DraftStore, TaskInput
+from drafts_pipeline.errors import (
+    ConfigurationError,
+    DraftsError,
+    ImportRejected,
+    TaskValidationError,
+)
+from drafts_pipeline.store import DraftStore, TaskInput, TaskSizeLimits
+from drafts_pipeline.store.models import DocumentationTask
 from drafts_pipeline.tasks.importer import ImportSummary, import_tasks, read_task_file
 
 GOOD = {"id": "pkg.module.f", "symbol": "f", "language": "python", "code": "def f():\n    pass"}
@@ -482,3 +489,103 @@ def test_imported_fields_are_stored_as_read(tmp_path: Path, store: DraftStore) -
         "docstring",
         "drafting",
     )
+
+
+def count_tasks(store: DraftStore) -> int:
+    with store.engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(DocumentationTask)).scalar_one()
+
+
+@pytest.fixture
+def default_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DRAFTS_MAX_CODE_CHARS", raising=False)
+    monkeypatch.delenv("DRAFTS_MAX_CONTEXT_CHARS", raising=False)
+
+
+@pytest.mark.usefixtures("default_limits")
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_oversized_code_and_context_are_rejected_by_line_and_nothing_is_imported(
+    tmp_path: Path, store: DraftStore, suffix: str
+) -> None:
+    """At the default limits: code of 50,000 characters and context of 200,000 are tasks, one
+    character more is a bad row (in CSV too, past the csv module's own 131,072)."""
+    rows = [
+        GOOD | {"id": "at.limit", "code": "x" * 50_000, "context": "c" * 200_000},
+        GOOD | {"id": "too.much.code", "code": "x" * 50_001},
+        GOOD | {"id": "fine"},
+        GOOD | {"id": "too.much.context", "context": "c" * 200_001},
+    ]
+    if suffix == "jsonl":
+        path = write_jsonl(tmp_path, [jsonl_line(**row) for row in rows])
+        lines = (2, 4)
+    else:
+        path = write_csv(tmp_path, [csv_row(**row) for row in rows])
+        lines = (3, 6)  # after the header; GOOD's code spans lines 4 and 5
+
+    with pytest.raises(ImportRejected) as rejected:
+        import_tasks(store, path)
+
+    assert rejected.value.problems == [
+        f"line {lines[0]}: field 'code' is 50001 characters long; "
+        "at most 50000 (DRAFTS_MAX_CODE_CHARS)",
+        f"line {lines[1]}: field 'context' is 200001 characters long; "
+        "at most 200000 (DRAFTS_MAX_CONTEXT_CHARS)",
+    ]
+    assert count_tasks(store) == 0
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_the_size_limits_come_from_the_environment(
+    tmp_path: Path, store: DraftStore, suffix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [GOOD | {"id": "short", "code": "x" * 40}, GOOD | {"id": "long", "code": "x" * 41}]
+    if suffix == "jsonl":
+        path = write_jsonl(tmp_path, [jsonl_line(**row) for row in rows])
+    else:
+        path = write_csv(tmp_path, [csv_row(**row) for row in rows])
+    monkeypatch.setenv("DRAFTS_MAX_CODE_CHARS", "40")
+
+    with pytest.raises(ImportRejected) as rejected:
+        import_tasks(store, path)
+    assert [problem.split(": ", 1)[1] for problem in rejected.value.problems] == [
+        "field 'code' is 41 characters long; at most 40 (DRAFTS_MAX_CODE_CHARS)"
+    ]
+    assert count_tasks(store) == 0
+
+    monkeypatch.setenv("DRAFTS_MAX_CODE_CHARS", "41")
+    assert import_tasks(store, path).created == 2
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [("DRAFTS_MAX_CODE_CHARS", "lots"), ("DRAFTS_MAX_CONTEXT_CHARS", "0")],
+)
+def test_a_bad_size_limit_is_a_configuration_error_and_imports_nothing(
+    tmp_path: Path, store: DraftStore, monkeypatch: pytest.MonkeyPatch, variable: str, raw: str
+) -> None:
+    monkeypatch.setenv(variable, raw)
+    path = write_jsonl(tmp_path, [jsonl_line(**GOOD)])
+
+    with pytest.raises(ConfigurationError) as raised:
+        import_tasks(store, path)
+
+    assert str(raised.value) == f"{variable}={raw!r} must be a whole number of at least 1"
+    assert count_tasks(store) == 0
+
+
+@pytest.mark.usefixtures("default_limits")
+def test_the_store_refuses_an_oversized_task_from_the_python_api(store: DraftStore) -> None:
+    """`add_tasks` is the one way into the store: a task too large to draft is refused there
+    too, with the tasks of the same call."""
+    tasks = [TaskInput(**GOOD), TaskInput(**GOOD | {"id": "big", "code": "x" * 50_001})]
+
+    with pytest.raises(TaskValidationError) as raised:
+        store.add_tasks(tasks)
+    assert str(raised.value) == (
+        "1 task(s) over the size limits, nothing stored: task 'big': field 'code' is 50001 "
+        "characters long; at most 50000 (DRAFTS_MAX_CODE_CHARS)"
+    )
+    with pytest.raises(TaskValidationError, match=r"task 'pkg\.module\.f': field 'context'"):
+        store.add_tasks([TaskInput(**GOOD | {"context": "c" * 11})], TaskSizeLimits(context=10))
+    assert count_tasks(store) == 0
+    assert store.add_tasks(tasks[:1]) == 1

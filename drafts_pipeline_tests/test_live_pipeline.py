@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from drafts_pipeline.definitions import ASSETS, build_resources
+from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
+from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.store import DraftStore
-from drafts_pipeline.store.models import DraftVersion, LLMCall
+from drafts_pipeline.store.models import DraftClaim, DraftVersion, LLMCall
 from drafts_pipeline.voting_set import export_voting_set, voting_ready_frame
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer, Fault, unused_base_url
@@ -139,6 +142,48 @@ def test_no_api_key_reaches_logs_tables_metadata_or_exports(
         for key in keys:
             assert key not in text, f"an API key leaked into {where}"
             assert key[-12:] not in text, f"part of an API key leaked into {where}"
+
+
+def test_a_draft_tasks_run_without_usable_keys_names_them_all_before_any_request(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    fake_providers: FakeProviderServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The `draft_tasks` job as the sensor launches it, with the resources built from the
+    environment: no claude or openai key, and kimi's ending in a newline."""
+    for spec in PROVIDER_SPECS:
+        monkeypatch.delenv(spec.key_env, raising=False)
+        monkeypatch.setenv(spec.base_url_env, fake_providers.base_url(spec.name))
+    monkeypatch.setenv("MOONSHOT_API_KEY", "sk-run-secret-5521\n")
+    ids = add_tasks(store, 3)
+    instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, ids)
+    defs = dg.Definitions(
+        assets=ASSETS,
+        jobs=[draft_tasks_job],
+        resources=build_resources("live", store.database_url),
+        executor=dg.in_process_executor,
+    )
+
+    result = defs.resolve_job_def("draft_tasks").execute_in_process(
+        instance=instance, tags=range_tags(ids[0], ids[-1]), raise_on_error=False
+    )
+
+    assert not result.success
+    failure = result.failure_data_for_node("provider_drafts")
+    assert failure is not None
+    said = str(failure.error)
+    assert (
+        "API keys: ANTHROPIC_API_KEY (claude) is not set or empty, OPENAI_API_KEY (openai) is "
+        "not set or empty, MOONSHOT_API_KEY (kimi) contains a line break; set each" in said
+    )
+    events = "\n".join(str(event) for event in instance.all_logs(result.run_id))
+    assert "secret" not in events and "5521" not in events
+    assert [fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS] == [0, 0, 0]
+    with store.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(LLMCall)).scalar_one() == 0
+        assert connection.execute(select(func.count()).select_from(DraftClaim)).scalar_one() == 0
+    assert store.task_ids("drafting") == ids
 
 
 def result_run_id(instance: dg.DagsterInstance) -> str:

@@ -21,6 +21,7 @@ from drafts_pipeline.drafting.validation import (
 )
 from drafts_pipeline.errors import ConfigurationError, ProviderError
 from drafts_pipeline.llm.generation import Generation, TokenUsage
+from drafts_pipeline.llm.keys import UnusableKey, key_problem, require_keys
 from drafts_pipeline.llm.offline import OfflineProvider
 from drafts_pipeline.llm.pricing import PRICES
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
@@ -418,14 +419,75 @@ def test_live_mode_without_a_key_names_the_variable(
     assert fake.script(spec.name).calls == 0
 
 
-@providers
-def test_setup_checks_the_key_and_the_settings_before_any_call(
-    fake: FakeProviderServer, spec: ProviderSpec, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv(spec.key_env, raising=False)
+UNUSABLE_KEYS = {
+    "empty": ("", "is not set or empty"),
+    "spaces": ("   ", "holds only whitespace"),
+    "trailing newline": ("sk-secret-tail-4242\n", "contains a line break"),
+    "newline inside": ("sk-secret-half\nother-half", "contains a line break"),
+    "leading space": (" sk-secret-lead-4242", "has whitespace at its start or end"),
+    "tab inside": ("sk-secret\tx-4242", "contains a control character"),
+    "non-ASCII": ("sk-secr\u00e9t-4242", "contains a non-ASCII character"),
+}
 
-    with pytest.raises(ConfigurationError, match=spec.key_env):
-        live(fake, spec, api_key=None).setup_for_execution(dg.build_init_resource_context())
+
+@pytest.mark.parametrize(("key", "problem"), UNUSABLE_KEYS.values(), ids=UNUSABLE_KEYS)
+def test_what_an_http_header_cannot_carry_is_an_unusable_key(key: str, problem: str) -> None:
+    assert key_problem(key) == problem
+
+
+def test_a_key_a_header_carries_is_usable() -> None:
+    assert key_problem("sk-ant-api03-Ab_9-x~") is None
+    assert key_problem("two words") is None  # a header carries an inner space
+
+
+@providers
+@pytest.mark.parametrize(("key", "problem"), UNUSABLE_KEYS.values(), ids=UNUSABLE_KEYS)
+def test_an_unusable_key_fails_before_any_request_naming_only_the_variable(
+    fake: FakeProviderServer, spec: ProviderSpec, key: str, problem: str
+) -> None:
+    resource = live(fake, spec, api_key=key)
+
+    with pytest.raises(UnusableKey) as raised:
+        resource.generate(draft_request())
+    with pytest.raises(UnusableKey):
+        resource.require_key()
+
+    said = str(raised.value)
+    assert f"{spec.key_env} ({spec.name}) {problem}" in said
+    assert "secret" not in said and "4242" not in said and "\n" not in said
+    assert fake.script(spec.name).calls == 0
+
+
+def test_every_unusable_key_and_setting_is_named_in_one_message(
+    fake: FakeProviderServer,
+) -> None:
+    claude, openai, kimi = PROVIDER_SPECS
+    resources = [
+        live(fake, claude, api_key=None),
+        live(fake, openai, api_key="sk-secret-4242\n"),
+        live(fake, kimi),
+        MisconfiguredProvider(
+            name="kimi", problem="DRAFTS_KIMI_MAX_ATTEMPTS='x' is not a valid int"
+        ),
+        OfflineProvider(name="claude"),
+    ]
+
+    with pytest.raises(ConfigurationError) as raised:
+        require_keys(resources)
+
+    said = str(raised.value)
+    assert f"{claude.key_env} (claude) is not set or empty" in said
+    assert f"{openai.key_env} (openai) contains a line break" in said
+    assert "DRAFTS_KIMI_MAX_ATTEMPTS" in said and kimi.key_env not in said
+    assert "sk-secret" not in said and "\n" not in said
+    require_keys([live(fake, kimi), OfflineProvider(name="openai")])
+    assert all(script.calls == 0 for script in fake.scripts.values())
+
+
+@providers
+def test_setup_checks_the_settings_before_any_call(
+    fake: FakeProviderServer, spec: ProviderSpec
+) -> None:
     with pytest.raises(ConfigurationError, match="max_attempts"):
         live(fake, spec, max_attempts=0).setup_for_execution(dg.build_init_resource_context())
     assert fake.script(spec.name).calls == 0
@@ -650,7 +712,7 @@ def test_offline_drafting_is_logged_as_one_free_attempt(spec: ProviderSpec) -> N
 def needs_provider(spec: ProviderSpec) -> dg.AssetsDefinition:
     @dg.asset(name=f"{spec.name}_probe", required_resource_keys={spec.resource_key})
     def probe(context: dg.AssetExecutionContext) -> str:
-        return getattr(context.resources, spec.resource_key).effective_model
+        return getattr(context.resources, spec.resource_key).generate(draft_request()).text
 
     return probe
 
@@ -665,18 +727,21 @@ def run_failure(spec: ProviderSpec) -> str:
 
 
 @providers
-def test_a_run_without_the_key_fails_at_its_start_naming_the_variable(
-    spec: ProviderSpec, monkeypatch: pytest.MonkeyPatch
+def test_a_run_without_the_key_fails_before_any_request_naming_the_variable(
+    fake: FakeProviderServer, spec: ProviderSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(spec.key_env, raising=False)
+    monkeypatch.setenv(spec.base_url_env, fake.base_url(spec.name))
 
     with pytest.raises(ConfigurationError) as outside:
         provider_resource(spec, "live").require_key()
     said = run_failure(spec)
 
-    expected = f"{spec.name}: no API key; set {spec.key_env} (or DRAFTS_LLM_MODE=offline"
+    expected = f"{spec.key_env} ({spec.name}) is not set or empty; set it to the key alone"
     assert expected in str(outside.value)
+    assert "or DRAFTS_LLM_MODE=offline to draft locally" in str(outside.value)
     assert expected in said
+    assert fake.script(spec.name).calls == 0
 
 
 @providers

@@ -1,9 +1,11 @@
 """`below_quorum_schedule`: tasks a ballot left in `drafting` get another run."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from sqlalchemy import update
 
 from drafts_pipeline.definitions import ASSETS, build_resources, defs
 from drafts_pipeline.defs.drafting.partitions import (
@@ -11,8 +13,11 @@ from drafts_pipeline.defs.drafting.partitions import (
     RANGE_START_TAG,
     TASK_PARTITIONS_NAME,
 )
-from drafts_pipeline.defs.drafting.schedules import plan_retries
+from drafts_pipeline.defs.drafting.schedules import STALLED_AFTER_S, plan_retries
+from drafts_pipeline.defs.drafting.sensors import drafting_tasks_sensor
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.models import DocumentationTask
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.graph_runs import materialize_tasks
 from drafts_pipeline_tests.provider_doubles import down_provider
@@ -83,3 +88,59 @@ def test_a_task_drafted_outside_this_instance_gets_its_partition(
     assert not instance.has_dynamic_partition(TASK_PARTITIONS_NAME, "lib.f0")
     assert ranges(evaluate(instance, store)) == [("lib.f0", "lib.f0")]
     assert instance.has_dynamic_partition(TASK_PARTITIONS_NAME, "lib.f0")
+
+
+def older_by(store: DraftStore, task_id: str, seconds: float) -> None:
+    """Move the task's last change `seconds` into the past, as if that much time went by."""
+    updated_at = store.tasks_by_id([task_id])[task_id].updated_at
+    with store.engine.begin() as connection:
+        connection.execute(
+            update(DocumentationTask)
+            .where(DocumentationTask.id == task_id)
+            .values(updated_at=updated_at - timedelta(seconds=seconds))
+        )
+
+
+def test_tasks_of_a_run_that_failed_to_start_are_requested_again_after_30_minutes(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No keys set (as in a UI started without them): the sensor's run fails before any
+    provider is called. The sensor has read the task past its cursor; the schedule takes it over
+    once it has stalled, and asks again at each tick while runs keep failing."""
+    for spec in PROVIDER_SPECS:
+        monkeypatch.delenv(spec.key_env, raising=False)
+    store.add_tasks([make_task("lib.f0")])
+    context = dg.build_sensor_context(instance=instance, resources={"store": store})
+    tick = drafting_tasks_sensor(context)
+    [request] = tick.run_requests
+
+    def launch(request: dg.RunRequest) -> None:
+        run = dg.materialize(
+            ASSETS,
+            instance=instance,
+            resources=build_resources("live", store.database_url),
+            tags=request.tags,
+            raise_on_error=False,
+        )
+        assert not run.success
+        drafted = {event.asset_key for event in run.get_asset_materialization_events()}
+        assert drafted <= {dg.AssetKey("pending_tasks")}
+        assert all(not store.latest_drafts(["lib.f0"], spec.name) for spec in PROVIDER_SPECS)
+        task = store.tasks_by_id(["lib.f0"])["lib.f0"]
+        assert (task.status, task.attempts) == ("drafting", 0)
+
+    launch(request)
+    again = dg.build_sensor_context(
+        instance=instance, cursor=tick.cursor, resources={"store": store}
+    )
+    assert not drafting_tasks_sensor(again).run_requests
+    older_by(store, "lib.f0", STALLED_AFTER_S - 60)
+    assert evaluate(instance, store) == []  # not stalled yet
+    older_by(store, "lib.f0", 61)
+    [retry] = evaluate(instance, store)
+    assert ranges([retry]) == [("lib.f0", "lib.f0")]
+    launch(retry)
+    assert ranges(evaluate(instance, store)) == [("lib.f0", "lib.f0")]

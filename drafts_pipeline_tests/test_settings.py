@@ -22,12 +22,15 @@ def test_defaults_where_nothing_is_set(tmp_path: Path) -> None:
     )
     assert (settings.llm_mode, settings.in_process_runs) == ("live", 3)
     assert settings.usage_start_date == "2026-01-01"
+    assert (settings.max_code_chars, settings.max_context_chars) == (50_000, 200_000)
     assert settings.database_url == f"sqlite:///{tmp_path / 'drafts.sqlite3'}"
 
 
 def test_values_are_read_and_trimmed() -> None:
     settings = Settings.from_environment(
         {
+            "DRAFTS_MAX_CODE_CHARS": "120000",
+            "DRAFTS_MAX_CONTEXT_CHARS": " 900 ",
             "DRAFTS_BATCH_SIZE": " 7 ",
             "DRAFTS_LLM_MODE": "Offline",
             "DRAFTS_USAGE_START_DATE": "2026-11-01",
@@ -36,6 +39,7 @@ def test_values_are_read_and_trimmed() -> None:
     )
     assert (settings.batch_size, settings.llm_mode) == (7, "offline")
     assert settings.usage_start_date == "2026-11-01"
+    assert (settings.max_code_chars, settings.max_context_chars) == (120_000, 900)
     assert settings.database_url == "postgresql://db/drafts"
 
 
@@ -47,6 +51,8 @@ def test_values_are_read_and_trimmed() -> None:
         ("DRAFTS_SENSOR_INTERVAL_S", "-5", "sensor_interval_s", "DRAFTS_SENSOR_INTERVAL_S='-5'"),
         ("DRAFTS_LLM_MODE", "online", "llm_mode", "DRAFTS_LLM_MODE='online' is not one of"),
         ("DRAFTS_USAGE_START_DATE", "tomorrow", "usage_start_date", "is not a date written"),
+        ("DRAFTS_MAX_CODE_CHARS", "50k", "max_code_chars", "DRAFTS_MAX_CODE_CHARS='50k' must be"),
+        ("DRAFTS_MAX_CONTEXT_CHARS", "-1", "max_context_chars", "DRAFTS_MAX_CONTEXT_CHARS='-1'"),
     ],
 )
 def test_a_bad_value_keeps_its_default_until_required(

@@ -166,7 +166,7 @@ def test_one_batch_of_ballots_decides_each_task_on_its_own(store: DraftStore) ->
     assert sorted(labels["t.done"]) == ["A", "B"]
     tasks = store.tasks_by_id(["t.below", "t.last_try"])
     assert (tasks["t.below"].status, tasks["t.below"].attempts) == ("drafting", 1)
-    assert tasks["t.below"].last_error == "1 valid draft(s), quorum is 2"
+    assert tasks["t.below"].last_error == "1 valid draft(s), quorum is 2; openai: failed"
     assert (tasks["t.last_try"].status, tasks["t.last_try"].attempts) == ("failed", 3)
 
 

@@ -1,1 +1,1 @@
-"""Pure decisions of the drafting flow: validation, ballots, quorum."""
+"""Pure decisions of the drafting flow: validation, blindness, ballots, quorum."""

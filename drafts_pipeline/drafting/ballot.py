@@ -2,12 +2,15 @@
 
 import random
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from drafts_pipeline.store.outages import run_riding_out
+
 if TYPE_CHECKING:
     from drafts_pipeline.store import DraftStore
+    from drafts_pipeline.store.ballots import UnusableDraft
 
 BallotDecision = Literal["voting", "drafting", "failed"]
 
@@ -50,6 +53,31 @@ def decide(valid_drafts: int, min_drafts: int, attempts: int, max_attempts: int)
     return "drafting"
 
 
+def unusable_cause(draft: "UnusableDraft") -> str:
+    """Why a draft does not count, in a few words free of any provider message: the error kind
+    of a failed call (`server_error after 4 attempts`, `quota`), or the checks an invalid
+    answer failed (`invalid: schema, complete`)."""
+    if draft.status == "failed":
+        kind = draft.validation.get("provider", {}).get("error_type") or "failed"
+        return f"{kind} after {draft.attempts} attempts" if draft.attempts > 1 else kind
+    failed_checks = [
+        name
+        for name, check in draft.validation.items()
+        if isinstance(check, dict) and not check.get("ok", True)
+    ]
+    return f"invalid: {', '.join(failed_checks)}" if failed_checks else draft.status
+
+
+def below_quorum_reason(
+    valid_drafts: int, min_drafts: int, unusable: Mapping[str, "UnusableDraft"]
+) -> str:
+    """A task's `last_error` below quorum: the count, then each provider whose draft is not
+    valid and why, e.g. `1 valid draft(s), quorum is 2; claude: server_error after 4 attempts;
+    openai: quota`."""
+    causes = [f"{provider}: {unusable_cause(unusable[provider])}" for provider in sorted(unusable)]
+    return "; ".join([f"{valid_drafts} valid draft(s), quorum is {min_drafts}", *causes])
+
+
 def cast_ballots(
     store: "DraftStore",
     task_ids: Sequence[str],
@@ -62,12 +90,27 @@ def cast_ballots(
     """For each task still in `drafting`: at quorum, label the newest valid draft of each
     provider and move the task to `voting`, exactly once; below quorum, count an attempt.
 
-    One transaction for the batch. A task that another ballot moved first comes back
-    `unchanged` with its labels untouched, and so does one that another run is still drafting
-    (a live claim that is not `run_id`'s): that run holds its ballot when its drafts are in.
+    One transaction for the batch, held again whole if the database connection is lost
+    (`store.outages`). A task that another ballot moved first comes back `unchanged` with its
+    labels untouched, and so does one that another run is still drafting (a live claim that is
+    not `run_id`'s): that run holds its ballot when its drafts are in.
     """
     if not task_ids:
         return []
+    return run_riding_out(
+        store.engine,
+        lambda: _cast_once(store, task_ids, min_drafts, max_attempts, rng, run_id),
+    )
+
+
+def _cast_once(
+    store: "DraftStore",
+    task_ids: Sequence[str],
+    min_drafts: int,
+    max_attempts: int,
+    rng: random.Random,
+    run_id: str | None,
+) -> list[BallotOutcome]:
     outcomes: dict[str, BallotOutcome] = {}
     with store.ballot_box(task_ids, run_id) as box:
         labels: dict[str, dict[int, str]] = {}
@@ -89,7 +132,8 @@ def cast_ballots(
                     for provider, draft_id in candidate.valid_drafts.items()
                 }
             else:
-                below[task_id] = (decision, f"{count} valid draft(s), quorum is {min_drafts}")
+                reason = below_quorum_reason(count, min_drafts, candidate.unusable_drafts)
+                below[task_id] = (decision, reason)
         moved = box.move_to_voting(labels)
         box.keep_below_quorum(below)
         for task_id, by_provider in chosen.items():

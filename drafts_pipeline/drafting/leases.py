@@ -5,6 +5,7 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from drafts_pipeline.errors import StoreUnavailable
 from drafts_pipeline.store import DraftStore
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,11 @@ class LeaseKeeper:
                 continue
             try:
                 kept = self._store.renew_claims(held, self._provider, self._run_id, self._lease_s)
+            except StoreUnavailable:
+                # Past the outage's limit: the batch fails at its next store operation.
+                logger.info("%s: could not renew %d claim(s)", self._provider, len(held))
+                wait_s = self._lease_s / 9
+                continue
             except SQLAlchemyError as error:
                 logger.warning(
                     "%s: could not renew %d claim(s) (%s); trying again",

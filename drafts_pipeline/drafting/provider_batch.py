@@ -170,12 +170,18 @@ def _record(
             model=provider.effective_model,
             content="",
             status="failed",
-            validation={"provider": {"ok": False, "reason": str(result)}},
+            validation={
+                "provider": {"ok": False, "reason": str(result), "error_type": result.error_type}
+            },
             request_id=result.request_id,
             attempts=len(result.calls),
         )
     verdict = validate_draft(
-        result.text, result.finish_reason, symbol_facts(task.code), f"{task.code}\n{task.context}"
+        result.text,
+        result.finish_reason,
+        symbol_facts(task.code),
+        task.code,
+        frozenset({result.model, provider.effective_model}),
     )
     report.add(result)
     return DraftRecord(

@@ -7,17 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drafts_pipeline.drafting.blindness import blindness_leaks
 from drafts_pipeline.prompts.code_facts import SymbolFacts
 
 INCOMPLETE_FINISH_REASONS = {"max_tokens", "length", "model_context_window_exceeded"}
 REFUSAL_FINISH_REASONS = {"refusal", "content_filter"}
-
-# Names that would tell a voter which provider wrote a draft.
-SELF_IDENTIFICATION = re.compile(
-    r"\b(claude|anthropic|openai|chatgpt|gpt-?\d[\w.-]*|moonshot|kimi|"
-    r"as an ai\b|as a language model|i am an ai|i'm an ai)",
-    re.IGNORECASE,
-)
 
 
 class ParameterDoc(BaseModel):
@@ -85,12 +79,18 @@ def _strip_fences(text: str) -> str:
 
 
 def validate_draft(
-    text: str, finish_reason: str | None, facts: SymbolFacts | None, source: str = ""
+    text: str,
+    finish_reason: str | None,
+    facts: SymbolFacts | None,
+    code: str = "",
+    model_ids: frozenset[str] = frozenset(),
 ) -> DraftValidation:
     """Check the answer against the schema, the symbol's real parameters, its completeness
     and blindness; render the docstring when it parses.
 
-    A vendor name that the symbol's own `source` uses (a client wrapper, say) is not a leak.
+    Blindness is judged on what would be stored and shown (the rendered docstring, else the
+    raw answer) by `blindness_leaks`, the rule the voting-ready set's check applies too: only
+    the symbol's own `code` can make a vendor name acceptable, never the task's context.
     """
     checks: dict[str, dict[str, Any]] = {}
     if finish_reason in INCOMPLETE_FINISH_REASONS:
@@ -124,15 +124,12 @@ def validate_draft(
         )
         checks["parameters"] = _check(not problems, "; ".join(problems))
 
-    leaks = [
-        match.group(0)
-        for match in SELF_IDENTIFICATION.finditer(text)
-        if match.group(0).lower() not in source.lower()
-    ]
-    checks["blind"] = _check(not leaks, f"names a provider or model: {leaks[0]!r}" if leaks else "")
+    content = render_docstring(draft) if draft else ""
+    leaks = blindness_leaks(content or text, code, model_ids)
+    checks["blind"] = _check(not leaks, "; ".join(map(str, leaks)))
 
     status = "valid" if all(c["ok"] for c in checks.values()) else "invalid"
-    return DraftValidation(status, checks, render_docstring(draft) if draft else "")
+    return DraftValidation(status, checks, content)
 
 
 def render_docstring(draft: DocDraft) -> str:

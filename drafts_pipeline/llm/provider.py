@@ -22,6 +22,7 @@ from pydantic import Field, PrivateAttr
 from drafts_pipeline.errors import ConfigurationError, ProviderError
 from drafts_pipeline.llm.calling import Clock, OnStart, ProviderReply, RetryingCaller, SystemClock
 from drafts_pipeline.llm.generation import CallLog, Generation
+from drafts_pipeline.llm.keys import MISSING, UnusableKey, key_problem
 from drafts_pipeline.llm.limits import PaceBook, RequestLimiter
 from drafts_pipeline.llm.pricing import ModelPrice, resolve_price
 from drafts_pipeline.llm.retry import RetryPolicy
@@ -79,12 +80,6 @@ def settings_hash(model: str, max_output_tokens: int, temperature: float | None)
     return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
 
 
-def no_key_message(provider: str, key_env_var: str) -> str:
-    return (
-        f"{provider}: no API key; set {key_env_var} (or DRAFTS_LLM_MODE=offline to draft locally)"
-    )
-
-
 class LiveProvider(dg.ConfigurableResource):
     """Base of the live provider resources: settings and an SDK client. A wire API subclass
     implements `_build_client` and `_send`."""
@@ -136,22 +131,28 @@ class LiveProvider(dg.ConfigurableResource):
         return settings_hash(self.model, self.max_output_tokens, self.temperature)
 
     def resolved_api_key(self) -> str:
-        """The key. Inside a run Dagster has resolved `dg.EnvVar` already; outside one (the CLI,
-        benchmarks) the field still holds the `EnvVar`, read here."""
+        """The key, or `UnusableKey` when it is missing or cannot be sent in a header. Inside a
+        run Dagster has resolved `dg.EnvVar` already; outside one (the CLI, benchmarks) the
+        field still holds the `EnvVar`, read here."""
         key = self.api_key
         if isinstance(key, dg.EnvVar):
             key = key.get_value()
         if not key:
-            raise ConfigurationError(no_key_message(self.name, self.api_key_env_var))
+            raise UnusableKey(self.name, self.api_key_env_var, MISSING)
+        problem = key_problem(key)
+        if problem is not None:
+            raise UnusableKey(self.name, self.api_key_env_var, problem)
         return key
 
     def require_key(self) -> None:
-        """Fail before any run when this provider has no key: never a silent fallback."""
+        """Fail before any call when this provider's key is missing or unusable: never a silent
+        fallback, never a request the HTTP layer refuses."""
         self.resolved_api_key()
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """A missing key or a nonsense setting fails the run at its start, before any call."""
-        self.require_key()
+        """A nonsense setting fails the run at its start, before any call. The key is checked
+        by whatever calls the providers, all of them at once (`require_keys`), so that one
+        message names every unusable key; `generate` checks it too, before any request."""
         try:
             self.retry_policy()
             RequestLimiter(self.max_in_flight, self.requests_per_minute)

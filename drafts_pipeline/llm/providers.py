@@ -6,8 +6,9 @@ always loads; a problem fails the run that needs the provider, with the variable
 
 - The key is passed as `dg.EnvVar(<key_env>)`, which Dagster resolves when a run starts (the UI
   shows the variable's name, never the key). A variable unset when the definitions load leaves
-  the key empty instead, so the run fails in resource setup with our message naming it and the
-  offline mode, rather than with Dagster's generic "environment variable ... is not set".
+  the key empty instead, so the run fails with our message naming it and the offline mode,
+  rather than with Dagster's generic "environment variable ... is not set". Keys are checked
+  (`keys.require_keys`) by whatever calls the providers, all of them before the first call.
 - A `DRAFTS_<PROVIDER>_<SETTING>` value that does not parse makes a `MisconfiguredProvider`,
   whose setup (and `require_key`, which the CLI calls before a run) raises the problem.
 """

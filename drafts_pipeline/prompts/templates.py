@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from string import Template
 from typing import Protocol
@@ -15,14 +16,14 @@ Symbol: $symbol
 File: $source_path
 
 Surrounding context (the enclosing class or module header):
-```$language
+$context_fence$language
 $context
-```
+$context_fence
 
 The symbol's source:
-```$language
+$code_fence$language
 $code
-```
+$code_fence
 
 Answer with one JSON object and nothing else, of this shape:
 {"summary": "one sentence, at most 120 characters, imperative mood",
@@ -34,6 +35,16 @@ Answer with one JSON object and nothing else, of this shape:
 
 Describe only what the code does. Do not mention yourself, your vendor or your model."""
 )
+
+
+BACKTICK_RUN = re.compile(r"`+")
+
+
+def fence_for(text: str) -> str:
+    """A backtick fence longer than any run of backticks in `text` (three at least), so no line
+    of the text can close it and what follows stays inside the block."""
+    longest = max((len(run) for run in BACKTICK_RUN.findall(text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 @dataclass(frozen=True)
@@ -93,12 +104,16 @@ def build_prompt(
         raise TaskValidationError(
             f"task {task_id}: its code is empty; re-import it with the source"
         )
+    context = context.strip() or "(none)"
+    code = code.rstrip()
     text = chosen.body.substitute(
         language=language,
         symbol=symbol,
         source_path=source_path or "(unknown)",
-        context=context.strip() or "(none)",
-        code=code.rstrip(),
+        context=context,
+        context_fence=fence_for(context),
+        code=code,
+        code_fence=fence_for(code),
     )
     digest = hashlib.sha256(json.dumps([chosen.version, text]).encode()).hexdigest()
     return BuiltPrompt(text=text, prompt_hash=digest, template_version=chosen.version)

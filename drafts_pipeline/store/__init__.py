@@ -3,6 +3,6 @@ and claims, ballots, reports). It knows nothing of Dagster's assets or of the dr
 
 from drafts_pipeline.store.drafts import DraftRecord
 from drafts_pipeline.store.resource import DraftStore
-from drafts_pipeline.store.tasks import TaskInput
+from drafts_pipeline.store.tasks import TaskInput, TaskSizeLimits
 
-__all__ = ["DraftRecord", "DraftStore", "TaskInput"]
+__all__ = ["DraftRecord", "DraftStore", "TaskInput", "TaskSizeLimits"]

@@ -9,13 +9,26 @@ that already has a label is never labelled again.
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from drafts_pipeline.store.drafts import live_claim_holders
 from drafts_pipeline.store.models import Base, DocumentationTask, DraftVersion, utcnow
+from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries
+
+
+@dataclass(frozen=True)
+class UnusableDraft:
+    """A provider's newest draft of a task where it is not valid: what a ballot below quorum
+    says of it."""
+
+    status: str
+    """`invalid` or `failed`."""
+    attempts: int
+    validation: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,8 @@ class BallotCandidate:
     """provider -> id of its newest draft, where that newest draft is valid."""
     drafting_in: str | None
     """Another run that holds a live claim on the task: its drafts are not all in yet."""
+    unusable_drafts: dict[str, UnusableDraft]
+    """provider -> its newest draft, where that newest draft is not valid."""
 
 
 class BallotBox:
@@ -101,6 +116,7 @@ class BallotBox:
         )
 
 
+@rides_out_outages
 class BallotQueries(Queries):
     @contextmanager
     def ballot_box(self, task_ids: Sequence[str], run_id: str | None) -> Iterator[BallotBox]:
@@ -118,10 +134,14 @@ class BallotQueries(Queries):
             # Claims first: a draft whose claim is gone is stored by then (its store waits for
             # these locks, or committed before them).
             elsewhere = live_claim_holders(session, drafting, other_than=run_id)
-            valid = _newest_valid_drafts(session, drafting)
+            valid, unusable = _newest_drafts(session, drafting)
             candidates = {
                 task_id: BallotCandidate(
-                    task_id, attempts, valid.get(task_id, {}), elsewhere.get(task_id)
+                    task_id,
+                    attempts,
+                    valid.get(task_id, {}),
+                    elsewhere.get(task_id),
+                    unusable.get(task_id, {}),
                 )
                 for task_id, status, attempts in rows
                 if status == "drafting"
@@ -171,20 +191,35 @@ def _table(model: type[Base]) -> Table:
     return table
 
 
-def _newest_valid_drafts(session: Session, task_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-    """task id -> provider -> id of its newest draft, where that newest draft is valid."""
+def _newest_drafts(
+    session: Session, task_ids: Sequence[str]
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, UnusableDraft]]]:
+    """Each provider's newest draft of each task: task id -> provider -> draft id where it is
+    valid, and task id -> provider -> the draft where it is not."""
     if not task_ids:
-        return {}
+        return {}, {}
     rows = session.execute(
-        select(DraftVersion.task_id, DraftVersion.provider, DraftVersion.id, DraftVersion.status)
+        select(
+            DraftVersion.task_id,
+            DraftVersion.provider,
+            DraftVersion.id,
+            DraftVersion.status,
+            DraftVersion.attempts,
+            DraftVersion.validation,
+        )
         .where(DraftVersion.task_id.in_(task_ids))
         .order_by(DraftVersion.task_id, DraftVersion.provider, DraftVersion.version.desc())
     )
-    newest: dict[tuple[str, str], tuple[int, str]] = {}
-    for task_id, provider, draft_id, status in rows:
-        newest.setdefault((task_id, provider), (draft_id, status))
     valid: dict[str, dict[str, int]] = {}
-    for (task_id, provider), (draft_id, status) in newest.items():
+    unusable: dict[str, dict[str, UnusableDraft]] = {}
+    seen: set[tuple[str, str]] = set()
+    for task_id, provider, draft_id, status, attempts, validation in rows:
+        if (task_id, provider) in seen:
+            continue
+        seen.add((task_id, provider))
         if status == "valid":
             valid.setdefault(task_id, {})[provider] = draft_id
-    return valid
+        else:
+            draft = UnusableDraft(status, attempts, validation or {})
+            unusable.setdefault(task_id, {})[provider] = draft
+    return valid, unusable

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from drafts_pipeline.errors import StoreUnavailable
 from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.models import (
@@ -27,6 +28,7 @@ from drafts_pipeline.store.models import (
     LLMCall,
     utcnow,
 )
+from drafts_pipeline.store.outages import rides_out_outages, riding_out
 from drafts_pipeline.store.queries import Queries, store_now
 
 logger = logging.getLogger(__name__)
@@ -86,7 +88,14 @@ class StoreCallLog:
         self._engine = engine
         self._run_id = run_id
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @riding_out
     def call_sent(self, task_id: str, call: CallAttempt) -> int:
+        """The attempt's row, before it is sent: while the store is out of reach, nothing is
+        sent (this waits, or fails the step past `DRAFTS_DB_RETRY_S`)."""
         with self._engine.begin() as connection:
             return connection.execute(
                 insert(LLMCall)
@@ -95,16 +104,24 @@ class StoreCallLog:
                 .returning(LLMCall.id)
             ).scalar_one()  # fmt: skip
 
+    @riding_out
+    def _complete(self, handle: object, call: CallAttempt) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(LLMCall).where(LLMCall.id == handle).values(**_call_outcome(call),
+                                                                    finished_at=utcnow())
+            )  # fmt: skip
+
     def call_finished(self, handle: object, call: CallAttempt) -> None:
-        """Complete the attempt's row. A failure to write it is logged, not raised: the answer
-        in hand matters more, and the row stays marked unfinished."""
+        """Complete the attempt's row (through a short outage). A failure to write it is
+        logged, not raised: the answer in hand matters more, and the row stays marked
+        unfinished."""
         try:
-            with self._engine.begin() as connection:
-                connection.execute(
-                    update(LLMCall)
-                    .where(LLMCall.id == handle)
-                    .values(**_call_outcome(call), finished_at=utcnow())
-                )
+            self._complete(handle, call)
+        except StoreUnavailable:
+            # Past the outage's limit: the batch fails at its next store operation, and its
+            # error line names the outage; a line per unfinished row would only repeat it.
+            logger.info("%s: call row %s stays marked unfinished", call.provider, handle)
         except SQLAlchemyError as error:
             logger.warning(
                 "%s: could not complete call row %s (%s); it stays marked unfinished",
@@ -126,6 +143,7 @@ def live_claim_holders(
     return {task_id: holder for task_id, holder in session.execute(query)}
 
 
+@rides_out_outages
 class DraftQueries(Queries):
     # --- claims ------------------------------------------------------------------------
 

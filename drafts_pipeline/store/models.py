@@ -45,7 +45,8 @@ class Base(DeclarativeBase):
 
 
 class DocumentationTask(Base):
-    """A code symbol to document. `seq` orders arrivals for the sensor's cursor."""
+    """A code symbol to document. `seq` orders arrivals for the sensor's cursor; a task
+    re-queued after failing (`tasks retry`) gets a new one, as if it arrived again."""
 
     __tablename__ = "documentation_tasks"
     __table_args__ = (

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.exc import DBAPIError
 
 from drafts_pipeline.llm.limits import PaceState, book_start, slowed_down, sped_up
 from drafts_pipeline.store.models import ProviderPace
+from drafts_pipeline.store.outages import is_connection_loss, riding_out
 from drafts_pipeline.store.schema import READ_ONLY, dialect_insert
 
 T = TypeVar("T")
@@ -39,6 +41,10 @@ class StorePaceBook:
         self._row_exists = False
         # The factor the last booking saw: a success at full rate writes nothing.
         self._last_factor = 1.0
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
 
     def now(self) -> float:
         return self._clock()
@@ -87,6 +93,7 @@ class StorePaceBook:
         self._last_factor = after.rate_factor
         return before, result
 
+    @riding_out
     def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
         before, start = self._change(
             lambda state, now: book_start(state, now, interval_s, max_pause_s)
@@ -97,18 +104,22 @@ class StorePaceBook:
         with self._engine.connect().execution_options(**READ_ONLY) as connection:
             return connection.scalar(select(column).where(ProviderPace.provider == self._provider))
 
+    @riding_out
     def paused_until(self) -> float:
         found = self._read(ProviderPace.paused_until)
         return found if found is not None else self._clock()
 
+    @riding_out
     def slow_down(self, pause_s: float) -> None:
         self._change(lambda state, now: (slowed_down(state, now, pause_s), None))
 
+    @riding_out
     def speed_up(self, step: float) -> None:
         if self._last_factor >= 1.0:
             return
         self._change(lambda state, now: (sped_up(state, step), None))
 
+    @riding_out
     def rate_factor(self) -> float:
         found = self._read(ProviderPace.rate_factor)
         return found if found is not None else 1.0
@@ -129,18 +140,15 @@ class StoreSendingTurn:
         self._held: Any = None
         self._lock = threading.Lock()
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def acquire(self) -> None:
         """Wait for the turn."""
         url = self._engine.url
         if url.get_backend_name() == "postgresql":
-            connection = self._engine.connect()
-            try:
-                connection.execute(select(func.pg_advisory_lock(_turn_key(self._provider))))
-                connection.commit()  # the lock is the session's: no transaction stays open
-            except BaseException:
-                connection.close()
-                raise
-            held: Any = connection
+            held: Any = self._advisory_lock()
         elif url.database and url.database != ":memory:":
             path = f"{url.database}.turn-{self._provider}.lock"
             held = open(path, "a+b")  # noqa: SIM115 - closed by release()
@@ -154,6 +162,17 @@ class StoreSendingTurn:
         with self._lock:
             self._held = held
 
+    @riding_out
+    def _advisory_lock(self) -> Connection:
+        connection = self._engine.connect()
+        try:
+            connection.execute(select(func.pg_advisory_lock(_turn_key(self._provider))))
+            connection.commit()  # the lock is the session's: no transaction stays open
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
     def release(self) -> None:
         with self._lock:
             held, self._held = self._held, None
@@ -163,6 +182,10 @@ class StoreSendingTurn:
             try:
                 held.execute(select(func.pg_advisory_unlock(_turn_key(self._provider))))
                 held.commit()
+            except DBAPIError as error:
+                # A session the server lost (a restart) took its lock with it.
+                if not is_connection_loss(self._engine, error):
+                    raise
             finally:
                 held.close()
         else:

@@ -7,9 +7,11 @@ from typing import Any
 from sqlalchemy import case, func, select
 
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall
+from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries
 
 
+@rides_out_outages
 class ReportQueries(Queries):
     def draft_models(self) -> set[str]:
         with self._session() as session:

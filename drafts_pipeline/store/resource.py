@@ -6,6 +6,7 @@ from sqlalchemy import Engine
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.ballots import BallotQueries
 from drafts_pipeline.store.drafts import DraftQueries
+from drafts_pipeline.store.outages import riding_out
 from drafts_pipeline.store.pacing import StorePaceBook, StoreSendingTurn
 from drafts_pipeline.store.reports import ReportQueries
 from drafts_pipeline.store.tasks import TaskQueries
@@ -20,9 +21,11 @@ class DraftStore(TaskQueries, DraftQueries, BallotQueries, ReportQueries, dg.Con
     def engine(self) -> Engine:
         return schema.engine_for(self.database_url)
 
+    @riding_out
     def upgrade(self) -> None:
         schema.upgrade(self.database_url)
 
+    @riding_out
     def require_current(self) -> None:
         schema.require_current(self.database_url)
 

@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from drafts_pipeline.errors import ConfigurationError
+from drafts_pipeline.store.outages import OUTAGES
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,9 +30,12 @@ READ_ONLY = {READ_ONLY_OPTION: True}
 
 @cache
 def engine_for(url: str) -> Engine:
-    """A pooled engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+    """A pooled engine; SQLite gets WAL, a busy timeout and enforced foreign keys. Its new
+    connections tell `OUTAGES` that the database is reachable."""
+    _require_supported(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
+        OUTAGES.watch(engine)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -54,7 +59,29 @@ def engine_for(url: str) -> Engine:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    OUTAGES.watch(engine)
+    return engine
+
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+def _require_supported(url: str) -> None:
+    """A URL SQLAlchemy can parse, of a database the store runs on (the URL itself is never
+    repeated: it may hold a password)."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise ConfigurationError(
+            "DRAFTS_DATABASE_URL is not a database URL: write sqlite:///PATH or "
+            "postgresql://USER@HOST:PORT/DATABASE"
+        ) from None
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigurationError(
+            f"DRAFTS_DATABASE_URL names a {backend} database; the draft store runs on SQLite "
+            "or PostgreSQL"
+        )
 
 
 def dialect_insert(dialect_name: str) -> Callable[..., Any]:

@@ -4,11 +4,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 
+from drafts_pipeline.errors import RetryRefused, TaskValidationError
 from drafts_pipeline.prompts.templates import BuiltPrompt
+from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.models import DocumentationTask, DraftClaim, utcnow
+from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries, store_now
 
 
@@ -26,14 +29,69 @@ class TaskInput:
     priority: int = 0
 
 
+@dataclass(frozen=True)
+class TaskSizeLimits:
+    """The most characters of code and of context a task may hold. A bigger task would be sent
+    to every provider, and time out there on every attempt."""
+
+    code: int = Settings.max_code_chars
+    context: int = Settings.max_context_chars
+
+    @classmethod
+    def from_environment(cls) -> "TaskSizeLimits":
+        """`DRAFTS_MAX_CODE_CHARS` and `DRAFTS_MAX_CONTEXT_CHARS`, or a `ConfigurationError`
+        naming a bad one."""
+        settings = Settings.from_environment().require("max_code_chars", "max_context_chars")
+        return cls(code=settings.max_code_chars, context=settings.max_context_chars)
+
+    def problems(self, code: str, context: str) -> list[str]:
+        """Each field over its limit, with its size, the limit and the variable that sets it."""
+        return [
+            f"field {name!r} is {len(value)} characters long; at most {limit} ({variable})"
+            for name, value, limit, variable in (
+                ("code", code, self.code, "DRAFTS_MAX_CODE_CHARS"),
+                ("context", context, self.context, "DRAFTS_MAX_CONTEXT_CHARS"),
+            )
+            if len(value) > limit
+        ]
+
+
+# Oversized tasks listed in the store's refusal at most; the rest are counted.
+LISTED_OVERSIZED = 10
+
+
+def oversized_tasks_error(tasks: Sequence[TaskInput], limits: TaskSizeLimits) -> str | None:
+    """Why the store refuses `tasks`, task by task, or None when each is within the limits."""
+    found = [
+        f"task {task.id!r}: {'; '.join(problems)}"
+        for task in tasks
+        if (problems := limits.problems(task.code, task.context))
+    ]
+    if not found:
+        return None
+    more = len(found) - LISTED_OVERSIZED
+    listed = found[:LISTED_OVERSIZED] + ([f"and {more} more"] if more > 0 else [])
+    return f"{len(found)} task(s) over the size limits, nothing stored: {', '.join(listed)}"
+
+
+@rides_out_outages
 class TaskQueries(Queries):
-    def add_tasks(self, tasks: Sequence[TaskInput]) -> int:
+    def add_tasks(self, tasks: Sequence[TaskInput], limits: TaskSizeLimits | None = None) -> int:
         """Insert tasks in one transaction; ids already stored are left as they are.
+
+        Every task passes the size limits (`limits`, else the environment's) or none is stored:
+        discovery and import report an oversized task where it is found, and this check keeps
+        a task given through the Python API from reaching the providers.
 
         Returns how many were new.
         """
         if not tasks:
             return 0
+        refusal = oversized_tasks_error(
+            tasks, TaskSizeLimits.from_environment() if limits is None else limits
+        )
+        if refusal is not None:
+            raise TaskValidationError(refusal)
         now = utcnow()
         rows = [
             {**asdict(task), "status": "drafting", "attempts": 0, "created_at": now,
@@ -92,8 +150,54 @@ class TaskQueries(Queries):
             )
             return result.rowcount == 1  # type: ignore[attr-defined]
 
+    def requeue_failed(self, ids: Sequence[str] | None) -> list[str]:
+        """Move the failed tasks `ids` (None: every failed task) back to `drafting` with no
+        attempts counted, and return them. Their drafts, ballots and calls stay as they are.
+
+        All or nothing: an id with no task, or a task that is not `failed`, refuses the whole
+        request (`RetryRefused`, naming each) and changes nothing. Each task re-queued gets a
+        new `seq`, past every task's (in its old order), so the sensor's cursor reaches it
+        again, as it reaches a new task.
+        """
+        with self._session() as session, session.begin():
+            query = select(DocumentationTask.id, DocumentationTask.status)
+            if ids is None:
+                query = query.where(DocumentationTask.status == "failed")
+            else:
+                query = query.where(DocumentationTask.id.in_(ids))
+            rows = session.execute(query.order_by(DocumentationTask.seq).with_for_update()).all()
+            found = {row.id: row.status for row in rows}
+            problems = [
+                f"no task {task_id!r}"
+                if task_id not in found
+                else f"task {task_id!r} is in {found[task_id]}, not failed"
+                for task_id in dict.fromkeys(ids or ())
+                if found.get(task_id) != "failed"
+            ]
+            if problems:
+                raise RetryRefused(problems)
+            if not rows:
+                return []
+            table = DocumentationTask.__table__
+            assert isinstance(table, Table)
+            now = utcnow()
+            # One row at a time, in the old order: each takes the next number.
+            session.connection().execute(
+                update(table)
+                .where(table.c.id == bindparam("task_id"), table.c.status == "failed")
+                .values(
+                    seq=_next_seq(table, self.engine.dialect.name),
+                    status="drafting",
+                    attempts=0,
+                    updated_at=now,
+                ),
+                [{"task_id": row.id} for row in rows],
+            )
+            return [row.id for row in rows]
+
     def drafting_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
-        """`(seq, id)` of the next `limit` drafting tasks past a cursor, in arrival order."""
+        """`(seq, id)` of the next `limit` drafting tasks past a cursor, in the order they
+        arrived or were re-queued."""
         with self._session() as session:
             rows = session.execute(
                 select(DocumentationTask.seq, DocumentationTask.id)
@@ -144,3 +248,13 @@ class TaskQueries(Queries):
                     .order_by(DocumentationTask.seq)
                 )
             )
+
+
+def _next_seq(table: Table, dialect_name: str) -> ColumnElement[int]:
+    """The `seq` a new task would get: the next of the column's sequence on PostgreSQL, one
+    past the largest on SQLite (a new row id follows the largest; the update holds the write
+    lock)."""
+    if dialect_name == "postgresql":
+        return func.nextval(func.pg_get_serial_sequence(table.name, "seq"))
+    latest = table.alias("latest")
+    return select(func.max(latest.c.seq) + 1).scalar_subquery()

@@ -1,7 +1,9 @@
 """Discovery: every public Python function or method without a docstring becomes a drafting task.
 
 Task ids come from the module path and the qualified name, so running discovery again over the same
-tree yields the same ids, and the store skips the ones it already holds.
+tree yields the same ids, and the store skips the ones it already holds. What cannot be a task (a
+file that does not parse, a second definition of an id, a symbol whose code or context is over
+the size limits) is skipped and reported with its file and line; the rest are tasks.
 """
 
 import ast
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from drafts_pipeline.errors import DraftsError
-from drafts_pipeline.store import TaskInput
+from drafts_pipeline.store import TaskInput, TaskSizeLimits
 from drafts_pipeline.store.models import DocumentationTask, column_length
 
 IGNORED_DIRECTORIES = frozenset({"__pycache__", ".venv", "site-packages"})
@@ -36,10 +38,12 @@ class Discovery:
     skipped: list[str]
 
 
-def discover_tasks(root: Path) -> Discovery:
-    """A `drafting` task for each public, undocumented function or method under `root`."""
+def discover_tasks(root: Path, limits: TaskSizeLimits | None = None) -> Discovery:
+    """A `drafting` task for each public, undocumented function or method under `root` within
+    the size limits (`limits`, else the environment's)."""
     if not root.is_dir():
         raise DraftsError(f"{root}: not a directory; point discovery at a Python source tree")
+    limits = TaskSizeLimits.from_environment() if limits is None else limits
     tasks: list[TaskInput] = []
     skipped: list[str] = []
     first_seen: dict[str, str] = {}
@@ -54,6 +58,12 @@ def discover_tasks(root: Path) -> Discovery:
             continue
         for task, line in file_tasks(tree, source, relative):
             where = f"{relative}:{line}"
+            too_large = limits.problems(task.code, task.context)
+            if too_large:
+                skipped.append(
+                    f"{where}: {task.symbol} is too large to draft: {'; '.join(too_large)}"
+                )
+                continue
             if task.id in first_seen:
                 skipped.append(
                     f"{where}: {task.symbol} has the id {task.id!r} of the definition at "

@@ -1,21 +1,23 @@
 """Import: documentation tasks from a JSONL or CSV file, all or nothing.
 
 A file with one bad row imports nothing, and the rejection lists every bad row by its line number,
-so a person fixes the file in one pass. Ids already stored are not an error: importing the same
-file twice creates its tasks once.
+so a person fixes the file in one pass. A row whose code or context is over the size limits
+(`DRAFTS_MAX_CODE_CHARS`, `DRAFTS_MAX_CONTEXT_CHARS`) is a bad row. Ids already stored are not an
+error: importing the same file twice creates its tasks once.
 """
 
 import csv
 import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from drafts_pipeline.errors import DraftsError, ImportRejected
 from drafts_pipeline.prompts.templates import TEMPLATES
-from drafts_pipeline.store import DraftStore, TaskInput
+from drafts_pipeline.store import DraftStore, TaskInput, TaskSizeLimits
 from drafts_pipeline.store.models import DocumentationTask, column_length
 
 ACCEPTED_SUFFIXES = (".csv", ".jsonl")
@@ -44,15 +46,21 @@ class ImportSummary:
     already_present: int
 
 
-def import_tasks(store: DraftStore, path: Path) -> ImportSummary:
-    """Read the file, then store its tasks in one transaction; stored ids are left as they are."""
-    tasks = read_task_file(path)
-    created = store.add_tasks(tasks)
+def import_tasks(
+    store: DraftStore, path: Path, limits: TaskSizeLimits | None = None
+) -> ImportSummary:
+    """Read the file, then store its tasks in one transaction; stored ids are left as they are.
+    `limits`: the size limits, else the environment's."""
+    limits = TaskSizeLimits.from_environment() if limits is None else limits
+    tasks = read_task_file(path, limits)
+    created = store.add_tasks(tasks, limits)
     return ImportSummary(read=len(tasks), created=created, already_present=len(tasks) - created)
 
 
-def read_task_file(path: Path) -> list[TaskInput]:
-    """Every task in a `.jsonl` or `.csv` file; `ImportRejected` listing each bad row otherwise."""
+def read_task_file(path: Path, limits: TaskSizeLimits | None = None) -> list[TaskInput]:
+    """Every task in a `.jsonl` or `.csv` file; `ImportRejected` listing each bad row otherwise.
+    `limits`: the size limits, else the environment's."""
+    limits = TaskSizeLimits.from_environment() if limits is None else limits
     suffix = path.suffix.lower()
     if suffix not in ACCEPTED_SUFFIXES:
         raise DraftsError(
@@ -69,7 +77,11 @@ def read_task_file(path: Path) -> list[TaskInput]:
         line = data.count(b"\n", 0, error.start) + 1
         raise ImportRejected(str(path), [f"line {line}: not UTF-8 text"]) from error
 
-    rows, problems = parse_jsonl(text) if suffix == ".jsonl" else parse_csv(text)
+    if suffix == ".jsonl":
+        rows, problems = parse_jsonl(text)
+    else:
+        with _csv_fields_up_to(len(text)):
+            rows, problems = parse_csv(text)
     tasks: list[TaskInput] = []
     first_line_of: dict[str, int] = {}
     for line, fields in rows:
@@ -81,7 +93,7 @@ def read_task_file(path: Path) -> list[TaskInput]:
                 )
             else:
                 first_line_of[task_id] = line
-        task, row_problems = task_from_fields(fields)
+        task, row_problems = task_from_fields(fields, limits)
         problems.extend((line, problem) for problem in row_problems)
         if task is not None:
             tasks.append(task)
@@ -143,6 +155,17 @@ def parse_csv(text: str) -> tuple[list[Row], list[Problem]]:
     return rows, problems
 
 
+@contextmanager
+def _csv_fields_up_to(size: int) -> Iterator[None]:
+    """Let the csv module read values of up to `size` characters (its own limit is 131,072), so
+    that a long value is measured against the task size limits, not refused unread."""
+    previous = csv.field_size_limit(max(size, csv.field_size_limit()))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _header_problems(header: list[str]) -> list[str]:
     problems = [f"unknown column {name!r}" for name in header if name not in KNOWN_FIELDS]
     problems += [
@@ -166,8 +189,12 @@ def _typed_cells(cells: dict[str, str]) -> dict[str, object]:
     return typed
 
 
-def task_from_fields(fields: Mapping[str, object]) -> tuple[TaskInput | None, list[str]]:
-    """The task one row describes, or the reasons it cannot be one (all of them, not the first)."""
+def task_from_fields(
+    fields: Mapping[str, object], limits: TaskSizeLimits | None = None
+) -> tuple[TaskInput | None, list[str]]:
+    """The task one row describes, or the reasons it cannot be one (all of them, not the first).
+    `limits`: the size limits, else the environment's."""
+    limits = TaskSizeLimits.from_environment() if limits is None else limits
     problems = [f"unknown field {name!r}" for name in fields if name not in KNOWN_FIELDS]
     text: dict[str, str] = {}
     for name in REQUIRED_FIELDS:
@@ -194,6 +221,7 @@ def task_from_fields(fields: Mapping[str, object]) -> tuple[TaskInput | None, li
         limit = MAX_LENGTHS.get(name)
         if limit is not None and len(value) > limit:
             problems.append(f"field {name!r} is {len(value)} characters long; at most {limit}")
+    problems += limits.problems(text.get("code", ""), text.get("context", ""))
     if "id" in text:
         problems += _id_problems(text["id"])
     template = text.get("template", "docstring")

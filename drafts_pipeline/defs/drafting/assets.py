@@ -23,6 +23,7 @@ from drafts_pipeline.drafting.provider_batch import (
     draft_with_provider,
 )
 from drafts_pipeline.errors import TaskValidationError
+from drafts_pipeline.llm.keys import require_keys
 from drafts_pipeline.llm.provider import LLMProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
 from drafts_pipeline.prompts.templates import BuiltPrompt, prompt_for
@@ -159,10 +160,15 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         tasks = [t for t in found.values() if t.status == "drafting" and t.prompt]
         drafting = {task.id for task in tasks}
         others = [key for key in keys if key not in drafting]
-        chosen = [by_asset[key] for key in context.selected_asset_keys if key in by_asset]
+        chosen = [spec for key, spec in by_asset.items() if key in context.selected_asset_keys]
+        providers: dict[ProviderSpec, LLMProvider] = {
+            spec: getattr(context.resources, spec.resource_key) for spec in chosen
+        }
+        # Every unusable key named at once, before any claim or call.
+        require_keys(providers.values())
 
         def run(spec: ProviderSpec) -> ProviderBatchReport:
-            provider: LLMProvider = getattr(context.resources, spec.resource_key)
+            provider = providers[spec]
             # Runs drafting at the same time split each provider's rate.
             provider.share_pace(store.pace_book(provider.name))
             return draft_with_provider(

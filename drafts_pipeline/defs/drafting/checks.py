@@ -34,8 +34,9 @@ def draft_check_specs(specs: tuple[ProviderSpec, ...]) -> list[dg.AssetCheckSpec
             ),
             (
                 NO_SELF_IDENTIFICATION,
-                "No task's newest draft names a provider or model (blindness): over the run's "
-                "tasks; run alone, over the partition chosen, or every task without one.",
+                "No task's newest draft speaks as a model or vendor, or names one its code "
+                "does not use: over the run's tasks; run alone, over the partition chosen, or "
+                "every task without one.",
             ),
         )
     ]

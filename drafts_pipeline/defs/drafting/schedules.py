@@ -28,8 +28,11 @@ def plan_retries(
 ) -> list[dg.RunRequest]:
     """Runs over `tasks` (id, attempts), each a range of partitions that are next to each other
     in the partitions' order, so that a run covers no task that is not below quorum, and of at
-    most `batch` tasks. The run key names the tasks and their attempts: a tick that finds the
-    same tasks at the same attempts (their run not finished yet) requests nothing new."""
+    most `batch` tasks. The run key names the tasks and their attempts. Dagster keeps a
+    schedule's run keys apart per tick: the key keeps a tick that the daemon evaluates again
+    from requesting a run twice, and a later tick asks again for the tasks still waiting: those
+    whose run failed before drafting (a missing key) at every tick until one drafts, and those
+    whose run is still queued too (claims keep the two runs from paying twice)."""
     ordered = sorted(tasks, key=lambda task: partition_order[task[0]])
     groups: list[list[tuple[str, int]]] = []
     for task in ordered:

@@ -1,6 +1,6 @@
 """`drafting_tasks_sensor`: new `drafting` tasks become partitions and batched runs."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
@@ -19,6 +19,7 @@ def plan_runs(
     *,
     ramp_up: bool = True,
     ramp_down: bool = True,
+    partition_order: Mapping[str, int] | None = None,
 ) -> list[dg.RunRequest]:
     """Runs of at most `batch` tasks read past the cursor, each a range of partition keys, sized
     as `drafts-pipeline run` sizes them (`runner.batch_sizes`: small at both ends, so that the
@@ -29,9 +30,11 @@ def plan_runs(
     Tasks past the cursor are rows inserted since the last tick, so their partitions are
     usually new: added in this tick, in this order, and `newest_partitions` (the instance's
     last `len(new_tasks)` partitions, oldest first) are exactly them. A `drafts-pipeline run` on
-    the same instance may have added some before, in its own order: then the runs are cut where
-    that order has a gap, and a task whose partition is older than the newest ones gets a run
-    of its own, so that no range covers a partition of no task of this tick.
+    the same instance may have added some before, in its own order, and a task re-queued by
+    `tasks retry` has the partition it had: then the runs are cut where that order has a gap,
+    and the tasks whose partitions are older than the newest ones get runs of their own, over
+    neighbours in `partition_order` (every partition of the instance) when it is given, else
+    one each, so that no range covers a partition of no task of this tick.
     """
     order = {key: index for index, key in enumerate(newest_partitions)}
     row_ids = {key: row_id for row_id, key in new_tasks}
@@ -39,7 +42,13 @@ def plan_runs(
     runs = contiguous_batches(
         [key for key in keys if key in order], order, batch, ramp_up=ramp_up, ramp_down=ramp_down
     )
-    runs += [[key] for key in keys if key not in order]
+    older = [key for key in keys if key not in order]
+    if partition_order is None:
+        runs += [[key] for key in older]
+    else:
+        runs += contiguous_batches(
+            older, partition_order, batch, ramp_up=ramp_up and not runs, ramp_down=ramp_down
+        )
     return [
         dg.RunRequest(
             run_key=f"tasks-{row_ids[run[0]]}-{row_ids[run[-1]]}",
@@ -62,8 +71,9 @@ DRAFTING_RUN_STATUSES = [
     job=draft_tasks_job,
     minimum_interval_seconds=LOADED_SETTINGS.sensor_interval_s,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Reads `drafting` tasks past its cursor (at most DRAFTS_SENSOR_MAX_TASKS a "
-    "tick), adds their partitions and requests runs of at most DRAFTS_BATCH_SIZE tasks.",
+    description="Reads `drafting` tasks past its cursor, new or re-queued by `tasks retry` (at "
+    "most DRAFTS_SENSOR_MAX_TASKS a tick), adds their partitions and requests runs of at most "
+    "DRAFTS_BATCH_SIZE tasks.",
 )
 def drafting_tasks_sensor(
     context: dg.SensorEvaluationContext, store: DraftStore
@@ -87,6 +97,14 @@ def drafting_tasks_sensor(
     newest = context.instance.get_paginated_dynamic_partitions(
         TASK_PARTITIONS_NAME, limit=len(new_tasks), ascending=False
     ).results
+    # Tasks re-queued by `tasks retry` keep their partitions, older than the newest. Several of
+    # them (a retry of many failed tasks) are worth one listing of the partitions, as the
+    # below-quorum schedule makes, to batch neighbours instead of requesting a run for each.
+    older = {key for _, key in new_tasks} - set(newest)
+    order = None
+    if len(older) > 1:
+        keys = context.instance.get_dynamic_partitions(TASK_PARTITIONS_NAME)
+        order = {key: index for index, key in enumerate(keys)}
     drafting_runs = context.instance.get_runs_count(
         dg.RunsFilter(job_name=draft_tasks_job.name, statuses=DRAFTING_RUN_STATUSES)
     )
@@ -97,6 +115,7 @@ def drafting_tasks_sensor(
             newest[::-1],
             ramp_up=drafting_runs == 0,
             ramp_down=not more_follow,
+            partition_order=order,
         ),
         cursor=str(new_tasks[-1][0]),
     )

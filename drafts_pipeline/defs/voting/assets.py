@@ -16,7 +16,7 @@ from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
-from drafts_pipeline.voting_set import export_voting_set, identity_leaks, voting_ready_frame
+from drafts_pipeline.voting_set import export_voting_set, voting_set
 
 PREVIEW_ROWS = 10
 
@@ -109,20 +109,28 @@ def labels_complete_and_unique(
         dg.AssetCheckSpec(
             "no_provider_or_model_names",
             asset="voting_ready_set",
-            description="No provider or model column, and no model id in any draft shown.",
+            description="No provider or model column, and no labelled draft that speaks as a "
+            "model or vendor or names one its code does not use (the rule of draft validation).",
         )
     ],
     description="Every task in `voting` with its blind-labelled drafts (one row per task and "
     "label), without provider or model. Also written to `voting_ready_set.parquet` in the data "
-    "folder for the voting application.",
+    "folder for the voting application. A draft whose text would tell voters who wrote it is "
+    "left out, and the check fails naming it.",
 )
 def voting_ready_set(
     context: dg.AssetExecutionContext, store: DraftStore
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    frame = voting_ready_frame(store)
-    leaks = identity_leaks(frame, store.draft_models())
+    published = voting_set(store)
+    frame = published.frame
     export_path = Settings.from_environment().ensure_data_dir() / "voting_ready_set.parquet"
     export_voting_set(frame, "parquet", export_path)
+    if published.withheld:
+        context.log.error(
+            f"{len(published.withheld)} labelled draft(s) left out of the voting-ready set: "
+            "their text would tell voters who wrote them (see the no_provider_or_model_names "
+            f"check); first: {published.withheld[0]}"
+        )
     preview = frame.head(PREVIEW_ROWS)[["task_id", "label", "content"]].copy()
     preview["content"] = preview["content"].str.split("\n").str[0]
     yield dg.Output(
@@ -130,12 +138,13 @@ def voting_ready_set(
         metadata={
             "tasks": dg.MetadataValue.int(frame["task_id"].nunique()),
             "drafts": dg.MetadataValue.int(len(frame)),
+            "withheld": dg.MetadataValue.int(len(published.withheld)),
             "export": dg.MetadataValue.path(str(export_path)),
             "preview": dg.MetadataValue.md(markdown_table(preview)),
         },
     )
     yield dg.AssetCheckResult(
         check_name="no_provider_or_model_names",
-        passed=not leaks,
-        metadata={"leaks": dg.MetadataValue.json(leaks[:50])},
+        passed=not published.leaks,
+        metadata={"leaks": dg.MetadataValue.json(published.leaks[:50])},
     )

@@ -1,0 +1,208 @@
+"""The draft store's database goes away mid-run: short outages are ridden out, long ones end
+the run with one line per failed step and exit status 2, and nothing paid for is lost or paid
+twice. A PostgreSQL server of the test's own is stopped and started again."""
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from drafts_pipeline.errors import DraftsError
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.models import DraftVersion, LLMCall
+from drafts_pipeline.store.schema import engine_for
+from drafts_pipeline_tests.factories import make_task
+from drafts_pipeline_tests.fake_providers import FakeProviderServer
+from drafts_pipeline_tests.postgres_server import (
+    ThrowawayServer,
+    create_database,
+    throwaway_server,
+)
+
+TASKS = 30
+
+
+@pytest.fixture
+def server() -> Iterator[ThrowawayServer]:
+    """A server of the test's own (the tests that use it are `slow`)."""
+    with throwaway_server() as started:
+        if started is None:
+            pytest.skip("no initdb on this machine to start a PostgreSQL server of the test's own")
+        yield started
+
+
+@pytest.fixture
+def store(server: ThrowawayServer) -> Iterator[DraftStore]:
+    url = create_database(server.admin_url, "drafts")
+    draft_store = DraftStore(database_url=url)
+    draft_store.upgrade()
+    draft_store.add_tasks([make_task(f"svc.outage.step_{i:02d}") for i in range(TASKS)])
+    yield draft_store
+    engine_for(url).dispose()
+
+
+def start_run(
+    store: DraftStore, fake_providers: FakeProviderServer, tmp_path: Path, **settings: str
+) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env |= {
+        "DRAFTS_DATABASE_URL": store.database_url,
+        "DRAFTS_DATA_DIR": str(tmp_path / "data"),
+        "DRAFTS_LLM_MODE": "live",
+        "DRAFTS_BATCH_SIZE": "10",
+        **settings,
+    }
+    env.pop("DAGSTER_HOME", None)
+    for spec in PROVIDER_SPECS:
+        env[spec.key_env] = fake_providers.script(spec.name).api_key or ""
+        env[spec.base_url_env] = fake_providers.base_url(spec.name)
+    return subprocess.Popen(
+        [sys.executable, "-m", "drafts_pipeline", "run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+
+
+def wait_for_requests(fake_providers: FakeProviderServer, at_least: int) -> None:
+    """Until every provider has been sent `at_least` requests (seen at the fake server)."""
+    deadline = time.monotonic() + 120
+    while min(fake_providers.script(s.name).calls for s in PROVIDER_SPECS) < at_least:
+        assert time.monotonic() < deadline, "the run never reached the providers"
+        time.sleep(0.05)
+
+
+def answered(fake_providers: FakeProviderServer) -> Counter[str]:
+    """Successful answers the fake server sent, per provider."""
+    return Counter(
+        {
+            spec.name: sum(r.status == 200 for r in fake_providers.script(spec.name).requests)
+            for spec in PROVIDER_SPECS
+        }
+    )
+
+
+def stored(store: DraftStore) -> tuple[Counter[str], int, int, int]:
+    """Drafts per provider, drafts past version 1, call rows, unfinished call rows."""
+    with store.engine.connect() as connection:
+        drafts = Counter(
+            dict(
+                connection.execute(
+                    select(DraftVersion.provider, func.count()).group_by(DraftVersion.provider)
+                ).all()
+            )
+        )
+        later = connection.scalar(select(func.count()).where(DraftVersion.version > 1))
+        calls = connection.scalar(select(func.count()).select_from(LLMCall))
+        unfinished = connection.scalar(select(func.count()).where(LLMCall.finished_at.is_(None)))
+    return drafts, later or 0, calls or 0, unfinished or 0
+
+
+@pytest.mark.slow
+def test_a_ten_second_outage_mid_run_loses_nothing_and_pays_nothing_twice(
+    server: ThrowawayServer,
+    store: DraftStore,
+    fake_providers: FakeProviderServer,
+    tmp_path: Path,
+) -> None:
+    for spec in PROVIDER_SPECS:
+        fake_providers.script(spec.name).latency_s = 0.3
+    run = start_run(store, fake_providers, tmp_path, DRAFTS_DB_RETRY_S="60")
+    wait_for_requests(fake_providers, 5)
+    server.stop()
+    time.sleep(10)  # the outage
+    server.start()
+    _, err = run.communicate(timeout=300)
+
+    assert run.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert "lost the draft store" in err and "reachable again" in err
+    assert len(store.task_ids("voting")) == TASKS
+    drafts, later, calls, unfinished = stored(store)
+    # Every answer the providers sent is stored, once: each provider answered each task once.
+    assert answered(fake_providers) == drafts == Counter({s.name: TASKS for s in PROVIDER_SPECS})
+    assert later == 0
+    assert calls == sum(fake_providers.script(s.name).calls for s in PROVIDER_SPECS)
+    assert unfinished == 0
+
+
+@pytest.mark.slow
+def test_an_outage_longer_than_the_retry_limit_fails_clearly_and_a_rerun_completes(
+    server: ThrowawayServer,
+    store: DraftStore,
+    fake_providers: FakeProviderServer,
+    tmp_path: Path,
+) -> None:
+    for spec in PROVIDER_SPECS:
+        fake_providers.script(spec.name).latency_s = 0.3
+    settings = {"DRAFTS_DB_RETRY_S": "2", "DRAFTS_CLAIM_LEASE_S": "3"}
+    run = start_run(store, fake_providers, tmp_path, **settings)
+    wait_for_requests(fake_providers, 5)
+    server.stop()
+    _, err = run.communicate(timeout=300)
+    server.start()
+
+    assert run.returncode == 2, err[-3000:]
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors and len(errors) == len(set(errors))
+    for line in errors:
+        assert f"127.0.0.1:{server.port}, database drafts" in line, line
+        assert "bring the database back" in line
+    # Each error line is one failed step; nothing else but the outage warning is printed.
+    others = [line for line in err.splitlines() if not line.startswith("error:")]
+    assert all(line.startswith("lost the draft store") for line in others), err
+
+    time.sleep(3)  # the dead run's claims pass their lease
+    rerun = start_run(store, fake_providers, tmp_path, **settings)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err[-3000:]
+    assert len(store.task_ids("voting")) == TASKS
+    drafts, later, _, _ = stored(store)
+    assert drafts == Counter({s.name: TASKS for s in PROVIDER_SPECS}) and later == 0
+
+
+@pytest.mark.slow
+def test_a_command_given_an_unreachable_database_exits_2_with_one_line(
+    server: ThrowawayServer, tmp_path: Path
+) -> None:
+    port = server.port
+    server.stop()
+    env = {**os.environ, "DRAFTS_DATA_DIR": str(tmp_path / "data")}
+    for url in (
+        f"postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:{port}/drafts",
+        "postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:5432/no_such_database_here",
+    ):
+        for command in (["db", "upgrade"], ["run"], ["export", "voting-set", "--format",
+                                                    "jsonl", "--output", "x.jsonl"]):  # fmt: skip
+            result = subprocess.run(
+                [sys.executable, "-m", "drafts_pipeline", *command],
+                capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                env={**env, "DRAFTS_DATABASE_URL": url, "DRAFTS_LLM_MODE": "offline"},
+            )  # fmt: skip
+            assert result.returncode == 2, (command, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1, (command, result.stderr)
+            database = url.rsplit("/", 1)[1]
+            assert f"database {database}" in lines[0] and "127.0.0.1" in lines[0]
+            assert "s3cret-pw" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("not a url at all", "is not a database URL"),
+        ("mysql://user:s3cret-pw@localhost/drafts", "names a mysql database"),
+        ("sqlite:////no/such/folder/drafts.sqlite3", "SQLite file /no/such/folder"),
+    ],
+)
+def test_a_database_url_the_store_cannot_use_is_one_clear_error(url: str, expected: str) -> None:
+    with pytest.raises(DraftsError) as raised:
+        DraftStore(database_url=url).upgrade()
+    assert expected in str(raised.value)
+    assert "s3cret-pw" not in str(raised.value) and "\n" not in str(raised.value)
