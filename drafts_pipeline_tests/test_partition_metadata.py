@@ -78,6 +78,13 @@ def test_each_partition_shows_its_task_draft_and_a_later_run_keeps_it(
         assert len({m["input_tokens"] for m in valid}) == len(valid)
         assert len({m["cost_usd"] for m in valid}) == len(valid)
     assert [shown["claude", t]["status"] for t in ids].count("failed") == 1
+    # What it costs: per task, one materialisation of pending_tasks and of the ballot, two of
+    # each provider's draft (the step's output, then the task's own figures).
+    records = instance.get_records_for_run(
+        first.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    per_task = [r for r in records if r.partition_key is not None]
+    assert len(per_task) == (2 + 2 * len(PROVIDER_SPECS)) * len(ids)
 
     # A backfill over the same tasks, now in voting: nothing is drafted or called again.
     calls = sum(fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS)

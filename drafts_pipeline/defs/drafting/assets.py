@@ -72,6 +72,10 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
     return dg.MaterializeResult()
 
 
+# What a draft partition shows from the start of its run's drafting step until its figures come.
+IN_PROGRESS = {"this_run": dg.MetadataValue.text("in progress")}
+
+
 class DraftConfig(dg.Config):
     force: bool = False
     """Regenerate (a new version) even where a reusable valid draft exists."""
@@ -183,15 +187,18 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
 
         with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
             running = {pool.submit(run, spec): spec for spec in chosen}
+            # Dagster materialises every partition of an output alike, one event each: they
+            # are written now, while the providers are called, and say only that the run is
+            # under way. Each partition's own figures follow once its provider is done, as its
+            # latest materialisation.
+            for spec in chosen:
+                yield dg.MaterializeResult(asset_key=spec.asset_name, metadata=IN_PROGRESS)
             for done in as_completed(running):
                 spec, report = running[done], done.result()
                 context.log.info(batch_summary(report, len(keys)))
                 for task_id, task in report.tasks.items():
                     if task.outcome == "drafted" and task.problem:
                         context.log.warning(f"task {task_id}: {spec.name}: {task.problem}")
-                # The step's output materialises every partition of the run alike; each
-                # partition's own figures follow, as its latest materialisation.
-                yield dg.MaterializeResult(asset_key=spec.asset_name)
                 for key in keys:
                     yield dg.AssetMaterialization(
                         asset_key=spec.asset_name,
