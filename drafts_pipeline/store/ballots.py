@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from drafts_pipeline.store.drafts import live_claim_holders
@@ -161,6 +161,39 @@ class BallotQueries(Queries):
                 if label is not None:
                     labels[task_id].append(label)
             return labels
+
+    def newest_unusable_drafts(
+        self, provider: str, task_ids: Sequence[str] | None = None
+    ) -> tuple[int, dict[str, UnusableDraft]]:
+        """For the drafts checks: how many tasks (of `task_ids`, or every task) have a draft by
+        `provider`, and each one's newest draft where that draft is not valid."""
+        newest = select(DraftVersion.task_id, func.max(DraftVersion.version).label("version"))
+        newest = newest.where(DraftVersion.provider == provider)
+        if task_ids is not None:
+            newest = newest.where(DraftVersion.task_id.in_(task_ids))
+        latest = newest.group_by(DraftVersion.task_id).subquery()
+        with self._session() as session:
+            checked = session.scalar(select(func.count()).select_from(latest)) or 0
+            rows = session.execute(
+                select(
+                    DraftVersion.task_id,
+                    DraftVersion.status,
+                    DraftVersion.attempts,
+                    DraftVersion.validation,
+                )
+                .join(
+                    latest,
+                    (DraftVersion.task_id == latest.c.task_id)
+                    & (DraftVersion.version == latest.c.version)
+                    & (DraftVersion.provider == provider),
+                )
+                .where(DraftVersion.status != "valid")
+                .order_by(DraftVersion.task_id)
+            )
+            return checked, {
+                task_id: UnusableDraft(status, attempts, validation or {})
+                for task_id, status, attempts, validation in rows
+            }
 
     def voting_labels(self, task_ids: Sequence[str] | None = None) -> dict[str, list[str]]:
         """task id -> labels of its drafts, for each task in `voting` (of `task_ids`, or every

@@ -276,31 +276,6 @@ class DraftQueries(Queries):
             )
             return {row.task_id: row for row in rows}
 
-    def newest_drafts_not_valid(
-        self, provider: str, task_ids: Sequence[str] | None = None
-    ) -> tuple[int, dict[str, DraftVersion]]:
-        """For the drafts checks: how many tasks (of `task_ids`, or every task) have a draft by
-        `provider`, and each one's newest draft where that draft is not valid."""
-        newest = select(DraftVersion.task_id, func.max(DraftVersion.version).label("version"))
-        newest = newest.where(DraftVersion.provider == provider)
-        if task_ids is not None:
-            newest = newest.where(DraftVersion.task_id.in_(task_ids))
-        latest = newest.group_by(DraftVersion.task_id).subquery()
-        with self._session() as session:
-            checked = session.scalar(select(func.count()).select_from(latest)) or 0
-            rows = session.scalars(
-                select(DraftVersion)
-                .join(
-                    latest,
-                    (DraftVersion.task_id == latest.c.task_id)
-                    & (DraftVersion.version == latest.c.version)
-                    & (DraftVersion.provider == provider),
-                )
-                .where(DraftVersion.status != "valid")
-                .order_by(DraftVersion.task_id)
-            )
-            return checked, {row.task_id: row for row in rows}
-
     def add_draft(self, record: DraftRecord, *, holder: str | None = None) -> DraftVersion | None:
         """Store the draft as the next version of its task and provider.
 

@@ -15,7 +15,7 @@ from drafts_pipeline.defs.drafting.partitions import run_task_ids
 from drafts_pipeline.drafting.validation import leak_in, problem_in
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
 from drafts_pipeline.store import DraftStore
-from drafts_pipeline.store.models import DraftVersion
+from drafts_pipeline.store.ballots import UnusableDraft
 
 DRAFTS_VALID = "drafts_valid"
 NO_SELF_IDENTIFICATION = "no_self_identification"
@@ -56,18 +56,18 @@ def draft_check_results(
     asset_key: dg.AssetKey,
     names: Collection[str],
     checked: int,
-    drafts: Mapping[str, DraftVersion],
+    unusable: Mapping[str, UnusableDraft],
 ) -> list[dg.AssetCheckResult]:
-    """The results of the checks `names` over `checked` tasks with a draft, given the newest
-    drafts among them that may fail (task id -> draft; valid ones may be left out)."""
+    """The results of the checks `names` over `checked` tasks with a draft, given each one's
+    newest draft where it is not valid (task id -> draft)."""
     problems = {
         task_id: problem
-        for task_id, draft in sorted(drafts.items())
+        for task_id, draft in sorted(unusable.items())
         if (problem := problem_in(draft.status, draft.validation))
     }
     leaks = {
         task_id: leak
-        for task_id, draft in sorted(drafts.items())
+        for task_id, draft in sorted(unusable.items())
         if (leak := leak_in(draft.validation))
     }
     results = []
@@ -119,8 +119,8 @@ def build_draft_checks(
         for asset_key, spec in by_asset.items():
             names = {k.name for k in context.selected_asset_check_keys if k.asset_key == asset_key}
             if names:
-                checked, drafts = store.newest_drafts_not_valid(spec.name, task_ids)
-                yield from draft_check_results(asset_key, names, checked, drafts)
+                checked, unusable = store.newest_unusable_drafts(spec.name, task_ids)
+                yield from draft_check_results(asset_key, names, checked, unusable)
 
     return provider_draft_checks
 
