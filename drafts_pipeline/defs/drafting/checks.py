@@ -1,5 +1,5 @@
-"""The checks of each provider's drafts: each task's newest draft is valid, and none names a
-provider or model (which would tell voters who wrote it).
+"""The checks of each provider's drafts: each task's newest draft is valid, and none speaks as
+a model or vendor or names one its code does not use (which would tell voters who wrote it).
 
 They are a definition of their own, which reads the draft store, so that each can run alone:
 in a run that drafts, over the run's tasks, after the drafts are stored; executed from the

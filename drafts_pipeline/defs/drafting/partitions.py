@@ -9,14 +9,12 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def run_task_ids(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
-) -> list[str] | None:
-    """The tasks a run covers: its partitions, or None (every task) for a run without any, as
-    when a check is executed alone from the UI.
+def run_task_ids(context: dg.AssetCheckExecutionContext) -> list[str] | None:
+    """The tasks a check's run covers: its partitions, or None (every task) for a run without
+    any, as when a check is executed alone from the UI.
 
-    Read from the run's partition tags: a run of checks only has them when a partition was
-    chosen, but no partitioned asset, so `context.partition_keys` is not available to it.
+    Read from the run's partition tags: a run of checks only, with a partition chosen, has them
+    but no partitioned asset, so `context.partition_keys` is not available to it.
     """
     if not (context.has_partition_key or context.has_partition_key_range):
         return None
