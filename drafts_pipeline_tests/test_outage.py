@@ -61,6 +61,8 @@ def start_run(
     }
     env.pop("DAGSTER_HOME", None)
     for spec in PROVIDER_SPECS:
+        # Slow enough answers that the outage starts with the run under way.
+        fake_providers.script(spec.name).latency_s = 0.3
         env[spec.key_env] = fake_providers.script(spec.name).api_key or ""
         env[spec.base_url_env] = fake_providers.base_url(spec.name)
     return subprocess.Popen(
@@ -110,8 +112,6 @@ def test_a_ten_second_outage_mid_run_loses_nothing_and_pays_nothing_twice(
     fake_providers: FakeProviderServer,
     tmp_path: Path,
 ) -> None:
-    for spec in PROVIDER_SPECS:
-        fake_providers.script(spec.name).latency_s = 0.3
     run = start_run(store, fake_providers, tmp_path, DRAFTS_DB_RETRY_S="60")
     wait_for_requests(fake_providers, 5)
     server.stop()
@@ -138,8 +138,6 @@ def test_an_outage_longer_than_the_retry_limit_fails_clearly_and_a_rerun_complet
     fake_providers: FakeProviderServer,
     tmp_path: Path,
 ) -> None:
-    for spec in PROVIDER_SPECS:
-        fake_providers.script(spec.name).latency_s = 0.3
     settings = {"DRAFTS_DB_RETRY_S": "2", "DRAFTS_CLAIM_LEASE_S": "3"}
     run = start_run(store, fake_providers, tmp_path, **settings)
     wait_for_requests(fake_providers, 5)

@@ -57,14 +57,12 @@ class LeaseKeeper:
                 continue
             try:
                 kept = self._store.renew_claims(held, self._provider, self._run_id, self._lease_s)
-            except StoreUnavailable:
-                # Past the outage's limit: the batch fails at its next store operation.
-                logger.info("%s: could not renew %d claim(s)", self._provider, len(held))
-                wait_s = self._lease_s / 9
-                continue
-            except SQLAlchemyError as error:
-                logger.warning(
-                    "%s: could not renew %d claim(s) (%s); trying again",
+            except (SQLAlchemyError, StoreUnavailable) as error:
+                # Past an outage's limit the batch fails at its next store operation, whose
+                # error line says so: no warning here then.
+                level = logging.INFO if isinstance(error, StoreUnavailable) else logging.WARNING
+                logger.log(
+                    level, "%s: could not renew %d claim(s) (%s); trying again",
                     self._provider, len(held), type(error).__name__,
                 )  # fmt: skip
                 wait_s = self._lease_s / 9
