@@ -36,6 +36,16 @@ class RetryRefused(DraftsError):
         super().__init__(f"nothing retried: {'; '.join(problems)}")
 
 
+class VotesRejected(DraftsError):
+    """Votes that cannot be recorded; none of their batch was. `problems` pairs each bad
+    vote's position in the batch (from 0) with the reason."""
+
+    def __init__(self, problems: list[tuple[int, str]]) -> None:
+        self.problems = problems
+        listing = "; ".join(reason for _, reason in problems)
+        super().__init__(f"{len(problems)} vote(s) rejected, none recorded: {listing}")
+
+
 class ProviderError(DraftsError):
     """A provider call failed for good (after the retry policy, or not retryable)."""
 

@@ -1,5 +1,8 @@
 """Small builders the tests share."""
 
+import random
+
+from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.prompts.templates import prompt_for
 from drafts_pipeline.store import DraftRecord, DraftStore, TaskInput
 from drafts_pipeline.store.models import DocumentationTask
@@ -49,3 +52,26 @@ def with_prompts(store: DraftStore, ids: list[str]) -> list[DocumentationTask]:
     store.record_prompts([(task.id, prompt_for(task)) for task in tasks.values()])
     refreshed = store.tasks_by_id(ids)
     return [refreshed[task_id] for task_id in ids]
+
+
+def in_voting(
+    store: DraftStore,
+    task_id: str,
+    providers: tuple[str, ...] = ("claude", "openai", "kimi"),
+    seed: int = 0,
+    **task: object,
+) -> dict[str, str]:
+    """A task with a valid draft per provider, moved to `voting` by a real ballot; returns
+    label -> provider, which only tests may know."""
+    store.add_tasks([make_task(task_id, **task)])
+    seed_drafts(store, task_id, dict.fromkeys(providers, "valid"))
+    [outcome] = cast_ballots(
+        store, [task_id], min_drafts=2, max_attempts=3, rng=random.Random(seed)
+    )
+    assert outcome.outcome == "voting"
+    labels: dict[str, str] = {}
+    for provider in providers:
+        draft = store.latest_drafts([task_id], provider)[task_id]
+        assert draft.label is not None
+        labels[draft.label] = provider
+    return labels

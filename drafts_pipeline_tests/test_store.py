@@ -43,7 +43,9 @@ def test_upgrade_brings_an_older_schema_to_the_head(database_url: str) -> None:
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
-    with pytest.raises(ConfigurationError, match="at schema 0001, expected 0003"):
+    with pytest.raises(
+        ConfigurationError, match=f"at schema 0001, expected {schema.HEAD_REVISION}"
+    ):
         store.require_current()
     store.upgrade()
     store.require_current()

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -177,3 +178,42 @@ class DraftClaim(Base):
     run_id: Mapped[str] = mapped_column(String(64), nullable=False)
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     lease_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+VOTE_KINDS = ("winner", "ranking", "tie", "all_bad")
+
+
+class Vote(Base):
+    """One voter's vote on one task, labels only (the provider behind a label is the labelled
+    draft's). A voter's newer vote on the same task replaces the older, which stays as history
+    with `replaced_at` set: at most one vote per voter and task has it null."""
+
+    __tablename__ = "votes"
+    __table_args__ = (
+        CheckConstraint("kind IN ('winner', 'ranking', 'tie', 'all_bad')", name="ck_votes_kind"),
+        Index(
+            "uq_votes_current_per_voter",
+            "task_id",
+            "voter",
+            unique=True,
+            sqlite_where=text("replaced_at IS NULL"),
+            postgresql_where=text("replaced_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    vote_id: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("documentation_tasks.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    voter: Mapped[str] = mapped_column(String(128), nullable=False)
+    labels: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    """The ballot's labels when the vote was cast, in label order."""
+    display_order: Mapped[list[str] | None] = mapped_column(JSON)
+    """The labels in the order the voter saw them; null where not recorded (an import)."""
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    choice: Mapped[str] = mapped_column(String(64), nullable=False)
+    """`B`, `B>A>C`, `tie` or `all_bad`."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    replaced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -10,10 +10,18 @@ from drafts_pipeline.store.outages import riding_out
 from drafts_pipeline.store.pacing import StorePaceBook, StoreSendingTurn
 from drafts_pipeline.store.reports import ReportQueries
 from drafts_pipeline.store.tasks import TaskQueries
+from drafts_pipeline.store.votes import VoteQueries
 
 
-class DraftStore(TaskQueries, DraftQueries, BallotQueries, ReportQueries, dg.ConfigurableResource):
-    """The relational store of tasks, drafts, claims and calls (SQLite or PostgreSQL)."""
+class DraftStore(
+    TaskQueries,
+    DraftQueries,
+    BallotQueries,
+    VoteQueries,
+    ReportQueries,
+    dg.ConfigurableResource,
+):
+    """The relational store of tasks, drafts, claims, calls and votes (SQLite or PostgreSQL)."""
 
     database_url: str
 
