@@ -92,6 +92,8 @@ class Settings:
     """`DRAFTS_MAX_CODE_CHARS`: the most characters of code a task may hold."""
     max_context_chars: int = 200_000
     """`DRAFTS_MAX_CONTEXT_CHARS`: the most characters of context a task may hold."""
+    min_votes: int = 3
+    """`DRAFTS_MIN_VOTES`: current votes a task needs before one of its drafts is accepted."""
     problems: Mapping[str, str] = field(default_factory=dict)
     """Field name -> why its variable's value was refused (the field holds the default)."""
 
@@ -125,6 +127,7 @@ class Settings:
             db_retry_s=read("db_retry_s", "DRAFTS_DB_RETRY_S", _seconds),
             max_code_chars=read("max_code_chars", "DRAFTS_MAX_CODE_CHARS", _positive_int),
             max_context_chars=read("max_context_chars", "DRAFTS_MAX_CONTEXT_CHARS", _positive_int),
+            min_votes=read("min_votes", "DRAFTS_MIN_VOTES", _positive_int),
             problems=problems,
         )
 
