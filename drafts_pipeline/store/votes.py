@@ -9,9 +9,10 @@ leaderboard's statistics run without a database.
 """
 
 import re
-from collections.abc import Collection, Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from itertools import combinations
 
 from sqlalchemy import func, select, update
@@ -161,6 +162,42 @@ class VotingTask:
     """Current votes on it, from every voter."""
 
 
+@dataclass(frozen=True)
+class VoteCount:
+    """The votes one voter cast on one UTC day."""
+
+    day: date
+    voter: str
+    current: int
+    replaced: int
+    """Cast that day and replaced since by the same voter's newer vote on the same task."""
+
+
+@dataclass(frozen=True)
+class VoteRows:
+    """Vote rows recorded past a row id: how many, and the newest row id (the given one when
+    there are none). A replacing vote is a new row, so it counts."""
+
+    added: int
+    newest: int
+
+
+@dataclass(frozen=True)
+class AcceptedDraft:
+    """A task's accepted draft with what writing it into the source needs."""
+
+    task_id: str
+    draft_id: int
+    label: str
+    provider: str
+    model: str
+    content: str
+    source_path: str | None
+    symbol: str
+    language: str
+    code: str
+
+
 def _aware(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every time here is UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -303,6 +340,78 @@ class VoteQueries(Queries):
                     )
                 )
             return outcomes
+
+    def vote_counts(self) -> list[VoteCount]:
+        """Votes per UTC day (of `created_at`, when cast) and voter, current and replaced,
+        by day then voter."""
+        counts: Counter[tuple[date, str, bool]] = Counter()
+        with self._session() as session:
+            for created_at, voter, current in session.execute(
+                select(Vote.created_at, Vote.voter, Vote.replaced_at.is_(None))
+            ).tuples():
+                counts[(_aware(created_at).date(), voter, bool(current))] += 1
+        keys = sorted({(day, voter) for day, voter, _ in counts})
+        return [
+            VoteCount(day, voter, counts[(day, voter, True)], counts[(day, voter, False)])
+            for day, voter in keys
+        ]
+
+    def vote_rows_after(self, row_id: int) -> VoteRows:
+        """The vote rows recorded past `row_id` (a sensor's cursor)."""
+        with self._session() as session:
+            added, newest = session.execute(
+                select(func.count(), func.max(Vote.id)).where(Vote.id > row_id)
+            ).one()
+        return VoteRows(int(added), row_id if newest is None else int(newest))
+
+    def voted_models(self) -> dict[str, list[str]]:
+        """provider -> the models of its labelled drafts on tasks with a current vote, sorted:
+        the models a leaderboard's strengths speak for."""
+        voted = select(Vote.task_id).where(Vote.replaced_at.is_(None))
+        with self._session() as session:
+            rows = session.execute(
+                select(DraftVersion.provider, DraftVersion.model)
+                .where(DraftVersion.label.is_not(None), DraftVersion.task_id.in_(voted))
+                .distinct()
+                .order_by(DraftVersion.provider, DraftVersion.model)
+            ).tuples()
+            models: dict[str, list[str]] = {}
+            for provider, model in rows:
+                models.setdefault(provider, []).append(model)
+        return models
+
+    def winning_drafts(self, winners: Mapping[str, str]) -> list[AcceptedDraft]:
+        """For each task id in `winners`, the labelled draft of the provider it names, with the
+        task's source path, symbol, language and code; in task id order. A task that has no
+        labelled draft by that provider is left out."""
+        if not winners:
+            return []
+        with self._session() as session:
+            rows = session.execute(
+                select(DraftVersion, DocumentationTask)
+                .join(DocumentationTask, DocumentationTask.id == DraftVersion.task_id)
+                .where(
+                    DraftVersion.task_id.in_(list(winners)),
+                    DraftVersion.label.is_not(None),
+                )
+                .order_by(DraftVersion.task_id)
+            ).tuples()
+            return [
+                AcceptedDraft(
+                    task_id=task.id,
+                    draft_id=draft.id,
+                    label=str(draft.label),
+                    provider=draft.provider,
+                    model=draft.model,
+                    content=draft.content,
+                    source_path=task.source_path,
+                    symbol=task.symbol,
+                    language=task.language,
+                    code=task.code,
+                )
+                for draft, task in rows
+                if winners[task.id] == draft.provider
+            ]
 
 
 def _ballot_labels(session: Session, task_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
