@@ -1,4 +1,5 @@
-"""`drafts-pipeline`: set up the store, bring tasks in, run the graph, export the voting set."""
+"""`drafts-pipeline`: set up the store, bring tasks in, run the graph, export the voting set,
+rank the providers by the votes."""
 
 import os
 import sys
@@ -13,6 +14,7 @@ from drafts_pipeline.errors import DraftsError
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.schema import safe_url
+from drafts_pipeline.voting.leaderboard import DEFAULT_ROUNDS, DEFAULT_SEED
 from drafts_pipeline.voting_set import (
     EXPORT_FORMATS,
     export_voting_set,
@@ -237,6 +239,42 @@ def export_voting_set_command(fmt: str, output: Path) -> None:
             f"tell voters who wrote them: {'; '.join(published.withheld[:3])}",
             err=True,
         )
+
+
+@main.command("leaderboard")
+@click.option(
+    "--by",
+    type=click.Choice(["language", "template"]),
+    help="One leaderboard per language or per template instead of one over every vote.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=DEFAULT_ROUNDS,
+    show_default=True,
+    help="Bootstrap refits behind each 95% interval.",
+)
+@click.option(
+    "--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the resampling."
+)
+def leaderboard(by: str | None, rounds: int, seed: int) -> None:
+    """Print the providers ranked by the current votes: model, strength (Elo-like, mean 1000),
+    95% interval, win rate (ties half), votes and cost per valid draft."""
+    import pandas as pd
+
+    from drafts_pipeline.voting.leaderboard import current_leaderboard, display_frame
+
+    frame = current_leaderboard(_store(), scopes=[by or "all"], rounds=rounds, seed=seed)
+    if frame.empty:
+        click.echo("no votes yet: no leaderboard")
+        return
+    with pd.option_context("display.width", 160, "display.max_colwidth", 40):
+        for group, board in frame.groupby("group", sort=False):
+            if by:
+                click.echo(f"{by} {group}:")
+            click.echo(display_frame(board).to_string(index=False))
+            if by:
+                click.echo()
 
 
 def run_cli() -> None:

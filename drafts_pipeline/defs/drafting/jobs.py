@@ -3,8 +3,9 @@ below-quorum schedule launch."""
 
 import dagster as dg
 
+# The voting group's whole-set assets are not per task.
 PER_TASK_ASSETS = dg.AssetSelection.groups("drafting", "voting") - dg.AssetSelection.assets(
-    "voting_ready_set"
+    "voting_ready_set", "votes", "provider_leaderboard", "accepted_drafts"
 )
 
 draft_tasks_job = dg.define_asset_job(

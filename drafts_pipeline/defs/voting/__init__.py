@@ -1,1 +1,1 @@
-"""Voting: ballots with blind labels and the voting-ready set."""
+"""Voting: ballots with blind labels, the voting-ready set, and what the votes say."""
