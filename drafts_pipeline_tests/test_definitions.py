@@ -59,7 +59,15 @@ def test_no_module_of_the_package_imports_private_dagster() -> None:
 def test_definitions_load_and_every_job_runs_in_one_process() -> None:
     repository = defs.get_repository_def()
     keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
-    whole_set = {"voting_ready_set", "llm_calls", "daily_llm_usage", "provider_scorecard"}
+    whole_set = {
+        "voting_ready_set",
+        "votes",
+        "provider_leaderboard",
+        "accepted_drafts",
+        "llm_calls",
+        "daily_llm_usage",
+        "provider_scorecard",
+    }
     assert set(PER_TASK_ASSETS) | whole_set == keys
     jobs = [*repository.get_all_jobs(), defs.resolve_implicit_global_asset_job_def()]
     assert {job.executor_def.name for job in jobs} == {dg.in_process_executor.name}

@@ -348,7 +348,7 @@ class VoteQueries(Queries):
         with self._session() as session:
             for created_at, voter, current in session.execute(
                 select(Vote.created_at, Vote.voter, Vote.replaced_at.is_(None))
-            ).tuples():
+            ):
                 counts[(_aware(created_at).date(), voter, bool(current))] += 1
         keys = sorted({(day, voter) for day, voter, _ in counts})
         return [
@@ -374,7 +374,7 @@ class VoteQueries(Queries):
                 .where(DraftVersion.label.is_not(None), DraftVersion.task_id.in_(voted))
                 .distinct()
                 .order_by(DraftVersion.provider, DraftVersion.model)
-            ).tuples()
+            )
             models: dict[str, list[str]] = {}
             for provider, model in rows:
                 models.setdefault(provider, []).append(model)
@@ -395,7 +395,7 @@ class VoteQueries(Queries):
                     DraftVersion.label.is_not(None),
                 )
                 .order_by(DraftVersion.task_id)
-            ).tuples()
+            )
             return [
                 AcceptedDraft(
                     task_id=task.id,
