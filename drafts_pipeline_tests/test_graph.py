@@ -45,10 +45,15 @@ def test_definitions_load() -> None:
         "kimi_draft",
         "voting_ballot",
         "voting_ready_set",
+        "votes",
+        "provider_leaderboard",
+        "accepted_drafts",
         "daily_llm_usage",
         "provider_scorecard",
     }
     assert defs.resolve_sensor_def("drafting_tasks_sensor")
+    assert defs.resolve_sensor_def("votes_sensor")
+    assert defs.resolve_job_def("refresh_vote_results")
     assert defs.resolve_job_def("draft_tasks")
     assert defs.resolve_job_def("daily_llm_usage_job")
     assert defs.resolve_schedule_def("daily_llm_usage_schedule")

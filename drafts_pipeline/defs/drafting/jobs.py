@@ -3,10 +3,9 @@ below-quorum schedule launch."""
 
 import dagster as dg
 
-# The voting group's whole-set assets are not per task.
-PER_TASK_ASSETS = dg.AssetSelection.groups("drafting", "voting") - dg.AssetSelection.assets(
-    "voting_ready_set", "votes", "provider_leaderboard", "accepted_drafts"
-)
+# The ballot and every asset it is made from: the per-task graph. (The voting group also holds
+# whole-set assets, downstream of the ballot.)
+PER_TASK_ASSETS = dg.AssetSelection.assets("voting_ballot").upstream()
 
 draft_tasks_job = dg.define_asset_job(
     "draft_tasks",
