@@ -13,9 +13,11 @@ from sqlalchemy import func, select
 from drafts_pipeline.definitions import ASSETS, build_resources
 from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
+from drafts_pipeline.defs.voting.results import accepted_drafts, provider_leaderboard, votes
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftClaim, DraftVersion, LLMCall
+from drafts_pipeline.store.votes import VoteInput
 from drafts_pipeline.voting_set import export_voting_set, voting_ready_frame
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer, Fault, unused_base_url
@@ -126,10 +128,29 @@ def test_no_api_key_reaches_logs_tables_metadata_or_exports(
     assert any(key in json.dumps(r.headers) for r in every_request for key in keys), (
         "the keys must at least reach the provider, or this test proves nothing"
     )
+    drafting_run = result_run_id(instance)
+    # What the votes say: the leaderboard and accepted drafts name providers, never a key.
+    voting = store.task_ids("voting")
+    store.record_votes(
+        [VoteInput(f"{t}-{v}", t, v, "A") for t in voting for v in ("ann", "bob", "cy")]
+    )
+    results = dg.materialize(
+        [votes, provider_leaderboard, accepted_drafts],
+        instance=instance,
+        resources={"store": store},
+        run_config={"ops": {"provider_leaderboard": {"config": {"bootstrap_rounds": 20}}}},
+    )
+    assert len(results.output_for_node("accepted_drafts")) == len(voting) > 0
     texts = {"python logs": caplog.text}
-    texts["dagster events"] = "\n".join(str(e) for e in instance.all_logs(result_run_id(instance)))
+    texts["dagster events"] = "\n".join(
+        str(e) for run_id in (drafting_run, results.run_id) for e in instance.all_logs(run_id)
+    )
+    texts["results"] = "\n".join(
+        results.output_for_node(name).to_json()
+        for name in ("votes", "provider_leaderboard", "accepted_drafts")
+    )
     with store.engine.connect() as connection:
-        for table in ("documentation_tasks", "draft_versions", "llm_calls"):
+        for table in ("documentation_tasks", "draft_versions", "llm_calls", "votes"):
             rows = connection.exec_driver_sql(f"SELECT * FROM {table}").all()
             texts[table] = "\n".join(map(str, rows))
     frame = voting_ready_frame(store)
