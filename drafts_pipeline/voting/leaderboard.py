@@ -197,7 +197,8 @@ def leaderboard(
         )
         for i, provider in enumerate(providers)
     ]
-    standings.sort(key=lambda standing: (-standing.strength, standing.provider))
+    # Rounded so that equal strengths, equal but for the optimiser's last digits, sort by name.
+    standings.sort(key=lambda standing: (-round(standing.strength, 6), standing.provider))
     return Leaderboard(scope, group, len(outcomes), tuple(standings))
 
 

@@ -125,7 +125,6 @@ def provider_leaderboard(config: LeaderboardConfig, store: DraftStore) -> dg.Out
         metadata={
             "leaderboard": dg.MetadataValue.md(markdown_table(display_frame(overall))),
             **tables,
-            "votes": dg.MetadataValue.int(int(overall["votes"].max()) if len(overall) else 0),
             "providers": dg.MetadataValue.int(len(overall)),
             "bootstrap_rounds": dg.MetadataValue.int(config.bootstrap_rounds),
             "seed": dg.MetadataValue.int(config.seed),
