@@ -101,6 +101,26 @@ def tasks_retry(task_ids: tuple[str, ...], all_failed: bool) -> None:
     click.echo(f"{len(moved)} failed task(s) moved back to drafting")
 
 
+@main.group()
+def votes() -> None:
+    """Votes on the blind drafts of tasks in `voting`."""
+
+
+@votes.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def votes_import(file: Path) -> None:
+    """Import votes from a .jsonl or .csv FILE (vote_id, task_id, voter, winner or ranking,
+    optional created_at); a file with any bad record records nothing."""
+    from drafts_pipeline.voting.importer import import_votes
+
+    summary = import_votes(_store(), file)
+    click.echo(
+        f"{summary.read} vote(s) read, {summary.recorded} recorded "
+        f"({summary.replaced} replacing a voter's earlier vote), "
+        f"{summary.already_recorded} already recorded"
+    )
+
+
 def _run_settings(batch_size: int | None, concurrent_runs: int | None) -> Settings:
     """The settings a run needs, checked before anything starts (an option overrides its
     variable, and then a bad value of that variable does not matter)."""

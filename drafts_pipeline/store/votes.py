@@ -168,7 +168,7 @@ def _aware(moment: datetime) -> datetime:
 
 @rides_out_outages
 class VoteQueries(Queries):
-    def record_votes(self, votes: Sequence[VoteInput]) -> VotesRecorded:
+    def record_votes(self, votes: Sequence[VoteInput], *, dry_run: bool = False) -> VotesRecorded:
         """Record `votes` in one transaction, all or none: `VotesRejected` lists every vote
         that names no task in `voting`, a label its ballot lacks, an incomplete ranking, or a
         vote id already used for a different vote.
@@ -176,6 +176,8 @@ class VoteQueries(Queries):
         A voter's vote replaces their current vote on the task (the older stays as history);
         a vote created before the current one goes straight to history. A vote id already
         recorded with the same vote changes nothing, so a re-import is a no-op.
+
+        `dry_run` checks and writes nothing (what `replaced` would be is not counted).
         """
         if not votes:
             return VotesRecorded(0, 0, 0)
@@ -218,6 +220,8 @@ class VoteQueries(Queries):
                 fresh.append(vote)
             if problems:
                 raise VotesRejected(problems)
+            if dry_run:
+                return VotesRecorded(len(fresh), 0, len(votes) - len(fresh))
             replaced = _insert_votes(session, fresh, labels, now)
         return VotesRecorded(len(fresh), replaced, len(votes) - len(fresh))
 
@@ -372,7 +376,8 @@ def _insert_votes(
     }
     replaced = 0
     for vote in votes:
-        created = _aware(vote.created_at) if vote.created_at is not None else now
+        # In UTC: SQLite keeps no offset, only the digits.
+        created = _aware(vote.created_at).astimezone(UTC) if vote.created_at is not None else now
         row = Vote(
             vote_id=vote.vote_id,
             task_id=vote.task_id,
