@@ -94,9 +94,13 @@ class _Edit:
     lines: list[str]
 
 
-def docstring_patch(root: Path, accepted: Iterable[AcceptedDocstring]) -> DocstringPatch:
+def docstring_patch(
+    root: Path, accepted: Iterable[AcceptedDocstring], path_prefix: str = ""
+) -> DocstringPatch:
     """One unified diff that writes each applicable docstring into the files under `root`,
-    with `a/` and `b/` paths relative to it, so `git apply` run from `root` applies it."""
+    with `a/` and `b/` paths relative to it, so `git apply` run from `root` applies it.
+    `path_prefix` (`sub/dir/`) goes before each path: the patch then applies from the folder
+    that holds `root` at that path."""
     if not root.is_dir():
         raise DraftsError(f"{root}: not a directory; apply patches the project that was discovered")
     notes: list[tuple[int, SkippedDocstring]] = []
@@ -137,7 +141,7 @@ def docstring_patch(root: Path, accepted: Iterable[AcceptedDocstring]) -> Docstr
             edits.append(edit)
             applied.append((position, item.task_id))
         if edits:
-            sections.append(_file_diff(relative, source, edits))
+            sections.append(_file_diff(path_prefix + relative, source, edits))
     return DocstringPatch(
         diff="".join(sections),
         applied=[task_id for _, task_id in sorted(applied)],
@@ -316,13 +320,13 @@ def _edited(source: _SourceFile, edits: list[_Edit]) -> list[str]:
     return lines
 
 
-def _file_diff(relative: str, source: _SourceFile, edits: list[_Edit]) -> str:
+def _file_diff(path: str, source: _SourceFile, edits: list[_Edit]) -> str:
     """The file's section of the patch, marking a last line without a line break as diff and
     `git apply` expect."""
     before = source.raw_lines()
     after = source.raw_lines(_edited(source, edits))
     out: list[str] = []
-    for line in difflib.unified_diff(before, after, f"a/{relative}", f"b/{relative}"):
+    for line in difflib.unified_diff(before, after, f"a/{path}", f"b/{path}"):
         out.append(line)
         if not line.endswith("\n"):
             out.append("\n\\ No newline at end of file\n")
