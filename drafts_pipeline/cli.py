@@ -259,6 +259,42 @@ def export_voting_set_command(fmt: str, output: Path) -> None:
         )
 
 
+@main.command("serve")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; anything but loopback opens the page to other machines.",
+)
+@click.option("--port", default=8642, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Serve the voting page: voters pick the best draft of each task in `voting`.
+
+    Its cookie is signed with DRAFTS_VOTING_SECRET; without it, with a key made at start, and
+    voters give their name again after a restart.
+    """
+    import uvicorn
+
+    from drafts_pipeline.voting.page import is_loopback, loopback_hosts, voting_app
+
+    secret = Settings.from_environment().require("voting_secret").voting_secret
+    if not is_loopback(host):
+        click.echo(
+            f"warning: listening on {host}, not loopback: anyone who can reach this address can "
+            "vote, under any name (the page has no log-in)",
+            err=True,
+        )
+    if secret is None:
+        click.echo(
+            "note: DRAFTS_VOTING_SECRET is not set; voters give their name again after a restart",
+            err=True,
+        )
+    app = voting_app(_store(), secret=secret, allowed_hosts=loopback_hosts(host))
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"voting page at http://{shown}:{port}/ (Ctrl+C stops it)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 def run_cli() -> None:
     try:
         main(standalone_mode=False, prog_name="drafts-pipeline")
