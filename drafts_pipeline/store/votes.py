@@ -191,7 +191,7 @@ class VoteQueries(Queries):
                     .where(DocumentationTask.id.in_(task_ids))
                     .order_by(DocumentationTask.id)
                     .with_for_update()
-                ).tuples()
+                )
             }
             labels = _ballot_labels(session, task_ids)
             known = {
@@ -245,12 +245,12 @@ class VoteQueries(Queries):
             found = session.execute(query).first()
             if found is None:
                 return None
-            task, count = found.tuple()
+            task, count = found
             drafts = session.execute(
                 select(DraftVersion.label, DraftVersion.content)
                 .where(DraftVersion.task_id == task.id, DraftVersion.label.is_not(None))
                 .order_by(DraftVersion.label)
-            ).tuples()
+            )
             return VotingTask(
                 task_id=task.id,
                 symbol=task.symbol,
@@ -271,7 +271,7 @@ class VoteQueries(Queries):
                 .join(DocumentationTask, DocumentationTask.id == Vote.task_id)
                 .where(Vote.replaced_at.is_(None))
                 .order_by(Vote.created_at, Vote.id)
-            ).tuples()
+            )
             voted = select(Vote.task_id).where(Vote.replaced_at.is_(None))
             providers: dict[tuple[str, str], str] = {
                 (task_id, str(label)): provider
@@ -279,7 +279,7 @@ class VoteQueries(Queries):
                     select(DraftVersion.task_id, DraftVersion.label, DraftVersion.provider).where(
                         DraftVersion.label.is_not(None), DraftVersion.task_id.in_(voted)
                     )
-                ).tuples()
+                )
             }
             outcomes = []
             for vote, language, template in rows:
@@ -316,7 +316,7 @@ def _ballot_labels(session: Session, task_ids: Sequence[str]) -> dict[str, tuple
         select(DraftVersion.task_id, DraftVersion.label)
         .where(DraftVersion.task_id.in_(task_ids), DraftVersion.label.is_not(None))
         .order_by(DraftVersion.task_id, DraftVersion.label)
-    ).tuples():
+    ):
         labels.setdefault(task_id, []).append(str(label))
     return {task_id: tuple(found) for task_id, found in labels.items()}
 
