@@ -294,6 +294,12 @@ def test_a_task_whose_drafts_name_their_providers_is_never_shown(
     )
     assert "No task is waiting for your vote" in response.text
     assert "t.leaky" not in response.text and "t.leaky" not in page
+    # A hand-made POST on the hidden task is refused too.
+    forged = client.post(
+        "/vote", data={"csrf_token": csrf_token(page), "task_id": "t.leaky", "choice": "A"}
+    )
+    assert "is not open to votes here" in forged.text
+    assert [vote.task_id for vote in store.vote_outcomes()] == ["t.blind"]
 
 
 def test_security_headers_on_every_response(store: DraftStore, client: TestClient) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import combinations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from drafts_pipeline.errors import VotesRejected
@@ -229,20 +229,19 @@ class VoteQueries(Queries):
         """The task in `voting` with the fewest current votes that `voter` has never voted on
         (oldest in voting first among equals), with its labelled drafts; None when there is no
         such task. `skip`: task ids the caller will not show."""
-        votes = func.count(Vote.id).label("votes")
         voted = select(Vote.task_id).where(Vote.voter == voter)
-        query = (
-            select(DocumentationTask, votes)
-            .outerjoin(Vote, (Vote.task_id == DocumentationTask.id) & Vote.replaced_at.is_(None))
-            .where(DocumentationTask.status == "voting", DocumentationTask.id.not_in(voted))
-            .group_by(DocumentationTask.seq)
-            .order_by(votes, DocumentationTask.updated_at, DocumentationTask.id)
-            .limit(1)
-        )
+        query = _voting_tasks().where(DocumentationTask.id.not_in(voted))
         if skip:
             query = query.where(DocumentationTask.id.not_in(list(skip)))
+        return self._voting_task(query)
+
+    def voting_task(self, task_id: str) -> VotingTask | None:
+        """Task `task_id` with its labelled drafts, if it is in `voting`."""
+        return self._voting_task(_voting_tasks().where(DocumentationTask.id == task_id))
+
+    def _voting_task(self, query: Select[DocumentationTask, int]) -> VotingTask | None:
         with self._session() as session:
-            found = session.execute(query).first()
+            found = session.execute(query.limit(1)).first()
             if found is None:
                 return None
             task, count = found
@@ -307,6 +306,18 @@ class VoteQueries(Queries):
                     )
                 )
             return outcomes
+
+
+def _voting_tasks() -> Select[DocumentationTask, int]:
+    """Tasks in `voting` with their current votes, fewest first, then oldest in voting."""
+    votes = func.count(Vote.id).label("votes")
+    return (
+        select(DocumentationTask, votes)
+        .outerjoin(Vote, (Vote.task_id == DocumentationTask.id) & Vote.replaced_at.is_(None))
+        .where(DocumentationTask.status == "voting")
+        .group_by(DocumentationTask.seq)
+        .order_by(votes, DocumentationTask.updated_at, DocumentationTask.id)
+    )
 
 
 def _ballot_labels(session: Session, task_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:

@@ -216,23 +216,28 @@ class VotingPage:
     def next_task(self, voter: str) -> VotingTask | None:
         """The task `voter` should see next, leaving out every task with a draft whose text
         names a provider or model."""
-        models: frozenset[str] | None = None
         while True:
             skip = [task_id for task_id, leaks in self.leaking.items() if leaks]
             task = self.store.voting_task_for(voter, skip=skip)
-            if task is None or self.leaking.get(task.task_id) is False:
+            if task is None or not self.leaks(task):
                 return task
-            if models is None:
-                models = frozenset(self.store.draft_models())
+
+    def leaks(self, task: VotingTask) -> bool:
+        """Whether one of the task's drafts names a provider or model (its verdict kept)."""
+        if task.task_id not in self.leaking:
+            models = frozenset(self.store.draft_models())
             self.leaking[task.task_id] = any(
                 blindness_leaks(draft.content, task.code, models) for draft in task.drafts
             )
-            if not self.leaking[task.task_id]:
-                return task
+        return self.leaking[task.task_id]
 
     def record_vote(self, voter: str, task_id: str, choice: str) -> str:
-        """Record one vote, its display order recomputed here; returns what to tell the voter."""
-        labels = self.store.ballot_labels([task_id]).get(task_id, [])
+        """Record one vote, its display order recomputed here; returns what to tell the voter.
+        A task the page never shows (a draft names its author) takes no vote from it either."""
+        task = self.store.voting_task(task_id)
+        if task is not None and self.leaks(task):
+            return f"Your vote was not recorded: task {task_id!r} is not open to votes here."
+        labels = [draft.label for draft in task.drafts] if task is not None else []
         order = display_order(voter, task_id, labels)
         vote = VoteInput(uuid.uuid4().hex, task_id, voter, choice, display_order=order or None)
         try:
