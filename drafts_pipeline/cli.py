@@ -103,6 +103,26 @@ def tasks_retry(task_ids: tuple[str, ...], all_failed: bool) -> None:
     click.echo(f"{len(moved)} failed task(s) moved back to drafting")
 
 
+@main.group()
+def votes() -> None:
+    """Votes on the blind drafts of tasks in `voting`."""
+
+
+@votes.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def votes_import(file: Path) -> None:
+    """Import votes from a .jsonl or .csv FILE (vote_id, task_id, voter, winner or ranking,
+    optional created_at); a file with any bad record records nothing."""
+    from drafts_pipeline.voting.importer import import_votes
+
+    summary = import_votes(_store(), file)
+    click.echo(
+        f"{summary.read} vote(s) read, {summary.recorded} recorded "
+        f"({summary.replaced} replacing a voter's earlier vote), "
+        f"{summary.already_recorded} already recorded"
+    )
+
+
 def _run_settings(batch_size: int | None, concurrent_runs: int | None) -> Settings:
     """The settings a run needs, checked before anything starts (an option overrides its
     variable, and then a bad value of that variable does not matter)."""
@@ -275,6 +295,42 @@ def leaderboard(by: str | None, rounds: int, seed: int) -> None:
             click.echo(display_frame(board).to_string(index=False))
             if by:
                 click.echo()
+
+
+@main.command("serve")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; anything but loopback opens the page to other machines.",
+)
+@click.option("--port", default=8642, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Serve the voting page: voters pick the best draft of each task in `voting`.
+
+    Its cookie is signed with DRAFTS_VOTING_SECRET; without it, with a key made at start, and
+    voters give their name again after a restart.
+    """
+    import uvicorn
+
+    from drafts_pipeline.voting.page import is_loopback, loopback_hosts, voting_app
+
+    secret = Settings.from_environment().require("voting_secret").voting_secret
+    if not is_loopback(host):
+        click.echo(
+            f"warning: listening on {host}, not loopback: anyone who can reach this address can "
+            "vote, under any name (the page has no log-in)",
+            err=True,
+        )
+    if secret is None:
+        click.echo(
+            "note: DRAFTS_VOTING_SECRET is not set; voters give their name again after a restart",
+            err=True,
+        )
+    app = voting_app(_store(), secret=secret, allowed_hosts=loopback_hosts(host))
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"voting page at http://{shown}:{port}/ (Ctrl+C stops it)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def run_cli() -> None:

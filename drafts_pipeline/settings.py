@@ -16,6 +16,8 @@ from drafts_pipeline.errors import ConfigurationError
 
 LLM_MODES = ("live", "offline")
 DATABASE_URL_ENV = "DRAFTS_DATABASE_URL"
+VOTING_SECRET_ENV = "DRAFTS_VOTING_SECRET"
+MIN_VOTING_SECRET_CHARS = 32
 
 T = TypeVar("T")
 
@@ -62,6 +64,20 @@ def _iso_date(raw: str) -> str:
     return raw
 
 
+def _voting_secret(raw: str, problems: dict[str, str]) -> str | None:
+    """The voting page's signing key, or None when unset; a short one is a problem whose message
+    never repeats the value."""
+    if not raw:
+        return None
+    if len(raw) < MIN_VOTING_SECRET_CHARS:
+        problems["voting_secret"] = (
+            f"{VOTING_SECRET_ENV} is {len(raw)} characters long; "
+            f"give it at least {MIN_VOTING_SECRET_CHARS} random ones"
+        )
+        return None
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every `DRAFTS_*` setting, with its documented default."""
@@ -94,6 +110,9 @@ class Settings:
     """`DRAFTS_MAX_CONTEXT_CHARS`: the most characters of context a task may hold."""
     min_votes: int = 3
     """`DRAFTS_MIN_VOTES`: current votes a task needs before one of its drafts is accepted."""
+    voting_secret: str | None = field(default=None, repr=False)
+    """`DRAFTS_VOTING_SECRET`: the key the voting page signs its cookie with; None makes the
+    page draw a new one at each start (voters then give their name again)."""
     problems: Mapping[str, str] = field(default_factory=dict)
     """Field name -> why its variable's value was refused (the field holds the default)."""
 
@@ -128,6 +147,7 @@ class Settings:
             max_code_chars=read("max_code_chars", "DRAFTS_MAX_CODE_CHARS", _positive_int),
             max_context_chars=read("max_context_chars", "DRAFTS_MAX_CONTEXT_CHARS", _positive_int),
             min_votes=read("min_votes", "DRAFTS_MIN_VOTES", _positive_int),
+            voting_secret=_voting_secret(env.get(VOTING_SECRET_ENV, ""), problems),
             problems=problems,
         )
 

@@ -1,6 +1,7 @@
 """Small builders the tests share."""
 
 import random
+from collections.abc import Mapping
 
 from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.prompts.templates import prompt_for
@@ -59,12 +60,16 @@ def in_voting(
     task_id: str,
     providers: tuple[str, ...] = ("claude", "openai", "kimi"),
     seed: int = 0,
+    contents: Mapping[str, str] | None = None,
     **task: object,
 ) -> dict[str, str]:
     """A task with a valid draft per provider, moved to `voting` by a real ballot; returns
-    label -> provider, which only tests may know."""
+    label -> provider, which only tests may know. `contents`: provider -> draft text, for
+    drafts that must not name their provider (the default text does)."""
     store.add_tasks([make_task(task_id, **task)])
-    seed_drafts(store, task_id, dict.fromkeys(providers, "valid"))
+    for provider in providers:
+        text = {} if contents is None else {"content": contents[provider]}
+        assert store.add_draft(make_draft(task_id, provider, "valid", **text)) is not None
     [outcome] = cast_ballots(
         store, [task_id], min_drafts=2, max_attempts=3, rng=random.Random(seed)
     )

@@ -112,7 +112,9 @@ class ProviderScript:
     with `cached_tokens` and `reasoning_tokens`; `finish_reason`, `refusal` (chat wires) and
     `answer` (prompt -> text) shape the answer. Ordering: `hold` (an Event) keeps every answer
     until it is set; `answer_when_in_flight=n` keeps answers until n requests have been in flight
-    at once (so a test sees concurrency at the server, not in elapsed time). Counters:
+    at once (so a test sees concurrency at the server, not in elapsed time); `before_answer` is
+    called with the prompt, in the server's thread, before each answer that is not a fault (a
+    test can keep one task's answer there until what it waits for is seen). Counters:
     `requests` (headers, body, status, answer), `calls`, `statuses`, `max_in_flight`.
     """
 
@@ -132,6 +134,7 @@ class ProviderScript:
     answer: Callable[[str], str] | None = None
     hold: threading.Event | None = None
     answer_when_in_flight: int | None = None
+    before_answer: Callable[[str], None] | None = None
     faults: deque[Fault] = field(default_factory=deque)
     requests: list[RecordedRequest] = field(default_factory=list)
     in_flight: int = 0
@@ -348,6 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
         if script.latency_s:
             time.sleep(script.latency_s)
         _wait_for_the_test(script)
+        if script.before_answer is not None:
+            script.before_answer(_prompt(body))
         return _success(wire, script, body)
 
     def _fault(self, wire: str, fault: Fault, script: ProviderScript, body: Any) -> _Answer | None:

@@ -1,16 +1,27 @@
 """Each task partition of a provider's draft asset shows that task's own draft, as the UI reads
-it from the instance; a later run that drafts nothing for the task keeps those figures."""
+it from the instance, as soon as the provider's draft for it is known; a later run that drafts
+nothing for the task keeps those figures."""
 
+import threading
+import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
+from drafts_pipeline.drafting.provider_batch import TaskDraft, draft_with_provider
+from drafts_pipeline.errors import StoreUnavailable
+from drafts_pipeline.llm.calling import OnStart
+from drafts_pipeline.llm.generation import CallLog
+from drafts_pipeline.llm.provider import DraftRequest, Outcome
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.store import DraftStore
-from drafts_pipeline_tests.factories import make_task
-from drafts_pipeline_tests.fake_providers import FakeProviderServer
+from drafts_pipeline_tests.factories import make_task, with_prompts
+from drafts_pipeline_tests.fake_providers import HOLD_LIMIT_S, FakeProviderServer
 from drafts_pipeline_tests.graph_runs import materialize_tasks
+from drafts_pipeline_tests.provider_doubles import DownProvider, down_provider
 
 FAST = {"initial_delay_s": 0.01, "max_delay_s": 0.05, "requests_per_minute": 60_000}
 BATCH_TOTALS = {"valid", "invalid", "failed", "reused", "latency_p50_ms", "latency_p95_ms"}
@@ -97,3 +108,147 @@ def test_each_partition_shows_its_task_draft_and_a_later_run_keeps_it(
         assert after["this_run"] == "not drafting"
         figures = {k: v for k, v in before.items() if k not in ("run_id", "this_run")}
         assert {k: v for k, v in after.items() if k not in ("run_id", "this_run")} == figures
+
+
+def add_handlers(store: DraftStore, prefix: str, count: int) -> list[str]:
+    ids = [f"{prefix}.handler_{i}" for i in range(count)]
+    store.add_tasks(
+        [
+            make_task(task_id, code=f"def handler_{i}(event):\n    return event\n")
+            for i, task_id in enumerate(ids)
+        ]
+    )
+    return ids
+
+
+def test_a_batch_tells_each_task_as_its_draft_is_stored(
+    store: DraftStore, fake_providers: FakeProviderServer
+) -> None:
+    """The fast tasks are heard of while the slow task's answer is still kept at the server;
+    every task once, with what the report holds."""
+    ids = add_handlers(store, "svc.told", 4)
+    slow, fast = ids[0], set(ids[1:])
+    heard: dict[str, TaskDraft] = {}
+    fast_heard = threading.Event()
+    heard_by_the_slow_answer: list[set[str]] = []
+
+    def hear(task_id: str, task: TaskDraft) -> None:
+        assert task_id not in heard
+        heard[task_id] = task
+        if fast <= heard.keys():
+            fast_heard.set()
+
+    def keep_the_slow_answer(prompt: str) -> None:
+        if "Symbol: handler_0\n" in prompt:
+            fast_heard.wait(HOLD_LIMIT_S)
+            heard_by_the_slow_answer.append(set(heard))
+
+    fake_providers.script("claude").before_answer = keep_the_slow_answer
+    resource = fake_providers.resource("claude", **FAST)
+    tasks = with_prompts(store, ids)
+    report = draft_with_provider(store, resource, tasks, run_id="run-1", on_task=hear)
+    assert heard_by_the_slow_answer == [fast]
+    assert heard == report.tasks and set(heard) == set(ids) and slow in heard
+    assert {task.outcome for task in heard.values()} == {"drafted"}
+
+    # Again, with a task the batch is not to draft: reused, and not drafting.
+    heard.clear()
+    other = add_handlers(store, "svc.voting", 1)
+    report = draft_with_provider(store, resource, tasks, run_id="run-2", others=other, on_task=hear)
+    assert heard == report.tasks
+    assert {t: task.outcome for t, task in heard.items()} == {
+        **dict.fromkeys(ids, "reused"),
+        other[0]: "not_drafting",
+    }
+
+
+def figures_shown(instance: dg.DagsterInstance, asset: str, task_ids: list[str]) -> set[str]:
+    """The tasks whose partition of `asset` shows its figures, not `in progress`."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(dg.AssetKey(asset), asset_partitions=task_ids), limit=1000
+    ).records
+    return {
+        record.partition_key
+        for record in records
+        if record.asset_materialization is not None
+        and record.asset_materialization.metadata["this_run"].value != "in progress"
+        and record.partition_key is not None
+    }
+
+
+def test_figures_are_recorded_while_the_provider_is_still_called(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    fake_providers: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    """Claude's answer for one task is kept at the server until its other tasks' figures are
+    in the run's event log (or the hold's limit passes): they are written while claude is
+    still being called, not once its whole batch is done."""
+    ids = add_handlers(store, "svc.streamed", 4)
+    slow, fast = ids[0], ids[1:]
+    shown_by_the_slow_answer: list[set[str]] = []
+
+    def keep_the_slow_answer(prompt: str) -> None:
+        if "Symbol: handler_0\n" not in prompt:
+            return
+        deadline = time.monotonic() + HOLD_LIMIT_S
+        pause = threading.Event()
+        while (shown := figures_shown(instance, "claude_draft", fast)) != set(fast):
+            if time.monotonic() > deadline:
+                break
+            pause.wait(0.02)
+        shown_by_the_slow_answer.append(shown)
+
+    fake_providers.script("claude").before_answer = keep_the_slow_answer
+    providers = {
+        spec.resource_key: fake_providers.resource(spec.name, **FAST) for spec in PROVIDER_SPECS
+    }
+    run = materialize_tasks(instance, store.database_url, ids, providers=providers)
+    assert run.success
+    assert shown_by_the_slow_answer == [set(fast)]
+
+    # In the event log: each partition's output first, then exactly one figures event.
+    records = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
+    ).records
+    for spec in PROVIDER_SPECS:
+        shown = [
+            (record.partition_key, record.asset_materialization.metadata["this_run"].value)
+            for record in records
+            if record.asset_materialization is not None
+            and record.asset_materialization.asset_key == dg.AssetKey(spec.asset_name)
+        ]
+        outputs = [key for key, this_run in shown if this_run == "in progress"]
+        figures = [key for key, this_run in shown if this_run != "in progress"]
+        assert sorted(outputs) == sorted(figures) == sorted(ids)
+        assert shown[: len(ids)] == [(key, "in progress") for key in outputs]
+        if spec.name == "claude":
+            assert figures[-1] == slow
+
+
+class StoreLostProvider(DownProvider):
+    """A provider whose batch breaks off: the store is lost as its calls would begin."""
+
+    def generate_each(
+        self,
+        requests: list[DraftRequest],
+        on_start: OnStart | None = None,
+        call_log: CallLog | None = None,
+    ) -> Iterator[Outcome]:
+        raise StoreUnavailable(f"{self.name}: the draft store went away (a test's outage)")
+
+
+def test_a_provider_that_breaks_off_fails_the_step_after_the_others_figures(
+    instance: dg.DagsterInstance, store: DraftStore, data_dir: Path
+) -> None:
+    """The step fails with the broken provider's error, and still shows what the other
+    providers drafted for every task."""
+    ids = add_handlers(store, "svc.broken", 3)
+    lost = down_provider("claude")
+    broken = StoreLostProvider(**lost.model_dump())
+    with pytest.raises(StoreUnavailable, match="claude: the draft store went away"):
+        materialize_tasks(instance, store.database_url, ids, providers={"claude_llm": broken})
+    for spec in PROVIDER_SPECS:
+        shown = figures_shown(instance, spec.asset_name, ids)
+        assert shown == (set() if spec.name == "claude" else set(ids)), spec.name

@@ -118,3 +118,18 @@ def test_the_code_location_loads_with_bad_values(tmp_path: Path) -> None:
         "first_day": "2026-01-01",
         "per_run": 100,
     }
+
+
+def test_the_voting_secret_is_read_but_never_shown() -> None:
+    secret = "s3cret-" * 6
+    settings = Settings.from_environment({"DRAFTS_VOTING_SECRET": secret})
+    assert settings.require("voting_secret").voting_secret == secret
+    assert secret not in repr(settings)
+    assert Settings.from_environment({}).voting_secret is None
+
+    short = Settings.from_environment({"DRAFTS_VOTING_SECRET": "hunter2"})
+    assert short.voting_secret is None
+    with pytest.raises(ConfigurationError) as raised:
+        short.require("voting_secret")
+    assert "DRAFTS_VOTING_SECRET is 7 characters long" in str(raised.value)
+    assert "hunter2" not in str(raised.value)

@@ -3,7 +3,7 @@
 import statistics
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -70,6 +70,10 @@ class ProviderBatchReport:
         ]
 
 
+OnTask = Callable[[str, TaskDraft], None]
+"""Told each task's outcome as soon as the batch knows it, from the batch's thread."""
+
+
 def reusable(draft_status: str, same_prompt: bool, same_settings: bool) -> bool:
     """A valid draft for the same prompt, model and settings is kept instead of a new call."""
     return draft_status == "valid" and same_prompt and same_settings
@@ -84,6 +88,7 @@ def draft_with_provider(
     force: bool = False,
     lease_s: float = Settings.claim_lease_s,
     others: Sequence[str] = (),
+    on_task: OnTask | None = None,
 ) -> ProviderBatchReport:
     """Draft every task with `provider`; a provider failure is stored, never raised.
 
@@ -94,8 +99,18 @@ def draft_with_provider(
     `others` are the batch's tasks that are not to be drafted (no longer in `drafting`): the
     report holds their newest stored drafts as they are, read in one query with those of the
     tasks left to another run or whose draft was superseded.
+
+    `on_task` hears of each task as soon as its outcome is known (reused, or its draft stored;
+    those in that last query when it returns), so a caller can show it while other calls are
+    still in flight; the report holds every task all the same.
     """
     report = ProviderBatchReport(provider.name, provider.effective_model)
+
+    def settle(task_id: str, task: TaskDraft) -> None:
+        report.tasks[task_id] = task
+        if on_task is not None:
+            on_task(task_id, task)
+
     holder = run_id or f"local-{uuid.uuid4()}"
     claimed = store.claim_drafts([t.id for t in tasks], provider.name, holder, lease_s)
     report.outcomes["claimed_elsewhere"] += len(tasks) - len(claimed)
@@ -120,7 +135,7 @@ def draft_with_provider(
                 )
             ):
                 reused.append(task.id)
-                report.tasks[task.id] = TaskDraft("reused", previous)
+                settle(task.id, TaskDraft("reused", previous))
                 keeper.drop(task.id)
             else:
                 to_call.append(task)
@@ -139,11 +154,11 @@ def draft_with_provider(
                 if stored is None:
                     unknown[task_id] = "superseded"
                 else:
-                    report.tasks[task_id] = TaskDraft("drafted", stored)
+                    settle(task_id, TaskDraft("drafted", stored))
     if unknown:
         newest = store.latest_drafts(list(unknown), provider.name)
         for task_id, outcome in unknown.items():
-            report.tasks[task_id] = TaskDraft(outcome, newest.get(task_id))
+            settle(task_id, TaskDraft(outcome, newest.get(task_id)))
     return report
 
 

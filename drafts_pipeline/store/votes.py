@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from itertools import combinations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from drafts_pipeline.errors import VotesRejected
@@ -205,7 +205,7 @@ def _aware(moment: datetime) -> datetime:
 
 @rides_out_outages
 class VoteQueries(Queries):
-    def record_votes(self, votes: Sequence[VoteInput]) -> VotesRecorded:
+    def record_votes(self, votes: Sequence[VoteInput], *, dry_run: bool = False) -> VotesRecorded:
         """Record `votes` in one transaction, all or none: `VotesRejected` lists every vote
         that names no task in `voting`, a label its ballot lacks, an incomplete ranking, or a
         vote id already used for a different vote.
@@ -213,6 +213,8 @@ class VoteQueries(Queries):
         A voter's vote replaces their current vote on the task (the older stays as history);
         a vote created before the current one goes straight to history. A vote id already
         recorded with the same vote changes nothing, so a re-import is a no-op.
+
+        `dry_run` checks and writes nothing (what `replaced` would be is not counted).
         """
         if not votes:
             return VotesRecorded(0, 0, 0)
@@ -226,7 +228,7 @@ class VoteQueries(Queries):
                     .where(DocumentationTask.id.in_(task_ids))
                     .order_by(DocumentationTask.id)
                     .with_for_update()
-                ).tuples()
+                )
             }
             labels = _ballot_labels(session, task_ids)
             known = {
@@ -255,6 +257,8 @@ class VoteQueries(Queries):
                 fresh.append(vote)
             if problems:
                 raise VotesRejected(problems)
+            if dry_run:
+                return VotesRecorded(len(fresh), 0, len(votes) - len(fresh))
             replaced = _insert_votes(session, fresh, labels, now)
         return VotesRecorded(len(fresh), replaced, len(votes) - len(fresh))
 
@@ -262,28 +266,27 @@ class VoteQueries(Queries):
         """The task in `voting` with the fewest current votes that `voter` has never voted on
         (oldest in voting first among equals), with its labelled drafts; None when there is no
         such task. `skip`: task ids the caller will not show."""
-        votes = func.count(Vote.id).label("votes")
         voted = select(Vote.task_id).where(Vote.voter == voter)
-        query = (
-            select(DocumentationTask, votes)
-            .outerjoin(Vote, (Vote.task_id == DocumentationTask.id) & Vote.replaced_at.is_(None))
-            .where(DocumentationTask.status == "voting", DocumentationTask.id.not_in(voted))
-            .group_by(DocumentationTask.seq)
-            .order_by(votes, DocumentationTask.updated_at, DocumentationTask.id)
-            .limit(1)
-        )
+        query = _voting_tasks().where(DocumentationTask.id.not_in(voted))
         if skip:
             query = query.where(DocumentationTask.id.not_in(list(skip)))
+        return self._voting_task(query)
+
+    def voting_task(self, task_id: str) -> VotingTask | None:
+        """Task `task_id` with its labelled drafts, if it is in `voting`."""
+        return self._voting_task(_voting_tasks().where(DocumentationTask.id == task_id))
+
+    def _voting_task(self, query: Select[DocumentationTask, int]) -> VotingTask | None:
         with self._session() as session:
-            found = session.execute(query).first()
+            found = session.execute(query.limit(1)).first()
             if found is None:
                 return None
-            task, count = found.tuple()
+            task, count = found
             drafts = session.execute(
                 select(DraftVersion.label, DraftVersion.content)
                 .where(DraftVersion.task_id == task.id, DraftVersion.label.is_not(None))
                 .order_by(DraftVersion.label)
-            ).tuples()
+            )
             return VotingTask(
                 task_id=task.id,
                 symbol=task.symbol,
@@ -304,7 +307,7 @@ class VoteQueries(Queries):
                 .join(DocumentationTask, DocumentationTask.id == Vote.task_id)
                 .where(Vote.replaced_at.is_(None))
                 .order_by(Vote.created_at, Vote.id)
-            ).tuples()
+            )
             voted = select(Vote.task_id).where(Vote.replaced_at.is_(None))
             providers: dict[tuple[str, str], str] = {
                 (task_id, str(label)): provider
@@ -312,7 +315,7 @@ class VoteQueries(Queries):
                     select(DraftVersion.task_id, DraftVersion.label, DraftVersion.provider).where(
                         DraftVersion.label.is_not(None), DraftVersion.task_id.in_(voted)
                     )
-                ).tuples()
+                )
             }
             outcomes = []
             for vote, language, template in rows:
@@ -414,6 +417,18 @@ class VoteQueries(Queries):
             ]
 
 
+def _voting_tasks() -> Select[DocumentationTask, int]:
+    """Tasks in `voting` with their current votes, fewest first, then oldest in voting."""
+    votes = func.count(Vote.id).label("votes")
+    return (
+        select(DocumentationTask, votes)
+        .outerjoin(Vote, (Vote.task_id == DocumentationTask.id) & Vote.replaced_at.is_(None))
+        .where(DocumentationTask.status == "voting")
+        .group_by(DocumentationTask.seq)
+        .order_by(votes, DocumentationTask.updated_at, DocumentationTask.id)
+    )
+
+
 def _ballot_labels(session: Session, task_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """task id -> its drafts' labels, in label order."""
     labels: dict[str, list[str]] = {}
@@ -421,7 +436,7 @@ def _ballot_labels(session: Session, task_ids: Sequence[str]) -> dict[str, tuple
         select(DraftVersion.task_id, DraftVersion.label)
         .where(DraftVersion.task_id.in_(task_ids), DraftVersion.label.is_not(None))
         .order_by(DraftVersion.task_id, DraftVersion.label)
-    ).tuples():
+    ):
         labels.setdefault(task_id, []).append(str(label))
     return {task_id: tuple(found) for task_id, found in labels.items()}
 
@@ -481,7 +496,8 @@ def _insert_votes(
     }
     replaced = 0
     for vote in votes:
-        created = _aware(vote.created_at) if vote.created_at is not None else now
+        # In UTC: SQLite keeps no offset, only the digits.
+        created = _aware(vote.created_at).astimezone(UTC) if vote.created_at is not None else now
         row = Vote(
             vote_id=vote.vote_id,
             task_id=vote.task_id,

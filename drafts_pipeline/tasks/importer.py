@@ -6,21 +6,16 @@ so a person fixes the file in one pass. A row whose code or context is over the 
 error: importing the same file twice creates its tasks once.
 """
 
-import csv
-import io
-import json
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from drafts_pipeline.errors import DraftsError, ImportRejected
 from drafts_pipeline.prompts.templates import TEMPLATES
+from drafts_pipeline.row_files import describe, read_rows, rejection
 from drafts_pipeline.store import DraftStore, TaskInput, TaskSizeLimits
 from drafts_pipeline.store.models import DocumentationTask, column_length
 
-ACCEPTED_SUFFIXES = (".csv", ".jsonl")
 REQUIRED_FIELDS = ("id", "symbol", "language", "code")
 OPTIONAL_TEXT_FIELDS = ("context", "source_path", "template")
 KNOWN_FIELDS = frozenset({*REQUIRED_FIELDS, *OPTIONAL_TEXT_FIELDS, "priority"})
@@ -32,9 +27,6 @@ PRIORITY_RANGE = range(-(2**31), 2**31)
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
-
-Problem = tuple[int, str]
-Row = tuple[int, dict[str, object]]
 
 
 @dataclass(frozen=True)
@@ -61,27 +53,9 @@ def read_task_file(path: Path, limits: TaskSizeLimits | None = None) -> list[Tas
     """Every task in a `.jsonl` or `.csv` file; `ImportRejected` listing each bad row otherwise.
     `limits`: the size limits, else the environment's."""
     limits = TaskSizeLimits.from_environment() if limits is None else limits
-    suffix = path.suffix.lower()
-    if suffix not in ACCEPTED_SUFFIXES:
-        raise DraftsError(
-            f"{path}: cannot import a {suffix or 'suffix-less'!r} file; "
-            f"accepted suffixes: {', '.join(ACCEPTED_SUFFIXES)}"
-        )
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DraftsError(f"{path}: cannot read it: {error.strerror}") from error
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ImportRejected(str(path), [f"line {line}: not UTF-8 text"]) from error
-
-    if suffix == ".jsonl":
-        rows, problems = parse_jsonl(text)
-    else:
-        with _csv_fields_up_to(len(text)):
-            rows, problems = parse_csv(text)
+    rows, problems = read_rows(
+        path, known=KNOWN_FIELDS, required=REQUIRED_FIELDS, cells=_typed_cells
+    )
     tasks: list[TaskInput] = []
     first_line_of: dict[str, int] = {}
     for line, fields in rows:
@@ -98,83 +72,8 @@ def read_task_file(path: Path, limits: TaskSizeLimits | None = None) -> list[Tas
         if task is not None:
             tasks.append(task)
     if problems:
-        problems.sort(key=lambda problem: problem[0])
-        raise ImportRejected(str(path), [f"line {line}: {reason}" for line, reason in problems])
+        raise rejection(path, problems)
     return tasks
-
-
-def parse_jsonl(text: str) -> tuple[list[Row], list[Problem]]:
-    """One JSON object per line; blank lines are ignored."""
-    rows: list[Row] = []
-    problems: list[Problem] = []
-    for line, content in enumerate(text.split("\n"), start=1):
-        if not content.strip():
-            continue
-        try:
-            value = json.loads(content)
-        except json.JSONDecodeError as error:
-            problems.append((line, f"bad JSON: {error.msg} (column {error.colno})"))
-            continue
-        if isinstance(value, dict):
-            rows.append((line, value))
-        else:
-            problems.append((line, f"not a JSON object, got {_describe(value)}"))
-    return rows, problems
-
-
-def parse_csv(text: str) -> tuple[list[Row], list[Problem]]:
-    """A header row naming the fields, then one task per row.
-
-    Empty optional cells take their defaults and `priority` is parsed as an integer, so a CSV row
-    reaches the same checks as a JSONL object. A row's line is where it starts, which matters for
-    quoted values that span lines.
-    """
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    rows: list[Row] = []
-    problems: list[Problem] = []
-    start = 1
-    try:
-        header = next(reader, None)
-        if header is None:
-            return rows, problems
-        problems.extend((1, problem) for problem in _header_problems(header))
-        if problems:
-            return rows, problems
-        start = reader.line_num + 1
-        for values in reader:
-            if any(value.strip() for value in values):
-                if len(values) == len(header):
-                    rows.append((start, _typed_cells(dict(zip(header, values, strict=True)))))
-                else:
-                    problems.append(
-                        (start, f"{len(values)} values, but the header has {len(header)} columns")
-                    )
-            start = reader.line_num + 1
-    except csv.Error as error:
-        problems.append((start, f"unreadable CSV ({error}); nothing after this line was read"))
-    return rows, problems
-
-
-@contextmanager
-def _csv_fields_up_to(size: int) -> Iterator[None]:
-    """Let the csv module read values of up to `size` characters (its own limit is 131,072), so
-    that a long value is measured against the task size limits, not refused unread."""
-    previous = csv.field_size_limit(max(size, csv.field_size_limit()))
-    try:
-        yield
-    finally:
-        csv.field_size_limit(previous)
-
-
-def _header_problems(header: list[str]) -> list[str]:
-    problems = [f"unknown column {name!r}" for name in header if name not in KNOWN_FIELDS]
-    problems += [
-        f"column {name!r} appears {header.count(name)} times"
-        for name in sorted(set(header))
-        if header.count(name) > 1
-    ]
-    problems += [f"missing column {name!r}" for name in REQUIRED_FIELDS if name not in header]
-    return problems
 
 
 def _typed_cells(cells: dict[str, str]) -> dict[str, object]:
@@ -203,7 +102,7 @@ def task_from_fields(
             continue
         value = fields[name]
         if not isinstance(value, str):
-            problems.append(f"field {name!r} must be a string, got {_describe(value)}")
+            problems.append(f"field {name!r} must be a string, got {describe(value)}")
         elif not value.strip():
             problems.append(f"field {name!r} is empty")
         else:
@@ -213,7 +112,7 @@ def task_from_fields(
         if isinstance(value, str):
             text[name] = value
         elif value is not None:
-            problems.append(f"field {name!r} must be a string, got {_describe(value)}")
+            problems.append(f"field {name!r} must be a string, got {describe(value)}")
 
     for name, value in text.items():
         if "\x00" in value:
@@ -232,7 +131,7 @@ def task_from_fields(
     if priority is None:
         priority = 0
     if not isinstance(priority, int) or isinstance(priority, bool):
-        problems.append(f"field 'priority' must be an integer, got {_describe(priority)}")
+        problems.append(f"field 'priority' must be an integer, got {describe(priority)}")
     elif priority not in PRIORITY_RANGE:
         problems.append(f"field 'priority' is {priority}, outside the 32-bit integer range")
 
@@ -266,18 +165,3 @@ def _id_problems(task_id: str) -> list[str]:
     if task_id != task_id.strip():
         problems.append(f"id {task_id!r} has leading or trailing whitespace")
     return problems
-
-
-def _describe(value: object) -> str:
-    """A JSON value as a person reading the file would name it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({json.dumps(value)})"
-    if isinstance(value, int | float):
-        return f"a number ({value!r})"
-    if isinstance(value, str):
-        return f"a string ({value[:40]!r})"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"

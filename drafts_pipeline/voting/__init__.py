@@ -1,1 +1,2 @@
-"""Votes, the leaderboard and what voters see: plain code that knows nothing of Dagster."""
+"""Votes on blind drafts and what follows: the voting page, the leaderboard, the patch that
+applies the winners. Plain code that knows nothing of Dagster."""

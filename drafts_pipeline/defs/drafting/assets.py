@@ -9,9 +9,10 @@ partition; what belongs to the batch (counts, totals) goes to the step's log, no
 partition.
 """
 
+import queue
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import dagster as dg
 
@@ -126,6 +127,16 @@ def batch_summary(report: ProviderBatchReport, tasks: int) -> str:
     )
 
 
+def log_batch(
+    context: dg.AssetExecutionContext, spec: ProviderSpec, report: ProviderBatchReport, tasks: int
+) -> None:
+    """A provider's batch in the step's log: its totals, and each new draft that is not valid."""
+    context.log.info(batch_summary(report, tasks))
+    for task_id, task in report.tasks.items():
+        if task.outcome == "drafted" and task.problem:
+            context.log.warning(f"task {task_id}: {spec.name}: {task.problem}")
+
+
 def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.AssetsDefinition:
     """One `<provider>_draft` asset per provider spec (their checks: `checks.py`)."""
     asset_specs = [
@@ -171,6 +182,10 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         # Every unusable key named at once, before any claim or call.
         require_keys(providers.values())
 
+        # Each task's figures as its provider's thread learns them, then each finished thread.
+        figures: queue.Queue[tuple[ProviderSpec, str, TaskDraft] | Future[ProviderBatchReport]]
+        figures = queue.Queue()
+
         def run(spec: ProviderSpec) -> ProviderBatchReport:
             provider = providers[spec]
             # Runs drafting at the same time split each provider's rate.
@@ -183,28 +198,42 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
                 force=config.force,
                 lease_s=settings.claim_lease_s,
                 others=others,
+                on_task=lambda task_id, task: figures.put((spec, task_id, task)),
             )
 
         with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
-            running = {pool.submit(run, spec): spec for spec in chosen}
+            running: dict[Future[ProviderBatchReport], ProviderSpec] = {}
+            for spec in chosen:
+                future = pool.submit(run, spec)
+                running[future] = spec
+                # After the thread's last task, as the queue is first in, first out.
+                future.add_done_callback(figures.put)
             # Dagster materialises every partition of an output alike, one event each: they
             # are written now, while the providers are called, and say only that the run is
-            # under way. Each partition's own figures follow once its provider is done, as its
-            # latest materialisation.
+            # under way. Each partition's own figures follow as soon as its provider's draft
+            # is known, as its latest materialisation, while the other calls go on.
             for spec in chosen:
                 yield dg.MaterializeResult(asset_key=spec.asset_name, metadata=IN_PROGRESS)
-            for done in as_completed(running):
-                spec, report = running[done], done.result()
-                context.log.info(batch_summary(report, len(keys)))
-                for task_id, task in report.tasks.items():
-                    if task.outcome == "drafted" and task.problem:
-                        context.log.warning(f"task {task_id}: {spec.name}: {task.problem}")
-                for key in keys:
+            unfinished = len(running)
+            failures: list[BaseException] = []
+            while unfinished:
+                item = figures.get()
+                if not isinstance(item, Future):
+                    spec, task_id, task = item
                     yield dg.AssetMaterialization(
                         asset_key=spec.asset_name,
-                        partition=key,
-                        metadata=task_draft_metadata(report.tasks[key]),
+                        partition=task_id,
+                        metadata=task_draft_metadata(task),
                     )
+                    continue
+                unfinished -= 1
+                if (error := item.exception()) is not None:
+                    failures.append(error)
+                else:
+                    log_batch(context, running[item], item.result(), len(keys))
+            # A provider's error fails the step once the others' figures are shown.
+            if failures:
+                raise failures[0]
 
     return provider_drafts
 
