@@ -1,9 +1,11 @@
 """The leaderboard's statistics, the accepted-draft rule, the store queries behind them, the
 assets, the votes sensor and `drafts-pipeline leaderboard`."""
 
+import ast
 import math
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -496,3 +498,29 @@ def test_the_leaderboard_command(
     assert "language go:" in by_language.output and "language python:" in by_language.output
     bad = runner.invoke(main, ["leaderboard", "--by", "voter"])
     assert bad.exit_code == 2
+
+
+# --- layering --------------------------------------------------------------------------------
+
+
+def imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_the_store_never_imports_the_voting_package_nor_the_statistics_dagster() -> None:
+    package = Path(__file__).resolve().parent.parent / "drafts_pipeline"
+    store_imports = {
+        path.name: sorted(
+            m for m in imported_modules(path) if m.startswith("drafts_pipeline.voting")
+        )
+        for path in (package / "store").glob("*.py")
+    }
+    assert {name: found for name, found in store_imports.items() if found} == {}
+    for plain in ("leaderboard.py", "acceptance.py"):
+        assert not {m for m in imported_modules(package / "voting" / plain) if "dagster" in m}
