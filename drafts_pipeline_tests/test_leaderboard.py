@@ -17,7 +17,8 @@ from drafts_pipeline.definitions import defs
 from drafts_pipeline.defs.voting.results import accepted_drafts, provider_leaderboard, votes
 from drafts_pipeline.defs.voting.sensors import votes_sensor
 from drafts_pipeline.store import DraftStore
-from drafts_pipeline.store.votes import VoteCount, VoteInput, VoteOutcome, VoteRows
+from drafts_pipeline.store.vote_results import VoteCount, VoteRows
+from drafts_pipeline.store.votes import VoteInput, VoteOutcome
 from drafts_pipeline.voting.acceptance import accepted_drafts as read_accepted
 from drafts_pipeline.voting.acceptance import task_verdict
 from drafts_pipeline.voting.leaderboard import (

@@ -33,6 +33,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A time read back from the store: SQLite hands back naive datetimes, and every time the
+    store writes is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def column_length(model: type["Base"], name: str) -> int:
     """The declared length of a string column, for checks before an insert."""
     column_type = model.__table__.c[name].type

@@ -10,6 +10,7 @@ from drafts_pipeline.store.outages import riding_out
 from drafts_pipeline.store.pacing import StorePaceBook, StoreSendingTurn
 from drafts_pipeline.store.reports import ReportQueries
 from drafts_pipeline.store.tasks import TaskQueries
+from drafts_pipeline.store.vote_results import VoteResultQueries
 from drafts_pipeline.store.votes import VoteQueries
 
 
@@ -18,6 +19,7 @@ class DraftStore(
     DraftQueries,
     BallotQueries,
     VoteQueries,
+    VoteResultQueries,
     ReportQueries,
     dg.ConfigurableResource,
 ):

@@ -17,7 +17,7 @@ from drafts_pipeline.store.votes import VoteOutcome
 
 if TYPE_CHECKING:
     from drafts_pipeline.store import DraftStore
-    from drafts_pipeline.store.votes import AcceptedDraft
+    from drafts_pipeline.store.vote_results import AcceptedDraft
 
 VerdictStatus = Literal["accepted", "open", "needs_votes"]
 

@@ -35,7 +35,8 @@ from drafts_pipeline.drafting.blindness import blindness_leaks
 from drafts_pipeline.errors import StoreUnavailable, VotesRejected
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import Vote, column_length
-from drafts_pipeline.store.votes import VoteInput, VotingTask
+from drafts_pipeline.store.vote_results import VotingTask
+from drafts_pipeline.store.votes import VoteInput
 from drafts_pipeline.voting.docstrings import DocstringSections, docstring_sections
 
 HERE = Path(__file__).parent
