@@ -333,6 +333,70 @@ def serve(host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+@main.command("apply")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the patch.",
+)
+@click.option(
+    "--root",
+    default=".",
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The folder `tasks discover` was run on (task paths are relative to it).",
+)
+def apply(output: Path, root: Path) -> None:
+    """Write the accepted docstrings into their source files as a unified diff.
+
+    Only tasks from `tasks discover` whose symbol is unchanged since are patched; each other
+    accepted draft is named with the reason it was left out. Nothing in the sources changes
+    until the patch is applied with `git apply`. A draft is accepted once its task has
+    DRAFTS_MIN_VOTES votes (default 3) and more than half put it first.
+    """
+    from drafts_pipeline.voting.acceptance import accepted_drafts
+    from drafts_pipeline.voting.patch import AcceptedDocstring, docstring_patch, write_patch
+
+    min_votes = Settings.from_environment().require("min_votes").min_votes
+    accepted = accepted_drafts(_store(), min_votes)
+    # Paths in the patch lead from the current folder when the project is below it, so that
+    # `git apply PATCH` works from here; otherwise from the project root.
+    try:
+        prefix = root.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        prefix = None
+    patch = docstring_patch(
+        root,
+        [
+            AcceptedDocstring(
+                draft.task_id, draft.source_path, draft.symbol, draft.language, draft.code,
+                draft.content,
+            )
+            for draft in accepted
+        ],
+        path_prefix="" if prefix in (None, ".") else f"{prefix}/",
+    )  # fmt: skip
+    for skipped in patch.skipped:
+        click.echo(f"skipped {skipped.task_id}: {skipped.reason}", err=True)
+    if not patch.applied:
+        click.echo(
+            f"{len(accepted)} accepted draft(s) (DRAFTS_MIN_VOTES={min_votes}), none to apply: "
+            "no patch written"
+        )
+        return
+    write_patch(output, patch.diff)
+    how = (
+        f"git apply {output}"
+        if prefix is not None
+        else f"cd {root} && git apply {output.resolve()}"
+    )
+    click.echo(
+        f"{len(accepted)} accepted draft(s): {len(patch.applied)} docstring(s) in {output}, "
+        f"{len(patch.skipped)} skipped; apply it with `{how}`"
+    )
+
+
 def run_cli() -> None:
     try:
         main(standalone_mode=False, prog_name="drafts-pipeline")
