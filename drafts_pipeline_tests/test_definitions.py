@@ -140,3 +140,18 @@ def test_the_call_log_is_an_external_asset_upstream_of_daily_usage() -> None:
     assert calls.group_name == "usage"
     assert "`llm_calls` table" in (calls.description or "")
     assert graph.get(dg.AssetKey("daily_llm_usage")).parent_keys == {dg.AssetKey("llm_calls")}
+
+
+def test_loading_the_definitions_imports_no_numerical_library() -> None:
+    """Every run process loads the code location; the drafting runs never need numpy, pandas
+    or scipy (the usage, voting-set and leaderboard assets import them when they run)."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, drafts_pipeline.definitions; "
+            "print(sorted({'numpy', 'pandas', 'scipy'} & set(sys.modules)))",
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert loaded.stdout.strip() == "[]"

@@ -17,17 +17,20 @@ chess's Elo), the mean over the providers ranked at 1000. The intervals resample
 is a percentile of the refitted strengths on the same scale.
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from drafts_pipeline.store.votes import VoteOutcome
 
 if TYPE_CHECKING:
+    # Imported where the numbers are made: the code location loads this module in every run
+    # process, which never needs numpy.
+    import numpy as np
     import pandas as pd
 
     from drafts_pipeline.store import DraftStore
@@ -100,7 +103,8 @@ def fit_log_strengths(wins: np.ndarray, prior_draws: float = PRIOR_DRAWS) -> np.
     j (1 a win, 0.5 a tie), with `prior_draws` drawn games added to every pair. A stack of
     matrices is fitted in one search: its likelihood is the sum of theirs, so its optimum is
     each one's optimum."""
-    # Imported here: the command line loads this module for its defaults on every command.
+    # Imported here, as numpy is: the code location loads this module in every run process.
+    import numpy as np
     from scipy.optimize import minimize
     from scipy.special import expit, log_expit
 
@@ -133,6 +137,8 @@ def fit_log_strengths(wins: np.ndarray, prior_draws: float = PRIOR_DRAWS) -> np.
 def vote_scores(outcomes: Sequence[VoteOutcome], providers: Sequence[str]) -> np.ndarray:
     """One matrix per vote: `[v, i, j]` is the score of providers[i] against providers[j]
     in vote v."""
+    import numpy as np
+
     index = {provider: position for position, provider in enumerate(providers)}
     scores = np.zeros((len(outcomes), len(providers), len(providers)))
     for row, outcome in enumerate(outcomes):
@@ -151,6 +157,8 @@ def bootstrap_elo(
     Votes that imply the same pairs are interchangeable, so a draw of votes is a multinomial
     draw of how many times each distinct pattern comes up: the same resampling, at the cost of
     the few patterns rather than the many votes."""
+    import numpy as np
+
     votes, size = scores.shape[0], scores.shape[1]
     patterns, counts = np.unique(scores.reshape(votes, size * size), axis=0, return_counts=True)
     drawn = np.random.default_rng(seed).multinomial(votes, counts / votes, size=rounds)
@@ -172,6 +180,8 @@ def leaderboard(
     No votes: no standings. One provider: 1000 with no interval to speak of. A vote that
     implies no pair (`all_bad`) counts in `votes` but is left out of the fit and its resampling.
     """
+    import numpy as np
+
     providers = sorted({provider for outcome in outcomes for provider in outcome.providers})
     scores = vote_scores(outcomes, providers)
     wins = scores.sum(axis=0)
@@ -238,7 +248,7 @@ def leaderboard_frame(
     boards: Sequence[Leaderboard],
     models: Mapping[str, Sequence[str]] | None = None,
     cost_per_valid_draft: Mapping[str, Decimal | None] | None = None,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """One row per board and provider, in the boards' order, best first within each; `model`
     joins the provider's models with commas, and the cost is exact (a Decimal) or None."""
     import pandas as pd
@@ -259,7 +269,7 @@ def leaderboard_frame(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def costs_per_valid_draft(store: "DraftStore") -> dict[str, Decimal | None]:
+def costs_per_valid_draft(store: DraftStore) -> dict[str, Decimal | None]:
     """provider -> what its drafts cost in all (valid or not, from the scorecard) per valid
     draft: the price of one usable draft; None for a provider with no valid draft."""
     return {
@@ -269,12 +279,12 @@ def costs_per_valid_draft(store: "DraftStore") -> dict[str, Decimal | None]:
 
 
 def current_leaderboard(
-    store: "DraftStore",
+    store: DraftStore,
     *,
     scopes: Sequence[str] = SCOPES,
     rounds: int = DEFAULT_ROUNDS,
     seed: int = DEFAULT_SEED,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """The leaderboards of the store's current votes as one frame, with each provider's
     models and cost per valid draft."""
     boards = leaderboards(store.vote_outcomes(), scopes=scopes, rounds=rounds, seed=seed)
@@ -285,7 +295,7 @@ def _money(cost: Decimal | None) -> str:
     return "-" if cost is None or cost != cost else f"${cost:.6f}"
 
 
-def display_frame(frame: "pd.DataFrame", *, with_group: bool = False) -> "pd.DataFrame":
+def display_frame(frame: pd.DataFrame, *, with_group: bool = False) -> pd.DataFrame:
     """A leaderboard frame as people read it: strength and interval in whole points, win rate
     in percent, cost in dollars; the board's group first when `with_group`."""
     import pandas as pd
