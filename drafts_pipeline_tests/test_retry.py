@@ -415,36 +415,6 @@ def test_requests_are_paced_to_the_rate() -> None:
     assert times == pytest.approx([1000.0 + k * 0.5 / PACE_HEADROOM for k in range(4)])
 
 
-class LateBook:
-    """A pace book whose starts were booked before a stall: every one has already passed."""
-
-    def __init__(self, fake: FakeTime, starts: list[float]) -> None:
-        self.fake = fake
-        self.starts = starts
-
-    def now(self) -> float:
-        return self.fake.clock()
-
-    def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
-        return self.starts.pop(0), 0.0
-
-    def paused_until(self) -> float:
-        return 0.0
-
-
-def test_starts_that_came_late_go_out_spaced_not_together() -> None:
-    fake = FakeTime()
-    # Four starts half a second apart, due from 1000.0; the process comes back at 1002.0.
-    book = LateBook(fake, [1000.0, 1000.5, 1001.0, 1001.5])
-    fake.advance(2.0)
-    limiter = RequestLimiter(4, 120, book=book, sleep=fake.sleep)  # type: ignore[arg-type]
-
-    times = starts(limiter, fake, 4)
-
-    # The provider's own spacing at 120 a minute: the stall's two seconds are not caught up.
-    assert times == pytest.approx([1002.0, 1002.5, 1003.0, 1003.5])
-
-
 def test_a_429_pauses_everyone_and_halves_the_rate() -> None:
     fake = FakeTime()
     limiter = limiter_on(fake, per_minute=60)

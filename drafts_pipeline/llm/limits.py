@@ -3,8 +3,7 @@
 `RequestLimiter` keeps the provider's quotas from being the thing that stops us: at most
 `max_in_flight` requests at once from this limiter, and request starts spaced
 `60 / requests_per_minute` seconds apart, plus half a percent (a pacer rather than a bucket, so
-no burst can trip a per-second limit; a start that comes late goes out no sooner than the provider's
-own spacing after the one before, so a stall is not caught up in a burst). A 429 pauses every caller until the wait the provider
+no burst can trip a per-second limit). A 429 pauses every caller until the wait the provider
 asked for has passed; one within a minute of the last pause also halves the rate, and each
 success then wins back a little of it (additive increase, multiplicative decrease), so a crowd
 of threads cannot turn 429s into a storm.
@@ -178,9 +177,6 @@ class RequestLimiter:
         self._book = book if book is not None else LocalPaceBook(clock)
         self._sleep = sleep
         self._interval_s = 60.0 / (requests_per_minute * PACE_HEADROOM)
-        self._spacing_s = 60.0 / requests_per_minute
-        self._spacing_lock = threading.Lock()
-        self._last_start: float | None = None
 
     @property
     def rate_factor(self) -> float:
@@ -202,7 +198,6 @@ class RequestLimiter:
         self._slots.acquire()
         try:
             self._wait_for_start(max_pause_s)
-            self._keep_spacing()
             yield
         finally:
             self._slots.release()
@@ -217,23 +212,6 @@ class RequestLimiter:
             # A 429 that arrived while this caller slept moves it behind the new pause.
             if self._book.paused_until() <= pause_seen:
                 return
-
-    def _keep_spacing(self) -> None:
-        """Start no sooner than the provider's own spacing (`60 / requests_per_minute`, no
-        headroom) after this limiter's last start.
-
-        Starts are booked ahead, one interval apart, and callers sleep until theirs. A caller
-        that wakes late (a busy process, a long pause of the interpreter) would go out together
-        with those whose starts came due meanwhile, and a provider counting requests over a
-        minute would see more than its limit in the minute that holds them: a 429, then a
-        pause of a second or more for everyone. Kept apart, the late starts lose the time the
-        process lost instead of catching it up in a burst."""
-        with self._spacing_lock:
-            now = self._book.now()
-            if self._last_start is not None and now < self._last_start + self._spacing_s:
-                self._sleep(self._last_start + self._spacing_s - now)
-                now = self._book.now()
-            self._last_start = now
 
     def on_rate_limited(self, pause_s: float) -> None:
         """A 429: everyone waits `pause_s`; the rate halves as `slowed_down` says."""
