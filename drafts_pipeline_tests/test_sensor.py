@@ -165,3 +165,21 @@ def test_runs_follow_the_backlog_and_the_runs_already_going(
     instance.create_run_for_job(job, tags=first.run_requests[0].tags)
     second = tick(instance, store, first.cursor)
     assert ranges(second) == [("t.30", "t.34"), ("t.35", "t.39")]
+
+
+def test_a_tick_leaves_a_short_last_run_to_the_next_when_more_follow(
+    instance: dg.DagsterInstance, store: DraftStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRAFTS_BATCH_SIZE", "10")
+    monkeypatch.setenv("DRAFTS_SENSOR_MAX_TASKS", "25")
+    store.add_tasks([make_task(f"t.{i:02}") for i in range(45)])
+
+    first = tick(instance, store, None)
+    # batch_sizes(25, 10, ramp_down=False) == [2, 8, 10, 5]: the 5 wait for the next tick.
+    assert ranges(first) == [("t.00", "t.01"), ("t.02", "t.09"), ("t.10", "t.19")]
+    assert partitions(instance) == [f"t.{i:02}" for i in range(20)]
+
+    second = tick(instance, store, first.cursor)
+    # The last 25 tasks, nothing after them: the tick takes them all and shrinks its end.
+    assert ranges(second)[0][0] == "t.20" and ranges(second)[-1][1] == "t.44"
+    assert not tick(instance, store, second.cursor).run_requests

@@ -7,7 +7,7 @@ import dagster as dg
 from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
-from drafts_pipeline.runner import contiguous_batches
+from drafts_pipeline.runner import batch_sizes, contiguous_batches
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 
@@ -58,6 +58,19 @@ def plan_runs(
     ]
 
 
+def without_runt(
+    new_tasks: list[tuple[int, str]], batch: int, *, ramp_up: bool
+) -> list[tuple[int, str]]:
+    """A tick's tasks less its last run's when more tasks follow and that run would be short of
+    a batch: they go with the next tick's, so that a small run does not come between two full
+    ones (through the daemon, a run that sends for less time than the next takes to start
+    leaves the providers idle). A tick whose tasks make one run keeps them all."""
+    sizes = batch_sizes(len(new_tasks), batch, ramp_up=ramp_up, ramp_down=False)
+    if len(sizes) > 1 and sizes[-1] < batch:
+        return new_tasks[: len(new_tasks) - sizes[-1]]
+    return new_tasks
+
+
 # A run in one of these is drafting or about to.
 DRAFTING_RUN_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -89,6 +102,11 @@ def drafting_tasks_sensor(
     new_tasks = new_tasks[: settings.sensor_max_tasks]
     if not new_tasks:
         return dg.SensorResult(skip_reason=f"no new drafting tasks past #{cursor}")
+    drafting_runs = context.instance.get_runs_count(
+        dg.RunsFilter(job_name=draft_tasks_job.name, statuses=DRAFTING_RUN_STATUSES)
+    )
+    if more_follow:
+        new_tasks = without_runt(new_tasks, settings.batch_size, ramp_up=drafting_runs == 0)
     # Added here in one statement, not returned as an AddDynamicPartitionsRequest: the daemon
     # checks such a request key by key, one query (and, on PostgreSQL, one connection) each,
     # which took 3 s for 300 tasks. Adding is idempotent, so a tick that fails after this line
@@ -105,9 +123,6 @@ def drafting_tasks_sensor(
     if len(older) > 1:
         keys = context.instance.get_dynamic_partitions(TASK_PARTITIONS_NAME)
         order = {key: index for index, key in enumerate(keys)}
-    drafting_runs = context.instance.get_runs_count(
-        dg.RunsFilter(job_name=draft_tasks_job.name, statuses=DRAFTING_RUN_STATUSES)
-    )
     return dg.SensorResult(
         run_requests=plan_runs(
             new_tasks,
