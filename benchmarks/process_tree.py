@@ -44,15 +44,15 @@ def _sample(pid: int) -> tuple[float, int] | None:
 
 
 class ProcessTreeMonitor:
-    """Samples a process tree every `interval_s` until stopped.
+    """Samples the process trees of `roots` every `interval_s` until stopped.
 
     CPU is the sum over every process seen of its last CPU reading, so processes that end
     between samples lose at most one interval's worth; memory is the largest sum of resident
     sets seen at one sample.
     """
 
-    def __init__(self, root: int, interval_s: float = 0.2) -> None:
-        self.root = root
+    def __init__(self, *roots: int, interval_s: float = 0.2) -> None:
+        self.roots = roots
         self.interval_s = interval_s
         self.cpu_by_pid: dict[int, float] = {}
         self.peak_rss_bytes = 0
@@ -75,7 +75,7 @@ class ProcessTreeMonitor:
 
     def sample(self) -> None:
         total_rss = 0
-        for pid in _tree(self.root):
+        for pid in {pid for root in self.roots for pid in _tree(root)}:
             reading = _sample(pid)
             if reading is None:
                 continue

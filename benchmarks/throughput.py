@@ -23,6 +23,7 @@ import itertools
 import multiprocessing
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -373,6 +374,33 @@ def run_in_process_path(
                       *call_span(database_url, since))  # fmt: skip
 
 
+def start_code_server(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+    """`dagster api grpc` serving the definitions on a free loopback port, in a session of its
+    own, and a workspace file that points the daemon at it; returns once it answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "api", "grpc",
+         "-m", "drafts_pipeline.definitions", "-h", "127.0.0.1", "-p", str(port),
+         "--location-name", "drafts_pipeline"],
+        env={**env, "DAGSTER_HOME": str(home)}, cwd=REPOSITORY,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    workspace = home / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+        f"      port: {port}\n      location_name: drafts_pipeline\n"
+    )
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline and process.poll() is None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process, workspace
+        time.sleep(0.1)
+    raise SystemExit(f"the code server on port {port} did not start (exit {process.poll()})")
+
+
 def run_daemon_path(
     env: dict[str, str],
     server: FakeServer,
@@ -383,12 +411,16 @@ def run_daemon_path(
     warm_up: bool,
     keep_log: Path | None,
     timeline: bool = False,
+    code_server: bool = False,
 ) -> PathResult:
     """A running deployment receives N tasks: the clock starts when they are loaded, just after
     a sensor tick (the worst moment: the next tick is 5 s away).
 
     With `warm_up`, the deployment has drafted one task before, as a daemon that has been up a
     while has: its code server has loaded the definitions and its first run made the pool's row.
+    With `code_server`, the code server is one of the deployment's own (`dagster api grpc`),
+    which the daemon reaches through a workspace file, instead of one the daemon starts (and
+    replaces every minute) from `workspace.yaml`; its processes count with the daemon's.
     """
     with tempfile.TemporaryDirectory(
         prefix="drafts-bench-home-", ignore_cleanup_errors=True
@@ -397,7 +429,10 @@ def run_daemon_path(
         shutil.copy(instance_file, Path(home, "dagster.yaml"))
         log = Path(home, "daemon.log")
         booted = time.perf_counter()
-        daemon = start_daemon(Path(home), env, log.open("w"))
+        server_process, workspace = (
+            start_code_server(Path(home), env) if code_server else (None, None)
+        )
+        daemon = start_daemon(Path(home), env, log.open("w"), workspace)
         store = DraftStore(database_url=database_url)
 
         def after_next_tick() -> None:
@@ -414,7 +449,8 @@ def run_daemon_path(
             return len(store.task_ids("voting")) + len(store.task_ids("failed"))
 
         try:
-            with ProcessTreeMonitor(daemon.pid) as monitor:
+            roots = [daemon.pid] + ([server_process.pid] if server_process else [])
+            with ProcessTreeMonitor(*roots) as monitor:
                 after_next_tick()
                 print(f"\n  (daemon up and first sensor tick after "
                       f"{time.perf_counter() - booted:.1f} s)")  # fmt: skip
@@ -437,6 +473,8 @@ def run_daemon_path(
                 cpu = monitor.cpu_seconds - cpu_at_start
         finally:
             stop_daemon(daemon)
+            if server_process is not None:
+                stop_daemon(server_process)
         if timeline:
             print("\n".join(daemon_timeline(home, env, database_url, since)))
         if wall >= timeout_s:
@@ -569,6 +607,12 @@ def main() -> None:
         "temporary database, instead of SQLite files",
     )
     parser.add_argument(
+        "--code-server",
+        action="store_true",
+        help="the daemon reaches a code server of the deployment's own (`dagster api grpc`) "
+        "instead of starting one from workspace.yaml",
+    )
+    parser.add_argument(
         "--planned-events-per-partition",
         action="store_true",
         help="Dagster's default for the daemon path: one planned event per partition of a run",
@@ -613,7 +657,8 @@ def main() -> None:
                                              args.daemon_timeout, setup.instance_file,
                                              warm_up=not args.cold_daemon,
                                              keep_log=args.daemon_log,
-                                             timeline=args.timeline)  # fmt: skip
+                                             timeline=args.timeline,
+                                             code_server=args.code_server)  # fmt: skip
                 report(result, args.tasks, args.rate, bound_min, baseline)
                 if name == "daemon" and sessions_before is not None:
                     opened = (dagster_sessions(setup.env) or 0) - sessions_before

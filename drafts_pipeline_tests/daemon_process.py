@@ -11,11 +11,14 @@ from typing import IO
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
-def start_daemon(home: Path, env: dict[str, str], output: IO[str]) -> subprocess.Popen[bytes]:
-    """`dagster-daemon run` with DAGSTER_HOME=`home`, in a session of its own."""
+def start_daemon(
+    home: Path, env: dict[str, str], output: IO[str], workspace: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`dagster-daemon run` with DAGSTER_HOME=`home`, in a session of its own, on this
+    repository's `workspace.yaml` unless another `workspace` is given."""
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run",
-         "-w", str(REPOSITORY / "workspace.yaml")],
+         "-w", str(workspace or REPOSITORY / "workspace.yaml")],
         env={**env, "DAGSTER_HOME": str(home)}, cwd=REPOSITORY,
         stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
