@@ -21,7 +21,6 @@ from drafts_pipeline.llm.limits import (
     MIN_RATE_FACTOR,
     PACE_HEADROOM,
     LimiterPaused,
-    MinuteWindow,
     PaceState,
     RequestLimiter,
     book_start,
@@ -414,41 +413,6 @@ def test_requests_are_paced_to_the_rate() -> None:
 
     # Half a percent under 120 a minute.
     assert times == pytest.approx([1000.0 + k * 0.5 / PACE_HEADROOM for k in range(4)])
-
-
-class LateBook:
-    """A pace book whose starts were booked before a stall of the process: all have passed."""
-
-    def __init__(self, fake: FakeTime, starts: list[float]) -> None:
-        self.fake = fake
-        self.starts = starts
-
-    def now(self) -> float:
-        return self.fake.clock()
-
-    def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
-        return self.starts.pop(0), 0.0
-
-    def paused_until(self) -> float:
-        return 0.0
-
-
-def test_late_starts_catch_up_while_the_minute_has_room_and_no_further() -> None:
-    fake = FakeTime()
-    # A minute window of 3 requests, already holding one start from 30 s ago.
-    window = MinuteWindow(3, fake.clock, fake.sleep)
-    window.enter()
-    fake.advance(30.0)
-    # Four starts due a second apart from 1029.0; the process comes back at 1033.0.
-    book = LateBook(fake, [1029.0, 1030.0, 1031.0, 1032.0])
-    fake.advance(3.0)
-    limiter = RequestLimiter(4, 3, book=book, window=window, sleep=fake.sleep)  # type: ignore[arg-type]
-
-    times = starts(limiter, fake, 4)
-
-    # Two go at once (the minute holds three); the next when the start of 1000.0 has left the
-    # minute, the last when those two have.
-    assert times == pytest.approx([1033.0, 1033.0, 1060.0, 1093.0])
 
 
 def test_a_429_pauses_everyone_and_halves_the_rate() -> None:

@@ -3,11 +3,10 @@
 `RequestLimiter` keeps the provider's quotas from being the thing that stops us: at most
 `max_in_flight` requests at once from this limiter, and request starts spaced
 `60 / requests_per_minute` seconds apart, plus half a percent (a pacer rather than a bucket, so
-no burst can trip a per-second limit; a start that comes late, after a stall of the process,
-goes out as soon as the last minute's starts leave room under the limit). A 429 pauses every
-caller until the wait the provider asked for has passed; one within a minute of the last pause
-also halves the rate, and each success then wins back a little of it (additive increase,
-multiplicative decrease), so a crowd of threads cannot turn 429s into a storm.
+no burst can trip a per-second limit). A 429 pauses every caller until the wait the provider
+asked for has passed; one within a minute of the last pause also halves the rate, and each
+success then wins back a little of it (additive increase, multiplicative decrease), so a crowd
+of threads cannot turn 429s into a storm.
 
 The pace (next start, pause, rate factor) is a `PaceState`, changed only by the pure functions
 `book_start`, `slowed_down` and `sped_up`. A `PaceBook` keeps it: `LocalPaceBook` in this
@@ -18,7 +17,6 @@ same functions; only where the state lives differs.
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -158,59 +156,6 @@ class LocalPaceBook:
             return self._state.rate_factor
 
 
-class MinuteWindow:
-    """The request starts of one provider over the last minute, as a provider that counts
-    requests per minute sees them, held to its limit.
-
-    The pacer books starts ahead, half a percent under the limit, and callers sleep until
-    theirs. A process that stalls (a busy machine, a long pause of the interpreter) wakes its
-    callers late, and those whose starts came due meanwhile go out together: that catches the
-    lost time up, and is harmless while the minute has room, but past the limit the provider
-    answers 429 and everyone pauses a second or more. The window lets a late start go as soon
-    as the last minute holds fewer than `limit` starts, and no sooner.
-    """
-
-    def __init__(
-        self,
-        limit: int,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        span_s: float = 60.0,
-    ) -> None:
-        self._limit = max(1, limit)
-        self._clock = clock
-        self._sleep = sleep
-        self._span_s = span_s
-        self._starts: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def enter(self) -> None:
-        """Wait until the window has room, then count a start now."""
-        with self._lock:
-            while True:
-                now = self._clock()
-                while self._starts and self._starts[0] <= now - self._span_s:
-                    self._starts.popleft()
-                if len(self._starts) < self._limit:
-                    self._starts.append(now)
-                    return
-                self._sleep(self._starts[0] + self._span_s - now)
-
-
-_WINDOWS: dict[tuple[str, int], MinuteWindow] = {}
-_WINDOWS_LOCK = threading.Lock()
-
-
-def process_window(provider: str, requests_per_minute: float) -> MinuteWindow:
-    """The minute window of `provider` that every limiter in this process shares (runs in one
-    process take turns sending to a provider, and the provider counts them together)."""
-    key = (provider, int(requests_per_minute))
-    with _WINDOWS_LOCK:
-        if key not in _WINDOWS:
-            _WINDOWS[key] = MinuteWindow(int(requests_per_minute))
-        return _WINDOWS[key]
-
-
 class RequestLimiter:
     """An in-flight cap plus a requests-per-minute pacer that slows down after a 429."""
 
@@ -220,12 +165,10 @@ class RequestLimiter:
         requests_per_minute: float,
         *,
         book: PaceBook | None = None,
-        window: MinuteWindow | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """`clock` is the clock of the `LocalPaceBook` made when no `book` is given, and of the
-        `MinuteWindow` made when no `window` is given."""
+        """`clock` is the clock of the `LocalPaceBook` made when no `book` is given."""
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         if requests_per_minute <= 0:
@@ -234,9 +177,6 @@ class RequestLimiter:
         self._book = book if book is not None else LocalPaceBook(clock)
         self._sleep = sleep
         self._interval_s = 60.0 / (requests_per_minute * PACE_HEADROOM)
-        self._window = (
-            window if window is not None else MinuteWindow(int(requests_per_minute), clock, sleep)
-        )
 
     @property
     def rate_factor(self) -> float:
@@ -258,7 +198,6 @@ class RequestLimiter:
         self._slots.acquire()
         try:
             self._wait_for_start(max_pause_s)
-            self._window.enter()
             yield
         finally:
             self._slots.release()

@@ -23,7 +23,7 @@ from drafts_pipeline.errors import ConfigurationError, ProviderError
 from drafts_pipeline.llm.calling import Clock, OnStart, ProviderReply, RetryingCaller, SystemClock
 from drafts_pipeline.llm.generation import CallLog, Generation
 from drafts_pipeline.llm.keys import MISSING, UnusableKey, key_problem
-from drafts_pipeline.llm.limits import MinuteWindow, PaceBook, RequestLimiter, process_window
+from drafts_pipeline.llm.limits import PaceBook, RequestLimiter
 from drafts_pipeline.llm.pricing import ModelPrice, resolve_price
 from drafts_pipeline.llm.retry import RetryPolicy
 
@@ -201,7 +201,6 @@ class LiveProvider(dg.ConfigurableResource):
                     self.max_in_flight,
                     self.requests_per_minute,
                     book=self._pace_book,
-                    window=self._minute_window(clock),
                     clock=clock.monotonic,
                     sleep=clock.sleep,
                 )
@@ -274,13 +273,6 @@ class LiveProvider(dg.ConfigurableResource):
     def generate_many(self, requests: list[DraftRequest]) -> dict[str, Generation | ProviderError]:
         """task id -> generation or the error that ended it, calls running concurrently."""
         return dict(self.generate_each(requests))
-
-    def _minute_window(self, clock: Clock) -> MinuteWindow:
-        """The provider's starts over the last minute, shared by every run in this process; a
-        window of its own on a clock a test fakes."""
-        if isinstance(clock, SystemClock):
-            return process_window(self.name, self.requests_per_minute)
-        return MinuteWindow(int(self.requests_per_minute), clock.monotonic, clock.sleep)
 
     def _clock(self) -> Clock:
         """The time retries wait on and latencies are taken from (a test subclass fakes it)."""
