@@ -7,6 +7,7 @@ import dagster as dg
 from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
+from drafts_pipeline.defs.runs import unfinished_runs
 from drafts_pipeline.runner import batch_sizes, contiguous_batches
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
@@ -71,15 +72,6 @@ def without_runt(
     return new_tasks
 
 
-# A run in one of these is drafting or about to.
-DRAFTING_RUN_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
-
 @dg.sensor(
     job=draft_tasks_job,
     minimum_interval_seconds=LOADED_SETTINGS.sensor_interval_s,
@@ -102,9 +94,7 @@ def drafting_tasks_sensor(
     new_tasks = new_tasks[: settings.sensor_max_tasks]
     if not new_tasks:
         return dg.SensorResult(skip_reason=f"no new drafting tasks past #{cursor}")
-    drafting_runs = context.instance.get_runs_count(
-        dg.RunsFilter(job_name=draft_tasks_job.name, statuses=DRAFTING_RUN_STATUSES)
-    )
+    drafting_runs = unfinished_runs(context.instance, draft_tasks_job.name)
     if more_follow:
         new_tasks = without_runt(new_tasks, settings.batch_size, ramp_up=drafting_runs == 0)
     # Added here in one statement, not returned as an AddDynamicPartitionsRequest: the daemon

@@ -9,16 +9,9 @@ vote is a new row, so a changed vote counts as new.
 import dagster as dg
 
 from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
+from drafts_pipeline.defs.runs import unfinished_runs
 from drafts_pipeline.defs.voting.jobs import refresh_vote_results_job
 from drafts_pipeline.store import DraftStore
-
-# A refresh run in one of these will read the table or is reading it now.
-REFRESHING_RUN_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 @dg.sensor(
@@ -35,9 +28,8 @@ def votes_sensor(context: dg.SensorEvaluationContext, store: DraftStore) -> dg.S
     rows = store.vote_rows_after(cursor)
     if not rows.added:
         return dg.SensorResult(skip_reason=f"no vote recorded past row #{cursor}")
-    refreshing = context.instance.get_runs_count(
-        dg.RunsFilter(job_name=refresh_vote_results_job.name, statuses=REFRESHING_RUN_STATUSES)
-    )
+    # An unfinished refresh run will read the table or is reading it now.
+    refreshing = unfinished_runs(context.instance, refresh_vote_results_job.name)
     if refreshing:
         return dg.SensorResult(
             skip_reason=f"{rows.added} vote row(s) past #{cursor}; a refresh run is under way, "
