@@ -15,6 +15,7 @@ from typing import TypeVar
 from drafts_pipeline.errors import ConfigurationError
 
 LLM_MODES = ("live", "offline")
+SUBMIT_MODES = ("live", "batch")
 DATABASE_URL_ENV = "DRAFTS_DATABASE_URL"
 VOTING_SECRET_ENV = "DRAFTS_VOTING_SECRET"
 MIN_VOTING_SECRET_CHARS = 32
@@ -33,6 +34,13 @@ def _llm_mode(raw: str) -> str:
     mode = raw.lower()
     if mode not in LLM_MODES:
         raise ValueError(f"is not one of {', '.join(LLM_MODES)}")
+    return mode
+
+
+def _submit_mode(raw: str) -> str:
+    mode = raw.lower()
+    if mode not in SUBMIT_MODES:
+        raise ValueError(f"is not one of {', '.join(SUBMIT_MODES)}")
     return mode
 
 
@@ -88,6 +96,9 @@ class Settings:
     """`DRAFTS_DATABASE_URL` as set, or None for the SQLite file in the data folder."""
     llm_mode: str = "live"
     """`DRAFTS_LLM_MODE`: `live` calls the providers, `offline` drafts locally."""
+    submit_mode: str = "live"
+    """`DRAFTS_SUBMIT_MODE`: `live` calls the providers one request at a time; `batch` sends
+    each run's requests to a provider as one batch (half price, answered within a day)."""
     batch_size: int = 100
     """`DRAFTS_BATCH_SIZE`: tasks per Dagster run (sensor batches and backfills)."""
     sensor_max_tasks: int = 1000
@@ -137,6 +148,7 @@ class Settings:
             data_dir=Path(env.get("DRAFTS_DATA_DIR") or "data").resolve(),
             database_url_env=env.get(DATABASE_URL_ENV) or None,
             llm_mode=read("llm_mode", "DRAFTS_LLM_MODE", _llm_mode),
+            submit_mode=read("submit_mode", "DRAFTS_SUBMIT_MODE", _submit_mode),
             batch_size=read("batch_size", "DRAFTS_BATCH_SIZE", _positive_int),
             sensor_max_tasks=read("sensor_max_tasks", "DRAFTS_SENSOR_MAX_TASKS", _positive_int),
             sensor_interval_s=read("sensor_interval_s", "DRAFTS_SENSOR_INTERVAL_S", _positive_int),

@@ -21,6 +21,7 @@ def test_defaults_where_nothing_is_set(tmp_path: Path) -> None:
         30,
     )
     assert (settings.llm_mode, settings.in_process_runs) == ("live", 3)
+    assert settings.submit_mode == "live"
     assert settings.usage_start_date == "2026-01-01"
     assert (settings.max_code_chars, settings.max_context_chars) == (50_000, 200_000)
     assert settings.min_votes == 3
@@ -37,9 +38,11 @@ def test_values_are_read_and_trimmed() -> None:
             "DRAFTS_USAGE_START_DATE": "2026-11-01",
             "DRAFTS_DATABASE_URL": "postgresql://db/drafts",
             "DRAFTS_MIN_VOTES": "5",
+            "DRAFTS_SUBMIT_MODE": " Batch ",
         }
     )
     assert settings.min_votes == 5
+    assert settings.submit_mode == "batch"
     assert (settings.batch_size, settings.llm_mode) == (7, "offline")
     assert settings.usage_start_date == "2026-11-01"
     assert (settings.max_code_chars, settings.max_context_chars) == (120_000, 900)
@@ -53,6 +56,7 @@ def test_values_are_read_and_trimmed() -> None:
         ("DRAFTS_BATCH_SIZE", "0", "batch_size", "DRAFTS_BATCH_SIZE='0' must be a whole"),
         ("DRAFTS_SENSOR_INTERVAL_S", "-5", "sensor_interval_s", "DRAFTS_SENSOR_INTERVAL_S='-5'"),
         ("DRAFTS_LLM_MODE", "online", "llm_mode", "DRAFTS_LLM_MODE='online' is not one of"),
+        ("DRAFTS_SUBMIT_MODE", "bulk", "submit_mode", "DRAFTS_SUBMIT_MODE='bulk' is not one of"),
         ("DRAFTS_USAGE_START_DATE", "tomorrow", "usage_start_date", "is not a date written"),
         ("DRAFTS_MAX_CODE_CHARS", "50k", "max_code_chars", "DRAFTS_MAX_CODE_CHARS='50k' must be"),
         ("DRAFTS_MAX_CONTEXT_CHARS", "-1", "max_context_chars", "DRAFTS_MAX_CONTEXT_CHARS='-1'"),

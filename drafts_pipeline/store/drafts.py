@@ -81,6 +81,21 @@ def _call_outcome(call: CallAttempt) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class FinishedCall:
+    """A call whose start and end are known already (an item of a provider batch, answered
+    hours after it was sent): its row of `llm_calls`."""
+
+    attempt: CallAttempt
+    finished_at: datetime
+
+    def row(self, task_id: str, run_id: str | None) -> LLMCall:
+        call = self.attempt
+        return LLMCall(task_id=task_id, run_id=run_id, provider=call.provider, model=call.model,
+                       attempt=call.attempt, started_at=call.started_at,
+                       finished_at=self.finished_at, **_call_outcome(call))  # fmt: skip
+
+
 class StoreCallLog:
     """`CallLog` over `llm_calls`: a row when an attempt is sent, completed when it ends, so a
     crash leaves an unfinished row (`finished_at` null), never a missing one."""
@@ -144,6 +159,58 @@ def live_claim_holders(
     return {task_id: holder for task_id, holder in session.execute(query)}
 
 
+def claim_in(
+    session: Session,
+    task_ids: Sequence[str],
+    provider: str,
+    holder: str,
+    now: datetime,
+    expires: datetime,
+) -> set[str]:
+    """`DraftQueries.claim_drafts` inside the caller's transaction, with the lease ending at
+    `expires`: the ids of `task_ids` that `holder` now holds."""
+    ids = sorted(set(task_ids))
+    if not ids:
+        return set()
+    drafting = list(
+        session.scalars(
+            select(DocumentationTask.id)
+            .where(DocumentationTask.id.in_(ids), DocumentationTask.status == "drafting")
+            .order_by(DocumentationTask.id)
+            .with_for_update(read=True)
+        )
+    )
+    if not drafting:
+        return set()
+    rows = [
+        {"task_id": task_id, "provider": provider, "run_id": holder, "claimed_at": now,
+         "lease_expires_at": expires}
+        for task_id in drafting
+    ]  # fmt: skip
+    dialect = session.get_bind().dialect.name
+    inserted = set(
+        session.scalars(
+            schema.dialect_insert(dialect)(DraftClaim)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["task_id", "provider"])
+            .returning(DraftClaim.task_id)
+        )
+    )
+    taken = set(
+        session.scalars(
+            update(DraftClaim)
+            .where(
+                DraftClaim.task_id.in_(sorted(set(drafting) - inserted)),
+                DraftClaim.provider == provider,
+                or_(DraftClaim.lease_expires_at < now, DraftClaim.run_id == holder),
+            )
+            .values(run_id=holder, claimed_at=now, lease_expires_at=expires)
+            .returning(DraftClaim.task_id)
+        )
+    )
+    return inserted | taken
+
+
 @rides_out_outages
 class DraftQueries(Queries):
     # --- claims ------------------------------------------------------------------------
@@ -163,48 +230,11 @@ class DraftQueries(Queries):
         this run already (renewed), or expired (taken over); a live claim of another run is left
         to it. Ids are taken in sorted order, so that two runs cannot deadlock on them.
         """
-        ids = sorted(set(task_ids))
-        if not ids:
-            return set()
         with self._session() as session, session.begin():
             now = now or store_now(session)
-            expires = now + timedelta(seconds=lease_s)
-            drafting = list(
-                session.scalars(
-                    select(DocumentationTask.id)
-                    .where(DocumentationTask.id.in_(ids), DocumentationTask.status == "drafting")
-                    .order_by(DocumentationTask.id)
-                    .with_for_update(read=True)
-                )
+            return claim_in(
+                session, task_ids, provider, run_id, now, now + timedelta(seconds=lease_s)
             )
-            if not drafting:
-                return set()
-            rows = [
-                {"task_id": task_id, "provider": provider, "run_id": run_id, "claimed_at": now,
-                 "lease_expires_at": expires}
-                for task_id in drafting
-            ]  # fmt: skip
-            inserted = set(
-                session.scalars(
-                    schema.dialect_insert(self.engine.dialect.name)(DraftClaim)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=["task_id", "provider"])
-                    .returning(DraftClaim.task_id)
-                )
-            )
-            taken = set(
-                session.scalars(
-                    update(DraftClaim)
-                    .where(
-                        DraftClaim.task_id.in_(sorted(set(drafting) - inserted)),
-                        DraftClaim.provider == provider,
-                        or_(DraftClaim.lease_expires_at < now, DraftClaim.run_id == run_id),
-                    )
-                    .values(run_id=run_id, claimed_at=now, lease_expires_at=expires)
-                    .returning(DraftClaim.task_id)
-                )
-            )
-        return inserted | taken
 
     def renew_claims(
         self,
@@ -277,13 +307,23 @@ class DraftQueries(Queries):
             )
             return {row.task_id: row for row in rows}
 
-    def add_draft(self, record: DraftRecord, *, holder: str | None = None) -> DraftVersion | None:
+    def add_draft(
+        self,
+        record: DraftRecord,
+        *,
+        holder: str | None = None,
+        calls: Sequence[FinishedCall] = (),
+    ) -> DraftVersion | None:
         """Store the draft as the next version of its task and provider.
 
         With `holder`, only while that run still holds the claim, which the same transaction
         deletes. Not stored (None) when the claim was lost, when the task left `drafting`
         meanwhile, or when a concurrent writer stored that version first (the unique key
         decides).
+
+        `calls` are rows of the call log written in the same transaction once the claim is
+        released (a provider batch's items, paid whether or not the task still wants the
+        draft): two collections of one batch record each item once.
         """
         fields = asdict(record)
         fields.update(usage_columns(record.usage))
@@ -307,6 +347,7 @@ class DraftQueries(Queries):
                     )
                     if released.rowcount != 1:  # type: ignore[attr-defined]
                         return None
+                session.add_all(call.row(record.task_id, record.run_id) for call in calls)
                 if status != "drafting":
                     return None
                 current = session.scalar(
@@ -326,10 +367,8 @@ class DraftQueries(Queries):
         if not calls:
             return
         rows = [
-            LLMCall(task_id=task_id, run_id=run_id, provider=call.provider, model=call.model,
-                    attempt=call.attempt, started_at=call.started_at,
-                    finished_at=call.started_at + timedelta(milliseconds=call.latency_ms or 0),
-                    **_call_outcome(call))
+            FinishedCall(call, call.started_at + timedelta(milliseconds=call.latency_ms or 0))
+            .row(task_id, run_id)
             for call in calls
         ]  # fmt: skip
         with self._session() as session, session.begin():

@@ -192,6 +192,55 @@ class DraftClaim(Base):
     lease_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+BATCH_STATUSES = (
+    "submitting", "in_progress", "ended", "expired", "cancelled", "failed", "collected",
+)  # fmt: skip
+"""`submitting` until the provider has the batch (a row left so by a crash is for an operator
+to look at), `in_progress` while the provider works, then what it said (`ended`, `expired`,
+`cancelled`, `failed`), and `collected` once every item is stored or back in `drafting`."""
+FINISHED_BATCH_STATUSES = ("ended", "expired", "cancelled", "failed")
+
+
+class ProviderBatch(Base):
+    """One batch of requests sent to a provider's batch API (half price, answered within a
+    day). Its tasks are claimed in `draft_claims` under `holder` until they are collected, so
+    that no live run pays for them again; item i of the batch (custom id `"i"`) is
+    `task_ids[i]`, sent with the prompt whose hash is `prompt_hashes[i]`."""
+
+    __tablename__ = "provider_batches"
+    __table_args__ = (
+        UniqueConstraint("provider", "batch_id", name="uq_provider_batches_batch_id"),
+        CheckConstraint(
+            "status IN ('submitting', 'in_progress', 'ended', 'expired', 'cancelled', "
+            "'failed', 'collected')",
+            name="ck_provider_batches_status",
+        ),
+        Index("ix_provider_batches_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    settings_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    batch_id: Mapped[str | None] = mapped_column(String(128))
+    """The provider's id (`msgbatch_…`, `batch_…`); null until the provider has answered."""
+    holder: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    """The id the batch's claims are held under (`draft_claims.run_id`)."""
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    """The Dagster run that submitted it."""
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="submitting")
+    task_ids: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    prompt_hashes: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    request_counts: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    """The item counts the provider last reported (`succeeded`, `errored`, …)."""
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    polled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the provider was first seen done with it (ended, expired, cancelled or failed)."""
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 VOTE_KINDS = ("winner", "ranking", "tie", "all_bad")
 
 

@@ -5,6 +5,7 @@ from sqlalchemy import Engine
 
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.ballots import BallotQueries
+from drafts_pipeline.store.batches import BatchQueries
 from drafts_pipeline.store.drafts import DraftQueries
 from drafts_pipeline.store.outages import riding_out
 from drafts_pipeline.store.pacing import StorePaceBook, StoreSendingTurn
@@ -18,12 +19,14 @@ class DraftStore(
     TaskQueries,
     DraftQueries,
     BallotQueries,
+    BatchQueries,
     VoteQueries,
     VoteResultQueries,
     ReportQueries,
     dg.ConfigurableResource,
 ):
-    """The relational store of tasks, drafts, claims, calls and votes (SQLite or PostgreSQL)."""
+    """The relational store of tasks, drafts, claims, provider batches, calls and votes (SQLite
+    or PostgreSQL)."""
 
     database_url: str
 
