@@ -12,7 +12,7 @@ from drafts_pipeline.drafting.leases import LeaseKeeper
 from drafts_pipeline.drafting.turns import sending_turn
 from drafts_pipeline.drafting.validation import problem_in, validate_draft
 from drafts_pipeline.errors import ProviderError
-from drafts_pipeline.llm.generation import Generation
+from drafts_pipeline.llm.generation import Generation, TokenUsage
 from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.settings import Settings
@@ -23,11 +23,15 @@ from drafts_pipeline.store.models import DocumentationTask, DraftVersion
 @dataclass(frozen=True)
 class TaskDraft:
     """One task as a provider's batch left it: what the batch did (`drafted`, `reused`,
-    `superseded`, `claimed_elsewhere`, or `not_drafting` for a task out of `drafting`) and the
+    `superseded`, `claimed_elsewhere`, or `not_drafting` for a task out of `drafting`; with a
+    provider's batch API `submitted`, `collected`, `returned` or `nothing_to_collect`) and the
     task's newest stored draft by that provider (None: there is none)."""
 
     outcome: str
     draft: DraftVersion | None
+    detail: str | None = None
+    """What the run did, said in full where the outcome's name is not enough (`submitted in
+    batch msgbatch_01…`)."""
 
     @property
     def problem(self) -> str | None:
@@ -48,17 +52,23 @@ class ProviderBatchReport:
     cost_usd: Decimal | None = Decimal(0)
     latencies_ms: list[int] = field(default_factory=list)
     tasks: dict[str, TaskDraft] = field(default_factory=dict)
+    batch_ids: list[str] = field(default_factory=list)
+    """The provider's batches this report's tasks were submitted in or collected from."""
 
     def add(self, generation: Generation) -> None:
         """Count one answered call in the batch's totals."""
-        if generation.usage is not None:
-            self.input_tokens += generation.usage.input_tokens
-            self.output_tokens += generation.usage.output_tokens
+        self.add_usage(generation.usage, generation.cost_usd)
         self.latencies_ms.append(generation.latency_ms)
-        if generation.cost_usd is None or self.cost_usd is None:
+
+    def add_usage(self, usage: TokenUsage | None, cost_usd: Decimal | None) -> None:
+        """Count one answer's tokens and cost (unknown once any cost is unknown)."""
+        if usage is not None:
+            self.input_tokens += usage.input_tokens
+            self.output_tokens += usage.output_tokens
+        if cost_usd is None or self.cost_usd is None:
             self.cost_usd = None
         else:
-            self.cost_usd += generation.cost_usd
+            self.cost_usd += cost_usd
 
     def latency_quantile(self, q: float) -> float:
         if not self.latencies_ms:
@@ -77,6 +87,32 @@ OnTask = Callable[[str, TaskDraft], None]
 def reusable(draft_status: str, same_prompt: bool, same_settings: bool) -> bool:
     """A valid draft for the same prompt, model and settings is kept instead of a new call."""
     return draft_status == "valid" and same_prompt and same_settings
+
+
+def split_reusable(
+    tasks: list[DocumentationTask],
+    latest: dict[str, DraftVersion],
+    settings: str,
+    force: bool,
+) -> tuple[list[DocumentationTask], list[DocumentationTask]]:
+    """The tasks whose newest draft can be kept (none with `force`), and those to draft."""
+    kept: list[DocumentationTask] = []
+    to_draft: list[DocumentationTask] = []
+    for task in tasks:
+        previous = latest.get(task.id)
+        if (
+            not force
+            and previous is not None
+            and reusable(
+                previous.status,
+                previous.prompt_hash == task.prompt_hash,
+                previous.settings_hash == settings,
+            )
+        ):
+            kept.append(task)
+        else:
+            to_draft.append(task)
+    return kept, to_draft
 
 
 def draft_with_provider(
@@ -121,24 +157,11 @@ def draft_with_provider(
     with LeaseKeeper(store, provider.name, holder, lease_s) as keeper:
         keeper.hold([task.id for task in mine])
         latest = store.latest_drafts([t.id for t in mine], provider.name)
-        to_call: list[DocumentationTask] = []
-        reused: list[str] = []
-        for task in mine:
-            previous = latest.get(task.id)
-            if (
-                not force
-                and previous is not None
-                and reusable(
-                    previous.status,
-                    previous.prompt_hash == task.prompt_hash,
-                    previous.settings_hash == settings,
-                )
-            ):
-                reused.append(task.id)
-                settle(task.id, TaskDraft("reused", previous))
-                keeper.drop(task.id)
-            else:
-                to_call.append(task)
+        kept, to_call = split_reusable(mine, latest, settings, force)
+        reused = [task.id for task in kept]
+        for task_id in reused:
+            settle(task_id, TaskDraft("reused", latest[task_id]))
+            keeper.drop(task_id)
         store.release_claims(reused, provider.name, holder)
         report.outcomes["reused"] += len(reused)
         by_id = {task.id: task for task in to_call}
@@ -170,7 +193,46 @@ def _record(
     run_id: str | None,
     report: ProviderBatchReport,
 ) -> DraftRecord:
-    common: dict[str, Any] = {
+    if isinstance(result, ProviderError):
+        return failed_record(task, provider, settings, result, run_id)
+    report.add(result)
+    return answer_record(
+        task,
+        provider,
+        settings,
+        run_id,
+        Answer(
+            text=result.text,
+            model=result.model,
+            finish_reason=result.finish_reason,
+            request_id=result.request_id,
+            usage=result.usage,
+            cost_usd=result.cost_usd,
+            latency_ms=result.latency_ms,
+            attempts=result.attempts,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A provider's answer to one task's prompt, live or from a provider batch (which has no
+    latency of its own)."""
+
+    text: str
+    model: str
+    finish_reason: str | None
+    request_id: str | None
+    usage: TokenUsage | None
+    cost_usd: Decimal | None
+    latency_ms: int | None
+    attempts: int
+
+
+def _provenance(
+    task: DocumentationTask, provider: LLMProvider, settings: str, run_id: str | None
+) -> dict[str, Any]:
+    return {
         "task_id": task.id,
         "provider": provider.name,
         "prompt_used": task.prompt or "",
@@ -179,36 +241,57 @@ def _record(
         "settings_hash": settings,
         "run_id": run_id,
     }
-    if isinstance(result, ProviderError):
-        return DraftRecord(
-            **common,
-            model=provider.effective_model,
-            content="",
-            status="failed",
-            validation={
-                "provider": {"ok": False, "reason": str(result), "error_type": result.error_type}
-            },
-            request_id=result.request_id,
-            attempts=len(result.calls),
-        )
+
+
+def failed_record(
+    task: DocumentationTask,
+    provider: LLMProvider,
+    settings: str,
+    error: ProviderError,
+    run_id: str | None,
+    attempts: int | None = None,
+) -> DraftRecord:
+    """A `failed` draft: the provider could not answer, for the reason `error` gives, after
+    `attempts` requests (by default the calls `error` carries)."""
+    return DraftRecord(
+        **_provenance(task, provider, settings, run_id),
+        model=provider.effective_model,
+        content="",
+        status="failed",
+        validation={
+            "provider": {"ok": False, "reason": str(error), "error_type": error.error_type}
+        },
+        request_id=error.request_id,
+        attempts=len(error.calls) if attempts is None else attempts,
+    )
+
+
+def answer_record(
+    task: DocumentationTask,
+    provider: LLMProvider,
+    settings: str,
+    run_id: str | None,
+    answer: Answer,
+) -> DraftRecord:
+    """The answer validated (schema, completeness, blindness) into the draft to store, with
+    its provenance: the prompt as the task holds it, the model the provider says it used."""
     verdict = validate_draft(
-        result.text,
-        result.finish_reason,
+        answer.text,
+        answer.finish_reason,
         symbol_facts(task.code),
         task.code,
-        frozenset({result.model, provider.effective_model}),
+        frozenset({answer.model, provider.effective_model}),
     )
-    report.add(result)
     return DraftRecord(
-        **common,
-        model=result.model,
-        content=verdict.content or result.text,
+        **_provenance(task, provider, settings, run_id),
+        model=answer.model,
+        content=verdict.content or answer.text,
         status=verdict.status,
         validation=verdict.checks,
-        finish_reason=result.finish_reason,
-        request_id=result.request_id,
-        usage=result.usage,
-        cost_usd=result.cost_usd,
-        latency_ms=result.latency_ms,
-        attempts=result.attempts,
+        finish_reason=answer.finish_reason,
+        request_id=answer.request_id,
+        usage=answer.usage,
+        cost_usd=answer.cost_usd,
+        latency_ms=answer.latency_ms,
+        attempts=answer.attempts,
     )

@@ -9,6 +9,7 @@ partition; what belongs to the batch (counts, totals) goes to the step's log, no
 partition.
 """
 
+import enum
 import queue
 from collections import Counter
 from collections.abc import Iterator
@@ -18,17 +19,20 @@ import dagster as dg
 
 from drafts_pipeline.defs.drafting.partitions import task_partitions
 from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
+from drafts_pipeline.drafting.batch_collect import collect_batches
+from drafts_pipeline.drafting.batch_submit import submit_batch
 from drafts_pipeline.drafting.provider_batch import (
+    OnTask,
     ProviderBatchReport,
     TaskDraft,
     draft_with_provider,
 )
-from drafts_pipeline.errors import TaskValidationError
+from drafts_pipeline.errors import ConfigurationError, TaskValidationError
 from drafts_pipeline.llm.keys import require_keys
-from drafts_pipeline.llm.provider import LLMProvider
+from drafts_pipeline.llm.provider import LiveProvider, LLMProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
 from drafts_pipeline.prompts.templates import BuiltPrompt, prompt_for
-from drafts_pipeline.settings import Settings
+from drafts_pipeline.settings import SUBMIT_MODES, Settings
 from drafts_pipeline.store import DraftStore
 
 # One run covers at most a batch of partitions, in backfills from the UI too.
@@ -77,9 +81,41 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
 IN_PROGRESS = {"this_run": dg.MetadataValue.text("in progress")}
 
 
+class SubmitMode(enum.Enum):
+    """How a run sends its prompts: one request at a time, or as one batch per provider."""
+
+    live = "live"
+    batch = "batch"
+
+
+# A run tag that picks the submission mode: Dagster's backfill dialog takes tags, not config.
+SUBMIT_TAG = "drafts/submit"
+
+
 class DraftConfig(dg.Config):
     force: bool = False
     """Regenerate (a new version) even where a reusable valid draft exists."""
+    submit: SubmitMode | None = None
+    """`batch` sends each provider's prompts as one batch of its batch API (half price,
+    answered within a day, collected by `provider_batches_sensor`); `live` calls at once.
+    Unset: the run's `drafts/submit` tag, else DRAFTS_SUBMIT_MODE."""
+    collect: bool = False
+    """Collect the finished provider batches that hold these tasks instead of drafting (what
+    `provider_batches_sensor` asks for)."""
+
+
+def submit_mode(config: DraftConfig, tags: dict[str, str], setting: str) -> str:
+    """`live` or `batch`: the run config's choice, else the run's tag, else the setting."""
+    if config.submit is not None:
+        return config.submit.value
+    tagged = tags.get(SUBMIT_TAG)
+    if tagged is None:
+        return setting
+    if tagged.strip().lower() not in SUBMIT_MODES:
+        raise ConfigurationError(
+            f"run tag {SUBMIT_TAG}={tagged!r} is not one of {', '.join(SUBMIT_MODES)}"
+        )
+    return tagged.strip().lower()
 
 
 def task_draft_metadata(task: TaskDraft) -> dict[str, dg.MetadataValue]:
@@ -87,7 +123,7 @@ def task_draft_metadata(task: TaskDraft) -> dict[str, dg.MetadataValue]:
     with the same keys for every provider so the UI plots them side by side. A task without a
     draft shows no figures, never zeros."""
     metadata: dict[str, dg.MetadataValue] = {
-        "this_run": dg.MetadataValue.text(task.outcome.replace("_", " "))
+        "this_run": dg.MetadataValue.text(task.detail or task.outcome.replace("_", " "))
     }
     draft = task.draft
     if draft is None:
@@ -118,13 +154,33 @@ def batch_summary(report: ProviderBatchReport, tasks: int) -> str:
         f"{report.outcomes[name]} {name.replace('_', ' ')}"
         for name in ("valid", "invalid", "failed", "reused", "superseded", "claimed_elsewhere")
     )
+    extra = "".join(
+        f", {report.outcomes[name]} {name.replace('_', ' ')}"
+        for name in ("submitted", "returned", "nothing_to_collect")
+        if report.outcomes[name]
+    )
+    batches = f" (provider batch {', '.join(report.batch_ids)})" if report.batch_ids else ""
     cost = "unknown cost" if report.cost_usd is None else f"${report.cost_usd:.6f}"
     return (
-        f"{report.provider} ({report.model}), {tasks} tasks: {counts}; "
+        f"{report.provider} ({report.model}), {tasks} tasks: {counts}{extra}{batches}; "
         f"{report.input_tokens} input and {report.output_tokens} output tokens, {cost}; "
         f"latency p50 {report.latency_quantile(0.5):.0f} ms, "
         f"p95 {report.latency_quantile(0.95):.0f} ms"
     )
+
+
+def untouched(
+    store: DraftStore, provider: LLMProvider, task_ids: list[str], on_task: OnTask
+) -> ProviderBatchReport:
+    """A provider's share of a collecting run whose provider has no batches (offline): every
+    task as it stands."""
+    report = ProviderBatchReport(provider.name, provider.effective_model)
+    newest = store.latest_drafts(task_ids, provider.name)
+    for task_id in task_ids:
+        report.tasks[task_id] = TaskDraft("nothing_to_collect", newest.get(task_id))
+        report.outcomes["nothing_to_collect"] += 1
+        on_task(task_id, report.tasks[task_id])
+    return report
 
 
 def log_batch(
@@ -132,6 +188,13 @@ def log_batch(
 ) -> None:
     """A provider's batch in the step's log: its totals, and each new draft that is not valid."""
     context.log.info(batch_summary(report, tasks))
+    if report.outcomes["submitted"]:
+        context.log.info(
+            f"{spec.name}: {report.outcomes['submitted']} task(s) submitted in provider batch "
+            f"{', '.join(report.batch_ids)}, answered within a day at the batch price; "
+            "provider_batches_sensor collects them when it ends, and until then no run drafts "
+            "them with this provider"
+        )
     for task_id, task in report.tasks.items():
         if task.outcome == "drafted" and task.problem:
             context.log.warning(f"task {task_id}: {spec.name}: {task.problem}")
@@ -168,7 +231,12 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         context: dg.AssetExecutionContext, config: DraftConfig
     ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
         # The providers were built for this mode when the code loaded (live if it was bad).
-        settings = Settings.from_environment().require("llm_mode", "claim_lease_s")
+        settings = Settings.from_environment().require("llm_mode", "claim_lease_s", "submit_mode")
+        mode = (
+            "collect"
+            if config.collect
+            else submit_mode(config, context.run.tags, settings.submit_mode)
+        )
         store: DraftStore = context.resources.store
         keys = context.partition_keys
         found = store.tasks_by_id(keys)
@@ -181,6 +249,11 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         }
         # Every unusable key named at once, before any claim or call.
         require_keys(providers.values())
+        if mode != "live" and not all(isinstance(p, LiveProvider) for p in providers.values()):
+            what = "collects nothing" if mode == "collect" else "drafts live (offline)"
+            context.log.warning(
+                f"DRAFTS_LLM_MODE={settings.llm_mode} has no provider batches: this run {what}"
+            )
 
         # Each task's figures as its provider's thread learns them, then each finished thread.
         figures: queue.Queue[tuple[ProviderSpec, str, TaskDraft] | Future[ProviderBatchReport]]
@@ -188,6 +261,21 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
 
         def run(spec: ProviderSpec) -> ProviderBatchReport:
             provider = providers[spec]
+            on_task = lambda task_id, task: figures.put((spec, task_id, task))  # noqa: E731
+            if isinstance(provider, LiveProvider) and mode == "collect":
+                # Tasks out of `drafting` too: their batch's claims are released, its calls
+                # recorded, and no draft stored.
+                return collect_batches(
+                    store, provider, list(found.values()), run_id=context.run.run_id,
+                    others=[key for key in keys if key not in found], on_task=on_task,
+                )  # fmt: skip
+            if isinstance(provider, LiveProvider) and mode == "batch":
+                return submit_batch(
+                    store, provider, tasks, run_id=context.run.run_id, force=config.force,
+                    others=others, on_task=on_task,
+                )  # fmt: skip
+            if mode == "collect":
+                return untouched(store, provider, keys, on_task)
             # Runs drafting at the same time split each provider's rate.
             provider.share_pace(store.pace_book(provider.name))
             return draft_with_provider(
@@ -198,7 +286,7 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
                 force=config.force,
                 lease_s=settings.claim_lease_s,
                 others=others,
-                on_task=lambda task_id, task: figures.put((spec, task_id, task)),
+                on_task=on_task,
             )
 
         with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:

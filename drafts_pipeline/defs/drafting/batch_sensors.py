@@ -1,0 +1,161 @@
+"""`provider_batches_sensor`: asks the providers about the batches they are working on, and
+requests the runs that collect those they are done with."""
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+
+import dagster as dg
+
+from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
+from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
+from drafts_pipeline.defs.runs import UNFINISHED_RUN_STATUSES
+from drafts_pipeline.errors import ConfigurationError, ProviderError
+from drafts_pipeline.llm.provider import LiveProvider
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.runner import contiguous_batches
+from drafts_pipeline.settings import Settings
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.batches import HeldBatch
+from drafts_pipeline.store.models import utcnow
+
+# Each batch is asked about at most once a minute (the sensor's interval too): a batch takes
+# minutes to hours, and the providers limit how often their batch endpoints may be read.
+BATCH_POLL_INTERVAL_S = 60
+# Batches asked about in one tick at most, those asked longest ago first: a tick must end well
+# within Dagster's 60 s.
+MAX_POLLS_PER_TICK = 50
+# Runs of one batch's collection that may fail before the sensor stops asking for more (the
+# step's error says why; an operator launches the next one).
+MAX_FAILED_COLLECTIONS = 3
+# A batch still `submitting` after this long was left so by a run that died.
+STALE_SUBMISSION = timedelta(hours=1)
+# The tag naming the provider batch (its row in the store) that a collecting run collects.
+BATCH_TAG = "drafts/provider_batch"
+COLLECT_CONFIG = {"ops": {"provider_drafts": {"config": {"collect": True}}}}
+
+
+def poll_batches(
+    store: DraftStore, providers: Mapping[str, object], log: logging.Logger | dg.DagsterLogManager
+) -> list[str]:
+    """Ask each provider about its batches due for a look (at most `MAX_POLLS_PER_TICK`, none
+    asked within `BATCH_POLL_INTERVAL_S`) and record what it says; returns a line per batch
+    that could not be asked."""
+    problems: list[str] = []
+    due = utcnow() - timedelta(seconds=BATCH_POLL_INTERVAL_S)
+    for batch in store.batches_to_poll(MAX_POLLS_PER_TICK, due):
+        provider = providers.get(batch.provider)
+        if not isinstance(provider, LiveProvider) or batch.batch_id is None:
+            problems.append(f"{batch.provider} batch {batch.batch_id}: no live provider to ask")
+            continue
+        try:
+            state = provider.batch_api().state(batch.batch_id)
+        except (ProviderError, ConfigurationError) as error:
+            store.batch_polled(batch.id, None, error=str(error))
+            problems.append(f"batch {batch.batch_id}: {error}")
+            continue
+        store.batch_polled(batch.id, state.status, state.counts)
+        if state.status != "in_progress":
+            log.info(f"{batch.provider} batch {batch.batch_id}: {state.raw_status} {state.counts}")
+    return problems
+
+
+def plan_collection(
+    held: HeldBatch, partition_order: Mapping[str, int], batch_size: int, earlier_runs: int
+) -> list[dg.RunRequest]:
+    """Runs of `draft_tasks` that collect a finished batch: its tasks still claimed, in ranges
+    of partitions next to each other (a range covers every partition between its ends) of at
+    most `batch_size`; run keys numbered past the batch's `earlier_runs`."""
+    runs = contiguous_batches(
+        held.task_ids, partition_order, batch_size, ramp_up=False, ramp_down=False
+    )
+    return [
+        dg.RunRequest(
+            run_key=f"provider-batch-{held.batch.id}-collect-{earlier_runs + index}",
+            tags={**range_tags(run[0], run[-1]), BATCH_TAG: str(held.batch.id)},
+            run_config=COLLECT_CONFIG,
+        )
+        for index, run in enumerate(runs)
+    ]
+
+
+def _runs(
+    instance: dg.DagsterInstance, batch_id: int, statuses: Sequence[dg.DagsterRunStatus]
+) -> int:
+    return instance.get_runs_count(
+        dg.RunsFilter(
+            job_name=draft_tasks_job.name, tags={BATCH_TAG: str(batch_id)}, statuses=list(statuses)
+        )
+    )
+
+
+def collection_requests(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    batch_size: int,
+    log: logging.Logger | dg.DagsterLogManager,
+) -> list[dg.RunRequest]:
+    """Runs for each finished batch that holds tasks and has no collecting run queued or
+    going; a finished batch that holds none is marked collected."""
+    waiting: list[tuple[HeldBatch, int]] = []
+    for held in store.batches_to_collect():
+        if not held.task_ids:
+            store.settle_batch(held.batch.id)
+            continue
+        if _runs(instance, held.batch.id, UNFINISHED_RUN_STATUSES):
+            continue
+        failed = _runs(instance, held.batch.id, [dg.DagsterRunStatus.FAILURE])
+        if failed >= MAX_FAILED_COLLECTIONS:
+            log.warning(
+                f"{held.batch.provider} batch {held.batch.batch_id}: {failed} collecting runs "
+                "failed; no more are requested (see their errors, then launch one with the "
+                f"config {COLLECT_CONFIG} over its tasks)"
+            )
+            continue
+        waiting.append((held, _runs(instance, held.batch.id, [])))
+    if not waiting:
+        return []
+    # Tasks drafted by `drafts-pipeline run` without DAGSTER_HOME have no partition here yet.
+    keys = [task_id for held, _ in waiting for task_id in held.task_ids]
+    instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, list(dict.fromkeys(keys)))
+    order = {key: i for i, key in enumerate(instance.get_dynamic_partitions(TASK_PARTITIONS_NAME))}
+    return [
+        request
+        for held, earlier in waiting
+        for request in plan_collection(held, order, batch_size, earlier)
+    ]
+
+
+@dg.sensor(
+    job=draft_tasks_job,
+    minimum_interval_seconds=BATCH_POLL_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    required_resource_keys={"store", *(spec.resource_key for spec in PROVIDER_SPECS)},
+    description="Asks the providers about their pending batches (each at most once a minute) "
+    "and, for a batch that ended, expired, failed or was cancelled, requests `draft_tasks` "
+    "runs over its tasks that collect it: answers stored at the batch price, the rest back to "
+    "drafting, then the ballot.",
+)
+def provider_batches_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    batch_size = Settings.from_environment().require("batch_size").batch_size
+    store: DraftStore = context.resources.store
+    store.require_current()
+    providers = {
+        spec.name: getattr(context.resources, spec.resource_key) for spec in PROVIDER_SPECS
+    }
+    problems = poll_batches(store, providers, context.log)
+    for problem in problems:
+        context.log.warning(problem)
+    for batch in store.stale_submissions(utcnow() - STALE_SUBMISSION):
+        context.log.warning(
+            f"{batch.provider} batch row #{batch.id} (run {batch.run_id}) is still `submitting` "
+            f"since {batch.submitted_at:%Y-%m-%d %H:%M} UTC: its run died before the provider "
+            "answered; see docs/cost.md#batch-backfills"
+        )
+    requests = collection_requests(context.instance, store, batch_size, context.log)
+    if requests:
+        return dg.SensorResult(run_requests=requests)
+    reason = "no provider batch to collect" + (
+        f"; {len(problems)} could not be asked" if problems else ""
+    )
+    return dg.SensorResult(skip_reason=reason)

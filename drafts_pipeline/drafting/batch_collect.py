@@ -1,0 +1,257 @@
+"""Collect what a provider's batch answered: store each answer as a live one is stored, at the
+batch price, and give the tasks it did not answer back to `drafting`. No Dagster here.
+
+Every step is guarded by the batch's claims: an answer is stored (and its call recorded) only
+by the transaction that releases the batch's claim on its task, so two collections of the same
+batch store each answer once.
+"""
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from drafts_pipeline.drafting.provider_batch import (
+    Answer,
+    OnTask,
+    ProviderBatchReport,
+    TaskDraft,
+    answer_record,
+    failed_record,
+)
+from drafts_pipeline.errors import ProviderError
+from drafts_pipeline.llm.batches import BatchItemResult
+from drafts_pipeline.llm.generation import CallAttempt
+from drafts_pipeline.llm.pricing import ModelPrice, cost_usd
+from drafts_pipeline.llm.provider import LiveProvider
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.batches import HeldBatch
+from drafts_pipeline.store.drafts import FinishedCall
+from drafts_pipeline.store.models import DocumentationTask, ProviderBatch, utcnow
+
+BATCH_ITEM_ERROR = "batch_item_error"
+"""The error type of a draft whose batch item the provider answered with an error."""
+
+
+def collect_batches(
+    store: DraftStore,
+    provider: LiveProvider,
+    tasks: list[DocumentationTask],
+    *,
+    run_id: str | None,
+    others: Sequence[str] = (),
+    on_task: OnTask | None = None,
+) -> ProviderBatchReport:
+    """Collect, for `tasks`, every batch of `provider` that the provider is done with
+    (ended, expired, cancelled or failed) and that still holds claims on some of them.
+
+    An answered item is validated and stored as a live answer is, priced with the model's
+    batch price, and recorded in the call log as one call. An item the provider answered with
+    an error gets a `failed` draft (as a live call that fails for good), so the reason shows
+    where failed drafts show and the ballot need not wait for it. An item that expired or was
+    cancelled before it ran, and an answer to a prompt the task no longer has (its template
+    changed since), go back to `drafting` with no draft. A batch that holds no claim
+    afterwards is `collected`. The provider's error while reading the results is raised: the
+    claims stay, and the next collection tries again.
+    """
+    report = ProviderBatchReport(provider.name, provider.effective_model)
+
+    def settle(task_id: str, task: TaskDraft) -> None:
+        report.tasks[task_id] = task
+        if on_task is not None:
+            on_task(task_id, task)
+
+    by_id = {task.id: task for task in tasks}
+    price = provider.price()
+    collector = _Collector(store, provider, run_id, price.batch() if price else None, report)
+    left: dict[str, tuple[str, str | None]] = {}
+    for held in store.finished_batches_holding(list(by_id), provider.name):
+        report.batch_ids.append(held.batch.batch_id or f"#{held.batch.id}")
+        left |= collector.collect(held, by_id, settle)
+        store.settle_batch(held.batch.id)
+    done = set(report.tasks) | set(left)
+    left |= {t: ("nothing_to_collect", None) for t in by_id if t not in done}
+    left |= dict.fromkeys(others, ("not_drafting", None))
+    if left:
+        newest = store.latest_drafts(list(left), provider.name)
+        for task_id, (outcome, detail) in left.items():
+            settle(task_id, TaskDraft(outcome, newest.get(task_id), detail))
+    return report
+
+
+class _Collector:
+    """One provider's collection in one step: what each kind of item becomes."""
+
+    def __init__(
+        self,
+        store: DraftStore,
+        provider: LiveProvider,
+        run_id: str | None,
+        price: ModelPrice | None,
+        report: ProviderBatchReport,
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.run_id = run_id
+        self.price = price
+        self.report = report
+
+    def collect(
+        self,
+        held: HeldBatch,
+        tasks: dict[str, DocumentationTask],
+        settle: Callable[[str, TaskDraft], None],
+    ) -> dict[str, tuple[str, str | None]]:
+        """Store or return each item of `held` on a task of `tasks`; returns the tasks whose
+        newest draft is still to be read (returned to `drafting`, or stored by another
+        collection first), with what happened to them."""
+        batch = held.batch
+        name = batch.batch_id or f"#{batch.id}"
+        wanted = set(held.task_ids)
+        returned: dict[str, tuple[str, str | None]] = {}
+        finished_at = batch.finished_at or utcnow()
+        items = self._results(batch) if batch.batch_id is not None else iter(())
+        for item in items:
+            task_id = _task_of(batch, item.custom_id)
+            if task_id is None or task_id not in wanted:
+                continue
+            wanted.discard(task_id)
+            task = tasks[task_id]
+            position = int(item.custom_id)
+            if item.kind == "succeeded" and item.reply is not None:
+                if task.prompt_hash != batch.prompt_hashes[position]:
+                    call = self._answered_call(batch, item, finished_at)
+                    self.store.release_item(task_id, batch.provider, batch.holder, [call],
+                                            self.run_id)  # fmt: skip
+                    note = f"answered in batch {name} for a prompt the task no longer has"
+                    returned[task_id] = ("returned", note)
+                    self.report.outcomes["returned"] += 1
+                    continue
+                if not self._store_answer(batch, name, task, item, finished_at, settle):
+                    returned[task_id] = ("superseded", None)
+            elif item.kind == "errored":
+                message = item.error or "errored"
+                if not self._store_error(batch, name, task, message, finished_at, settle):
+                    returned[task_id] = ("superseded", None)
+            else:
+                self.store.release_item(task_id, batch.provider, batch.holder)
+                returned[task_id] = ("returned", f"{item.kind} in batch {name}; back in drafting")
+                self.report.outcomes["returned"] += 1
+        for task_id in wanted:  # items the results did not mention
+            task = tasks[task_id]
+            if batch.status == "failed":
+                reason = f"batch failed: {batch.error or 'the provider gave no reason'}"
+                if not self._store_error(batch, name, task, reason, finished_at, settle):
+                    returned[task_id] = ("superseded", None)
+            else:
+                self.store.release_item(task_id, batch.provider, batch.holder)
+                returned[task_id] = ("returned", f"no result in batch {name}; back in drafting")
+                self.report.outcomes["returned"] += 1
+        return returned
+
+    def _results(self, batch: ProviderBatch) -> list[BatchItemResult]:
+        assert batch.batch_id is not None
+        try:
+            return list(self.provider.batch_api().results(batch.batch_id))
+        except ProviderError as error:
+            raise ProviderError(
+                self.provider.name,
+                f"could not read the results of batch {batch.batch_id}: {error}; its tasks "
+                "stay claimed by it, and the next collection tries again",
+                retryable=error.retryable,
+                status_code=error.status_code,
+                error_type=error.error_type,
+            ) from None
+
+    def _answered_call(
+        self, batch: ProviderBatch, item: BatchItemResult, finished_at: datetime
+    ) -> FinishedCall:
+        """The item's row of the call log, at the batch price; sent when the batch was."""
+        reply = item.reply
+        assert reply is not None
+        cost: Decimal | None = None
+        if reply.usage is not None:
+            cost = cost_usd(reply.usage, self.price, self.provider.model)
+        attempt = CallAttempt(
+            provider=batch.provider,
+            model=self.provider.model,
+            attempt=1,
+            started_at=batch.submitted_at,
+            status_code=200,
+            request_id=reply.request_id,
+            usage=reply.usage,
+            cost_usd=cost,
+        )
+        return FinishedCall(attempt, finished_at)
+
+    def _store_answer(
+        self,
+        batch: ProviderBatch,
+        name: str,
+        task: DocumentationTask,
+        item: BatchItemResult,
+        finished_at: datetime,
+        settle: Callable[[str, TaskDraft], None],
+    ) -> bool:
+        """Store an answer; False when another collection stored it first."""
+        reply = item.reply
+        assert reply is not None
+        call = self._answered_call(batch, item, finished_at)
+        answer = Answer(
+            text=reply.text,
+            model=reply.model or self.provider.model,
+            finish_reason=reply.finish_reason,
+            request_id=reply.request_id,
+            usage=reply.usage,
+            cost_usd=call.attempt.cost_usd,
+            latency_ms=None,
+            attempts=1,
+        )
+        record = answer_record(task, self.provider, batch.settings_hash, self.run_id, answer)
+        stored = self.store.add_draft(record, holder=batch.holder, calls=[call])
+        if stored is None:
+            self.report.outcomes["superseded"] += 1
+            return False
+        self.report.add_usage(reply.usage, call.attempt.cost_usd)
+        self.report.outcomes[record.status] += 1
+        settle(task.id, TaskDraft("collected", stored, f"collected from batch {name}"))
+        return True
+
+    def _store_error(
+        self,
+        batch: ProviderBatch,
+        name: str,
+        task: DocumentationTask,
+        message: str,
+        finished_at: datetime,
+        settle: Callable[[str, TaskDraft], None],
+    ) -> bool:
+        """Store a `failed` draft for an item the provider could not answer; False when
+        another collection stored it first."""
+        error = ProviderError(
+            batch.provider, f"batch {name}: {message}", error_type=BATCH_ITEM_ERROR
+        )
+        attempt = CallAttempt(
+            provider=batch.provider,
+            model=self.provider.model,
+            attempt=1,
+            started_at=batch.submitted_at,
+            error_type=BATCH_ITEM_ERROR,
+            error_message=message,
+        )
+        record = failed_record(task, self.provider, batch.settings_hash, error, self.run_id, 1)
+        stored = self.store.add_draft(
+            record, holder=batch.holder, calls=[FinishedCall(attempt, finished_at)]
+        )
+        if stored is None:
+            self.report.outcomes["superseded"] += 1
+            return False
+        self.report.outcomes["failed"] += 1
+        settle(task.id, TaskDraft("collected", stored, f"collected from batch {name}"))
+        return True
+
+
+def _task_of(batch: ProviderBatch, custom_id: str) -> str | None:
+    """The task at the item's position, None for a custom id that is not one of the batch's."""
+    if not custom_id.isdigit() or int(custom_id) >= len(batch.task_ids):
+        return None
+    return batch.task_ids[int(custom_id)]

@@ -1,0 +1,130 @@
+"""Send a run's tasks to a provider as one batch of its batch API. No Dagster here.
+
+A batch is answered within a day at a lower price (half for Anthropic and OpenAI): what a
+backfill wants. Its tasks are claimed under the batch's own holder id for the batch's life, so
+that live runs leave them alone until the batch is collected (`batch_collect.py`); reuse works
+as in live mode, and no draft is stored at submission.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from drafts_pipeline.drafting.provider_batch import (
+    OnTask,
+    ProviderBatchReport,
+    TaskDraft,
+    failed_record,
+    split_reusable,
+)
+from drafts_pipeline.errors import ProviderError
+from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.batches import NewBatch
+from drafts_pipeline.store.models import DocumentationTask, utcnow
+
+# How long a provider may take over a batch when it does not say (Anthropic and OpenAI both
+# give a batch 24 hours).
+BATCH_WINDOW = timedelta(hours=24)
+# How long a batch's claims outlive its expiry: time for the sensor to see that it ended and
+# for the collecting run to start, even behind a queue of runs or a daemon restart. Past it, a
+# live run may take the tasks over (and the batch's answers for them are then not stored).
+CLAIM_MARGIN = timedelta(hours=6)
+
+
+def batch_lease_until(expires_at: datetime | None, now: datetime) -> datetime:
+    """When the claims of a batch lapse: the provider's expiry (else the usual window from
+    `now`) plus the margin."""
+    return (expires_at or now + BATCH_WINDOW) + CLAIM_MARGIN
+
+
+def submit_batch(
+    store: DraftStore,
+    provider: LiveProvider,
+    tasks: list[DocumentationTask],
+    *,
+    run_id: str | None,
+    force: bool = False,
+    others: Sequence[str] = (),
+    on_task: OnTask | None = None,
+) -> ProviderBatchReport:
+    """Claim `tasks` for one new batch of `provider`, keep the reusable drafts, and submit the
+    rest as one batch. A provider that refuses the batch gets a `failed` draft per task (the
+    claims released), as a live call that fails does; nothing is raised for it.
+
+    The row (`submitting`) and the claims are written before the provider is called, the
+    provider's batch id after it answers: a crash in between leaves a `submitting` row.
+    """
+    report = ProviderBatchReport(provider.name, provider.effective_model)
+
+    def settle(task_id: str, task: TaskDraft) -> None:
+        report.tasks[task_id] = task
+        if on_task is not None:
+            on_task(task_id, task)
+
+    settings = provider.settings_hash()
+    holder = f"batch-{uuid.uuid4()}"
+    new = NewBatch(provider.name, provider.effective_model, settings, holder, run_id)
+    items = [(task.id, task.prompt_hash or "") for task in tasks]
+    held = store.open_batch(new, items, batch_lease_until(None, utcnow())) if tasks else None
+    claimed = set(held.task_ids) if held is not None else set()
+    left: dict[str, str] = {t.id: "claimed_elsewhere" for t in tasks if t.id not in claimed}
+    left |= dict.fromkeys(others, "not_drafting")
+    report.outcomes["claimed_elsewhere"] += len(tasks) - len(claimed)
+    mine = [task for task in tasks if task.id in claimed]
+    latest = store.latest_drafts([task.id for task in mine], provider.name)
+    kept, to_send = split_reusable(mine, latest, settings, force)
+    for task in kept:
+        settle(task.id, TaskDraft("reused", latest[task.id]))
+    report.outcomes["reused"] += len(kept)
+    batch = held.batch if held is not None else None
+    if batch is not None and kept:
+        batch = store.narrow_batch(batch.id, [task.id for task in to_send])
+    if batch is not None:
+        requests = [DraftRequest(t.id, t.prompt or "", t.symbol, t.code) for t in to_send]
+        try:
+            submission = provider.batch_api().submit(requests)
+        except ProviderError as error:
+            _refused(store, provider, batch.id, holder, to_send, error, run_id, report, settle)
+        except BaseException as error:
+            store.close_batch(batch.id, "failed", f"not submitted: {type(error).__name__}")
+            raise
+        else:
+            store.batch_submitted(
+                batch.id,
+                submission.batch_id,
+                submission.expires_at,
+                batch_lease_until(submission.expires_at, utcnow()),
+            )
+            report.batch_ids.append(submission.batch_id)
+            report.outcomes["submitted"] += len(to_send)
+            for task in to_send:
+                detail = f"submitted in batch {submission.batch_id}"
+                settle(task.id, TaskDraft("submitted", latest.get(task.id), detail))
+    if left:
+        newest = store.latest_drafts(list(left), provider.name)
+        for task_id, outcome in left.items():
+            settle(task_id, TaskDraft(outcome, newest.get(task_id)))
+    return report
+
+
+def _refused(
+    store: DraftStore,
+    provider: LiveProvider,
+    batch_id: int,
+    holder: str,
+    tasks: list[DocumentationTask],
+    error: ProviderError,
+    run_id: str | None,
+    report: ProviderBatchReport,
+    settle: OnTask,
+) -> None:
+    """The provider did not take the batch: a `failed` draft per task with the reason (each
+    releasing its claim), then the row `failed` with it."""
+    settings = provider.settings_hash()
+    for task in tasks:
+        record = failed_record(task, provider, settings, error, run_id, attempts=1)
+        stored = store.add_draft(record, holder=holder)
+        report.outcomes["failed" if stored else "superseded"] += 1
+        settle(task.id, TaskDraft("drafted" if stored else "superseded", stored))
+    store.close_batch(batch_id, "failed", str(error))
