@@ -13,6 +13,22 @@ One server speaks for every provider, each under its own prefix and wire format:
 
 Unprefixed `/v1/messages` and `/v1/chat/completions` reach claude and openai too.
 
+The batch endpoints (`fake_batches.py`) sit under the same prefixes, in each API's wire format:
+
+| provider | endpoints (under the provider's prefix) |
+|---|---|
+| claude | `POST /v1/messages/batches`, `GET …/{id}`, `POST …/{id}/cancel`, `GET …/{id}/results` |
+| openai, kimi | `POST /files` (multipart), `GET /files/{id}/content`, `DELETE /files/{id}`, |
+| | `POST /batches`, `GET /batches/{id}`, `POST /batches/{id}/cancel` |
+
+A batch ends at its `batch_polls_until_done`-th retrieve (default 1),
+or at the retrieve after a cancel; its items are then answered as live requests with the same
+bodies would be. `batch_expire` ends it expired with only the first `batch_expire_answered` items
+answered; `batch_item_errors` ({position: fault kind}) errors those items (`malformed` cuts their
+result line short, `schema` answers 200 with a body off the schema); `batch_faults` are faults of
+the batch endpoints' own requests. Counters: `batches` (each batch as the fake holds it),
+`batch_items_answered` (items answered with a draft: what a provider bills), `batch_requests`.
+
 Each provider has a `ProviderScript`: its latency, a rate limit (requests per window, then 429 with
 `retry-after`), a queue of faults (`script.fail("rate_limit", retry_after="0.2")`), a probability of
 faults, a `down` mode, and counters (requests with their headers and bodies, statuses, the most
@@ -40,6 +56,13 @@ from drafts_pipeline.llm.calling import Clock
 from drafts_pipeline.llm.offline import offline_answer
 from drafts_pipeline.llm.provider import LiveProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline_tests.fake_batches import (
+    BatchBook,
+    BatchRefused,
+    BatchReply,
+    FakeBatch,
+    ItemAnswer,
+)
 from drafts_pipeline_tests.provider_doubles import HOOKED_CLASSES
 
 WIRES = {"claude": "anthropic", "openai": "openai", "kimi": "moonshot"}
@@ -96,6 +119,7 @@ class RecordedRequest:
     body: Any
     received_at: float
     status: int | None = None
+    method: str = "POST"
     response_headers: dict[str, str] = field(default_factory=dict)
     response_body: Any = None
     answered_at: float | None = None
@@ -116,6 +140,11 @@ class ProviderScript:
     called with the prompt, in the server's thread, before each answer that is not a fault (a
     test can keep one task's answer there until what it waits for is seen). Counters:
     `requests` (headers, body, status, answer), `calls`, `statuses`, `max_in_flight`.
+
+    Batches (`fake_batches.py`): `batch_polls_until_done`, `batch_expire`,
+    `batch_expire_answered`, `batch_item_errors`, `batch_faults` script them; `batches`,
+    `batch_items_answered` and `batch_requests` count them (batch requests are not in
+    `requests`).
     """
 
     name: str
@@ -141,6 +170,14 @@ class ProviderScript:
     max_in_flight: int = 0
     accepted_at: deque[float] = field(default_factory=deque)
     concurrency_reached: threading.Event = field(default_factory=threading.Event)
+    batch_polls_until_done: int = 1
+    batch_expire: bool = False
+    batch_expire_answered: int = 0
+    batch_item_errors: dict[int, str] = field(default_factory=dict)
+    batch_faults: deque[Fault] = field(default_factory=deque)
+    batches: list[FakeBatch] = field(default_factory=list)
+    batch_items_answered: int = 0
+    batch_requests: list[RecordedRequest] = field(default_factory=list)
 
     def fail(self, kind: str, times: int = 1, **options: Any) -> "ProviderScript":
         """Queue `times` faults of one kind for the next requests, e.g.
@@ -167,6 +204,7 @@ class FakeProviderServer:
         }
         self._lock = threading.Lock()
         self._random = random.Random(seed)
+        self.batch_book = BatchBook(_batch_item_answer, lambda: self.url)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -214,7 +252,8 @@ class FakeProviderServer:
 
         `strict` has the SDK validate every answer against its schema, so a wire-format mistake
         of the fake fails loudly; `clock` replaces the resource's time (retry waits, pacing,
-        latencies). OpenAI's resource sends `max_completion_tokens`, as against api.openai.com.
+        latencies). The spec's own settings apply (OpenAI's resource sends
+        `max_completion_tokens`, as against api.openai.com).
         """
         spec = next(spec for spec in PROVIDER_SPECS if spec.name == provider)
         settings: dict[str, Any] = {
@@ -223,9 +262,8 @@ class FakeProviderServer:
             "api_key": self.scripts[provider].api_key,
             "api_key_env_var": spec.key_env,
             "base_url": self.base_url(provider),
+            **dict(spec.settings),
         }
-        if spec.kind == "openai":
-            settings["token_limit_parameter"] = "max_completion_tokens"
         resource = HOOKED_CLASSES[spec.api](**{**settings, **overrides})
         resource._strict = strict
         resource._test_clock = clock
@@ -283,6 +321,14 @@ class FakeProviderServer:
                 return script.random_fault
             return None
 
+    def _next_batch_fault(self, script: ProviderScript) -> Fault | None:
+        with self._lock:
+            if script.down == "500":
+                return Fault("server_error")
+            if script.down == "disconnect":
+                return Fault("disconnect")
+            return script.batch_faults.popleft() if script.batch_faults else None
+
     def _rate_limited_for(self, script: ProviderScript, now: float) -> float | None:
         """Seconds until a place frees up when the window is full; else None, counting this one."""
         if script.rate_limit is None:
@@ -313,11 +359,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: pytest shows failures, not every request."""
 
+    def do_GET(self) -> None:
+        self._serve_batch("GET", b"")
+
+    def do_DELETE(self) -> None:
+        self._serve_batch("DELETE", b"")
+
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
         provider = self.fake._route(self.path.split("?", 1)[0])
         if provider is None:
-            self._write(_Answer(404, b'{"error": "no such endpoint"}', {}))
+            self._serve_batch("POST", raw)
             return
         script = self.fake.scripts[provider]
         try:
@@ -334,6 +386,56 @@ class _Handler(BaseHTTPRequestHandler):
                 self._write(answer)
         finally:
             self.fake._end(script)
+
+    def _serve_batch(self, method: str, raw: bytes) -> None:
+        """A request to a batch endpoint (`fake_batches.py`), or a 404."""
+        found = batch_route(method, self.path.split("?", 1)[0])
+        if found is None:
+            self._write(_Answer(404, b'{"error": "no such endpoint"}', {}))
+            return
+        provider, endpoint, target = found
+        script = self.fake.scripts[provider]
+        wire = WIRES[provider]
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = {"bytes": len(raw)}
+        recorded = RecordedRequest(self.path, headers, body, time.monotonic(), method=method)
+        answer = self._batch_answer(script, wire, endpoint, target, headers, raw)
+        with self.fake._lock:
+            script.batch_requests.append(
+                replace(recorded, status=answer.status if answer else None)
+            )
+        if answer is not None:
+            self._write(answer)
+
+    def _batch_answer(
+        self,
+        script: ProviderScript,
+        wire: str,
+        endpoint: str,
+        target: str,
+        headers: dict[str, str],
+        raw: bytes,
+    ) -> _Answer | None:
+        if not _authorized(headers, script.api_key):
+            return _error(wire, "unauthorized", script)
+        fault = self.fake._next_batch_fault(script)
+        if fault is not None and fault.kind == "timeout":
+            time.sleep(fault.delay_s)
+        elif fault is not None:
+            return self._fault(wire, fault, script, None)
+        book = self.fake.batch_book
+        try:
+            body = json.loads(raw) if raw and endpoint != "upload" else None
+        except ValueError:
+            return _error(wire, "bad_request", script, message="The request body is not JSON.")
+        try:
+            reply = _dispatch(book, script, wire, endpoint, target, body, headers, raw)
+        except BatchRefused as refused:
+            return _error(wire, refused.kind, script, message=refused.message)
+        return _Answer(reply.status, reply.body, {"content-type": reply.content_type})
 
     def _answer(self, script: ProviderScript, headers: dict[str, str], body: Any) -> _Answer | None:
         wire = WIRES[script.name]
@@ -385,6 +487,77 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(answer.body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+
+BATCH_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("POST", re.compile(r"^/claude/v1/messages/batches()$"), "anthropic_create"),
+    ("GET", re.compile(r"^/claude/v1/messages/batches/([^/]+)$"), "anthropic_retrieve"),
+    ("POST", re.compile(r"^/claude/v1/messages/batches/([^/]+)/cancel$"), "anthropic_cancel"),
+    ("GET", re.compile(r"^/claude/v1/messages/batches/([^/]+)/results$"), "anthropic_results"),
+    ("POST", re.compile(r"^/(?:openai|moonshot)/v1/files()$"), "upload"),
+    ("GET", re.compile(r"^/(?:openai|moonshot)/v1/files/([^/]+)/content$"), "file_content"),
+    ("DELETE", re.compile(r"^/(?:openai|moonshot)/v1/files/([^/]+)$"), "delete_file"),
+    ("POST", re.compile(r"^/(?:openai|moonshot)/v1/batches()$"), "openai_create"),
+    ("GET", re.compile(r"^/(?:openai|moonshot)/v1/batches/([^/]+)$"), "openai_retrieve"),
+    ("POST", re.compile(r"^/(?:openai|moonshot)/v1/batches/([^/]+)/cancel$"), "openai_cancel"),
+)
+
+
+def batch_route(method: str, path: str) -> tuple[str, str, str] | None:
+    """(provider, endpoint, batch or file id) of a batch endpoint's path, or None."""
+    provider = next(
+        (name for name, prefix in PREFIXES.items() if path.startswith(prefix + "/")), None
+    )
+    if provider is None:
+        return None
+    for wanted, pattern, endpoint in BATCH_ROUTES:
+        match = pattern.match(path)
+        if wanted == method and match is not None:
+            return provider, endpoint, match.group(1)
+    return None
+
+
+def _dispatch(
+    book: BatchBook,
+    script: ProviderScript,
+    wire: str,
+    endpoint: str,
+    target: str,
+    body: Any,
+    headers: dict[str, str],
+    raw: bytes,
+) -> BatchReply:
+    if endpoint == "anthropic_create":
+        return book.anthropic_create(script, body)
+    if endpoint == "openai_create":
+        return book.openai_create(script, wire, body)
+    if endpoint == "upload":
+        return book.upload(script, wire, headers.get("content-type", ""), raw)
+    handlers = {
+        "anthropic_retrieve": book.anthropic_retrieve,
+        "anthropic_cancel": book.anthropic_cancel,
+        "anthropic_results": book.anthropic_results,
+        "file_content": book.file_content,
+        "delete_file": book.delete_file,
+        "openai_retrieve": book.openai_retrieve,
+        "openai_cancel": book.openai_cancel,
+    }
+    return handlers[endpoint](script, target)
+
+
+def _batch_item_answer(
+    script: ProviderScript, wire: str, body: Any, fault: str | None
+) -> ItemAnswer:
+    """A batch item's answer: what a live request with the same body would get."""
+    if fault is not None:
+        answer = _error(wire, fault, script)
+    else:
+        problem = _request_problem(wire, body)
+        if problem is not None:
+            answer = _error(wire, "bad_request", script, message=problem)
+        else:
+            answer = _success(wire, script, body)
+    return ItemAnswer(answer.status, json.loads(answer.body))
 
 
 HOLD_LIMIT_S = 30.0

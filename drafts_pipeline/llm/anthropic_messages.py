@@ -1,6 +1,6 @@
 """Claude over the official `anthropic` SDK (Messages API)."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 from anthropic.types import Message
@@ -10,6 +10,9 @@ from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.pricing import token_count
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.llm.retry import MalformedResponseError
+
+if TYPE_CHECKING:
+    from drafts_pipeline.llm.batches import BatchAPI
 
 
 class AnthropicMessagesProvider(LiveProvider):
@@ -33,6 +36,12 @@ class AnthropicMessagesProvider(LiveProvider):
         if self.temperature is not None:
             body["temperature"] = self.temperature
         return body
+
+    def batch_api(self) -> "BatchAPI":
+        """Message Batches on this resource's client: the same bodies at the batch price."""
+        from drafts_pipeline.llm.batches import AnthropicMessageBatches  # imports this module
+
+        return AnthropicMessageBatches(self)
 
     def _send(self, client: anthropic.Anthropic, request: DraftRequest) -> ProviderReply:
         body = self.request_body(request)

@@ -1,6 +1,6 @@
 """OpenAI, and OpenAI-compatible APIs such as Moonshot's Kimi, over the official `openai` SDK."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import openai
@@ -12,6 +12,9 @@ from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.pricing import token_count
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.llm.retry import MalformedResponseError
+
+if TYPE_CHECKING:
+    from drafts_pipeline.llm.batches import BatchAPI
 
 OPENAI_HOST = "api.openai.com"
 TOKEN_LIMIT_PARAMETERS = ("max_completion_tokens", "max_tokens")
@@ -61,6 +64,12 @@ class OpenAIChatProvider(LiveProvider):
         if self.temperature is not None:
             body["temperature"] = self.temperature
         return body
+
+    def batch_api(self) -> "BatchAPI":
+        """The Files and Batches endpoints (OpenAI's, or Moonshot's) on this resource's client."""
+        from drafts_pipeline.llm.batches import OpenAIBatches  # imports this module
+
+        return OpenAIBatches(self)
 
     def _send(self, client: openai.OpenAI, request: DraftRequest) -> ProviderReply:
         return chat_reply(client.chat.completions.create(**self.request_body(request)))

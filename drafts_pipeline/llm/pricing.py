@@ -11,15 +11,16 @@ prices them all, and no token is counted twice:
   `output_tokens` already includes thinking tokens.
 
 Prices are the providers' standard (not batch, not priority) short-context rates, in USD per
-million tokens. A model missing from the table has no cost (None, and a warning once), never a
-made-up zero; a prompt above a model's `max_prompt_tokens` is billed on another tariff, so it
-also has no cost rather than a wrong one.
+million tokens; `ModelPrice.batch()` is the same model's price in a batch (every rate times the
+model's `batch_factor`). A model missing from the table has no cost (None, and a warning once),
+never a made-up zero; a prompt above a model's `max_prompt_tokens` is billed on another tariff,
+so it also has no cost rather than a wrong one.
 """
 
 import logging
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from drafts_pipeline.llm.generation import TokenUsage
@@ -27,6 +28,15 @@ from drafts_pipeline.llm.generation import TokenUsage
 logger = logging.getLogger(__name__)
 
 MILLION = Decimal(1_000_000)
+# What a batch costs against the same tokens sent live, read 2026-11: Anthropic's Message Batches
+# and OpenAI's Batch API charge 50% of the standard input and output rates (platform.claude.com/
+# docs/en/build-with-claude/batch-processing, which applies the discount to all usage, cache reads
+# and writes included; developers.openai.com/api/docs/pricing, batch column). Moonshot charges 60%
+# (platform.kimi.ai/docs/pricing/batch: "60% of the standard model price"; its batch guide says
+# "saving 40%"). Assumed where a page does not say it: cached input and cache writes in a batch
+# take the same factor as every other rate (OpenAI's and Moonshot's cached input).
+BATCH_DISCOUNT = Decimal("0.5")
+MOONSHOT_BATCH_FACTOR = Decimal("0.6")
 OFFLINE_PREFIX = "offline-"
 SNAPSHOT_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2})$")
 
@@ -40,11 +50,24 @@ class ModelPrice:
     output: Decimal
     cache_write: Decimal | None = None
     max_prompt_tokens: int | None = None
+    batch_factor: Decimal = BATCH_DISCOUNT
 
     @property
     def cache_write_rate(self) -> Decimal:
         """Cache writes cost the input rate unless the provider bills them apart."""
         return self.input if self.cache_write is None else self.cache_write
+
+    def batch(self) -> "ModelPrice":
+        """The price of the same tokens sent in a provider's batch: every rate, cached input
+        and cache writes included, times `batch_factor`."""
+        factor = self.batch_factor
+        return replace(
+            self,
+            input=self.input * factor,
+            cached_input=self.cached_input * factor,
+            output=self.output * factor,
+            cache_write=self.cache_write * factor if self.cache_write is not None else None,
+        )
 
 
 def token_count(value: object) -> int:
@@ -63,6 +86,7 @@ def _price(
     output: str,
     cache_write: str | None = None,
     max_prompt_tokens: int | None = None,
+    batch_factor: Decimal = BATCH_DISCOUNT,
 ) -> ModelPrice:
     return ModelPrice(
         input=Decimal(input_),
@@ -70,6 +94,7 @@ def _price(
         output=Decimal(output),
         cache_write=Decimal(cache_write) if cache_write is not None else None,
         max_prompt_tokens=max_prompt_tokens,
+        batch_factor=batch_factor,
     )
 
 
@@ -86,7 +111,7 @@ PRICES: dict[str, ModelPrice] = {
     "gpt-6-sol": _price("2", "0.20", "10", cache_write="2.50", max_prompt_tokens=272_000),
     "gpt-6-luna": _price("0.10", "0.01", "0.50", cache_write="0.125", max_prompt_tokens=272_000),
     "gpt-5.1": _price("1.25", "0.125", "10"),
-    "kimi-k3": _price("3", "0.30", "15"),
+    "kimi-k3": _price("3", "0.30", "15", batch_factor=MOONSHOT_BATCH_FACTOR),
 }
 
 _warned: set[str] = set()
@@ -119,12 +144,14 @@ def resolve_price(
     input_usd_per_mtok: float | str | Decimal | None = None,
     cached_input_usd_per_mtok: float | str | Decimal | None = None,
     output_usd_per_mtok: float | str | Decimal | None = None,
+    batch_factor: float | str | Decimal | None = None,
 ) -> ModelPrice | None:
     """The table's price with configured overrides winning; None (and a warning once) when
     the input or output rate is known neither from config nor from the table.
 
     A cached-input rate not given anywhere defaults to the input rate (no discount assumed);
-    cache writes follow the input rate once that is overridden.
+    cache writes follow the input rate once that is overridden; the batch factor is the
+    configured one, else the table's, else `BATCH_DISCOUNT`.
     """
     listed = table_price(model)
     input_rate = _decimal(input_usd_per_mtok)
@@ -145,12 +172,16 @@ def resolve_price(
     if cached_rate is None:
         cached_rate = listed.cached_input if listed is not None else input_rate
     overridden_input = input_usd_per_mtok is not None
+    factor = _decimal(batch_factor)
+    if factor is None:
+        factor = listed.batch_factor if listed is not None else BATCH_DISCOUNT
     return ModelPrice(
         input=input_rate,
         cached_input=cached_rate,
         output=output_rate,
         cache_write=listed.cache_write if listed is not None and not overridden_input else None,
         max_prompt_tokens=listed.max_prompt_tokens if listed is not None else None,
+        batch_factor=factor,
     )
 
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -26,6 +26,9 @@ from drafts_pipeline.llm.keys import MISSING, UnusableKey, key_problem
 from drafts_pipeline.llm.limits import PaceBook, RequestLimiter
 from drafts_pipeline.llm.pricing import ModelPrice, resolve_price
 from drafts_pipeline.llm.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from drafts_pipeline.llm.batches import BatchAPI
 
 DEFAULT_MAX_OUTPUT_TOKENS = 8192
 
@@ -112,6 +115,11 @@ class LiveProvider(dg.ConfigurableResource):
     input_usd_per_mtok: float | None = None
     cached_input_usd_per_mtok: float | None = None
     output_usd_per_mtok: float | None = None
+    batch_price_factor: float | None = Field(
+        default=None,
+        description="A batch's price against live, e.g. 0.5 for half; None takes the price "
+        "table's (0.5 for Anthropic and OpenAI models, 0.6 for Moonshot's).",
+    )
     backoff_jitter: str = Field(
         default="equal",
         description="`equal` waits at least half of each backoff step; "
@@ -157,6 +165,9 @@ class LiveProvider(dg.ConfigurableResource):
             self.retry_policy()
             RequestLimiter(self.max_in_flight, self.requests_per_minute)
             self._check_settings()
+            factor = self.batch_price_factor
+            if factor is not None and not 0 < factor <= 1:
+                raise ValueError(f"batch_price_factor must be above 0 and at most 1, not {factor}")
         except ValueError as error:
             raise ConfigurationError(f"{self.name}: {error}") from None
         self.price()
@@ -183,6 +194,7 @@ class LiveProvider(dg.ConfigurableResource):
             input_usd_per_mtok=self.input_usd_per_mtok,
             cached_input_usd_per_mtok=self.cached_input_usd_per_mtok,
             output_usd_per_mtok=self.output_usd_per_mtok,
+            batch_factor=self.batch_price_factor,
         )
 
     def share_pace(self, book: PaceBook) -> None:
@@ -300,3 +312,7 @@ class LiveProvider(dg.ConfigurableResource):
     def _send(self, client: Any, request: DraftRequest) -> ProviderReply:
         """One HTTP attempt; raises the SDK's exception, or `MalformedResponseError`."""
         raise NotImplementedError(f"{type(self).__name__} has no wire API")
+
+    def batch_api(self) -> "BatchAPI":
+        """The provider's batch API (`batches.py`), on the same SDK client and key."""
+        raise NotImplementedError(f"{type(self).__name__} has no batch API")

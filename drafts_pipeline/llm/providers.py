@@ -28,6 +28,7 @@ from drafts_pipeline.llm.generation import CallLog, Generation
 from drafts_pipeline.llm.limits import PaceBook
 from drafts_pipeline.llm.offline import OfflineProvider
 from drafts_pipeline.llm.openai_chat import OpenAIChatProvider
+from drafts_pipeline.llm.pricing import MOONSHOT_BATCH_FACTOR
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider, Outcome
 from drafts_pipeline.settings import LLM_MODES
 
@@ -85,7 +86,10 @@ PROVIDER_SPECS: tuple[ProviderSpec, ...] = (
         key_env="MOONSHOT_API_KEY",
         base_url_env="MOONSHOT_BASE_URL",
         default_base_url="https://api.moonshot.ai/v1",
-        settings=(("token_limit_parameter", "max_tokens"),),
+        settings=(
+            ("token_limit_parameter", "max_tokens"),
+            ("batch_price_factor", float(MOONSHOT_BATCH_FACTOR)),
+        ),
     ),
 )
 
@@ -110,6 +114,7 @@ TUNABLE_SETTINGS: dict[str, type] = {
     "input_usd_per_mtok": float,
     "cached_input_usd_per_mtok": float,
     "output_usd_per_mtok": float,
+    "batch_price_factor": float,
     "token_limit_parameter": str,
 }
 

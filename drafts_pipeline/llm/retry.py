@@ -204,7 +204,9 @@ def classify(error: BaseException, *, key_env_var: str = "the API key variable")
         return classify_status(
             error.status_code, error.response.headers, error.body, key_env_var=key_env_var
         )
-    return Failure(False, "unexpected", f"unexpected {type(error).__name__}: {_clean(str(error))}")
+    return Failure(
+        False, "unexpected", f"unexpected {type(error).__name__}: {clean_message(str(error))}"
+    )
 
 
 def classify_status(
@@ -284,10 +286,10 @@ def _error_fields(body: object) -> tuple[str | None, str | None, str | None]:
             code = inner.get("code")
             if code is None and isinstance(details, Mapping):
                 code = details.get("error_code")
-            return _text(inner.get("type")), _text(code), _clean(_text(inner.get("message")))
-        return None, None, _clean(_text(inner))
+            return _text(inner.get("type")), _text(code), clean_message(_text(inner.get("message")))
+        return None, None, clean_message(_text(inner))
     if isinstance(body, str | bytes):
-        return None, None, _clean(_text(body))
+        return None, None, clean_message(_text(body))
     return None, None, None
 
 
@@ -300,7 +302,7 @@ def _text(value: object) -> str | None:
     return text or None
 
 
-def _clean(message: str | None) -> str | None:
+def clean_message(message: str | None) -> str | None:
     """A provider message safe to store: key-like tokens removed, one line, short."""
     if not message:
         return None
