@@ -12,7 +12,7 @@ partition.
 import enum
 import queue
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import dagster as dg
@@ -104,7 +104,7 @@ class DraftConfig(dg.Config):
     `provider_batches_sensor` asks for)."""
 
 
-def submit_mode(config: DraftConfig, tags: dict[str, str], setting: str) -> str:
+def submit_mode(config: DraftConfig, tags: Mapping[str, str], setting: str) -> str:
     """`live` or `batch`: the run config's choice, else the run's tag, else the setting."""
     if config.submit is not None:
         return config.submit.value

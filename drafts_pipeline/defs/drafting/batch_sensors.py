@@ -1,6 +1,8 @@
 """`provider_batches_sensor`: asks the providers about the batches they are working on, and
 requests the runs that collect those they are done with."""
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -30,8 +32,8 @@ MAX_POLLS_PER_TICK = 50
 MAX_FAILED_COLLECTIONS = 3
 # A batch still `submitting` after this long was left so by a run that died.
 STALE_SUBMISSION = timedelta(hours=1)
-# The tag naming the provider batch (its row in the store) that a collecting run collects.
-BATCH_TAG = "drafts/provider_batch"
+# Tags of a collecting run: one per provider batch (its row in the store) that it collects.
+BATCH_TAG_PREFIX = "drafts/provider_batch_"
 COLLECT_CONFIG = {"ops": {"provider_drafts": {"config": {"collect": True}}}}
 
 
@@ -60,23 +62,41 @@ def poll_batches(
     return problems
 
 
+def batch_tag(batch_id: int) -> str:
+    """The tag a collecting run carries for each batch (its row in the store) it collects."""
+    return f"{BATCH_TAG_PREFIX}{batch_id}"
+
+
 def plan_collection(
-    held: HeldBatch, partition_order: Mapping[str, int], batch_size: int, earlier_runs: int
+    waiting: Sequence[tuple[HeldBatch, int]], partition_order: Mapping[str, int], batch_size: int
 ) -> list[dg.RunRequest]:
-    """Runs of `draft_tasks` that collect a finished batch: its tasks still claimed, in ranges
-    of partitions next to each other (a range covers every partition between its ends) of at
-    most `batch_size`; run keys numbered past the batch's `earlier_runs`."""
-    runs = contiguous_batches(
-        held.task_ids, partition_order, batch_size, ramp_up=False, ramp_down=False
+    """Runs of `draft_tasks` that collect the finished batches `waiting` (each with the number
+    of runs that collected it before): their tasks still claimed, together (a step collects
+    every finished batch of its tasks, so the batches of one run's providers share a run), in
+    ranges of partitions next to each other (a range covers every partition between its ends)
+    of at most `batch_size`. Each run is tagged with the batches it collects; its key names
+    them, their earlier runs and its range."""
+    batches_of: dict[str, list[int]] = {}
+    for held, _ in waiting:
+        for task_id in held.task_ids:
+            batches_of.setdefault(task_id, []).append(held.batch.id)
+    earlier = {held.batch.id: runs for held, runs in waiting}
+    ranges = contiguous_batches(
+        list(batches_of), partition_order, batch_size, ramp_up=False, ramp_down=False
     )
-    return [
-        dg.RunRequest(
-            run_key=f"provider-batch-{held.batch.id}-collect-{earlier_runs + index}",
-            tags={**range_tags(run[0], run[-1]), BATCH_TAG: str(held.batch.id)},
-            run_config=COLLECT_CONFIG,
+    requests = []
+    for tasks in ranges:
+        ids = sorted({batch_id for task_id in tasks for batch_id in batches_of[task_id]})
+        signature = json.dumps([tasks[0], tasks[-1], [(i, earlier[i]) for i in ids]])
+        digest = hashlib.sha256(signature.encode()).hexdigest()[:16]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"provider-batches-{digest}",
+                tags={**range_tags(tasks[0], tasks[-1]), **{batch_tag(i): "collect" for i in ids}},
+                run_config=COLLECT_CONFIG,
+            )
         )
-        for index, run in enumerate(runs)
-    ]
+    return requests
 
 
 def _runs(
@@ -84,7 +104,9 @@ def _runs(
 ) -> int:
     return instance.get_runs_count(
         dg.RunsFilter(
-            job_name=draft_tasks_job.name, tags={BATCH_TAG: str(batch_id)}, statuses=list(statuses)
+            job_name=draft_tasks_job.name,
+            tags={batch_tag(batch_id): "collect"},
+            statuses=list(statuses),
         )
     )
 
@@ -95,7 +117,7 @@ def collection_requests(
     batch_size: int,
     log: logging.Logger | dg.DagsterLogManager,
 ) -> list[dg.RunRequest]:
-    """Runs for each finished batch that holds tasks and has no collecting run queued or
+    """Runs for the finished batches that hold tasks and have no collecting run queued or
     going; a finished batch that holds none is marked collected."""
     waiting: list[tuple[HeldBatch, int]] = []
     for held in store.batches_to_collect():
@@ -108,8 +130,8 @@ def collection_requests(
         if failed >= MAX_FAILED_COLLECTIONS:
             log.warning(
                 f"{held.batch.provider} batch {held.batch.batch_id}: {failed} collecting runs "
-                "failed; no more are requested (see their errors, then launch one with the "
-                f"config {COLLECT_CONFIG} over its tasks)"
+                "failed; no more are requested (see their errors, then launch `draft_tasks` "
+                f"over its tasks with the config {COLLECT_CONFIG})"
             )
             continue
         waiting.append((held, _runs(instance, held.batch.id, [])))
@@ -119,11 +141,7 @@ def collection_requests(
     keys = [task_id for held, _ in waiting for task_id in held.task_ids]
     instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, list(dict.fromkeys(keys)))
     order = {key: i for i, key in enumerate(instance.get_dynamic_partitions(TASK_PARTITIONS_NAME))}
-    return [
-        request
-        for held, earlier in waiting
-        for request in plan_collection(held, order, batch_size, earlier)
-    ]
+    return plan_collection(waiting, order, batch_size)
 
 
 @dg.sensor(

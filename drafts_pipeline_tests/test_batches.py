@@ -1,0 +1,529 @@
+"""Batch mode end to end: the drafting step submits one batch per provider to the fake server's
+batch endpoints, `provider_batches_sensor` sees it end and requests the collecting run, which
+stores each answer once at the batch price and holds the ballot; claims keep live runs off the
+tasks meanwhile."""
+
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from pydantic import PrivateAttr
+from sqlalchemy import func, select, update
+
+from drafts_pipeline.definitions import ASSETS, build_resources, defs
+from drafts_pipeline.defs.drafting.batch_sensors import (
+    BATCH_POLL_INTERVAL_S,
+    COLLECT_CONFIG,
+    plan_collection,
+    provider_batches_sensor,
+)
+from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
+from drafts_pipeline.defs.drafting.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    TASK_PARTITIONS_NAME,
+    range_tags,
+)
+from drafts_pipeline.drafting.batch_collect import BATCH_ITEM_ERROR, collect_batches
+from drafts_pipeline.drafting.batch_submit import CLAIM_MARGIN, submit_batch
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.batches import HeldBatch, NewBatch
+from drafts_pipeline.store.models import DraftClaim, DraftVersion, LLMCall, ProviderBatch, utcnow
+from drafts_pipeline.store.schema import engine_for
+from drafts_pipeline_tests.factories import make_task, with_prompts
+from drafts_pipeline_tests.fake_providers import FakeProviderServer, Fault, FixedUsage
+from drafts_pipeline_tests.graph_runs import materialize_tasks
+from drafts_pipeline_tests.provider_doubles import HookedOpenAIProvider
+
+FAST: dict[str, Any] = {"initial_delay_s": 0.01, "max_delay_s": 0.05, "requests_per_minute": 60_000}
+BATCH = {"ops": {"provider_drafts": {"config": {"submit": "batch"}}}}
+NAMES = [spec.name for spec in PROVIDER_SPECS]
+# What the fake server reports for every answer, live or in a batch, so costs are round figures.
+USAGE = FixedUsage(input_tokens=1_000, output_tokens=200)
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str) -> DraftStore:
+    store = DraftStore(database_url=sqlite_url)
+    store.upgrade()
+    return store
+
+
+@pytest.fixture
+def server(fake_providers: FakeProviderServer) -> FakeProviderServer:
+    for name in NAMES:
+        fake_providers.script(name).usage = USAGE
+    return fake_providers
+
+
+def add_tasks(store: DraftStore, count: int) -> list[str]:
+    ids = [f"bulk.module.handler_{i}" for i in range(count)]
+    store.add_tasks(
+        [make_task(task_id, code=f"def handler_{i}(event, context=None):\n    return event\n")
+         for i, task_id in enumerate(ids)]
+    )  # fmt: skip
+    return ids
+
+
+class LenientOpenAIProvider(HookedOpenAIProvider):
+    """Kimi's resource: its SDK client parses answers leniently, as in production (Moonshot's
+    file objects carry a status outside OpenAI's schema). A class default, because Dagster
+    builds a run's resources anew and the instance's private settings do not follow."""
+
+    _strict: bool = PrivateAttr(default=False)
+
+
+def providers_of(server: FakeProviderServer) -> dict[str, object]:
+    """Live resources on the fake server."""
+    kimi = next(spec for spec in PROVIDER_SPECS if spec.name == "kimi")
+    resources: dict[str, object] = {
+        spec.resource_key: server.resource(spec.name, **FAST) for spec in PROVIDER_SPECS
+    }
+    resources[kimi.resource_key] = LenientOpenAIProvider(
+        name=kimi.name,
+        model=kimi.default_model,
+        api_key=server.script(kimi.name).api_key,
+        api_key_env_var=kimi.key_env,
+        base_url=server.base_url(kimi.name),
+        **FAST,
+    )
+    return resources
+
+
+def job_over(store: DraftStore, server: FakeProviderServer) -> dg.JobDefinition:
+    """`draft_tasks` as the daemon runs it, with the fake server's providers."""
+    defs = dg.Definitions(
+        assets=ASSETS,
+        jobs=[draft_tasks_job],
+        resources={**build_resources("live", store.database_url), **providers_of(server)},
+        executor=dg.in_process_executor,
+    )
+    return defs.resolve_job_def(draft_tasks_job.name)
+
+
+def run(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    server: FakeProviderServer,
+    ids: list[str],
+    run_config: dict | None = None,
+    tags: dict[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
+    new = [k for k in ids if not instance.has_dynamic_partition(TASK_PARTITIONS_NAME, k)]
+    instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, new)
+    return job_over(store, server).execute_in_process(
+        instance=instance,
+        tags={**range_tags(ids[0], ids[-1]), **(tags or {})},
+        run_config=run_config,
+        raise_on_error=False,
+    )
+
+
+def tick(
+    instance: dg.DagsterInstance, store: DraftStore, server: FakeProviderServer
+) -> dg.SensorResult:
+    # A context manager: the providers' resources close their SDK clients at its end.
+    with dg.build_sensor_context(
+        instance=instance, resources={"store": store, **providers_of(server)}
+    ) as context:
+        # As the daemon evaluates it (a direct call passes the resources as arguments).
+        data = provider_batches_sensor.evaluate_tick(context)
+    return dg.SensorResult(run_requests=data.run_requests, skip_reason=data.skip_message)
+
+
+def collect(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    server: FakeProviderServer,
+    request: dg.RunRequest,
+) -> dg.ExecuteInProcessResult:
+    """Run what the sensor requested, as the daemon would."""
+    result = job_over(store, server).execute_in_process(
+        instance=instance, tags=request.tags, run_config=request.run_config, raise_on_error=False
+    )
+    assert result.success
+    return result
+
+
+def batches(store: DraftStore) -> dict[str, ProviderBatch]:
+    with store._session() as session:
+        rows = session.scalars(select(ProviderBatch).order_by(ProviderBatch.id)).all()
+    return {row.provider: row for row in rows}
+
+
+def claims(store: DraftStore) -> list[tuple[str, str, str]]:
+    with store._session() as session:
+        return list(
+            session.execute(select(DraftClaim.task_id, DraftClaim.provider, DraftClaim.run_id))
+        )
+
+
+def count(store: DraftStore, model: type) -> int:
+    with store._session() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def this_run(instance: dg.DagsterInstance, asset: str, task_id: str) -> str:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(dg.AssetKey(asset), asset_partitions=[task_id]), limit=1
+    ).records
+    materialisation = records[0].asset_materialization
+    assert materialisation is not None
+    return str(materialisation.metadata["this_run"].value)
+
+
+def run_log(instance: dg.DagsterInstance, run_id: str) -> str:
+    return "\n".join(
+        event.user_message for event in instance.all_logs(run_id) if event.user_message
+    )
+
+
+def live_requests(server: FakeProviderServer) -> dict[str, int]:
+    return {name: server.script(name).calls for name in NAMES}
+
+
+# USD per million tokens in a batch, by hand from the price table: half of claude-sonnet-5-5's
+# and gpt-6.2-sol's 2 in / 10 out, 60% of kimi-k3's 3 in / 15 out (Moonshot's batch price).
+BATCH_COST = {
+    "claude": Decimal("0.001000") + Decimal("0.001000"),  # 1000 x $1 + 200 x $5, per million
+    "openai": Decimal("0.001000") + Decimal("0.001000"),
+    "kimi": Decimal("0.001800") + Decimal("0.001800"),  # 1000 x $1.8 + 200 x $9
+}
+LIVE_COST = {"claude": Decimal("0.004"), "openai": Decimal("0.004"), "kimi": Decimal("0.006")}
+
+
+def test_a_batch_submitted_by_run_config_is_collected_once_at_the_batch_price(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = sqlite_store
+    ids = add_tasks(store, 4)
+    submitted = run(instance, store, server, ids, BATCH)
+    assert submitted.success
+
+    # No live call; one batch per provider, holding every task; no draft yet.
+    assert live_requests(server) == {name: 0 for name in NAMES}
+    assert {name: len(server.script(name).batches) for name in NAMES} == dict.fromkeys(NAMES, 1)
+    rows = batches(store)
+    assert {row.status for row in rows.values()} == {"in_progress"}
+    assert all(row.task_ids == ids and row.run_id == submitted.run_id for row in rows.values())
+    prompts = store.tasks_by_id(ids)
+    assert rows["claude"].prompt_hashes == [prompts[t].prompt_hash for t in ids]
+    assert count(store, DraftVersion) == 0 and count(store, LLMCall) == 0
+    assert sorted(claims(store)) == sorted(
+        (task_id, name, rows[name].holder) for task_id in ids for name in NAMES
+    )
+    expires = rows["claude"].expires_at
+    assert expires is not None
+    with store._session() as session:
+        lease = session.scalar(select(func.min(DraftClaim.lease_expires_at)))
+    assert lease is not None and lease.replace(tzinfo=None) == (expires + CLAIM_MARGIN).replace(
+        tzinfo=None
+    )
+    # The ballot left the tasks to their batches; the run says what it did.
+    assert store.task_ids("drafting") == ids
+    assert {t.attempts for t in store.tasks_by_id(ids).values()} == {0}
+    for spec in PROVIDER_SPECS:
+        batch_id = rows[spec.name].batch_id
+        assert this_run(instance, spec.asset_name, ids[0]) == f"submitted in batch {batch_id}"
+        assert f"submitted in provider batch {batch_id}" in run_log(instance, submitted.run_id)
+
+    # The batches end; the sensor's tick asks once and requests one run over the four tasks.
+    result = tick(instance, store, server)
+    [request] = result.run_requests or []
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (ids[0], ids[-1])
+    assert request.run_config == COLLECT_CONFIG
+    assert {row.status for row in batches(store).values()} == {"ended"}
+    collected = collect(instance, store, server, request)
+
+    assert live_requests(server) == {name: 0 for name in NAMES}
+    assert store.task_ids("voting") == ids
+    assert claims(store) == []
+    assert {row.status for row in batches(store).values()} == {"collected"}
+    with store._session() as session:
+        drafts = session.scalars(select(DraftVersion)).all()
+        calls = session.scalars(select(LLMCall)).all()
+    assert Counter((d.task_id, d.provider, d.version) for d in drafts) == Counter(
+        {(t, name, 1): 1 for t in ids for name in NAMES}
+    )
+    for draft in drafts:
+        assert draft.status == "valid" and draft.label is not None
+        assert (
+            draft.cost_usd
+            == BATCH_COST[draft.provider]
+            == LIVE_COST[draft.provider]
+            * (Decimal("0.6") if draft.provider == "kimi" else Decimal("0.5"))
+        )
+        assert draft.prompt_hash == prompts[draft.task_id].prompt_hash
+        assert draft.run_id == collected.run_id and draft.latency_ms is None
+    assert len(calls) == 12
+    assert all(c.cost_usd == BATCH_COST[c.provider] and c.run_id == collected.run_id for c in calls)
+    day = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    usage = store.usage_between(day, day + timedelta(days=1))
+    assert sum(row["calls"] for row in usage) == 12
+    assert sum(row["cost_usd"] for row in usage) == 4 * sum(BATCH_COST.values())
+    for spec in PROVIDER_SPECS:
+        batch_id = rows[spec.name].batch_id
+        assert this_run(instance, spec.asset_name, ids[-1]) == f"collected from batch {batch_id}"
+
+    # Nothing left to collect; collecting again stores and records nothing more.
+    assert not tick(instance, store, server).run_requests
+    collect(instance, store, server, request)
+    assert (count(store, DraftVersion), count(store, LLMCall)) == (12, 12)
+
+
+def test_two_collections_of_one_batch_store_each_answer_once(
+    sqlite_store: DraftStore, server: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both see the batch holding the tasks (as two runs that start together do): the second
+    stores no draft and records no call."""
+    store = sqlite_store
+    ids = add_tasks(store, 3)
+    tasks = with_prompts(store, ids)
+    claude = server.resource("claude", **FAST)
+    report = submit_batch(store, claude, tasks, run_id="run-submit")
+    assert report.outcomes["submitted"] == 3
+    [row] = batches(store).values()
+    store.batch_polled(row.id, "ended")
+    seen = store.finished_batches_holding(ids, "claude")
+    monkeypatch.setattr(
+        DraftStore, "finished_batches_holding", lambda self, task_ids, provider: list(seen)
+    )
+    first = collect_batches(store, claude, tasks, run_id="run-a")
+    second = collect_batches(store, claude, tasks, run_id="run-b")
+    assert first.outcomes["valid"] == 3 and second.outcomes["valid"] == 0
+    assert second.outcomes["superseded"] == 3
+    assert (count(store, DraftVersion), count(store, LLMCall)) == (3, 3)
+    assert store.settle_batch(row.id)
+
+
+def test_an_expired_batch_returns_its_tasks_to_drafting_and_a_live_run_then_drafts_them(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    store = sqlite_store
+    ids = add_tasks(store, 3)
+    for name in NAMES:
+        server.script(name).batch_expire = True
+    assert run(instance, store, server, ids, BATCH).success
+    [request] = tick(instance, store, server).run_requests or []
+    assert {row.status for row in batches(store).values()} == {"expired"}
+    collect(instance, store, server, request)
+
+    assert store.task_ids("drafting") == ids
+    assert claims(store) == [] and count(store, DraftVersion) == 0 and count(store, LLMCall) == 0
+    assert {row.status for row in batches(store).values()} == {"collected"}
+    batch_id = batches(store)["openai"].batch_id
+    assert this_run(instance, "openai_draft", ids[1]).startswith(f"expired in batch {batch_id}")
+    # Then the ballot works as for live drafts: the next (live) run drafts and moves them.
+    again = run(instance, store, server, ids)
+    assert again.success and store.task_ids("voting") == ids
+    assert live_requests(server) == dict.fromkeys(NAMES, 3)
+
+
+def test_an_errored_item_gets_a_failed_draft_and_the_others_still_make_the_quorum(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    store = sqlite_store
+    ids = add_tasks(store, 3)
+    server.script("claude").batch_item_errors = {1: "server_error"}
+    assert run(instance, store, server, ids, BATCH).success
+    [request] = tick(instance, store, server).run_requests or []
+    collect(instance, store, server, request)
+
+    failed = store.latest_drafts([ids[1]], "claude")[ids[1]]
+    assert failed.status == "failed" and failed.cost_usd is None
+    assert failed.validation["provider"]["error_type"] == BATCH_ITEM_ERROR
+    assert store.task_ids("voting") == ids
+    with store._session() as session:
+        errors = session.scalars(select(LLMCall.error_type).where(LLMCall.task_id == ids[1])).all()
+    assert sorted(errors, key=str) == sorted([BATCH_ITEM_ERROR, None, None], key=str)
+
+
+@pytest.mark.parametrize(
+    "database",
+    ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow])],
+)
+def test_a_live_run_while_a_batch_is_pending_calls_for_none_of_its_tasks(
+    database: str,
+    request: pytest.FixtureRequest,
+    instance: dg.DagsterInstance,
+    server: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    store = DraftStore(database_url=request.getfixturevalue(f"{database}_url"))
+    store.upgrade()
+    ids = add_tasks(store, 3)
+    server.script("claude").batch_polls_until_done = 100
+    assert run(instance, store, server, ids, BATCH).success
+    holders = {row.holder for row in batches(store).values()}
+
+    live = run(instance, store, server, ids)
+    assert live.success
+    assert live_requests(server) == dict.fromkeys(NAMES, 0)
+    assert {holder for *_, holder in claims(store)} == holders and len(claims(store)) == 9
+    assert store.task_ids("drafting") == ids
+    assert {t.attempts for t in store.tasks_by_id(ids).values()} == {0}
+    assert this_run(instance, "claude_draft", ids[0]) == "claimed elsewhere"
+    engine_for(store.database_url).dispose()
+
+
+@pytest.mark.parametrize("how", ["tag", "setting"])
+def test_the_run_tag_or_the_setting_picks_batch_mode(
+    how: str,
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = add_tasks(sqlite_store, 2)
+    if how == "setting":
+        monkeypatch.setenv("DRAFTS_SUBMIT_MODE", "batch")
+    tags = {"drafts/submit": "batch"} if how == "tag" else None
+    assert run(instance, sqlite_store, server, ids, tags=tags).success
+    assert live_requests(server) == dict.fromkeys(NAMES, 0)
+    assert len(batches(sqlite_store)) == 3
+    # Run config wins over both.
+    more = add_tasks(sqlite_store, 3)[2:]
+    live = {"ops": {"provider_drafts": {"config": {"submit": "live"}}}}
+    assert run(instance, sqlite_store, server, more, live, tags=tags).success
+    assert live_requests(server) == dict.fromkeys(NAMES, 1)
+
+
+def test_a_bad_submit_tag_or_setting_fails_the_run_naming_it(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = add_tasks(sqlite_store, 1)
+    result = run(instance, sqlite_store, server, ids, tags={"drafts/submit": "bulk"})
+    failure = result.failure_data_for_node("provider_drafts")
+    assert failure is not None and "run tag drafts/submit='bulk' is not one of" in str(
+        failure.error
+    )
+    monkeypatch.setenv("DRAFTS_SUBMIT_MODE", "later")
+    result = run(instance, sqlite_store, server, ids)
+    failure = result.failure_data_for_node("provider_drafts")
+    assert failure is not None and "DRAFTS_SUBMIT_MODE='later' is not one of" in str(failure.error)
+    assert claims(sqlite_store) == [] and live_requests(server) == dict.fromkeys(NAMES, 0)
+
+
+def test_offline_mode_has_no_batches_and_drafts_offline_saying_so_once(
+    instance: dg.DagsterInstance, sqlite_store: DraftStore, data_dir: Path
+) -> None:
+    ids = add_tasks(sqlite_store, 2)
+    result = materialize_tasks(instance, sqlite_store.database_url, ids, run_config=BATCH)
+    assert result.success and sqlite_store.task_ids("voting") == ids
+    assert batches(sqlite_store) == {}
+    said = run_log(instance, result.run_id)
+    assert said.count("has no provider batches: this run drafts live (offline)") == 1
+
+
+def test_a_refused_batch_leaves_failed_drafts_and_no_claim(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    ids = add_tasks(sqlite_store, 2)
+    server.script("claude").batch_faults.append(Fault("bad_request"))
+    assert run(instance, sqlite_store, server, ids, BATCH).success
+    rows = batches(sqlite_store)
+    assert rows["claude"].status == "failed" and "400" in (rows["claude"].error or "")
+    assert rows["openai"].status == "in_progress"
+    drafts = sqlite_store.latest_drafts(ids, "claude")
+    assert {d.status for d in drafts.values()} == {"failed"}
+    assert {provider for _, provider, _ in claims(sqlite_store)} == {"openai", "kimi"}
+
+
+def test_the_sensor_asks_about_a_batch_at_most_once_a_minute(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    store = sqlite_store
+    ids = add_tasks(store, 2)
+    for name in NAMES:
+        server.script(name).batch_polls_until_done = 2
+    assert run(instance, store, server, ids, BATCH).success
+
+    def retrieves() -> int:
+        return sum(
+            1
+            for name in NAMES
+            for r in server.script(name).batch_requests
+            if r.path.rsplit("/", 1)[-1] == batches(store)[name].batch_id
+        )
+
+    first = tick(instance, store, server)
+    assert not first.run_requests and retrieves() == 3
+    assert not tick(instance, store, server).run_requests and retrieves() == 3
+    with store._session() as session, session.begin():
+        session.execute(
+            update(ProviderBatch).values(
+                polled_at=utcnow() - timedelta(seconds=BATCH_POLL_INTERVAL_S + 1)
+            )
+        )
+    [request] = tick(instance, store, server).run_requests or []
+    assert retrieves() == 6 and request.run_config == COLLECT_CONFIG
+
+
+def test_collection_runs_share_batches_and_cover_neighbouring_partitions_only() -> None:
+    first = ProviderBatch(id=7, task_ids=["t.4", "t.1", "t.2", "t.6"], holder="batch-x")
+    second = ProviderBatch(id=8, task_ids=["t.1", "t.2"], holder="batch-y")
+    order = {f"t.{i}": i for i in range(8)}
+    waiting = [(HeldBatch(first, list(first.task_ids)), 1), (HeldBatch(second, ["t.2"]), 0)]
+    requests = plan_collection(waiting, order, 2)
+    spans = [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in requests]
+    assert spans == [("t.1", "t.2"), ("t.4", "t.4"), ("t.6", "t.6")]
+    assert [sorted(k for k in r.tags if k.startswith("drafts/")) for r in requests] == [
+        ["drafts/provider_batch_7", "drafts/provider_batch_8"],
+        ["drafts/provider_batch_7"],
+        ["drafts/provider_batch_7"],
+    ]
+    assert len({r.run_key for r in requests}) == 3
+    # After a failed run, the same batches get runs of other keys.
+    again = plan_collection([(waiting[0][0], 4), waiting[1]], order, 2)
+    assert not {r.run_key for r in again} & {r.run_key for r in requests}
+
+
+def test_a_crash_before_the_provider_answers_leaves_a_submitting_row(
+    sqlite_store: DraftStore,
+) -> None:
+    """The row and the claims come first: a run that dies before the provider's answer
+    leaves them, for an operator to see."""
+    store = sqlite_store
+    ids = add_tasks(store, 2)
+    new = NewBatch("claude", "m", "s" * 64, "batch-crashed", "run-1")
+    held = store.open_batch(new, [(t, "h") for t in ids], utcnow() + timedelta(hours=30))
+    assert held is not None and held.task_ids == ids
+    # Another batch or a live run finds the tasks held.
+    other = NewBatch("claude", "m", "s" * 64, "batch-other", "run-2")
+    assert store.open_batch(other, [(t, "h") for t in ids], utcnow()) is None
+    assert store.claim_drafts(ids, "claude", "run-live", 60) == set()
+    assert [b.id for b in store.stale_submissions(utcnow() + timedelta(hours=2))] == [held.batch.id]
+    assert store.stale_submissions(utcnow() - timedelta(hours=2)) == []
+
+
+def test_the_sensor_is_on_by_default_and_looks_once_a_minute() -> None:
+    sensor = defs.resolve_sensor_def("provider_batches_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds == BATCH_POLL_INTERVAL_S == 60
+    assert sensor.job_name == draft_tasks_job.name
