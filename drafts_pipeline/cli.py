@@ -11,7 +11,7 @@ import click
 import dagster as dg
 
 from drafts_pipeline.errors import DraftsError
-from drafts_pipeline.settings import Settings
+from drafts_pipeline.settings import SUBMIT_MODES, Settings
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.schema import safe_url
 from drafts_pipeline.voting.leaderboard import DEFAULT_ROUNDS, DEFAULT_SEED
@@ -134,7 +134,11 @@ def _run_settings(batch_size: int | None, concurrent_runs: int | None) -> Settin
 
 
 def _run_drafting(
-    settings: Settings, batch_size: int | None, force: bool, concurrent_runs: int | None = None
+    settings: Settings,
+    batch_size: int | None,
+    force: bool,
+    concurrent_runs: int | None = None,
+    submit: str | None = None,
 ) -> list["BatchRun"]:
     """Draft every task in `drafting`, in-process, in the mode DRAFTS_LLM_MODE says.
 
@@ -155,6 +159,7 @@ def _run_drafting(
         concurrent_runs=concurrent_runs or settings.in_process_runs,
         force=force,
         on_home_instance=bool(os.environ.get("DAGSTER_HOME")),
+        submit=submit,
     )
 
 
@@ -166,14 +171,25 @@ def _run_drafting(
     help="Batch runs going at once (DRAFTS_IN_PROCESS_RUNS, default 3).",
 )
 @click.option("--force", is_flag=True, help="Regenerate drafts even where a valid one exists.")
-def run(batch_size: int | None, concurrent_runs: int | None, force: bool) -> None:
+@click.option(
+    "--submit",
+    type=click.Choice(SUBMIT_MODES),
+    help="`live` calls the providers now; `batch` sends each run's prompts to each provider as "
+    "one batch, half price, answered within a day: collect it with `batches collect` "
+    "(DRAFTS_SUBMIT_MODE, default live).",
+)
+def run(
+    batch_size: int | None, concurrent_runs: int | None, force: bool, submit: str | None
+) -> None:
     """Materialise the graph in-process for every task in `drafting`.
 
     With DAGSTER_HOME set, the runs are recorded in that Dagster instance (they show in its UI).
     """
     settings = _run_settings(batch_size, concurrent_runs)
+    if submit is None:
+        settings.require("submit_mode")
     _check_keys(settings.llm_mode)
-    runs = _run_drafting(settings, batch_size, force, concurrent_runs)
+    runs = _run_drafting(settings, batch_size, force, concurrent_runs, submit)
     _report_runs(runs)
 
 
@@ -212,6 +228,82 @@ def _report_runs(runs: list["BatchRun"]) -> None:
         click.echo("tasks: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     if failed:
         sys.exit(2 if expected else 1)
+
+
+@main.group()
+def batches() -> None:
+    """Provider batches (`run --submit batch`): list them, collect the finished ones."""
+
+
+@batches.command("list")
+def batches_list() -> None:
+    """Every provider batch, oldest first: status, tasks, the tasks it still holds, expiry."""
+    for held in _store().provider_batches():
+        batch = held.batch
+        expires = f"{batch.expires_at:%Y-%m-%d %H:%M} UTC" if batch.expires_at else "unknown"
+        click.echo(
+            f"#{batch.id} {batch.provider} {batch.batch_id or '(no provider id)'} "
+            f"{batch.status}: {len(batch.task_ids)} task(s), {len(held.task_ids)} still held; "
+            f"submitted {batch.submitted_at:%Y-%m-%d %H:%M} UTC, expires {expires}"
+            + (f"; {batch.error}" if batch.error else "")
+        )
+
+
+@batches.command("collect")
+@click.option("--wait", is_flag=True, help="Wait until no batch is in progress, then collect.")
+@click.option(
+    "--every",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds between looks at the providers while waiting.",
+)
+def batches_collect(wait: bool, every: int) -> None:
+    """Ask the providers about their batches now and collect the finished ones in-process:
+    what `provider_batches_sensor` and the runs it requests do under the daemon."""
+    import logging
+    import time
+
+    from drafts_pipeline.definitions import defs
+    from drafts_pipeline.defs.drafting.batch_sensors import poll_batches
+    from drafts_pipeline.llm.providers import PROVIDER_SPECS, provider_resources
+    from drafts_pipeline.runner import run_in_process
+    from drafts_pipeline.store.models import utcnow
+
+    settings = Settings.from_environment().require("llm_mode", "batch_size", "in_process_runs")
+    _check_keys(settings.llm_mode)
+    store = _store()
+    resources = provider_resources(settings.llm_mode)
+    providers = {spec.name: resources[spec.resource_key] for spec in PROVIDER_SPECS}
+    log = logging.getLogger(__name__)
+    while True:
+        look = utcnow()
+        while store.batches_to_poll(1, look):
+            for problem in poll_batches(store, providers, log, polled_before=look):
+                click.echo(f"warning: {problem}", err=True)
+        pending = store.provider_batches(["in_progress"])
+        if not wait or not pending:
+            break
+        click.echo(f"{len(pending)} batch(es) in progress; looking again in {every} s")
+        time.sleep(every)
+    finished = store.batches_to_collect()
+    for held in finished:
+        if not held.task_ids:
+            store.settle_batch(held.batch.id)
+    task_ids = list(dict.fromkeys(task_id for held in finished for task_id in held.task_ids))
+    if not task_ids:
+        click.echo(f"no finished batch to collect ({len(pending)} in progress)")
+        return
+    click.echo(f"collecting {len(task_ids)} task(s) from finished batches")
+    runs = run_in_process(
+        defs,
+        task_ids,
+        batch_size=settings.batch_size,
+        concurrent_runs=settings.in_process_runs,
+        on_home_instance=bool(os.environ.get("DAGSTER_HOME")),
+        collect=True,
+    )
+    _report_runs(runs)
 
 
 @main.command("demo")

@@ -195,8 +195,14 @@ def run_in_process(
     force: bool = False,
     log_level: str = "WARNING",
     on_home_instance: bool = False,
+    submit: str | None = None,
+    collect: bool = False,
 ) -> list[BatchRun]:
     """Draft every task in `task_ids`, then publish the voting-ready set.
+
+    `submit` (`live` or `batch`) is the drafting step's submission mode (None: the run's
+    setting); `collect` has the runs collect the finished provider batches of their tasks
+    instead of drafting.
 
     Up to `concurrent_runs` batch runs go at once, each in a thread with an ephemeral instance
     of its own holding just its batch's partitions. On the home instance the runs go one at a
@@ -215,7 +221,8 @@ def run_in_process(
     else:
         planned = [list(batch) for batch in batches(list(task_ids), batch_size)]
     with _planned_events_per_range():
-        return _run_batches(defs, planned, concurrent_runs, force, log_level, on_home_instance)
+        drafting = {"force": force, "collect": collect, **({"submit": submit} if submit else {})}
+        return _run_batches(defs, planned, concurrent_runs, drafting, log_level, on_home_instance)
 
 
 def _prefetch_publish_imports() -> None:
@@ -233,12 +240,12 @@ def _run_batches(
     defs: dg.Definitions,
     planned: list[list[str]],
     concurrent_runs: int,
-    force: bool,
+    drafting: Mapping[str, object],
     log_level: str,
     on_home_instance: bool,
 ) -> list[BatchRun]:
     loggers = {"loggers": {LOGGER_NAME: {"config": {"log_level": log_level}}}}
-    drafting_config = {**loggers, "ops": {"provider_drafts": {"config": {"force": force}}}}
+    drafting_config = {**loggers, "ops": {"provider_drafts": {"config": dict(drafting)}}}
     job = defs.resolve_job_def("draft_tasks").with_logger_defs({LOGGER_NAME: command_line_logger})
 
     def run_batch(batch: Sequence[str], run_id: str) -> BatchRun:

@@ -3,6 +3,9 @@ batch endpoints, `provider_batches_sensor` sees it end and requests the collecti
 stores each answer once at the batch price and holds the ballot; claims keep live runs off the
 tasks meanwhile."""
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -527,3 +530,39 @@ def test_the_sensor_is_on_by_default_and_looks_once_a_minute() -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.minimum_interval_seconds == BATCH_POLL_INTERVAL_S == 60
     assert sensor.job_name == draft_tasks_job.name
+
+
+@pytest.mark.slow
+def test_the_command_line_submits_a_batch_and_collects_it(
+    tmp_path: Path, sqlite_url: str, server: FakeProviderServer
+) -> None:
+    """`run --submit batch`, `batches list`, then `batches collect`, as a user runs them."""
+    store = DraftStore(database_url=sqlite_url)
+    store.upgrade()
+    ids = add_tasks(store, 3)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env |= {"DRAFTS_DATA_DIR": str(tmp_path / "data"), "DRAFTS_DATABASE_URL": sqlite_url}
+    env |= {"DRAFTS_LLM_MODE": "live"}
+    for spec in PROVIDER_SPECS:
+        env[spec.key_env] = server.script(spec.name).api_key or ""
+        env[spec.base_url_env] = server.base_url(spec.name)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "drafts_pipeline", *args],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    assert "1 run(s), 3 task(s), 0 failed run(s)" in cli("run", "--submit", "batch")
+    assert live_requests(server) == dict.fromkeys(NAMES, 0)
+    listed = cli("batches", "list").splitlines()
+    assert len(listed) == 3 and all("in_progress: 3 task(s), 3 still held" in n for n in listed)
+    said = cli("batches", "collect")
+    assert "collecting 3 task(s) from finished batches" in said
+    assert store.task_ids("voting") == ids and live_requests(server) == dict.fromkeys(NAMES, 0)
+    assert all(
+        " collected: 3 task(s), 0 still held" in line
+        for line in cli("batches", "list").splitlines()
+    )

@@ -5,7 +5,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
@@ -38,17 +38,22 @@ COLLECT_CONFIG = {"ops": {"provider_drafts": {"config": {"collect": True}}}}
 
 
 def poll_batches(
-    store: DraftStore, providers: Mapping[str, object], log: logging.Logger | dg.DagsterLogManager
+    store: DraftStore,
+    providers: Mapping[str, object],
+    log: logging.Logger | dg.DagsterLogManager,
+    polled_before: datetime | None = None,
 ) -> list[str]:
     """Ask each provider about its batches due for a look (at most `MAX_POLLS_PER_TICK`, none
-    asked within `BATCH_POLL_INTERVAL_S`) and record what it says; returns a line per batch
-    that could not be asked."""
+    asked since `polled_before`, by default `BATCH_POLL_INTERVAL_S` ago) and record what it
+    says; returns a line per batch that could not be asked."""
     problems: list[str] = []
-    due = utcnow() - timedelta(seconds=BATCH_POLL_INTERVAL_S)
+    due = polled_before or utcnow() - timedelta(seconds=BATCH_POLL_INTERVAL_S)
     for batch in store.batches_to_poll(MAX_POLLS_PER_TICK, due):
         provider = providers.get(batch.provider)
         if not isinstance(provider, LiveProvider) or batch.batch_id is None:
-            problems.append(f"{batch.provider} batch {batch.batch_id}: no live provider to ask")
+            problem = f"{batch.provider} batch {batch.batch_id}: no live provider to ask"
+            store.batch_polled(batch.id, None, error=problem)
+            problems.append(problem)
             continue
         try:
             state = provider.batch_api().state(batch.batch_id)
