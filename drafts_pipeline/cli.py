@@ -306,6 +306,23 @@ def batches_collect(wait: bool, every: int) -> None:
     _report_runs(runs)
 
 
+@batches.command("release")
+@click.argument("row", type=int)
+def batches_release(row: int) -> None:
+    """Release the tasks of batch ROW (its `#` in `batches list`) left `submitting` by a run
+    that died before the provider answered, and mark it failed. Look first in the provider's
+    own list of batches: one it did create is paid for, cannot be collected here, and is best
+    cancelled there."""
+    store = _store()
+    found = {held.batch.id: held for held in store.provider_batches()}
+    held = found.get(row)
+    if held is None or held.batch.status != "submitting":
+        status = "no such batch" if held is None else f"it is {held.batch.status}"
+        raise DraftsError(f"batch #{row} is not submitting ({status}): nothing released")
+    store.close_batch(row, "failed", "released by an operator: its run died while submitting")
+    click.echo(f"batch #{row}: {len(held.task_ids)} task(s) released, batch marked failed")
+
+
 @main.command("demo")
 def demo() -> None:
     """Discover the bundled sample code, draft it offline and print the voting-ready set."""

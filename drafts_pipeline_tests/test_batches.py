@@ -14,9 +14,11 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 from pydantic import PrivateAttr
 from sqlalchemy import func, select, update
 
+from drafts_pipeline.cli import main
 from drafts_pipeline.definitions import ASSETS, build_resources, defs
 from drafts_pipeline.defs.drafting.batch_sensors import (
     BATCH_POLL_INTERVAL_S,
@@ -33,6 +35,7 @@ from drafts_pipeline.defs.drafting.partitions import (
 )
 from drafts_pipeline.drafting.batch_collect import BATCH_ITEM_ERROR, collect_batches
 from drafts_pipeline.drafting.batch_submit import CLAIM_MARGIN, submit_batch
+from drafts_pipeline.errors import DraftsError
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import HeldBatch, NewBatch
@@ -508,7 +511,7 @@ def test_collection_runs_share_batches_and_cover_neighbouring_partitions_only() 
 
 
 def test_a_crash_before_the_provider_answers_leaves_a_submitting_row(
-    sqlite_store: DraftStore,
+    sqlite_store: DraftStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The row and the claims come first: a run that dies before the provider's answer
     leaves them, for an operator to see."""
@@ -523,6 +526,15 @@ def test_a_crash_before_the_provider_answers_leaves_a_submitting_row(
     assert store.claim_drafts(ids, "claude", "run-live", 60) == set()
     assert [b.id for b in store.stale_submissions(utcnow() + timedelta(hours=2))] == [held.batch.id]
     assert store.stale_submissions(utcnow() - timedelta(hours=2)) == []
+
+    # An operator releases them.
+    monkeypatch.setenv("DRAFTS_DATABASE_URL", store.database_url)
+    said = CliRunner().invoke(main, ["batches", "release", str(held.batch.id)])
+    assert said.exit_code == 0 and "2 task(s) released, batch marked failed" in said.output
+    assert claims(store) == [] and batches(store)["claude"].status == "failed"
+    again = CliRunner().invoke(main, ["batches", "release", str(held.batch.id)])
+    assert isinstance(again.exception, DraftsError)
+    assert "is not submitting (it is failed): nothing released" in str(again.exception)
 
 
 def test_the_sensor_is_on_by_default_and_looks_once_a_minute() -> None:
