@@ -472,3 +472,27 @@ def test_a_batch_price_factor_outside_0_to_1_fails_the_run_at_its_start(
 
     with pytest.raises(ConfigurationError, match="batch_price_factor"):
         live.setup_for_execution(dg.build_init_resource_context())
+
+
+@pytest.mark.parametrize("provider", ["openai", "kimi"])
+def test_a_batch_that_fails_validation_reports_every_item_errored_with_the_reason(
+    fake: FakeProviderServer, provider: str
+) -> None:
+    """An input file with a line that is not JSON fails the whole batch (status `failed`)."""
+    live = resource(fake, provider)
+    client = live.sdk_client()
+    line = {"custom_id": "0", "method": "POST", "url": "/v1/chat/completions"}
+    good = json.dumps({**line, "body": live.request_body(REQUESTS[0])})
+    uploaded = client.files.create(
+        file=("bad.jsonl", f"{good}\n{{not json\n".encode(), "application/jsonl"), purpose="batch"
+    )
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    api = live.batch_api()
+
+    assert poll_until_ended(api, batch.id) == ["failed"]
+    (item,) = api.results(batch.id)
+
+    assert (item.custom_id, item.kind, item.reply) == ("0", "errored", None)
+    assert item.error == "the batch failed: Line is not valid JSON."
