@@ -25,9 +25,10 @@ A batch ends at its `batch_polls_until_done`-th retrieve (default 1), or at the 
 cancel; its items are then answered as live requests with the same bodies would be. `batch_expire`
 ends it expired with only the first `batch_expire_answered` items answered; `batch_item_errors`
 ({position: fault kind}) errors those items (`malformed` cuts their result line short, `schema`
-answers 200 with a body off the schema); `fail_batch(endpoint, kind)` queues faults of the batch
-endpoints' own requests. Counters: `batches` (each batch as the fake holds it),
-`batch_items_answered` (items answered with a draft: what a provider bills), `batch_requests`.
+answers 200 with a body off the schema); `fail_batch(endpoint, kind)` queues faults for one batch
+endpoint's own requests, `batch_faults` for the next batch request whatever its endpoint.
+Counters: `batches` (each batch as the fake holds it), `batch_items_answered` (items answered
+with a draft: what a provider bills), `batch_requests`.
 
 Each provider has a `ProviderScript`: its latency, a rate limit (requests per window, then 429 with
 `retry-after`), a queue of faults (`script.fail("rate_limit", retry_after="0.2")`), a probability of
@@ -142,9 +143,9 @@ class ProviderScript:
     `requests` (headers, body, status, answer), `calls`, `statuses`, `max_in_flight`.
 
     Batches (`fake_batches.py`): `batch_polls_until_done`, `batch_expire`,
-    `batch_expire_answered`, `batch_item_errors`, `fail_batch` script them; `batches`,
-    `batch_items_answered` and `batch_requests` count them (batch requests are not in
-    `requests`).
+    `batch_expire_answered`, `batch_item_errors`, `fail_batch`, `batch_faults` script them;
+    `batches`, `batch_items_answered` and `batch_requests` count them (batch requests are not
+    in `requests`).
     """
 
     name: str
@@ -174,7 +175,8 @@ class ProviderScript:
     batch_expire: bool = False
     batch_expire_answered: int = 0
     batch_item_errors: dict[int, str] = field(default_factory=dict)
-    batch_faults: dict[str, deque[Fault]] = field(default_factory=dict)
+    batch_faults: deque[Fault] = field(default_factory=deque)
+    batch_endpoint_faults: dict[str, deque[Fault]] = field(default_factory=dict)
     batches: list[FakeBatch] = field(default_factory=list)
     batch_items_answered: int = 0
     batch_requests: list[RecordedRequest] = field(default_factory=list)
@@ -193,7 +195,7 @@ class ProviderScript:
         wires); a `timeout` fault answers after `delay_s`, too late for a client that gave up."""
         if endpoint not in BATCH_ENDPOINTS:
             raise ValueError(f"unknown batch endpoint {endpoint!r}; one of {BATCH_ENDPOINTS}")
-        queue = self.batch_faults.setdefault(endpoint, deque())
+        queue = self.batch_endpoint_faults.setdefault(endpoint, deque())
         queue.extend(Fault(kind, **options) for _ in range(times))
         return self
 
@@ -339,8 +341,10 @@ class FakeProviderServer:
                 return Fault("server_error")
             if script.down == "disconnect":
                 return Fault("disconnect")
-            queue = script.batch_faults.get(endpoint)
-            return queue.popleft() if queue else None
+            for queue in (script.batch_endpoint_faults.get(endpoint), script.batch_faults):
+                if queue:
+                    return queue.popleft()
+            return None
 
     def _rate_limited_for(self, script: ProviderScript, now: float) -> float | None:
         """Seconds until a place frees up when the window is full; else None, counting this one."""
