@@ -21,13 +21,14 @@ The batch endpoints (`fake_batches.py`) sit under the same prefixes, in each API
 | openai, kimi | `POST /files` (multipart), `GET /files/{id}/content`, `DELETE /files/{id}`, |
 | | `POST /batches`, `GET /batches/{id}`, `POST /batches/{id}/cancel` |
 
-A batch ends at its `batch_polls_until_done`-th retrieve (default 1),
-or at the retrieve after a cancel; its items are then answered as live requests with the same
-bodies would be. `batch_expire` ends it expired with only the first `batch_expire_answered` items
-answered; `batch_item_errors` ({position: fault kind}) errors those items (`malformed` cuts their
-result line short, `schema` answers 200 with a body off the schema); `batch_faults` are faults of
-the batch endpoints' own requests. Counters: `batches` (each batch as the fake holds it),
-`batch_items_answered` (items answered with a draft: what a provider bills), `batch_requests`.
+A batch ends at its `batch_polls_until_done`-th retrieve (default 1), or at the retrieve after a
+cancel; its items are then answered as live requests with the same bodies would be. `batch_expire`
+ends it expired with only the first `batch_expire_answered` items answered; `batch_item_errors`
+({position: fault kind}) errors those items (`malformed` cuts their result line short, `schema`
+answers 200 with a body off the schema); `fail_batch(endpoint, kind)` queues faults for one batch
+endpoint's own requests, `batch_faults` for the next batch request whatever its endpoint.
+Counters: `batches` (each batch as the fake holds it), `batch_items_answered` (items answered
+with a draft: what a provider bills), `batch_requests`.
 
 Each provider has a `ProviderScript`: its latency, a rate limit (requests per window, then 429 with
 `retry-after`), a queue of faults (`script.fail("rate_limit", retry_after="0.2")`), a probability of
@@ -142,9 +143,9 @@ class ProviderScript:
     `requests` (headers, body, status, answer), `calls`, `statuses`, `max_in_flight`.
 
     Batches (`fake_batches.py`): `batch_polls_until_done`, `batch_expire`,
-    `batch_expire_answered`, `batch_item_errors`, `batch_faults` script them; `batches`,
-    `batch_items_answered` and `batch_requests` count them (batch requests are not in
-    `requests`).
+    `batch_expire_answered`, `batch_item_errors`, `fail_batch`, `batch_faults` script them;
+    `batches`, `batch_items_answered` and `batch_requests` count them (batch requests are not
+    in `requests`).
     """
 
     name: str
@@ -175,6 +176,7 @@ class ProviderScript:
     batch_expire_answered: int = 0
     batch_item_errors: dict[int, str] = field(default_factory=dict)
     batch_faults: deque[Fault] = field(default_factory=deque)
+    batch_endpoint_faults: dict[str, deque[Fault]] = field(default_factory=dict)
     batches: list[FakeBatch] = field(default_factory=list)
     batch_items_answered: int = 0
     batch_requests: list[RecordedRequest] = field(default_factory=list)
@@ -183,6 +185,18 @@ class ProviderScript:
         """Queue `times` faults of one kind for the next requests, e.g.
         `fail("rate_limit", retry_after="0.2")`, `fail("timeout", delay_s=2)`."""
         self.faults.extend(Fault(kind, **options) for _ in range(times))
+        return self
+
+    def fail_batch(
+        self, endpoint: str, kind: str, times: int = 1, **options: Any
+    ) -> "ProviderScript":
+        """Queue `times` faults for the next requests to one batch endpoint: `create`,
+        `retrieve`, `cancel`, `results` (Anthropic), `upload`, `content`, `delete` (OpenAI
+        wires); a `timeout` fault answers after `delay_s`, too late for a client that gave up."""
+        if endpoint not in BATCH_ENDPOINTS:
+            raise ValueError(f"unknown batch endpoint {endpoint!r}; one of {BATCH_ENDPOINTS}")
+        queue = self.batch_endpoint_faults.setdefault(endpoint, deque())
+        queue.extend(Fault(kind, **options) for _ in range(times))
         return self
 
     @property
@@ -321,13 +335,16 @@ class FakeProviderServer:
                 return script.random_fault
             return None
 
-    def _next_batch_fault(self, script: ProviderScript) -> Fault | None:
+    def _next_batch_fault(self, script: ProviderScript, endpoint: str) -> Fault | None:
         with self._lock:
             if script.down == "500":
                 return Fault("server_error")
             if script.down == "disconnect":
                 return Fault("disconnect")
-            return script.batch_faults.popleft() if script.batch_faults else None
+            for queue in (script.batch_endpoint_faults.get(endpoint), script.batch_faults):
+                if queue:
+                    return queue.popleft()
+            return None
 
     def _rate_limited_for(self, script: ProviderScript, now: float) -> float | None:
         """Seconds until a place frees up when the window is full; else None, counting this one."""
@@ -402,13 +419,17 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {"bytes": len(raw)}
         recorded = RecordedRequest(self.path, headers, body, time.monotonic(), method=method)
-        answer = self._batch_answer(script, wire, endpoint, target, headers, raw)
         with self.fake._lock:
-            script.batch_requests.append(
-                replace(recorded, status=answer.status if answer else None)
+            script.batch_requests.append(recorded)
+            index = len(script.batch_requests) - 1
+        answer = self._batch_answer(script, wire, endpoint, target, headers, raw)
+        if answer is None:
+            return
+        with self.fake._lock:
+            script.batch_requests[index] = replace(
+                recorded, status=answer.status, answered_at=time.monotonic()
             )
-        if answer is not None:
-            self._write(answer)
+        self._write(answer)
 
     def _batch_answer(
         self,
@@ -421,7 +442,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> _Answer | None:
         if not _authorized(headers, script.api_key):
             return _error(wire, "unauthorized", script)
-        fault = self.fake._next_batch_fault(script)
+        fault = self.fake._next_batch_fault(script, endpoint)
         if fault is not None and fault.kind == "timeout":
             time.sleep(fault.delay_s)
         elif fault is not None:
@@ -490,17 +511,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 BATCH_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
-    ("POST", re.compile(r"^/claude/v1/messages/batches()$"), "anthropic_create"),
-    ("GET", re.compile(r"^/claude/v1/messages/batches/([^/]+)$"), "anthropic_retrieve"),
-    ("POST", re.compile(r"^/claude/v1/messages/batches/([^/]+)/cancel$"), "anthropic_cancel"),
-    ("GET", re.compile(r"^/claude/v1/messages/batches/([^/]+)/results$"), "anthropic_results"),
+    ("POST", re.compile(r"^/claude/v1/messages/batches()$"), "create"),
+    ("GET", re.compile(r"^/claude/v1/messages/batches/([^/]+)$"), "retrieve"),
+    ("POST", re.compile(r"^/claude/v1/messages/batches/([^/]+)/cancel$"), "cancel"),
+    ("GET", re.compile(r"^/claude/v1/messages/batches/([^/]+)/results$"), "results"),
     ("POST", re.compile(r"^/(?:openai|moonshot)/v1/files()$"), "upload"),
-    ("GET", re.compile(r"^/(?:openai|moonshot)/v1/files/([^/]+)/content$"), "file_content"),
-    ("DELETE", re.compile(r"^/(?:openai|moonshot)/v1/files/([^/]+)$"), "delete_file"),
-    ("POST", re.compile(r"^/(?:openai|moonshot)/v1/batches()$"), "openai_create"),
-    ("GET", re.compile(r"^/(?:openai|moonshot)/v1/batches/([^/]+)$"), "openai_retrieve"),
-    ("POST", re.compile(r"^/(?:openai|moonshot)/v1/batches/([^/]+)/cancel$"), "openai_cancel"),
+    ("GET", re.compile(r"^/(?:openai|moonshot)/v1/files/([^/]+)/content$"), "content"),
+    ("DELETE", re.compile(r"^/(?:openai|moonshot)/v1/files/([^/]+)$"), "delete"),
+    ("POST", re.compile(r"^/(?:openai|moonshot)/v1/batches()$"), "create"),
+    ("GET", re.compile(r"^/(?:openai|moonshot)/v1/batches/([^/]+)$"), "retrieve"),
+    ("POST", re.compile(r"^/(?:openai|moonshot)/v1/batches/([^/]+)/cancel$"), "cancel"),
 )
+BATCH_ENDPOINTS = ("create", "retrieve", "cancel", "results", "upload", "content", "delete")
 
 
 def batch_route(method: str, path: str) -> tuple[str, str, str] | None:
@@ -527,20 +549,19 @@ def _dispatch(
     headers: dict[str, str],
     raw: bytes,
 ) -> BatchReply:
-    if endpoint == "anthropic_create":
-        return book.anthropic_create(script, body)
-    if endpoint == "openai_create":
+    anthropic = wire == "anthropic"
+    if endpoint == "create":
+        if anthropic:
+            return book.anthropic_create(script, body)
         return book.openai_create(script, wire, body)
     if endpoint == "upload":
         return book.upload(script, wire, headers.get("content-type", ""), raw)
     handlers = {
-        "anthropic_retrieve": book.anthropic_retrieve,
-        "anthropic_cancel": book.anthropic_cancel,
-        "anthropic_results": book.anthropic_results,
-        "file_content": book.file_content,
-        "delete_file": book.delete_file,
-        "openai_retrieve": book.openai_retrieve,
-        "openai_cancel": book.openai_cancel,
+        "retrieve": book.anthropic_retrieve if anthropic else book.openai_retrieve,
+        "cancel": book.anthropic_cancel if anthropic else book.openai_cancel,
+        "results": book.anthropic_results,
+        "content": book.file_content,
+        "delete": book.delete_file,
     }
     return handlers[endpoint](script, target)
 
