@@ -38,6 +38,7 @@ class DraftRequest:
     prompt: str
     symbol: str
     code: str
+    language: str = "python"
 
 
 Outcome = tuple[str, Generation | ProviderError]
