@@ -4,9 +4,9 @@ right above them.
 Public: a method at the top of a file, or in a class or module body, that is not made private or
 protected (a bare `private` before it, `private def ...`, `private :name`,
 `private_class_method :name`; YARD leaves protected methods out by default too), is not
-`initialize`, does not start with `_`, and is not marked `:nodoc:`. `def self.name` and methods in `class << self` are class methods (`Shelf.build`);
-others are instance methods (`Shelf#add`), as YARD names them. Methods defined inside methods
-or blocks are not tasks.
+`initialize`, does not start with `_`, and is not marked `:nodoc:`. `def self.name` and methods
+in `class << self` are class methods (`Shelf.build`); others are instance methods
+(`Shelf#add`), as YARD names them. Methods defined inside methods or blocks are not tasks.
 """
 
 import re
