@@ -65,11 +65,16 @@ def _signature(node: Node) -> list[Parameter]:
         if child.type == "formal_parameter":
             found.append(Parameter(field_text(child, "name"), annotation=field_text(child, "type")))
         elif child.type == "spread_parameter":
-            declarator = next(c for c in child.named_children if c.type == "variable_declarator")
-            kind = next(c for c in child.named_children if c.type not in ("modifiers",))
-            found.append(
-                Parameter(field_text(declarator, "name"), "variadic", annotation=f"{text(kind)}...")
+            declarator = next(
+                (c for c in child.named_children if c.type == "variable_declarator"), None
             )
+            kind = next((c for c in child.named_children if c.type != "modifiers"), None)
+            if declarator is not None:
+                found.append(
+                    Parameter(
+                        field_text(declarator, "name"), "variadic", annotation=f"{text(kind)}..."
+                    )
+                )
     return found
 
 
