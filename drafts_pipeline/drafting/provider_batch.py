@@ -165,7 +165,9 @@ def draft_with_provider(
         store.release_claims(reused, provider.name, holder)
         report.outcomes["reused"] += len(reused)
         by_id = {task.id: task for task in to_call}
-        requests = [DraftRequest(t.id, t.prompt or "", t.symbol, t.code) for t in to_call]
+        requests = [
+            DraftRequest(t.id, t.prompt or "", t.symbol, t.code, t.language) for t in to_call
+        ]
         shared = store.sending_turn(provider.name) if requests else None
         call_log = store.call_log(run_id)
         with sending_turn(provider.name, len(requests), shared, run_id=run_id) as on_start:
@@ -278,7 +280,7 @@ def answer_record(
     verdict = validate_draft(
         answer.text,
         answer.finish_reason,
-        symbol_facts(task.code),
+        symbol_facts(task.code, task.language),
         task.code,
         frozenset({answer.model, provider.effective_model}),
     )

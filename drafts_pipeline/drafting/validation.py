@@ -116,12 +116,7 @@ def validate_draft(
         )
 
     if draft is not None and facts is not None:
-        documented = [p.name for p in draft.parameters]
-        missing = [p for p in facts.parameters if p not in documented]
-        unknown = [p for p in documented if p not in facts.parameters]
-        problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
-            [f"not in the signature: {', '.join(unknown)}"] if unknown else []
-        )
+        problems = facts.parameter_problems([p.name for p in draft.parameters])
         checks["parameters"] = _check(not problems, "; ".join(problems))
 
     content = render_docstring(draft) if draft else ""

@@ -41,6 +41,7 @@ class DraftRequest:
     prompt: str
     symbol: str
     code: str
+    language: str = "python"
 
 
 Outcome = tuple[str, Generation | ProviderError]
