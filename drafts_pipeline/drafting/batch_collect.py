@@ -6,13 +6,14 @@ by the transaction that releases the batch's claim on its task, so two collectio
 batch store each answer once.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
 from drafts_pipeline.drafting.provider_batch import (
     Answer,
     OnTask,
+    Outcomes,
     ProviderBatchReport,
     TaskDraft,
     answer_record,
@@ -54,27 +55,22 @@ def collect_batches(
     claims stay, and the next collection tries again.
     """
     report = ProviderBatchReport(provider.name, provider.effective_model)
-
-    def settle(task_id: str, task: TaskDraft) -> None:
-        report.tasks[task_id] = task
-        if on_task is not None:
-            on_task(task_id, task)
-
+    outcomes = Outcomes(report, on_task)
     by_id = {task.id: task for task in tasks}
     price = provider.price()
-    collector = _Collector(store, provider, run_id, price.batch() if price else None, report)
-    left: dict[str, tuple[str, str | None]] = {}
+    collector = _Collector(
+        store, provider, run_id, price.batch() if price else None, report, outcomes
+    )
     for held in store.finished_batches_holding(list(by_id), provider.name):
         report.batch_ids.append(held.batch.batch_id or f"#{held.batch.id}")
-        left |= collector.collect(held, by_id, settle)
+        collector.collect(held, by_id)
         store.settle_batch(held.batch.id)
-    done = set(report.tasks) | set(left)
-    left |= {t: ("nothing_to_collect", None) for t in by_id if t not in done}
-    left |= dict.fromkeys(others, ("not_drafting", None))
-    if left:
-        newest = store.latest_drafts(list(left), provider.name)
-        for task_id, (outcome, detail) in left.items():
-            settle(task_id, TaskDraft(outcome, newest.get(task_id), detail))
+    for task_id in by_id:
+        if not outcomes.known(task_id):
+            outcomes.later(task_id, "nothing_to_collect")
+    for task_id in others:
+        outcomes.later(task_id, "not_drafting")
+    outcomes.finish(store, provider.name)
     return report
 
 
@@ -88,65 +84,53 @@ class _Collector:
         run_id: str | None,
         price: ModelPrice | None,
         report: ProviderBatchReport,
+        outcomes: Outcomes,
     ) -> None:
         self.store = store
         self.provider = provider
         self.run_id = run_id
         self.price = price
         self.report = report
+        self.outcomes = outcomes
 
-    def collect(
-        self,
-        held: HeldBatch,
-        tasks: dict[str, DocumentationTask],
-        settle: Callable[[str, TaskDraft], None],
-    ) -> dict[str, tuple[str, str | None]]:
-        """Store or return each item of `held` on a task of `tasks`; returns the tasks whose
-        newest draft is still to be read (returned to `drafting`, or stored by another
-        collection first), with what happened to them."""
+    def collect(self, held: HeldBatch, tasks: dict[str, DocumentationTask]) -> None:
+        """Store or return each item of `held` on a task of `tasks`."""
         batch = held.batch
         name = batch.batch_id or f"#{batch.id}"
         wanted = set(held.task_ids)
-        returned: dict[str, tuple[str, str | None]] = {}
         finished_at = batch.finished_at or utcnow()
-        items = self._results(batch) if batch.batch_id is not None else iter(())
+        items = self._results(batch) if batch.batch_id is not None else []
         for item in items:
             task_id = _task_of(batch, item.custom_id)
             if task_id is None or task_id not in wanted:
                 continue
             wanted.discard(task_id)
             task = tasks[task_id]
-            position = int(item.custom_id)
             if item.kind == "succeeded" and item.reply is not None:
-                if task.prompt_hash != batch.prompt_hashes[position]:
+                if task.prompt_hash != batch.prompt_hashes[int(item.custom_id)]:
                     call = self._answered_call(batch, item, finished_at)
                     self.store.release_item(task_id, batch.provider, batch.holder, [call],
                                             self.run_id)  # fmt: skip
                     note = f"answered in batch {name} for a prompt the task no longer has"
-                    returned[task_id] = ("returned", note)
-                    self.report.outcomes["returned"] += 1
+                    self._returned(task_id, note)
                     continue
-                if not self._store_answer(batch, name, task, item, finished_at, settle):
-                    returned[task_id] = ("superseded", None)
+                self._store_answer(batch, name, task, item, finished_at)
             elif item.kind == "errored":
-                message = item.error or "errored"
-                if not self._store_error(batch, name, task, message, finished_at, settle):
-                    returned[task_id] = ("superseded", None)
+                self._store_error(batch, name, task, item.error or "errored", finished_at)
             else:
                 self.store.release_item(task_id, batch.provider, batch.holder)
-                returned[task_id] = ("returned", f"{item.kind} in batch {name}; back in drafting")
-                self.report.outcomes["returned"] += 1
+                self._returned(task_id, f"{item.kind} in batch {name}; back in drafting")
         for task_id in wanted:  # items the results did not mention
-            task = tasks[task_id]
             if batch.status == "failed":
                 reason = f"batch failed: {batch.error or 'the provider gave no reason'}"
-                if not self._store_error(batch, name, task, reason, finished_at, settle):
-                    returned[task_id] = ("superseded", None)
+                self._store_error(batch, name, tasks[task_id], reason, finished_at)
             else:
                 self.store.release_item(task_id, batch.provider, batch.holder)
-                returned[task_id] = ("returned", f"no result in batch {name}; back in drafting")
-                self.report.outcomes["returned"] += 1
-        return returned
+                self._returned(task_id, f"no result in batch {name}; back in drafting")
+
+    def _returned(self, task_id: str, detail: str) -> None:
+        self.report.outcomes["returned"] += 1
+        self.outcomes.later(task_id, "returned", detail)
 
     def _results(self, batch: ProviderBatch) -> list[BatchItemResult]:
         assert batch.batch_id is not None
@@ -190,9 +174,8 @@ class _Collector:
         task: DocumentationTask,
         item: BatchItemResult,
         finished_at: datetime,
-        settle: Callable[[str, TaskDraft], None],
-    ) -> bool:
-        """Store an answer; False when another collection stored it first."""
+    ) -> None:
+        """Store an answer, unless another collection stored it first."""
         reply = item.reply
         assert reply is not None
         call = self._answered_call(batch, item, finished_at)
@@ -210,11 +193,13 @@ class _Collector:
         stored = self.store.add_draft(record, holder=batch.holder, calls=[call])
         if stored is None:
             self.report.outcomes["superseded"] += 1
-            return False
+            self.outcomes.later(task.id, "superseded")
+            return
         self.report.add_usage(reply.usage, call.attempt.cost_usd)
         self.report.outcomes[record.status] += 1
-        settle(task.id, TaskDraft("collected", stored, f"collected from batch {name}"))
-        return True
+        self.outcomes.settle(
+            task.id, TaskDraft("collected", stored, f"collected from batch {name}")
+        )
 
     def _store_error(
         self,
@@ -223,10 +208,9 @@ class _Collector:
         task: DocumentationTask,
         message: str,
         finished_at: datetime,
-        settle: Callable[[str, TaskDraft], None],
-    ) -> bool:
-        """Store a `failed` draft for an item the provider could not answer; False when
-        another collection stored it first."""
+    ) -> None:
+        """Store a `failed` draft for an item the provider could not answer, unless another
+        collection stored it first."""
         error = ProviderError(
             batch.provider, f"batch {name}: {message}", error_type=BATCH_ITEM_ERROR
         )
@@ -244,10 +228,12 @@ class _Collector:
         )
         if stored is None:
             self.report.outcomes["superseded"] += 1
-            return False
+            self.outcomes.later(task.id, "superseded")
+            return
         self.report.outcomes["failed"] += 1
-        settle(task.id, TaskDraft("collected", stored, f"collected from batch {name}"))
-        return True
+        self.outcomes.settle(
+            task.id, TaskDraft("collected", stored, f"collected from batch {name}")
+        )
 
 
 def _task_of(batch: ProviderBatch, custom_id: str) -> str | None:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from drafts_pipeline.drafting.provider_batch import (
     OnTask,
+    Outcomes,
     ProviderBatchReport,
     TaskDraft,
     failed_record,
@@ -56,36 +57,35 @@ def submit_batch(
     provider's batch id after it answers: a crash in between leaves a `submitting` row.
     """
     report = ProviderBatchReport(provider.name, provider.effective_model)
-
-    def settle(task_id: str, task: TaskDraft) -> None:
-        report.tasks[task_id] = task
-        if on_task is not None:
-            on_task(task_id, task)
-
+    outcomes = Outcomes(report, on_task)
     settings = provider.settings_hash()
     holder = f"batch-{uuid.uuid4()}"
     new = NewBatch(provider.name, provider.effective_model, settings, holder, run_id)
     items = [(task.id, task.prompt_hash or "") for task in tasks]
     held = store.open_batch(new, items, batch_lease_until(None, utcnow())) if tasks else None
     claimed = set(held.task_ids) if held is not None else set()
-    left: dict[str, str] = {t.id: "claimed_elsewhere" for t in tasks if t.id not in claimed}
-    left |= dict.fromkeys(others, "not_drafting")
+    for task_id in [t.id for t in tasks if t.id not in claimed]:
+        outcomes.later(task_id, "claimed_elsewhere")
+    for task_id in others:
+        outcomes.later(task_id, "not_drafting")
     report.outcomes["claimed_elsewhere"] += len(tasks) - len(claimed)
     mine = [task for task in tasks if task.id in claimed]
     latest = store.latest_drafts([task.id for task in mine], provider.name)
     kept, to_send = split_reusable(mine, latest, settings, force)
     for task in kept:
-        settle(task.id, TaskDraft("reused", latest[task.id]))
+        outcomes.settle(task.id, TaskDraft("reused", latest[task.id]))
     report.outcomes["reused"] += len(kept)
     batch = held.batch if held is not None else None
     if batch is not None and kept:
         batch = store.narrow_batch(batch.id, [task.id for task in to_send])
     if batch is not None:
-        requests = [DraftRequest(t.id, t.prompt or "", t.symbol, t.code) for t in to_send]
+        requests = [
+            DraftRequest(t.id, t.prompt or "", t.symbol, t.code, t.language) for t in to_send
+        ]
         try:
             submission = provider.batch_api().submit(requests)
         except ProviderError as error:
-            _refused(store, provider, batch.id, holder, to_send, error, run_id, report, settle)
+            _refused(store, provider, batch.id, holder, to_send, error, run_id, report, outcomes)
         except BaseException as error:
             store.close_batch(batch.id, "failed", f"not submitted: {type(error).__name__}")
             raise
@@ -100,11 +100,8 @@ def submit_batch(
             report.outcomes["submitted"] += len(to_send)
             for task in to_send:
                 detail = f"submitted in batch {submission.batch_id}"
-                settle(task.id, TaskDraft("submitted", latest.get(task.id), detail))
-    if left:
-        newest = store.latest_drafts(list(left), provider.name)
-        for task_id, outcome in left.items():
-            settle(task_id, TaskDraft(outcome, newest.get(task_id)))
+                outcomes.settle(task.id, TaskDraft("submitted", latest.get(task.id), detail))
+    outcomes.finish(store, provider.name)
     return report
 
 
@@ -117,7 +114,7 @@ def _refused(
     error: ProviderError,
     run_id: str | None,
     report: ProviderBatchReport,
-    settle: OnTask,
+    outcomes: Outcomes,
 ) -> None:
     """The provider did not take the batch: a `failed` draft per task with the reason (each
     releasing its claim), then the row `failed` with it."""
@@ -126,5 +123,8 @@ def _refused(
         record = failed_record(task, provider, settings, error, run_id, attempts=1)
         stored = store.add_draft(record, holder=holder)
         report.outcomes["failed" if stored else "superseded"] += 1
-        settle(task.id, TaskDraft("drafted" if stored else "superseded", stored))
+        if stored is None:
+            outcomes.later(task.id, "superseded")
+        else:
+            outcomes.settle(task.id, TaskDraft("drafted", stored))
     store.close_batch(batch_id, "failed", str(error))

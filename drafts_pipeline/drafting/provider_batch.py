@@ -84,6 +84,35 @@ OnTask = Callable[[str, TaskDraft], None]
 """Told each task's outcome as soon as the batch knows it, from the batch's thread."""
 
 
+class Outcomes:
+    """A provider batch's tasks as their outcomes become known: each settled one goes into the
+    report and to `on_task` at once; those left for later (their draft was not touched) are
+    settled at the end with their newest draft, read in one query."""
+
+    def __init__(self, report: ProviderBatchReport, on_task: OnTask | None) -> None:
+        self._report = report
+        self._on_task = on_task
+        self._later: dict[str, tuple[str, str | None]] = {}
+
+    def settle(self, task_id: str, task: TaskDraft) -> None:
+        self._report.tasks[task_id] = task
+        if self._on_task is not None:
+            self._on_task(task_id, task)
+
+    def later(self, task_id: str, outcome: str, detail: str | None = None) -> None:
+        self._later[task_id] = (outcome, detail)
+
+    def known(self, task_id: str) -> bool:
+        return task_id in self._report.tasks or task_id in self._later
+
+    def finish(self, store: DraftStore, provider: str) -> None:
+        if self._later:
+            newest = store.latest_drafts(list(self._later), provider)
+            for task_id, (outcome, detail) in self._later.items():
+                self.settle(task_id, TaskDraft(outcome, newest.get(task_id), detail))
+            self._later = {}
+
+
 def reusable(draft_status: str, same_prompt: bool, same_settings: bool) -> bool:
     """A valid draft for the same prompt, model and settings is kept instead of a new call."""
     return draft_status == "valid" and same_prompt and same_settings
@@ -141,17 +170,14 @@ def draft_with_provider(
     still in flight; the report holds every task all the same.
     """
     report = ProviderBatchReport(provider.name, provider.effective_model)
-
-    def settle(task_id: str, task: TaskDraft) -> None:
-        report.tasks[task_id] = task
-        if on_task is not None:
-            on_task(task_id, task)
-
+    outcomes = Outcomes(report, on_task)
     holder = run_id or f"local-{uuid.uuid4()}"
     claimed = store.claim_drafts([t.id for t in tasks], provider.name, holder, lease_s)
     report.outcomes["claimed_elsewhere"] += len(tasks) - len(claimed)
-    unknown: dict[str, str] = {t.id: "claimed_elsewhere" for t in tasks if t.id not in claimed}
-    unknown |= dict.fromkeys(others, "not_drafting")
+    for task_id in [t.id for t in tasks if t.id not in claimed]:
+        outcomes.later(task_id, "claimed_elsewhere")
+    for task_id in others:
+        outcomes.later(task_id, "not_drafting")
     mine = [task for task in tasks if task.id in claimed]
     settings = provider.settings_hash()
     with LeaseKeeper(store, provider.name, holder, lease_s) as keeper:
@@ -160,7 +186,7 @@ def draft_with_provider(
         kept, to_call = split_reusable(mine, latest, settings, force)
         reused = [task.id for task in kept]
         for task_id in reused:
-            settle(task_id, TaskDraft("reused", latest[task_id]))
+            outcomes.settle(task_id, TaskDraft("reused", latest[task_id]))
             keeper.drop(task_id)
         store.release_claims(reused, provider.name, holder)
         report.outcomes["reused"] += len(reused)
@@ -177,13 +203,10 @@ def draft_with_provider(
                 keeper.drop(task_id)
                 report.outcomes[record.status if stored else "superseded"] += 1
                 if stored is None:
-                    unknown[task_id] = "superseded"
+                    outcomes.later(task_id, "superseded")
                 else:
-                    settle(task_id, TaskDraft("drafted", stored))
-    if unknown:
-        newest = store.latest_drafts(list(unknown), provider.name)
-        for task_id, outcome in unknown.items():
-            settle(task_id, TaskDraft(outcome, newest.get(task_id)))
+                    outcomes.settle(task_id, TaskDraft("drafted", stored))
+    outcomes.finish(store, provider.name)
     return report
 
 
