@@ -41,7 +41,7 @@ from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import HeldBatch, NewBatch
 from drafts_pipeline.store.models import DraftClaim, DraftVersion, LLMCall, ProviderBatch, utcnow
 from drafts_pipeline.store.schema import engine_for
-from drafts_pipeline_tests.factories import make_task, with_prompts
+from drafts_pipeline_tests.factories import make_draft, make_task, with_prompts
 from drafts_pipeline_tests.fake_providers import FakeProviderServer, Fault, FixedUsage
 from drafts_pipeline_tests.graph_runs import materialize_tasks
 from drafts_pipeline_tests.provider_doubles import HookedOpenAIProvider
@@ -309,6 +309,34 @@ def test_two_collections_of_one_batch_store_each_answer_once(
     assert second.outcomes["superseded"] == 3
     assert (count(store, DraftVersion), count(store, LLMCall)) == (3, 3)
     assert store.settle_batch(row.id)
+
+
+def test_valid_drafts_are_reused_not_sent_again(
+    sqlite_store: DraftStore, server: FakeProviderServer
+) -> None:
+    store = sqlite_store
+    ids = add_tasks(store, 3)
+    tasks = with_prompts(store, ids)
+    claude = server.resource("claude", **FAST)
+    same = {"prompt_hash": tasks[0].prompt_hash, "settings_hash": claude.settings_hash()}
+    assert store.add_draft(make_draft(ids[0], "claude", **same)) is not None
+    # Another prompt's valid draft is not reusable.
+    assert store.add_draft(make_draft(ids[1], "claude", settings_hash=claude.settings_hash()))
+
+    report = submit_batch(store, claude, tasks, run_id="run-1")
+    assert (report.outcomes["reused"], report.outcomes["submitted"]) == (1, 2)
+    [sent] = server.script("claude").batches
+    assert [custom_id for custom_id, _ in sent.items] == ["0", "1"]
+    [row] = batches(store).values()
+    assert row.task_ids == ids[1:] and sorted(claims(store)) == [
+        (task_id, "claude", row.holder) for task_id in ids[1:]
+    ]
+    assert report.tasks[ids[0]].outcome == "reused"
+
+    # With every draft reusable, nothing is sent and no batch is left behind.
+    again = submit_batch(store, claude, tasks[:1], run_id="run-2")
+    assert again.outcomes["reused"] == 1 and len(server.script("claude").batches) == 1
+    assert len(batches(store)) == 1 and len(claims(store)) == 2
 
 
 def test_an_expired_batch_returns_its_tasks_to_drafting_and_a_live_run_then_drafts_them(
