@@ -318,8 +318,10 @@ def test_valid_drafts_are_reused_not_sent_again(
     ids = add_tasks(store, 3)
     tasks = with_prompts(store, ids)
     claude = server.resource("claude", **FAST)
-    same = {"prompt_hash": tasks[0].prompt_hash, "settings_hash": claude.settings_hash()}
-    assert store.add_draft(make_draft(ids[0], "claude", **same)) is not None
+    same = make_draft(
+        ids[0], "claude", prompt_hash=tasks[0].prompt_hash, settings_hash=claude.settings_hash()
+    )
+    assert store.add_draft(same) is not None
     # Another prompt's valid draft is not reusable.
     assert store.add_draft(make_draft(ids[1], "claude", settings_hash=claude.settings_hash()))
 
