@@ -81,8 +81,8 @@ def read_json(text: str) -> JsonReading:
         repaired = repair_json(candidate, return_objects=True, skip_json_loads=True)
     except (ValueError, RecursionError):
         return JsonReading(None, None, not_json)
-    found = [repaired] if isinstance(repaired, dict) else repaired
-    found = [value for value in found if isinstance(value, dict) and value]
+    values = repaired if isinstance(repaired, list) else [repaired]
+    found = [value for value in values if isinstance(value, dict) and value]
     if len(found) > 1:
         return JsonReading(None, None, _ambiguous(len(found), "JSON objects"))
     if not found:
