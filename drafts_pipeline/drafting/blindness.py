@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from drafts_pipeline.drafting.model_families import (
     FAMILIES,
+    MODEL_TAIL,
     ORDINARY_MODEL_WORDS,
     ORDINARY_VENDOR_WORDS,
     STRONG_MODEL,
@@ -93,7 +94,7 @@ def rules(extra_models: tuple[str, ...] = ()) -> Rules:
     made by Google")."""
     model, vendor = STRONG_MODEL, STRONG_VENDOR
     name = rf"(?>{model}|{vendor})"
-    any_model = alternatives([model, *ORDINARY_MODEL_WORDS, *extra_models])
+    any_model = rf"(?>{alternatives([model, *ORDINARY_MODEL_WORDS, *extra_models])}){MODEL_TAIL}"
     any_vendor = alternatives([vendor, *ORDINARY_VENDOR_WORDS])
     any_name = rf"(?>{any_model}|{any_vendor})"
     as_model = (
@@ -173,8 +174,13 @@ _QUOTE_MARKS = re.compile(r"[\"`*~\u201c\u201d\u201e\u00ab\u00bb]")
 _APOSTROPHES = re.compile(r"[\u2018\u2019\u201b\u02bc\u2032\u00b4\uff07]")
 _DASHES = re.compile(r"[\u2010-\u2015\u2212\ufe58\ufe63\uff0d]")
 _INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff]")
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_LONE_QUOTE = re.compile(r"(?<![a-z])'|'(?![a-z])")
+# "OpenAIClient" -> "Open AI Client", "Version2Client" -> "Version2 Client"; not "7B", "GPT4".
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z0-9])(?=[A-Z][a-z])")
+_LONE_QUOTE = re.compile(r"(?<![a-z0-9])'|'(?![a-z])")
+# Family names in a casing camel case would split: "LLaMA", "GeMini".
+_ODD_CASE = re.compile(
+    r"\b(?i:{})\b".format("|".join(f.word for f in FAMILIES if f.word.isalpha()))
+)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WORD_LIKE = re.compile(r"[\w.:/-]+")
 
@@ -185,6 +191,7 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))
     text = _APOSTROPHES.sub("'", text)
     text = _DASHES.sub("-", text)
+    text = _ODD_CASE.sub(lambda word: word.group(0).lower(), text)
     text = _CAMEL.sub(" ", text).replace("_", " ")
     text = _QUOTE_MARKS.sub("", text).casefold()
     text = _LONE_QUOTE.sub("", text)

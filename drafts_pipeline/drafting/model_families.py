@@ -32,6 +32,12 @@ VERSION = r"[ -]?v?\d+(?:[.-]\d+)*[a-z]?\b"
 # the haiku's "5-7-5".
 SHORT_VERSION = r"[ -]?\d(?:[.-]\d)?(?:-\d{8})?(?![\w-]|\.\d)"
 CLAUDE_BEFORE = r"claude(?:[ -]\d+(?:\.\d+)?)*[ -]"
+# Version and size words after a model name when it speaks: "Claude 3.5", "Kimi K2",
+# "gpt-4.1-mini", "Gemini 2.5 Pro".
+MODEL_TAIL = (
+    r"(?:-[a-z0-9.]+|[ -]?v?[a-z]?\d[\w.]*"
+    r"| (?:pro|flash|mini|max|turbo|large|small|medium|nano|lite|ultra|instruct|preview))*"
+)
 MODEL_NOUN = r"(?:model|llm|ai|assistant|chatbot)s?\b"
 O_SERIES = r"o[1-9]"
 
@@ -77,10 +83,10 @@ FAMILIES: tuple[Family, ...] = (
     # Vendors.
     distinct("anthropic", r"anthropic", vendor=True),
     distinct("openai", r"open[ -]?ai", vendor=True),
-    distinct("moonshot", r"moonshot(?: ai)?", vendor=True),
+    distinct("moonshot", r"moonshot(?:[ -]ai)?", vendor=True),
     distinct("deepmind", r"(?:google )?deep[ -]?mind", vendor=True),
-    ordinary("google", r"google", r"google(?:'s)? (?:ai\b|gemini\b)", vendor=True),
-    ordinary("meta", r"meta", r"meta(?:'s)? (?:ai\b|llama\b)", vendor=True),
+    ordinary("google", r"google", r"google(?:'s)?[ -](?:ai\b|gemini\b)", vendor=True),
+    ordinary("meta", r"meta", r"meta(?:'s)?[ -](?:ai\b|llama\b)", vendor=True),
     ordinary("alibaba", r"alibaba(?: cloud)?", None, vendor=True),
     # Models and products (Mistral is both: its vendor's name is "Mistral AI").
     distinct("claude", r"claude"),
@@ -105,8 +111,8 @@ FAMILIES: tuple[Family, ...] = (
     ordinary("llama", r"llama", rf"llama(?:{VERSION}| {MODEL_NOUN})"),
     ordinary(
         "mistral",
-        r"mistral(?: ai)?",
-        rf"mistral(?: ai\b|{VERSION}|[ -](?:large|medium|small|nemo|tiny)\b| {MODEL_NOUN})",
+        r"mistral(?:[ -]ai)?",
+        rf"mistral(?:[ -]ai\b|{VERSION}|[ -](?:large|medium|small|nemo|tiny)\b| {MODEL_NOUN})",
     ),
 )
 
@@ -116,28 +122,34 @@ def alternatives(patterns: Iterable[str]) -> str:
 
 
 # What the rules below build on (each an alternation, no anchors).
+# The longer, model-like forms come first: the rules read names in atomic groups, which keep
+# the first alternative that matches ("claude 3 opus" before "claude").
 STRONG_MODEL = alternatives(
-    [f.word for f in FAMILIES if not f.vendor and not f.ordinary]
-    + [f.mention for f in FAMILIES if not f.vendor and f.ordinary and f.mention]
+    [f.mention for f in FAMILIES if not f.vendor and f.ordinary and f.mention]
+    + [f.word for f in FAMILIES if not f.vendor and not f.ordinary]
 )
 """A model named so that no ordinary text reads the same: "Claude", "GPT-4o", "Sonnet 4.5"."""
 STRONG_VENDOR = alternatives(
-    [f.word for f in FAMILIES if f.vendor and not f.ordinary]
-    + [f.mention for f in FAMILIES if f.vendor and f.ordinary and f.mention]
+    [f.mention for f in FAMILIES if f.vendor and f.ordinary and f.mention]
+    + [f.word for f in FAMILIES if f.vendor and not f.ordinary]
 )
 """A vendor named so: "Anthropic", "Moonshot AI", "Meta AI", "Google DeepMind"."""
 ORDINARY_MODEL_WORDS = [f.word for f in FAMILIES if not f.vendor and f.ordinary]
 ORDINARY_VENDOR_WORDS = [f.word for f in FAMILIES if f.vendor and f.ordinary]
 
 _KNOWN_WORD = re.compile(rf"^(?:{alternatives(f.word for f in FAMILIES)})$")
+# Leading words of model ids that name no family: "text-embedding-3", "offline-claude" (this
+# project's offline drafts), "model-7".
+GENERIC_LEADS = frozenset({"model", "text", "chat", "code", "offline", "local", "test"})
 
 
 def derived_words(model_ids: Iterable[str]) -> tuple[str, ...]:
     """The leading word of each model id that no family knows ("grok" of "grok-5"), escaped
-    for a pattern; words under three letters are left out."""
+    for a pattern; generic words and words under three letters are left out."""
     words = set()
     for model_id in model_ids:
         leading = re.match(r"[a-z]+", model_id.casefold())
-        if leading and len(word := leading.group(0)) >= 3 and not _KNOWN_WORD.match(word):
+        word = leading.group(0) if leading else ""
+        if len(word) >= 3 and word not in GENERIC_LEADS and not _KNOWN_WORD.match(word):
             words.add(re.escape(word))
     return tuple(sorted(words))
