@@ -210,29 +210,17 @@ VENDOR_CONTEXTS = [
 BLAND_CODE = "def load(path): ..."
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        context.format(form)
-        for forms in FAMILY_FORMS.values()
-        for form in forms
-        for context in MODEL_CONTEXTS
-    ],
-)
-def test_each_model_family_speaking_of_itself_is_flagged_in_every_form(text: str) -> None:
-    assert self_identification(text, BLAND_CODE), text
+def in_contexts(forms: dict[str, list[str]], contexts: list[str]) -> list[str]:
+    return [
+        context.format(form) for each in forms.values() for form in each for context in contexts
+    ]
 
 
 @pytest.mark.parametrize(
     "text",
-    [
-        context.format(form)
-        for forms in VENDOR_FORMS.values()
-        for form in forms
-        for context in VENDOR_CONTEXTS
-    ],
+    in_contexts(FAMILY_FORMS, MODEL_CONTEXTS) + in_contexts(VENDOR_FORMS, VENDOR_CONTEXTS),
 )
-def test_each_vendor_named_as_the_maker_is_flagged_in_every_form(text: str) -> None:
+def test_each_family_and_vendor_speaking_of_itself_is_flagged_in_every_form(text: str) -> None:
     assert self_identification(text, BLAND_CODE), text
 
 
