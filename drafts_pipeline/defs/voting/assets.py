@@ -65,7 +65,8 @@ def voting_ballot(
         outcomes[outcome.outcome] += 1
         if outcome.outcome in ("drafting", "failed"):
             context.log.warning(
-                f"task {key}: below quorum ({outcome.reason}); now {outcome.outcome}"
+                f"task {key}: below quorum ({outcome.reason}); now {outcome.outcome}",
+                extra={"task_id": key},
             )
     # The batch's counts belong to the run, not to each task's partition.
     context.log.info(
