@@ -288,10 +288,22 @@ def export() -> None:
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def export_voting_set_command(fmt: str, output: Path) -> None:
-    """Write the voting-ready set (no provider or model names) to OUTPUT."""
-    published = voting_set(_store())
+    """Write the voting-ready set (no provider or model names) to OUTPUT, and beside it
+    OUTPUT.manifest.json and OUTPUT.stats.json: what the set holds and what drafted it, and
+    the valid rates and failure reasons. Those two name providers: for the team, never for
+    voters."""
+    from drafts_pipeline.export_records import write_export_records
+
+    llm_mode = Settings.from_environment().require("llm_mode").llm_mode
+    store = _store()
+    published = voting_set(store)
     rows = export_voting_set(published.frame, fmt, output)
+    records = write_export_records(store, published, fmt, output, llm_mode=llm_mode)
     click.echo(f"{rows} labelled draft(s) written to {output}")
+    click.echo(
+        f"manifest and stats (they name providers: not for voters) in "
+        f"{records.manifest_path} and {records.stats_path}"
+    )
     if published.withheld:
         click.echo(
             f"warning: {len(published.withheld)} labelled draft(s) left out, their text would "

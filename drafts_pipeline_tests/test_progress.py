@@ -165,7 +165,8 @@ def test_a_terminal_gets_a_bar_per_provider_and_a_pipe_plain_lines() -> None:
     assert all(name in shown for name in PROVIDERS)
     assert "2/3" in shown and "1 valid, 1 rate-limited, $0.5000" in shown
     # The cursor shown again, then the closing line under the bars.
-    assert shown.rstrip().splitlines()[-1].endswith(
+    closing = shown.rstrip().splitlines()[-1]
+    assert closing.endswith(
         "drafted in 3 s: claude 2/3 (1 valid), openai 0/3 (0 valid), kimi 0/3 (0 valid); "
         "1 rate-limited (429); $0.500000"
     )

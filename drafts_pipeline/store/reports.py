@@ -1,5 +1,5 @@
-"""Reports over the store: usage per day, the provider scorecard, the voting-ready rows, the
-progress of a command's runs."""
+"""Reports over the store: usage per day, the provider scorecard, the voting-ready rows and the
+provenance and outcomes an export records beside them, the progress of a command's runs."""
 
 from datetime import datetime
 from decimal import Decimal
@@ -109,6 +109,54 @@ class ReportQueries(Queries):
                 .order_by(DocumentationTask.seq, DraftVersion.label)
             )
             return [dict(row._mapping) for row in rows]
+
+    def labelled_draft_provenance(self) -> list[dict[str, Any]]:
+        """Per labelled draft of a task in `voting` (the drafts `voting_ready_rows` shows), who
+        made it and how: provider, model, template version, settings hash and run id. For the
+        team's records only: joined to the rows it tells a voter who wrote each draft."""
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    DraftVersion.task_id,
+                    DraftVersion.label,
+                    DraftVersion.provider,
+                    DraftVersion.model,
+                    DraftVersion.template_version,
+                    DraftVersion.settings_hash,
+                    DraftVersion.run_id,
+                )
+                .join(DocumentationTask, DraftVersion.task_id == DocumentationTask.id)
+                .where(DocumentationTask.status == "voting", DraftVersion.label.is_not(None))
+                .order_by(DocumentationTask.seq, DraftVersion.label)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def draft_outcome_counts(self) -> list[dict[str, Any]]:
+        """Draft versions counted by provider, the task's language and template, and status,
+        over every version stored."""
+        groups = (
+            DraftVersion.provider,
+            DocumentationTask.language,
+            DocumentationTask.template,
+            DraftVersion.status,
+        )
+        with self._session() as session:
+            rows = session.execute(
+                select(*groups, func.count().label("drafts"))
+                .join(DocumentationTask, DraftVersion.task_id == DocumentationTask.id)
+                .group_by(*groups)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def unsuccessful_drafts(self) -> list[tuple[str, dict[str, Any]]]:
+        """`(status, validation)` of every draft version that is not valid, oldest first."""
+        with self._session() as session:
+            rows = session.execute(
+                select(DraftVersion.status, DraftVersion.validation)
+                .where(DraftVersion.status != "valid")
+                .order_by(DraftVersion.id)
+            )
+            return [(row.status, row.validation or {}) for row in rows]
 
     def last_row_ids(self) -> tuple[int, int]:
         """The newest `draft_versions` id and the newest `llm_calls` id (0 for none): a mark
