@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 from sqlalchemy import select
 
+from drafts_pipeline.errors import ConfigurationError
 from drafts_pipeline.llm.generation import CallAttempt
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.progress import (
@@ -25,6 +26,7 @@ from drafts_pipeline.progress import (
     live_progress,
     progress_view,
 )
+from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import LLMCall
 from drafts_pipeline_tests.factories import make_draft, make_task
@@ -296,3 +298,16 @@ def test_a_bad_log_format_is_one_line_naming_the_variable(
     result = cli("run", env={**env, "DRAFTS_LOG_FORMAT": "xml"}, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["error: DRAFTS_LOG_FORMAT='xml' is not one of text, json"]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", "text"), ("JSON", "json"), (" text ", "text")])
+def test_the_log_format_setting(raw: str, expected: str) -> None:
+    settings = Settings.from_environment({"DRAFTS_LOG_FORMAT": raw})
+    assert settings.require("log_format").log_format == expected
+
+
+def test_a_bad_log_format_is_a_settings_problem_naming_the_variable() -> None:
+    settings = Settings.from_environment({"DRAFTS_LOG_FORMAT": "yaml"})
+    assert settings.log_format == "text"
+    with pytest.raises(ConfigurationError, match=r"^DRAFTS_LOG_FORMAT='yaml' is not one of"):
+        settings.require("log_format")
