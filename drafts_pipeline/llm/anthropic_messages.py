@@ -22,14 +22,23 @@ class AnthropicMessagesProvider(LiveProvider):
     def _build_client(self, api_key: str) -> anthropic.Anthropic:
         return anthropic.Anthropic(**self._sdk_options(api_key))
 
+    def request_body(self, request: DraftRequest) -> dict[str, Any]:
+        """The Messages API body of one draft's request, as sent live and as a Message Batch
+        item's `params`."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_output_tokens,
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        return body
+
     def _send(self, client: anthropic.Anthropic, request: DraftRequest) -> ProviderReply:
-        extra_body = {"temperature": self.temperature} if self.temperature is not None else None
-        message = client.messages.create(
-            model=self.model,
-            max_tokens=self.max_output_tokens,
-            messages=[{"role": "user", "content": request.prompt}],
-            extra_body=extra_body,
-        )
+        body = self.request_body(request)
+        # What the SDK no longer takes as an argument goes as a raw body field.
+        extra_body = {name: body.pop(name) for name in ("temperature",) if name in body}
+        message = client.messages.create(**body, extra_body=extra_body or None)
         return messages_reply(message)
 
 

@@ -50,16 +50,20 @@ class OpenAIChatProvider(LiveProvider):
     def _build_client(self, api_key: str) -> openai.OpenAI:
         return openai.OpenAI(**self._sdk_options(api_key))
 
-    def _send(self, client: openai.OpenAI, request: DraftRequest) -> ProviderReply:
-        settings: dict[str, Any] = {self.token_limit_key: self.max_output_tokens}
+    def request_body(self, request: DraftRequest) -> dict[str, Any]:
+        """The Chat Completions body of one draft's request, as sent live and as a line of a
+        Batch input file."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": request.prompt}],
+            self.token_limit_key: self.max_output_tokens,
+        }
         if self.temperature is not None:
-            settings["temperature"] = self.temperature
-        completion = client.chat.completions.create(
-            model=self.model,
-            messages=[{"role": "user", "content": request.prompt}],
-            **settings,
-        )
-        return chat_reply(completion)
+            body["temperature"] = self.temperature
+        return body
+
+    def _send(self, client: openai.OpenAI, request: DraftRequest) -> ProviderReply:
+        return chat_reply(client.chat.completions.create(**self.request_body(request)))
 
 
 def chat_reply(completion: Any) -> ProviderReply:

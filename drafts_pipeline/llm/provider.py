@@ -298,6 +298,10 @@ class LiveProvider(dg.ConfigurableResource):
     def _build_client(self, api_key: str) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no wire API")
 
+    def request_body(self, request: DraftRequest) -> dict[str, Any]:
+        """The wire API's JSON body for one draft (live requests and batch items alike)."""
+        raise NotImplementedError(f"{type(self).__name__} has no wire API")
+
     def _send(self, client: Any, request: DraftRequest) -> ProviderReply:
         """One HTTP attempt; raises the SDK's exception, or `MalformedResponseError`."""
         raise NotImplementedError(f"{type(self).__name__} has no wire API")

@@ -58,12 +58,13 @@ class DraftRecord:
 
 
 def usage_columns(usage: TokenUsage | None) -> dict[str, int | None]:
-    """The token columns of `draft_versions` and `llm_calls` (cache writes are part of the
-    input tokens and are not stored apart)."""
+    """The token columns of `draft_versions` and `llm_calls`; cached and cache-write tokens
+    are parts of the input tokens, reasoning tokens part of the output tokens."""
     return {
         "input_tokens": usage.input_tokens if usage else None,
         "output_tokens": usage.output_tokens if usage else None,
         "cached_tokens": usage.cached_tokens if usage else None,
+        "cache_write_tokens": usage.cache_write_tokens if usage else None,
         "reasoning_tokens": usage.reasoning_tokens if usage else None,
     }
 

@@ -79,6 +79,10 @@ class DocumentationTask(Base):
     prompt: Mapped[str | None] = mapped_column(Text)
     prompt_hash: Mapped[str | None] = mapped_column(String(64))
     template_version: Mapped[str | None] = mapped_column(String(64))
+    held_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Set when a run left the task undrafted on purpose (a daily budget reached): no ballot
+    counts an attempt for it, and no schedule retries it, before this time."""
+    hold_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -117,6 +121,7 @@ class DraftVersion(Base):
     input_tokens: Mapped[int | None] = mapped_column(Integer)
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_write_tokens: Mapped[int | None] = mapped_column(Integer)
     reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
     cost_usd: Mapped[Decimal | None] = mapped_column(Money)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
@@ -143,6 +148,7 @@ class LLMCall(Base):
     input_tokens: Mapped[int | None] = mapped_column(Integer)
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_write_tokens: Mapped[int | None] = mapped_column(Integer)
     reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
     cost_usd: Mapped[Decimal | None] = mapped_column(Money)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
