@@ -15,6 +15,7 @@ from typing import TypeVar
 from drafts_pipeline.errors import ConfigurationError
 
 LLM_MODES = ("live", "offline")
+LOG_FORMATS = ("text", "json")
 DATABASE_URL_ENV = "DRAFTS_DATABASE_URL"
 VOTING_SECRET_ENV = "DRAFTS_VOTING_SECRET"
 MIN_VOTING_SECRET_CHARS = 32
@@ -34,6 +35,13 @@ def _llm_mode(raw: str) -> str:
     if mode not in LLM_MODES:
         raise ValueError(f"is not one of {', '.join(LLM_MODES)}")
     return mode
+
+
+def _log_format(raw: str) -> str:
+    chosen = raw.lower()
+    if chosen not in LOG_FORMATS:
+        raise ValueError(f"is not one of {', '.join(LOG_FORMATS)}")
+    return chosen
 
 
 def _positive_seconds(raw: str) -> float:
@@ -110,6 +118,9 @@ class Settings:
     """`DRAFTS_MAX_CONTEXT_CHARS`: the most characters of context a task may hold."""
     min_votes: int = 3
     """`DRAFTS_MIN_VOTES`: current votes a task needs before one of its drafts is accepted."""
+    log_format: str = "text"
+    """`DRAFTS_LOG_FORMAT`: the pipeline's own log lines as plain `text`, or `json` (one object
+    a line, with task id, provider, attempt and run id as fields where known)."""
     voting_secret: str | None = field(default=None, repr=False)
     """`DRAFTS_VOTING_SECRET`: the key the voting page signs its cookie with; None makes the
     page draw a new one at each start (voters then give their name again)."""
@@ -147,6 +158,7 @@ class Settings:
             max_code_chars=read("max_code_chars", "DRAFTS_MAX_CODE_CHARS", _positive_int),
             max_context_chars=read("max_context_chars", "DRAFTS_MAX_CONTEXT_CHARS", _positive_int),
             min_votes=read("min_votes", "DRAFTS_MIN_VOTES", _positive_int),
+            log_format=read("log_format", "DRAFTS_LOG_FORMAT", _log_format),
             voting_secret=_voting_secret(env.get(VOTING_SECRET_ENV, ""), problems),
             problems=problems,
         )

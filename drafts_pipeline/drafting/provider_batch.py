@@ -14,6 +14,7 @@ from drafts_pipeline.drafting.validation import problem_in, repair_in, validate_
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.generation import Generation
 from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
+from drafts_pipeline.log_format import logging_run
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftRecord, DraftStore
@@ -162,7 +163,10 @@ def draft_with_provider(
         ]
         shared = store.sending_turn(provider.name) if requests else None
         call_log = store.call_log(run_id)
-        with sending_turn(provider.name, len(requests), shared, run_id=run_id) as on_start:
+        with (
+            logging_run(run_id),
+            sending_turn(provider.name, len(requests), shared, run_id=run_id) as on_start,
+        ):
             for task_id, result in provider.generate_each(requests, on_start, call_log=call_log):
                 record = _record(by_id[task_id], provider, settings, result, run_id, report)
                 stored = store.add_draft(record, holder=holder)

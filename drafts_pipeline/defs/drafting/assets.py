@@ -53,7 +53,9 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
     for key in keys:
         task = tasks.get(key)
         if task is None:
-            context.log.warning(f"task {key}: no such task in the store; skipped")
+            context.log.warning(
+                f"task {key}: no such task in the store; skipped", extra={"task_id": key}
+            )
             outcomes["missing"] += 1
             continue
         if task.status != "drafting":
@@ -63,7 +65,7 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
             prompt = prompt_for(task)
         except TaskValidationError as error:
             store.fail_task(task.id, str(error))
-            context.log.error(str(error))
+            context.log.error(str(error), extra={"task_id": task.id})
             outcomes["rejected"] += 1
             continue
         prompts.append((task.id, prompt))
@@ -136,9 +138,15 @@ def log_batch(
     context.log.info(batch_summary(report, tasks))
     for task_id, task in report.tasks.items():
         if task.outcome == "drafted" and task.problem:
-            context.log.warning(f"task {task_id}: {spec.name}: {task.problem}")
+            context.log.warning(
+                f"task {task_id}: {spec.name}: {task.problem}",
+                extra={"task_id": task_id, "provider": spec.name},
+            )
         elif task.outcome == "drafted" and task.repair:
-            context.log.warning(f"task {task_id}: {spec.name}: valid, its JSON {task.repair}")
+            context.log.warning(
+                f"task {task_id}: {spec.name}: valid, its JSON {task.repair}",
+                extra={"task_id": task_id, "provider": spec.name},
+            )
 
 
 def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.AssetsDefinition:
