@@ -91,7 +91,7 @@ def test_each_partition_shows_its_task_draft_and_a_later_run_keeps_it(
         assert len({m["input_tokens"] for m in valid}) == len(valid)
         # The fixed part was written to the cache once, and read back by the other calls.
         if spec.name != "kimi":
-            assert sum(m["cache_write_tokens"] > 0 for m in valid) == 1
+            assert sum(bool(m["cache_write_tokens"]) for m in valid) == 1
         assert len({m["cost_usd"] for m in valid}) == len(valid)
     assert [shown["claude", t]["status"] for t in ids].count("failed") == 1
     # What it costs: per task, one materialisation of pending_tasks and of the ballot, two of
