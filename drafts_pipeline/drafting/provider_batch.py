@@ -11,7 +11,7 @@ from typing import Any
 from drafts_pipeline.drafting.leases import LeaseKeeper
 from drafts_pipeline.drafting.requests import draft_request, prompt_used
 from drafts_pipeline.drafting.turns import sending_turn
-from drafts_pipeline.drafting.validation import problem_in, validate_draft
+from drafts_pipeline.drafting.validation import problem_in, repair_in, validate_draft
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.generation import Generation
 from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
@@ -34,6 +34,21 @@ class TaskDraft:
     def problem(self) -> str | None:
         """Why the newest draft is not valid; None when it is valid or there is none."""
         return None if self.draft is None else problem_in(self.draft.status, self.draft.validation)
+
+    @property
+    def repair(self) -> str | None:
+        """What was mended to read the newest draft's JSON; None when nothing was."""
+        return None if self.draft is None else repair_in(self.draft.validation)
+
+    @property
+    def answer_json(self) -> str | None:
+        """How the newest draft's JSON was read: `strict`, `fenced`, `repaired`, or
+        `unreadable`; None for a failed call, or a draft stored before answers were read
+        leniently."""
+        reading = None if self.draft is None else self.draft.validation.get("json")
+        if not isinstance(reading, dict):
+            return None
+        return reading.get("read_as") or "unreadable"
 
 
 @dataclass
@@ -200,7 +215,7 @@ def _record(
     verdict = validate_draft(
         result.text,
         result.finish_reason,
-        symbol_facts(task.code),
+        symbol_facts(task.code, task.language),
         task.code,
         frozenset({result.model, provider.effective_model}),
     )

@@ -13,6 +13,7 @@ def draft_request(task: DocumentationTask) -> DraftRequest:
         prompt=task.prompt or "",
         symbol=task.symbol,
         code=task.code,
+        language=task.language,
         system=fixed_part(task.id, task.template_version),
     )
 

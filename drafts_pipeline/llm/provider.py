@@ -40,6 +40,7 @@ class DraftRequest:
     prompt: str
     symbol: str
     code: str
+    language: str = "python"
     system: str = ""
 
 

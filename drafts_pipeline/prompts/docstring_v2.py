@@ -40,11 +40,13 @@ blocks, when the code makes these plain.
 An empty description is better than the summary said again in other words.
 
 Parameters
-- One entry for every parameter of the signature, in the order they appear there: \
-positional-only, ordinary, *args, keyword-only and **kwargs alike. Spell each name exactly as \
-the signature does, without the leading stars ("args", not "*args"), and leave out the \
-receiver of a method ("self", "cls"). For a class, document the arguments of its constructor. \
-An answer that misses a parameter, or names one the signature does not have, is invalid.
+- One entry for every parameter of the signature, in the order they appear there, the \
+variadic and keyword-only ones included. Spell each name as the signature does; its sigil may \
+stay or go ("*args" or "args", "...rest", "&block"). Leave out the receiver of a method: \
+Python's "self" and "cls", a Go method's receiver, TypeScript's "this". A destructured \
+parameter ({ title, author }) has no name of its own: document it under a name that says what \
+it holds, such as "options". For a class, document the arguments of its constructor. An \
+answer that misses a parameter, or names one the signature does not have, is invalid.
 - Each description says what the argument means to the caller and how it changes the \
 behaviour: its unit, the values it accepts, what its default does. Do not merely repeat the \
 type annotation; the reader sees it already.
@@ -53,12 +55,12 @@ type annotation; the reader sees it already.
 Returns
 - What the caller gets back and what it means: "The parsed settings, keyed by option name." \
 For a generator, what it yields; for a coroutine, what awaiting it gives.
-- null when the symbol returns nothing (no return value, only a bare return or None), and for \
-a class.
+- null when the symbol returns nothing (no return value: only a bare return, None, nil, \
+undefined or void), and for a class.
 
 Raises
-- The exceptions the symbol's own code raises on purpose, each with the condition that \
-triggers it: {"exception": "ValueError", "when": "If the path is empty."}.
+- The exceptions (or errors thrown) that the symbol's own code raises on purpose, each with \
+the condition that triggers it: {"exception": "ValueError", "when": "If the path is empty."}.
 - Leave out exceptions that may come up from the functions it calls, unless the code catches \
 and raises them again, and generic failures such as MemoryError or KeyboardInterrupt.
 - An empty list when the code raises nothing itself.
@@ -83,6 +85,9 @@ understand the symbol, not to be documented itself.
 of any assistant, language model, or company that makes one. The drafts are compared blind, \
 and a draft that gives away its author is thrown out. Name a product or a company only where \
 the code itself uses that name.
+- Questions and refusals. Where the code is incomplete or unclear, document what it shows: \
+an answer that asks for more code, asks the requester anything or declines the task is thrown \
+out.
 - Addressing the reader or the requester ("you can", "here is", "note that this answer"), \
 apologies, disclaimers, or remarks about these instructions.
 - Markdown headings, HTML or emphasis in the fields. Identifiers in backticks are welcome.
