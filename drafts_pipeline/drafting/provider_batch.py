@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from drafts_pipeline.drafting.leases import LeaseKeeper
+from drafts_pipeline.drafting.requests import draft_request, prompt_used
 from drafts_pipeline.drafting.turns import sending_turn
 from drafts_pipeline.drafting.validation import problem_in, repair_in, validate_draft
 from drafts_pipeline.errors import ProviderError
@@ -121,6 +122,8 @@ def draft_with_provider(
     still in flight; the report holds every task all the same.
     """
     report = ProviderBatchReport(provider.name, provider.effective_model)
+    # Before any claim: a task whose stored prompt cannot be sent fails the batch here.
+    requests = {task.id: draft_request(task) for task in tasks}
 
     def settle(task_id: str, task: TaskDraft) -> None:
         report.tasks[task_id] = task
@@ -158,17 +161,17 @@ def draft_with_provider(
         store.release_claims(reused, provider.name, holder)
         report.outcomes["reused"] += len(reused)
         by_id = {task.id: task for task in to_call}
-        requests = [
-            DraftRequest(t.id, t.prompt or "", t.symbol, t.code, t.language) for t in to_call
-        ]
-        shared = store.sending_turn(provider.name) if requests else None
+        sending = [requests[task.id] for task in to_call]
+        shared = store.sending_turn(provider.name) if sending else None
         call_log = store.call_log(run_id)
         with (
             logging_run(run_id),
-            sending_turn(provider.name, len(requests), shared, run_id=run_id) as on_start,
+            sending_turn(provider.name, len(sending), shared, run_id=run_id) as on_start,
         ):
-            for task_id, result in provider.generate_each(requests, on_start, call_log=call_log):
-                record = _record(by_id[task_id], provider, settings, result, run_id, report)
+            for task_id, result in provider.generate_each(sending, on_start, call_log=call_log):
+                record = _record(
+                    by_id[task_id], requests[task_id], provider, settings, result, run_id, report
+                )
                 stored = store.add_draft(record, holder=holder)
                 keeper.drop(task_id)
                 report.outcomes[record.status if stored else "superseded"] += 1
@@ -185,6 +188,7 @@ def draft_with_provider(
 
 def _record(
     task: DocumentationTask,
+    request: DraftRequest,
     provider: LLMProvider,
     settings: str,
     result: Generation | ProviderError,
@@ -194,7 +198,7 @@ def _record(
     common: dict[str, Any] = {
         "task_id": task.id,
         "provider": provider.name,
-        "prompt_used": task.prompt or "",
+        "prompt_used": prompt_used(request),
         "prompt_hash": task.prompt_hash or "",
         "template_version": task.template_version or "",
         "settings_hash": settings,

@@ -33,13 +33,16 @@ DEFAULT_MAX_OUTPUT_TOKENS = 8192
 
 @dataclass(frozen=True)
 class DraftRequest:
-    """What a provider needs to draft one task."""
+    """What a provider needs to draft one task: `system` is the prompt's fixed part, sent
+    first as the system prompt (empty: none), `prompt` the task part, sent as the user
+    message."""
 
     task_id: str
     prompt: str
     symbol: str
     code: str
     language: str = "python"
+    system: str = ""
 
 
 Outcome = tuple[str, Generation | ProviderError]

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 
+from drafts_pipeline.llm.prompt_cache import cache_hit_rate
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall
 from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries
@@ -20,8 +21,9 @@ class ReportQueries(Queries):
 
     def usage_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Per provider and model, the calls started in [start, end) (UTC): attempts, failed
-        attempts, unfinished attempts (sent, no answer recorded: the run died), tokens and cost
-        (exact, a Decimal; calls without a cost count as zero)."""
+        attempts, unfinished attempts (sent, no answer recorded: the run died), tokens, the
+        cache hit rate (input tokens read from a cache, a share of the input tokens; None
+        without input) and cost (exact, a Decimal; calls without a cost count as zero)."""
         failed = case((LLMCall.error_type.is_not(None), 1), else_=0)
         unfinished = case((LLMCall.finished_at.is_(None), 1), else_=0)
         with self._session() as session:
@@ -38,6 +40,7 @@ class ReportQueries(Queries):
                             LLMCall.input_tokens,
                             LLMCall.output_tokens,
                             LLMCall.cached_tokens,
+                            LLMCall.cache_write_tokens,
                             LLMCall.reasoning_tokens,
                         )
                     ),
@@ -47,7 +50,14 @@ class ReportQueries(Queries):
                 .group_by(LLMCall.provider, LLMCall.model)
                 .order_by(LLMCall.provider, LLMCall.model)
             )
-            return [{**row._mapping, "cost_usd": row.cost_usd or Decimal(0)} for row in rows]
+            return [
+                {
+                    **row._mapping,
+                    "cache_hit_rate": cache_hit_rate(row.cached_tokens, row.input_tokens),
+                    "cost_usd": row.cost_usd or Decimal(0),
+                }
+                for row in rows
+            ]
 
     def scorecard_rows(self) -> list[dict[str, Any]]:
         """Per provider, over every stored draft version: drafts by status, those whose JSON
