@@ -16,6 +16,7 @@ from drafts_pipeline.errors import ConfigurationError
 
 LLM_MODES = ("live", "offline")
 SUBMIT_MODES = ("live", "batch")
+LOG_FORMATS = ("text", "json")
 DATABASE_URL_ENV = "DRAFTS_DATABASE_URL"
 VOTING_SECRET_ENV = "DRAFTS_VOTING_SECRET"
 MIN_VOTING_SECRET_CHARS = 32
@@ -30,18 +31,16 @@ def _positive_int(raw: str) -> int:
     return value
 
 
-def _llm_mode(raw: str) -> str:
-    mode = raw.lower()
-    if mode not in LLM_MODES:
-        raise ValueError(f"is not one of {', '.join(LLM_MODES)}")
-    return mode
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """A parser of a value that must be one of `choices` (any case)."""
 
+    def parse(raw: str) -> str:
+        chosen = raw.lower()
+        if chosen not in choices:
+            raise ValueError(f"is not one of {', '.join(choices)}")
+        return chosen
 
-def _submit_mode(raw: str) -> str:
-    mode = raw.lower()
-    if mode not in SUBMIT_MODES:
-        raise ValueError(f"is not one of {', '.join(SUBMIT_MODES)}")
-    return mode
+    return parse
 
 
 def _positive_seconds(raw: str) -> float:
@@ -121,6 +120,9 @@ class Settings:
     """`DRAFTS_MAX_CONTEXT_CHARS`: the most characters of context a task may hold."""
     min_votes: int = 3
     """`DRAFTS_MIN_VOTES`: current votes a task needs before one of its drafts is accepted."""
+    log_format: str = "text"
+    """`DRAFTS_LOG_FORMAT`: the pipeline's own log lines as plain `text`, or `json` (one object
+    a line, with task id, provider, attempt and run id as fields where known)."""
     voting_secret: str | None = field(default=None, repr=False)
     """`DRAFTS_VOTING_SECRET`: the key the voting page signs its cookie with; None makes the
     page draw a new one at each start (voters then give their name again)."""
@@ -147,8 +149,8 @@ class Settings:
         return cls(
             data_dir=Path(env.get("DRAFTS_DATA_DIR") or "data").resolve(),
             database_url_env=env.get(DATABASE_URL_ENV) or None,
-            llm_mode=read("llm_mode", "DRAFTS_LLM_MODE", _llm_mode),
-            submit_mode=read("submit_mode", "DRAFTS_SUBMIT_MODE", _submit_mode),
+            llm_mode=read("llm_mode", "DRAFTS_LLM_MODE", _one_of(LLM_MODES)),
+            submit_mode=read("submit_mode", "DRAFTS_SUBMIT_MODE", _one_of(SUBMIT_MODES)),
             batch_size=read("batch_size", "DRAFTS_BATCH_SIZE", _positive_int),
             sensor_max_tasks=read("sensor_max_tasks", "DRAFTS_SENSOR_MAX_TASKS", _positive_int),
             sensor_interval_s=read("sensor_interval_s", "DRAFTS_SENSOR_INTERVAL_S", _positive_int),
@@ -159,6 +161,7 @@ class Settings:
             max_code_chars=read("max_code_chars", "DRAFTS_MAX_CODE_CHARS", _positive_int),
             max_context_chars=read("max_context_chars", "DRAFTS_MAX_CONTEXT_CHARS", _positive_int),
             min_votes=read("min_votes", "DRAFTS_MIN_VOTES", _positive_int),
+            log_format=read("log_format", "DRAFTS_LOG_FORMAT", _one_of(LOG_FORMATS)),
             voting_secret=_voting_secret(env.get(VOTING_SECRET_ENV, ""), problems),
             problems=problems,
         )

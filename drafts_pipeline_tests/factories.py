@@ -32,7 +32,7 @@ def make_draft(
         "content": f"Draft by {provider}.",
         "prompt_used": "prompt",
         "prompt_hash": "p" * 64,
-        "template_version": "docstring-v1",
+        "template_version": "docstring-v2",
         "settings_hash": "s" * 64,
         "status": status,
         "validation": {},

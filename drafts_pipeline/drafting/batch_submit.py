@@ -18,8 +18,9 @@ from drafts_pipeline.drafting.provider_batch import (
     failed_record,
     split_reusable,
 )
+from drafts_pipeline.drafting.requests import draft_request
 from drafts_pipeline.errors import ProviderError
-from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
+from drafts_pipeline.llm.provider import LiveProvider
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import NewBatch
 from drafts_pipeline.store.models import DocumentationTask, utcnow
@@ -57,6 +58,8 @@ def submit_batch(
     provider's batch id after it answers: a crash in between leaves a `submitting` row.
     """
     report = ProviderBatchReport(provider.name, provider.effective_model)
+    # Before any claim: a task whose stored prompt cannot be sent fails the batch here.
+    requests = {task.id: draft_request(task) for task in tasks}
     outcomes = Outcomes(report, on_task)
     settings = provider.settings_hash()
     holder = f"batch-{uuid.uuid4()}"
@@ -79,11 +82,8 @@ def submit_batch(
     if batch is not None and kept:
         batch = store.narrow_batch(batch.id, [task.id for task in to_send])
     if batch is not None:
-        requests = [
-            DraftRequest(t.id, t.prompt or "", t.symbol, t.code, t.language) for t in to_send
-        ]
         try:
-            submission = provider.batch_api().submit(requests)
+            submission = provider.batch_api().submit([requests[t.id] for t in to_send])
         except ProviderError as error:
             _refused(store, provider, batch.id, holder, to_send, error, run_id, report, outcomes)
         except BaseException as error:

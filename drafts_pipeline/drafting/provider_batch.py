@@ -9,11 +9,13 @@ from decimal import Decimal
 from typing import Any
 
 from drafts_pipeline.drafting.leases import LeaseKeeper
+from drafts_pipeline.drafting.requests import draft_request, prompt_used
 from drafts_pipeline.drafting.turns import sending_turn
-from drafts_pipeline.drafting.validation import problem_in, validate_draft
+from drafts_pipeline.drafting.validation import problem_in, repair_in, validate_draft
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.generation import Generation, TokenUsage
-from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
+from drafts_pipeline.llm.provider import LLMProvider
+from drafts_pipeline.log_format import logging_run
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftRecord, DraftStore
@@ -37,6 +39,21 @@ class TaskDraft:
     def problem(self) -> str | None:
         """Why the newest draft is not valid; None when it is valid or there is none."""
         return None if self.draft is None else problem_in(self.draft.status, self.draft.validation)
+
+    @property
+    def repair(self) -> str | None:
+        """What was mended to read the newest draft's JSON; None when nothing was."""
+        return None if self.draft is None else repair_in(self.draft.validation)
+
+    @property
+    def answer_json(self) -> str | None:
+        """How the newest draft's JSON was read: `strict`, `fenced`, `repaired`, or
+        `unreadable`; None for a failed call, or a draft stored before answers were read
+        leniently."""
+        reading = None if self.draft is None else self.draft.validation.get("json")
+        if not isinstance(reading, dict):
+            return None
+        return reading.get("read_as") or "unreadable"
 
 
 @dataclass
@@ -170,6 +187,8 @@ def draft_with_provider(
     still in flight; the report holds every task all the same.
     """
     report = ProviderBatchReport(provider.name, provider.effective_model)
+    # Before any claim: a task whose stored prompt cannot be sent fails the batch here.
+    requests = {task.id: draft_request(task) for task in tasks}
     outcomes = Outcomes(report, on_task)
     holder = run_id or f"local-{uuid.uuid4()}"
     claimed = store.claim_drafts([t.id for t in tasks], provider.name, holder, lease_s)
@@ -191,13 +210,14 @@ def draft_with_provider(
         store.release_claims(reused, provider.name, holder)
         report.outcomes["reused"] += len(reused)
         by_id = {task.id: task for task in to_call}
-        requests = [
-            DraftRequest(t.id, t.prompt or "", t.symbol, t.code, t.language) for t in to_call
-        ]
-        shared = store.sending_turn(provider.name) if requests else None
+        sending = [requests[task.id] for task in to_call]
+        shared = store.sending_turn(provider.name) if sending else None
         call_log = store.call_log(run_id)
-        with sending_turn(provider.name, len(requests), shared, run_id=run_id) as on_start:
-            for task_id, result in provider.generate_each(requests, on_start, call_log=call_log):
+        with (
+            logging_run(run_id),
+            sending_turn(provider.name, len(sending), shared, run_id=run_id) as on_start,
+        ):
+            for task_id, result in provider.generate_each(sending, on_start, call_log=call_log):
                 record = _record(by_id[task_id], provider, settings, result, run_id, report)
                 stored = store.add_draft(record, holder=holder)
                 keeper.drop(task_id)
@@ -260,7 +280,7 @@ def _provenance(
     return {
         "task_id": task.id,
         "provider": provider.name,
-        "prompt_used": task.prompt or "",
+        "prompt_used": prompt_used(draft_request(task)),
         "prompt_hash": task.prompt_hash or "",
         "template_version": task.template_version or "",
         "settings_hash": settings,

@@ -8,6 +8,7 @@ Dagster's own `dagster-openai` resource does; the retry loop, the limiter and pr
 modules it hands its settings to (`calling.py`, `limits.py`, `pricing.py`).
 """
 
+import contextvars
 import hashlib
 import json
 import threading
@@ -35,13 +36,16 @@ DEFAULT_MAX_OUTPUT_TOKENS = 8192
 
 @dataclass(frozen=True)
 class DraftRequest:
-    """What a provider needs to draft one task."""
+    """What a provider needs to draft one task: `system` is the prompt's fixed part, sent
+    first as the system prompt (empty: none), `prompt` the task part, sent as the user
+    message."""
 
     task_id: str
     prompt: str
     symbol: str
     code: str
     language: str = "python"
+    system: str = ""
 
 
 Outcome = tuple[str, Generation | ProviderError]
@@ -275,7 +279,11 @@ class LiveProvider(dg.ConfigurableResource):
             return
         pool = ThreadPoolExecutor(max_workers=max(1, self.max_in_flight))
         try:
-            futures = {pool.submit(one, request): request.task_id for request in requests}
+            # Each call in a copy of this context: its log lines carry the caller's run id.
+            futures = {
+                pool.submit(contextvars.copy_context().run, one, request): request.task_id
+                for request in requests
+            }
             for future in as_completed(futures):
                 yield futures[future], future.result()
         finally:

@@ -239,6 +239,20 @@ class TaskQueries(Queries):
             )
             return [(row.id, row.attempts) for row in rows]
 
+    def drafting_queue(self, limit: int | None = None) -> list[str]:
+        """Ids of the tasks in `drafting` in the order to draft them: highest `priority` first,
+        then in the order they arrived or were re-queued (`seq`); the first `limit` of them.
+        (The sensor's cursor follows `seq` alone: `drafting_after`.)"""
+        with self._session() as session:
+            return list(
+                session.scalars(
+                    select(DocumentationTask.id)
+                    .where(DocumentationTask.status == "drafting")
+                    .order_by(DocumentationTask.priority.desc(), DocumentationTask.seq)
+                    .limit(limit)
+                )
+            )
+
     def task_ids(self, status: str) -> list[str]:
         with self._session() as session:
             return list(

@@ -57,7 +57,9 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
     for key in keys:
         task = tasks.get(key)
         if task is None:
-            context.log.warning(f"task {key}: no such task in the store; skipped")
+            context.log.warning(
+                f"task {key}: no such task in the store; skipped", extra={"task_id": key}
+            )
             outcomes["missing"] += 1
             continue
         if task.status != "drafting":
@@ -67,7 +69,7 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
             prompt = prompt_for(task)
         except TaskValidationError as error:
             store.fail_task(task.id, str(error))
-            context.log.error(str(error))
+            context.log.error(str(error), extra={"task_id": task.id})
             outcomes["rejected"] += 1
             continue
         prompts.append((task.id, prompt))
@@ -134,7 +136,13 @@ def task_draft_metadata(task: TaskDraft) -> dict[str, dg.MetadataValue]:
         "version": dg.MetadataValue.int(draft.version),
         "attempts": dg.MetadataValue.int(draft.attempts),
     }
-    for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
+    for name in (
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+    ):
         if (tokens := getattr(draft, name)) is not None:
             metadata[name] = dg.MetadataValue.int(tokens)
     if draft.cost_usd is not None:
@@ -143,6 +151,8 @@ def task_draft_metadata(task: TaskDraft) -> dict[str, dg.MetadataValue]:
         metadata["cost_usd"] = dg.MetadataValue.text("unknown price")
     if draft.latency_ms is not None:
         metadata["latency_ms"] = dg.MetadataValue.int(draft.latency_ms)
+    if task.answer_json:
+        metadata["answer_json"] = dg.MetadataValue.text(task.answer_json)
     if task.problem:
         metadata["problem"] = dg.MetadataValue.text(task.problem[:300])
     return metadata
@@ -197,7 +207,15 @@ def log_batch(
         )
     for task_id, task in report.tasks.items():
         if task.outcome == "drafted" and task.problem:
-            context.log.warning(f"task {task_id}: {spec.name}: {task.problem}")
+            context.log.warning(
+                f"task {task_id}: {spec.name}: {task.problem}",
+                extra={"task_id": task_id, "provider": spec.name},
+            )
+        elif task.outcome == "drafted" and task.repair:
+            context.log.warning(
+                f"task {task_id}: {spec.name}: valid, its JSON {task.repair}",
+                extra={"task_id": task_id, "provider": spec.name},
+            )
 
 
 def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.AssetsDefinition:
@@ -212,7 +230,8 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
             description=f"The {spec.name} draft of each task: called, validated and stored with "
             "its provenance; a provider that still fails after its retries is stored as a "
             "`failed` draft, not raised. Each partition shows its task's newest draft (status, "
-            "model, tokens, cost, latency, attempts) and what the run did for it.",
+            "model, tokens, cost, latency, attempts, how its JSON was read: `answer_json`) and "
+            "what the run did for it.",
         )
         for spec in specs
     ]
