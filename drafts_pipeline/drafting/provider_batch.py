@@ -11,7 +11,8 @@ from typing import Any
 from drafts_pipeline.drafting.leases import LeaseKeeper
 from drafts_pipeline.drafting.turns import sending_turn
 from drafts_pipeline.drafting.validation import problem_in, validate_draft
-from drafts_pipeline.errors import ProviderError
+from drafts_pipeline.errors import BudgetReached, ProviderError
+from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.generation import Generation
 from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
 from drafts_pipeline.prompts.code_facts import symbol_facts
@@ -23,8 +24,9 @@ from drafts_pipeline.store.models import DocumentationTask, DraftVersion
 @dataclass(frozen=True)
 class TaskDraft:
     """One task as a provider's batch left it: what the batch did (`drafted`, `reused`,
-    `superseded`, `claimed_elsewhere`, or `not_drafting` for a task out of `drafting`) and the
-    task's newest stored draft by that provider (None: there is none)."""
+    `superseded`, `claimed_elsewhere`, `held` where a daily budget kept the call from being
+    sent, or `not_drafting` for a task out of `drafting`) and the task's newest stored draft by
+    that provider (None: there is none)."""
 
     outcome: str
     draft: DraftVersion | None
@@ -48,6 +50,8 @@ class ProviderBatchReport:
     cost_usd: Decimal | None = Decimal(0)
     latencies_ms: list[int] = field(default_factory=list)
     tasks: dict[str, TaskDraft] = field(default_factory=dict)
+    budget_reached: BudgetReached | None = None
+    """The daily budget that stopped the batch's calls, if one did (`outcomes["held"]` tasks)."""
 
     def add(self, generation: Generation) -> None:
         """Count one answered call in the batch's totals."""
@@ -79,6 +83,12 @@ def reusable(draft_status: str, same_prompt: bool, same_settings: bool) -> bool:
     return draft_status == "valid" and same_prompt and same_settings
 
 
+def draft_request(task: DocumentationTask, prompt: str | None = None) -> DraftRequest:
+    """What a provider is sent for `task`: `prompt`, or the one recorded for it."""
+    text = (task.prompt or "") if prompt is None else prompt
+    return DraftRequest(task.id, text, task.symbol, task.code)
+
+
 def draft_with_provider(
     store: DraftStore,
     provider: LLMProvider,
@@ -89,8 +99,13 @@ def draft_with_provider(
     lease_s: float = Settings.claim_lease_s,
     others: Sequence[str] = (),
     on_task: OnTask | None = None,
+    budget: DailyBudget | None = None,
 ) -> ProviderBatchReport:
     """Draft every task with `provider`; a provider failure is stored, never raised.
+
+    With `budget`, each call is checked against the daily caps before it is sent. Once one is
+    reached, the batch's calls not yet sent are not made: those tasks stay in `drafting` with
+    no draft stored and their claims released, held until the next UTC midnight (`held`).
 
     The batch first claims its tasks for this provider in the store; a task another live run
     has claimed is left to that run (`claimed_elsewhere`). Reuse is decided after the claim,
@@ -142,11 +157,18 @@ def draft_with_provider(
         store.release_claims(reused, provider.name, holder)
         report.outcomes["reused"] += len(reused)
         by_id = {task.id: task for task in to_call}
-        requests = [DraftRequest(t.id, t.prompt or "", t.symbol, t.code) for t in to_call]
+        requests = [draft_request(task) for task in to_call]
         shared = store.sending_turn(provider.name) if requests else None
         call_log = store.call_log(run_id)
+        held: list[str] = []
         with sending_turn(provider.name, len(requests), shared, run_id=run_id) as on_start:
-            for task_id, result in provider.generate_each(requests, on_start, call_log=call_log):
+            for task_id, result in provider.generate_each(
+                requests, on_start, call_log=call_log, budget=budget
+            ):
+                if isinstance(result, BudgetReached):
+                    report.budget_reached = report.budget_reached or result
+                    held.append(task_id)
+                    continue
                 record = _record(by_id[task_id], provider, settings, result, run_id, report)
                 stored = store.add_draft(record, holder=holder)
                 keeper.drop(task_id)
@@ -155,6 +177,16 @@ def draft_with_provider(
                     unknown[task_id] = "superseded"
                 else:
                     settle(task_id, TaskDraft("drafted", stored))
+        if report.budget_reached is not None:
+            # The hold is written before the claims go, so that no ballot sees the task free
+            # and unheld in between.
+            reached = report.budget_reached
+            store.hold_tasks(held, reached.until, str(reached))
+            store.release_claims(held, provider.name, holder)
+            for task_id in held:
+                keeper.drop(task_id)
+                unknown[task_id] = "held"
+            report.outcomes["held"] += len(held)
     if unknown:
         newest = store.latest_drafts(list(unknown), provider.name)
         for task_id, outcome in unknown.items():

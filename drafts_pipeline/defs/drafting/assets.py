@@ -13,23 +13,34 @@ import queue
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import dagster as dg
 
 from drafts_pipeline.defs.drafting.partitions import task_partitions
 from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
+from drafts_pipeline.drafting.estimates import (
+    PromptedTask,
+    call_estimator,
+    daily_budgets,
+    estimate_requests,
+    requests_to_call,
+)
 from drafts_pipeline.drafting.provider_batch import (
     ProviderBatchReport,
     TaskDraft,
     draft_with_provider,
 )
 from drafts_pipeline.errors import TaskValidationError
+from drafts_pipeline.llm.budget import DailyBudget
+from drafts_pipeline.llm.estimate import ProviderEstimate
 from drafts_pipeline.llm.keys import require_keys
 from drafts_pipeline.llm.provider import LLMProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
 from drafts_pipeline.prompts.templates import BuiltPrompt, prompt_for
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.models import DocumentationTask
 
 # One run covers at most a batch of partitions, in backfills from the UI too.
 BATCH_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=LOADED_SETTINGS.batch_size)
@@ -75,6 +86,8 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
 
 # What a draft partition shows from the start of its run's drafting step until its figures come.
 IN_PROGRESS = {"this_run": dg.MetadataValue.text("in progress")}
+# What a draft partition shows when a daily budget kept its call from being sent.
+HELD = "held, daily budget reached"
 
 
 class DraftConfig(dg.Config):
@@ -86,9 +99,8 @@ def task_draft_metadata(task: TaskDraft) -> dict[str, dg.MetadataValue]:
     """One task's partition: what this run did for it and its newest draft by the provider,
     with the same keys for every provider so the UI plots them side by side. A task without a
     draft shows no figures, never zeros."""
-    metadata: dict[str, dg.MetadataValue] = {
-        "this_run": dg.MetadataValue.text(task.outcome.replace("_", " "))
-    }
+    outcome = HELD if task.outcome == "held" else task.outcome.replace("_", " ")
+    metadata: dict[str, dg.MetadataValue] = {"this_run": dg.MetadataValue.text(outcome)}
     draft = task.draft
     if draft is None:
         return {**metadata, "status": dg.MetadataValue.text("no draft")}
@@ -112,12 +124,30 @@ def task_draft_metadata(task: TaskDraft) -> dict[str, dg.MetadataValue]:
     return metadata
 
 
+def estimate_metadata(estimate: ProviderEstimate) -> dict[str, dg.MetadataValue]:
+    """A provider's estimate for the run's batch, made before any call: what each of its
+    partitions shows while the run is in progress."""
+    cost = (
+        dg.MetadataValue.float(float(estimate.cost_usd))
+        if estimate.cost_usd is not None
+        else dg.MetadataValue.text(f"unknown: {estimate.cost_note}")
+    )
+    return {
+        "estimate_tasks": dg.MetadataValue.int(estimate.tasks),
+        "estimate_input_tokens": dg.MetadataValue.int(estimate.input_tokens),
+        "estimate_output_tokens": dg.MetadataValue.int(estimate.output_tokens),
+        "estimate_usd": cost,
+    }
+
+
 def batch_summary(report: ProviderBatchReport, tasks: int) -> str:
     """The batch's totals for one provider, for the step's log."""
     counts = ", ".join(
         f"{report.outcomes[name]} {name.replace('_', ' ')}"
-        for name in ("valid", "invalid", "failed", "reused", "superseded", "claimed_elsewhere")
-    )
+        for name in (
+            "valid", "invalid", "failed", "reused", "superseded", "claimed_elsewhere", "held",
+        )
+    )  # fmt: skip
     cost = "unknown cost" if report.cost_usd is None else f"${report.cost_usd:.6f}"
     return (
         f"{report.provider} ({report.model}), {tasks} tasks: {counts}; "
@@ -130,11 +160,61 @@ def batch_summary(report: ProviderBatchReport, tasks: int) -> str:
 def log_batch(
     context: dg.AssetExecutionContext, spec: ProviderSpec, report: ProviderBatchReport, tasks: int
 ) -> None:
-    """A provider's batch in the step's log: its totals, and each new draft that is not valid."""
+    """A provider's batch in the step's log: its totals, the daily budget that stopped its
+    calls, and each new draft that is not valid."""
     context.log.info(batch_summary(report, tasks))
+    if (reached := report.budget_reached) is not None:
+        context.log.warning(
+            f"{reached}; {report.outcomes['held']} task(s) left in drafting, no draft stored, "
+            f"held until {reached.until:%Y-%m-%d %H:%M} UTC, when they are drafted again"
+        )
     for task_id, task in report.tasks.items():
         if task.outcome == "drafted" and task.problem:
             context.log.warning(f"task {task_id}: {spec.name}: {task.problem}")
+
+
+@dataclass(frozen=True)
+class ProviderPlan:
+    """A provider's part of the run, known before it calls: the estimate and the daily budget
+    its calls are checked against (None: no cap applies)."""
+
+    estimate: ProviderEstimate
+    budget: DailyBudget | None
+
+
+def plan_batch(
+    context: dg.AssetExecutionContext,
+    store: DraftStore,
+    providers: dict[ProviderSpec, LLMProvider],
+    tasks: list[DocumentationTask],
+    force: bool,
+    settings: Settings,
+) -> dict[ProviderSpec, ProviderPlan]:
+    """Each provider's estimate for the batch (logged) and its daily budget; then the holds of
+    earlier runs are lifted from the batch's tasks, which are drafted now (a provider still at
+    its cap holds them again). A cap that cannot be kept fails the step before any of this."""
+    prompted = [PromptedTask.as_recorded(task) for task in tasks]
+    estimators = {spec.name: call_estimator(store, p) for spec, p in providers.items()}
+    estimates = {
+        spec.name: estimate_requests(
+            estimators[spec.name], requests_to_call(store, provider, prompted, force=force)
+        )
+        for spec, provider in providers.items()
+    }
+    budgets = daily_budgets(
+        store,
+        {spec.name: provider for spec, provider in providers.items()},
+        estimators,
+        estimates,
+        settings.daily_budget_usd,
+    )
+    for spec in providers:
+        context.log.info(estimates[spec.name].summary())
+    held = [task.id for task in tasks if task.held_until is not None]
+    if held:
+        store.clear_holds(held)
+        context.log.info(f"{len(held)} task(s) held back by an earlier run: drafting them now")
+    return {spec: ProviderPlan(estimates[spec.name], budgets[spec.name]) for spec in providers}
 
 
 def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.AssetsDefinition:
@@ -168,7 +248,9 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         context: dg.AssetExecutionContext, config: DraftConfig
     ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
         # The providers were built for this mode when the code loaded (live if it was bad).
-        settings = Settings.from_environment().require("llm_mode", "claim_lease_s")
+        settings = Settings.from_environment().require(
+            "llm_mode", "claim_lease_s", "daily_budget_usd"
+        )
         store: DraftStore = context.resources.store
         keys = context.partition_keys
         found = store.tasks_by_id(keys)
@@ -181,6 +263,7 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         }
         # Every unusable key named at once, before any claim or call.
         require_keys(providers.values())
+        plans = plan_batch(context, store, providers, tasks, config.force, settings)
 
         # Each task's figures as its provider's thread learns them, then each finished thread.
         figures: queue.Queue[tuple[ProviderSpec, str, TaskDraft] | Future[ProviderBatchReport]]
@@ -199,6 +282,7 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
                 lease_s=settings.claim_lease_s,
                 others=others,
                 on_task=lambda task_id, task: figures.put((spec, task_id, task)),
+                budget=plans[spec].budget,
             )
 
         with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
@@ -210,10 +294,14 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
                 future.add_done_callback(figures.put)
             # Dagster materialises every partition of an output alike, one event each: they
             # are written now, while the providers are called, and say only that the run is
-            # under way. Each partition's own figures follow as soon as its provider's draft
+            # under way and what the provider's calls for the batch are estimated to cost
+            # (the same figures on each). Each partition's own figures follow as soon as its provider's draft
             # is known, as its latest materialisation, while the other calls go on.
             for spec in chosen:
-                yield dg.MaterializeResult(asset_key=spec.asset_name, metadata=IN_PROGRESS)
+                yield dg.MaterializeResult(
+                    asset_key=spec.asset_name,
+                    metadata={**IN_PROGRESS, **estimate_metadata(plans[spec].estimate)},
+                )
             unfinished = len(running)
             failures: list[BaseException] = []
             while unfinished:

@@ -71,7 +71,7 @@ def voting_ballot(
     context.log.info(
         f"{len(context.partition_keys)} ballots: {outcomes['voting']} moved to voting, "
         f"{outcomes['drafting']} below quorum, {outcomes['failed']} failed, "
-        f"{outcomes['unchanged']} unchanged"
+        f"{outcomes['held']} held by a daily budget, {outcomes['unchanged']} unchanged"
     )
     return dg.MaterializeResult()
 
