@@ -20,6 +20,15 @@ class TaskValidationError(DraftsError):
     """A documentation task cannot be drafted as it is stored."""
 
 
+class NoSuchTask(DraftsError):
+    """Tasks named on the command line are not in the store."""
+
+    def __init__(self, task_ids: list[str]) -> None:
+        self.task_ids = task_ids
+        listed = ", ".join(repr(task_id) for task_id in task_ids)
+        super().__init__(f"no task {listed} in the store")
+
+
 class ImportRejected(DraftsError):
     """A task file had bad rows; nothing was imported."""
 

@@ -299,6 +299,17 @@ class TaskQueries(Queries):
                 if until is not None
             }
 
+    def tasks_with_status(self, status: str) -> list[DocumentationTask]:
+        """Every task in `status`, in arrival order."""
+        with self._session() as session:
+            return list(
+                session.scalars(
+                    select(DocumentationTask)
+                    .where(DocumentationTask.status == status)
+                    .order_by(DocumentationTask.seq)
+                )
+            )
+
     def task_ids(self, status: str) -> list[str]:
         with self._session() as session:
             return list(

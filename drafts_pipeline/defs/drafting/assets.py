@@ -295,8 +295,9 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
             # Dagster materialises every partition of an output alike, one event each: they
             # are written now, while the providers are called, and say only that the run is
             # under way and what the provider's calls for the batch are estimated to cost
-            # (the same figures on each). Each partition's own figures follow as soon as its provider's draft
-            # is known, as its latest materialisation, while the other calls go on.
+            # (the same figures on each). Each partition's own figures follow as soon as its
+            # provider's draft is known, as its latest materialisation, while the other calls
+            # go on.
             for spec in chosen:
                 yield dg.MaterializeResult(
                     asset_key=spec.asset_name,
