@@ -40,7 +40,7 @@ from drafts_pipeline.llm.calling import Clock
 from drafts_pipeline.llm.offline import offline_answer
 from drafts_pipeline.llm.provider import LiveProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
-from drafts_pipeline_tests.provider_doubles import HOOKED_CLASSES
+from drafts_pipeline_tests.provider_doubles import HOOKED_CLASSES, with_clock
 
 WIRES = {"claude": "anthropic", "openai": "openai", "kimi": "moonshot"}
 PREFIXES = {"claude": "/claude", "openai": "/openai/v1", "kimi": "/moonshot/v1"}
@@ -226,7 +226,9 @@ class FakeProviderServer:
         }
         if spec.kind == "openai":
             settings["token_limit_parameter"] = "max_completion_tokens"
-        resource = HOOKED_CLASSES[spec.api](**{**settings, **overrides})
+        api = HOOKED_CLASSES[spec.api]
+        resource = (api if clock is None else with_clock(api, clock))(**{**settings, **overrides})
+        assert isinstance(resource, api)
         resource._strict = strict
         resource._test_clock = clock
         return resource

@@ -22,32 +22,12 @@ from drafts_pipeline.llm.estimate import (
 from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.pricing import resolve_price
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
-from drafts_pipeline.prompts.templates import build_prompt, prompt_for
-from drafts_pipeline.store import DraftStore, TaskInput
+from drafts_pipeline.prompts.templates import prompt_for
+from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import LLMCall
-from drafts_pipeline_tests.factories import make_draft, make_task
+from drafts_pipeline_tests.factories import make_draft, make_task, task_with_prompt_of
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
 from drafts_pipeline_tests.graph_runs import materialize_tasks
-
-
-def task_with_prompt_of(task_id: str, length: int) -> TaskInput:
-    """A task whose prompt is exactly `length` characters: its code padded with a comment."""
-    name = task_id.rsplit(".", 1)[-1]
-    code = f"def {name}(event):\n    return event"
-    padding = length - prompt_length(make_task(task_id, code=code)) - len("\n# ")
-    task = make_task(task_id, code=f"{code}\n# {'x' * padding}")
-    assert prompt_length(task) == length
-    return task
-
-
-def prompt_length(task: TaskInput) -> int:
-    return len(
-        build_prompt(
-            task_id=task.id, template=task.template, language=task.language,
-            symbol=task.symbol, source_path=task.source_path, code=task.code,
-            context=task.context,
-        ).text
-    )  # fmt: skip
 
 
 def test_two_calls_of_known_length_cost_what_the_price_table_says() -> None:
