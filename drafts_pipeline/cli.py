@@ -129,6 +129,7 @@ def _run_settings(batch_size: int | None, concurrent_runs: int | None) -> Settin
     variable, and then a bad value of that variable does not matter)."""
     return Settings.from_environment().require(
         "llm_mode",
+        "daily_budget_usd",
         *(() if batch_size else ("batch_size",)),
         *(() if concurrent_runs else ("in_process_runs",)),
     )
@@ -188,11 +189,15 @@ def run(batch_size: int | None, concurrent_runs: int | None, force: bool) -> Non
 
 def _check_keys(mode: str) -> None:
     """Fail before any run when a live provider's key is missing or unusable, naming every such
-    variable at once: never a silent fallback."""
+    variable at once: never a silent fallback. A provider's daily cap that is no amount fails
+    here too, naming its variable."""
     from drafts_pipeline.llm.keys import require_keys
     from drafts_pipeline.llm.providers import provider_resources
 
-    require_keys(provider_resources(mode).values())
+    providers = provider_resources(mode).values()
+    require_keys(providers)
+    for provider in providers:
+        provider.daily_budget()
 
 
 def _report_runs(runs: list["BatchRun"]) -> None:

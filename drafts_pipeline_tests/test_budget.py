@@ -95,7 +95,7 @@ def test_a_call_that_would_pass_a_cap_is_refused_until_the_next_utc_midnight() -
         budget.admit(("prompt",), at(23))
     assert refused.value.until == at(0, day=21)
     assert refused.value.reason == (
-        "claude's daily budget DRAFTS_CLAUDE_DAILY_BUDGET_USD=$1 reached: $0.9200 spent today "
+        "claude's daily budget DRAFTS_CLAUDE_DAILY_BUDGET_USD=$1.00 reached: $0.9200 spent today "
         "(UTC), $0.0500 in flight, $0.0400 for the next call"
     )
     # The rest of the day is refused without reading the ledger again.

@@ -62,7 +62,13 @@ class DailyCap:
 
     def describe(self) -> str:
         scope = f"{self.provider}'s" if self.provider else "all providers'"
-        return f"{scope} daily budget {self.variable}=${self.usd}"
+        return f"{scope} daily budget {self.variable}=${dollars(self.usd)}"
+
+
+def dollars(amount: Decimal) -> str:
+    """An amount as people write it: cents always (5.00), more digits only where set (0.033)."""
+    cents = amount.quantize(Decimal("0.01"))
+    return f"{cents}" if cents == amount else f"{amount.normalize():f}"
 
 
 def daily_caps(provider: str, own_usd: Decimal | None, total_usd: Decimal | None) -> list[DailyCap]:
