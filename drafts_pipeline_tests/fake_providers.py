@@ -55,7 +55,7 @@ FAULT_KINDS = (
     "not_found", "unprocessable", "quota",
 )  # fmt: skip
 DOWN_MODES = ("500", "disconnect")
-SOURCE_BLOCK = re.compile(r"The symbol's source:\n(`{3,})[^\n]*\n(.*?)\n\1\n", re.DOTALL)
+SOURCE_BLOCK = re.compile(r"The symbol's source:\n(`{3,})([^\n]*)\n(.*?)\n\1\n", re.DOTALL)
 SYMBOL_LINE = re.compile(r"^Symbol: (.+)$", re.MULTILINE)
 
 
@@ -441,7 +441,8 @@ def _draft_text(script: ProviderScript, prompt: str) -> str:
     return offline_answer(
         script.name,
         symbol.group(1).strip() if symbol else "symbol",
-        source.group(2) if source else "",
+        source.group(3) if source else "",
+        (source.group(2).strip() or "python") if source else "python",
     )
 
 

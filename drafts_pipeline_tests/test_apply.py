@@ -68,10 +68,18 @@ def test_accepted_drafts_become_a_patch_git_applies(tmp_path: Path, sqlite_url: 
     applied = cli("apply", "--root", "shop", "--output", "docs.patch", env=env, cwd=tmp_path)
     assert applied.returncode == 0, applied.stderr
     accepted = len(in_voting) - 1
+    # The sample's JavaScript tasks are accepted too, and left out of the patch with a reason.
+    scripts = [t for t in in_voting if tasks[t].language == "javascript" and t != split]
+    assert scripts
     assert applied.stdout.strip() == (
-        f"{accepted} accepted draft(s): {accepted} docstring(s) in docs.patch, 0 skipped; "
-        "apply it with `git apply docs.patch`"
+        f"{accepted} accepted draft(s): {accepted - len(scripts)} docstring(s) in docs.patch, "
+        f"{len(scripts)} skipped; apply it with `git apply docs.patch`"
     )
+    for task_id in scripts:
+        assert (
+            f"skipped {task_id}: a javascript task: only Python docstrings are applied"
+            in applied.stderr
+        )
     check = subprocess.run(
         ["git", "apply", "--check", "docs.patch"], cwd=tmp_path, capture_output=True, text=True
     )
@@ -87,6 +95,11 @@ def test_accepted_drafts_become_a_patch_git_applies(tmp_path: Path, sqlite_url: 
     for task_id in in_voting:
         task = tasks[task_id]
         assert task.source_path is not None
+        if task_id in scripts:
+            assert (project / task.source_path).read_text() == (
+                SAMPLE_PROJECT / task.source_path
+            ).read_text()
+            continue
         function = definitions(project / task.source_path)[task.symbol]
         if task_id == split:
             assert ast.get_docstring(function) is None

@@ -18,7 +18,7 @@ from drafts_pipeline.defs.voting.assets import voting_ready_set
 from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.drafting.blindness import blindness_leaks, normalise
 from drafts_pipeline.drafting.validation import validate_draft
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.prompts.templates import build_prompt
 from drafts_pipeline.store import DraftStore
@@ -161,6 +161,176 @@ def test_a_bare_name_is_a_leak_unless_the_code_itself_uses_it(
     leaks = blindness_leaks(text, code)
     assert [leak.rule for leak in leaks] == [NAMES_RULE] * len(names)
     assert [leak.phrase for leak in leaks] == names
+
+
+# Model families: each name in its forms, in the contexts where a model speaks of itself.
+
+FAMILY_FORMS = {
+    "claude": ["Claude", "claude", "CLAUDE", "Claude 3.5", "claude-sonnet-4-5"],
+    "chatgpt": ["ChatGPT", "chatgpt", "Chat-GPT", "ChatGPT-4o"],
+    "gpt": ["GPT", "gpt", "GPT-4", "gpt-4o", "GPT 5", "gpt-4.1-mini"],
+    "o-series": ["o1", "O3", "o3-mini", "o4-mini", "o1-preview"],
+    "sonnet": ["Sonnet", "sonnet", "Sonnet 4.5", "sonnet-4", "Claude Sonnet"],
+    "opus": ["Opus", "opus", "Opus 4.1", "Claude 3 Opus"],
+    "haiku": ["Haiku", "haiku", "Haiku 3.5", "claude-3-haiku"],
+    "gemini": ["Gemini", "gemini", "Gemini 2.5 Pro", "gemini-1.5-flash"],
+    "llama": ["Llama", "llama", "LLaMA", "Llama 3.1", "llama-3-70b", "Llama3"],
+    "mistral": ["Mistral", "mistral", "Mistral 7B", "mistral-large", "Mistral AI"],
+    "qwen": ["Qwen", "qwen", "Qwen2.5", "qwen-max"],
+    "deepseek": ["DeepSeek", "deepseek", "DeepSeek-V3", "Deepseek R1"],
+    "kimi": ["Kimi", "kimi", "Kimi K2", "kimi-k3"],
+}
+VENDOR_FORMS = {
+    "anthropic": ["Anthropic", "anthropic", "ANTHROPIC"],
+    "openai": ["OpenAI", "openai", "Open AI", "open-ai"],
+    "moonshot": ["Moonshot", "Moonshot AI", "moonshot-ai"],
+    "google": ["Google", "google", "Google DeepMind", "DeepMind"],
+    "meta": ["Meta", "meta", "Meta AI"],
+    "mistral": ["Mistral AI", "mistral"],
+}
+MODEL_CONTEXTS = [
+    "I am {}.",
+    "I'm {}, and this loads the settings.",
+    "I\u2019m {}.",
+    "My name is {}.",
+    "As {}, I wrote this summary.",
+    "Sure! As {} I can document it.",
+    "This docstring was written by {}.",
+    "Hello, {} here.",
+    "Loads the settings. \u2014 {}",
+    "I am {}'s latest model.",
+]
+VENDOR_CONTEXTS = [
+    "I was trained by {}.",
+    "{} made me.",
+    "My creator is {}.",
+    "I am {}'s assistant.",
+    "I am an AI model made by {}.",
+]
+BLAND_CODE = "def load(path): ..."
+
+
+def in_contexts(forms: dict[str, list[str]], contexts: list[str]) -> list[str]:
+    return [
+        context.format(form) for each in forms.values() for form in each for context in contexts
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    in_contexts(FAMILY_FORMS, MODEL_CONTEXTS) + in_contexts(VENDOR_FORMS, VENDOR_CONTEXTS),
+)
+def test_each_family_and_vendor_speaking_of_itself_is_flagged_in_every_form(text: str) -> None:
+    assert self_identification(text, BLAND_CODE), text
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # Distinct names: any mention, any form.
+        ("Tuned for Qwen answers.", ["qwen"]),
+        ("Matches what DeepSeek-V3 writes.", ["deep seek"]),
+        ("Counts tokens as gpt-4o does.", ["gpt-4o"]),
+        ("Follows Claude's style.", ["claude"]),
+        # Ordinary words: named in their model-like forms only.
+        ("Tuned for Sonnet 4.5 answers.", ["sonnet 4.5"]),
+        ("Prompts Claude 3 Opus.", ["claude", "claude 3 opus"]),
+        ("Runs llama-3.1-70b locally.", ["llama-3.1-70b"]),
+        ("Calls gemini-2.5-pro.", ["gemini-2.5"]),
+        ("Built on Mistral AI's API.", ["mistral ai"]),
+        ("Calls o3-mini with the prompt.", ["o3-mini"]),
+        ("Asks the OpenAI o3 model.", ["open ai", "open ai o3"]),
+        ("Sends it to Meta AI.", ["meta ai"]),
+        ("Uses Google Gemini.", ["google gemini"]),
+    ],
+)
+def test_a_model_family_mentioned_in_a_model_like_form_is_a_name(
+    text: str, names: list[str]
+) -> None:
+    leaks = blindness_leaks(text, BLAND_CODE)
+    assert [(leak.rule, leak.phrase) for leak in leaks] == [(NAMES_RULE, n) for n in names]
+
+
+FAMILY_WORDS_AS_ORDINARY_WORDS = [
+    ("Parse a haiku into its three lines.", "def parse_haiku(poem): ..."),
+    ("Check a line against the haiku's 5-7-5 pattern.", "def check(line): ..."),
+    ("Format the poem as a sonnet, with fourteen lines.", "def layout(lines): ..."),
+    ("Render as haiku, then print it.", "def render(poem): ..."),
+    ("Return Shakespeare's Sonnet 18.", "def poem(number): ..."),
+    (
+        "Build a `llama_index` query engine over the documents.",
+        "def build_engine(docs):\n    return llama_index.VectorStoreIndex(docs)\n",
+    ),
+    ("Return the llama's name.", "def name(animal): ..."),
+    ("Return the meta information of the file.", "def info(path): ..."),
+    ("Use meta-programming to build the class.", "def build(name): ..."),
+    ("Upload the file to Google Cloud Storage.", "def upload(bucket, path): ..."),
+    ("Decode a format made by Google.", "def decode(message): ..."),
+    ("Speed of the mistral wind, in km/h.", "def wind(region): ..."),
+    ("Fetch a page over the Gemini protocol.", "def fetch(url): ..."),
+    ("Tell whether the sign is Gemini.", "def is_twins(sign): ..."),
+    ("As Gemini rises, the sky darkens.", "def sky(hour): ..."),
+    ("Encode the audio as Opus.", "def encode(samples): ..."),
+    ("Return the larger of o1 and o2.", "def larger(o1, o2): ..."),
+    ("O(1) lookup of the key.", "def get(key): ..."),
+]
+
+
+@pytest.mark.parametrize(("text", "code"), FAMILY_WORDS_AS_ORDINARY_WORDS)
+def test_family_words_used_as_ordinary_words_are_not_flagged(text: str, code: str) -> None:
+    assert blindness_leaks(text, code) == []
+
+
+def test_a_draft_of_parse_haiku_is_valid() -> None:
+    code = "def parse_haiku(poem):\n    return poem.splitlines()\n"
+    text = answer(
+        "Split a haiku into its three lines.",
+        parameters=[{"name": "poem", "description": "The haiku, one line per verse."}],
+        returns="The lines of the haiku.",
+    )
+    assert validate_draft(text, "stop", symbol_facts(code), code).status == "valid"
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("Answers with Llama 3.", 'def ask(question, model="llama3"): ...'),
+        ("Builds a client for gemini-2.5-pro.", "def gemini_client(key): ..."),
+        ("Prompts Sonnet 4.5 first.", 'def ask(q, model="claude-sonnet-4-5"): ...'),
+        ("Calls o3-mini.", 'def ask(q, model="o3-mini"): ...'),
+        ("Asks qwen-max.", "def ask_qwen(q): ..."),
+    ],
+)
+def test_the_identifier_exemption_covers_the_model_families(text: str, code: str) -> None:
+    """The code itself uses the family's name: every draft of it may say it."""
+    assert blindness_leaks(text, code) == []
+    assert blindness_leaks(text, BLAND_CODE), text
+
+
+def test_an_ordinary_word_spoken_as_a_model_is_flagged_whatever_the_code_uses() -> None:
+    code = "def parse_haiku(poem): ..."
+    assert self_identification("I am Haiku, and this splits the poem.", code)
+    assert blindness_leaks("Split `parse_haiku` input into lines.", code) == []
+
+
+def test_a_configured_models_leading_word_is_a_family_name() -> None:
+    """A provider whose family this list does not know yet: its model ids name it."""
+    assert blindness_leaks("I am Grok.", BLAND_CODE) == []
+    leaks = blindness_leaks("I am Grok.", BLAND_CODE, {"grok-5-fast"})
+    assert [(leak.rule, leak.phrase) for leak in leaks] == [("speaks as a model", "i am grok")]
+
+
+@pytest.mark.parametrize("spec", PROVIDER_SPECS, ids=lambda spec: spec.name)
+def test_every_configured_provider_is_known_by_name_vendor_and_family(
+    spec: ProviderSpec,
+) -> None:
+    """The list knows each configured provider: its name, its vendor (the spec's kind) and its
+    default model are names wherever they occur, and its model family speaks as a model."""
+    family = spec.default_model.split("-")[0]
+    for name in (spec.name, spec.kind, spec.default_model):
+        assert blindness_leaks(f"Returns what {name} says.", BLAND_CODE), name
+    for word in (spec.name, spec.kind, family):
+        assert self_identification(f"I am {word.capitalize()}.", BLAND_CODE), word
 
 
 def test_the_model_ids_given_are_names_too() -> None:

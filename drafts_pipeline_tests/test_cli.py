@@ -41,9 +41,10 @@ def test_demo_prints_the_voting_ready_set_and_exports_it(
 ) -> None:
     first = cli("demo", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "8 new task(s)" in first.stdout
-    assert "voting-ready set: 8 task(s), 24 draft(s)" in first.stdout
+    assert "12 new task(s)" in first.stdout
+    assert "voting-ready set: 12 task(s), 36 draft(s)" in first.stdout
     assert "bookshop.orders.compute_total" in first.stdout
+    assert "bookshop.inventory.Reservations.reserve" in first.stdout
     second = cli("demo", env=env, cwd=tmp_path)
     assert "0 new task(s)" in second.stdout and "0 run(s)" in second.stdout
 
@@ -53,9 +54,10 @@ def test_demo_prints_the_voting_ready_set_and_exports_it(
     )
     assert exported.returncode == 0, exported.stderr
     rows = [json.loads(line) for line in output.read_text().splitlines()]
-    assert len(rows) == 24 and {row["label"] for row in rows} == {"A", "B", "C"}
+    assert len(rows) == 36 and {row["label"] for row in rows} == {"A", "B", "C"}
+    assert {row["language"] for row in rows} == {"python", "javascript"}
     assert not {"provider", "model"} & set(rows[0])
-    assert len(DraftStore(database_url=database_url).task_ids("voting")) == 8
+    assert len(DraftStore(database_url=database_url).task_ids("voting")) == 12
 
 
 MALFORMED_KEYS = {

@@ -155,15 +155,21 @@ def docstrings(root: Path, relative: str) -> dict[str, str | None]:
 
 
 def test_every_discovered_symbol_gets_its_docstring_through_git_apply(project: Path) -> None:
-    tasks = discover_tasks(project).tasks
+    discovered = discover_tasks(project).tasks
+    tasks = [task for task in discovered if task.language == "python"]
+    scripts = [task for task in discovered if task.language != "python"]
     texts = {
         task.id: draft_text(task.symbol) if index % 2 else f"Explain {task.symbol} in a line."
-        for index, task in enumerate(tasks)
+        for index, task in enumerate(discovered)
     }
-    patch = docstring_patch(project, [accepted(task, texts[task.id]) for task in tasks])
+    patch = docstring_patch(project, [accepted(task, texts[task.id]) for task in discovered])
 
-    assert patch.skipped == []
+    assert scripts, "the sample project has a JavaScript module"
+    assert [(note.task_id, note.reason) for note in patch.skipped] == [
+        (task.id, "a javascript task: only Python docstrings are applied") for task in scripts
+    ]
     assert patch.applied == [task.id for task in tasks]
+    assert "inventory.js" not in patch.diff
     for relative in ("bookshop/catalog.py", "bookshop/orders.py", "bookshop/shelves.py"):
         assert patch.diff.count(f"--- a/{relative}\n+++ b/{relative}\n") == 1
     apply_with_git(project, patch)

@@ -144,3 +144,21 @@ def test_tasks_of_a_run_that_failed_to_start_are_requested_again_after_30_minute
     assert ranges([retry]) == [("lib.f0", "lib.f0")]
     launch(retry)
     assert ranges(evaluate(instance, store)) == [("lib.f0", "lib.f0")]
+
+
+def test_tasks_whose_run_is_queued_get_no_second_run(
+    instance: dg.DagsterInstance, store: DraftStore
+) -> None:
+    store.add_tasks([make_task(task_id) for task_id in TASKS])
+    with store.engine.begin() as connection:  # every task left below quorum by a ballot
+        connection.execute(update(DocumentationTask).values(attempts=1))
+    instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, TASKS)
+    job = defs.resolve_job_def("draft_tasks")
+    # The schedule's earlier run for f1..f3 waits to start; a UI run of f5 alone is going.
+    instance.create_run_for_job(job, tags={RANGE_START_TAG: "lib.f1", RANGE_END_TAG: "lib.f3"})
+    instance.create_run_for_job(job, tags={"dagster/partition": "lib.f5"})
+    assert ranges(evaluate(instance, store)) == [("lib.f0", "lib.f0"), ("lib.f4", "lib.f4")]
+
+    for run in instance.get_runs():
+        instance.report_run_canceled(run)
+    assert ranges(evaluate(instance, store)) == [("lib.f0", "lib.f5")]

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from drafts_pipeline.defs.usage.assets import percentile, provider_scorecard
+from drafts_pipeline.drafting.validation import validate_draft
 from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_draft, make_task
@@ -21,8 +22,8 @@ def test_percentile_is_the_nearest_rank() -> None:
 
 @pytest.fixture
 def drafted(store: DraftStore) -> DraftStore:
-    """Claude: three valid drafts (one a second version) and one failed; Kimi: one invalid and
-    one drafted offline (no attempt at all)."""
+    """Claude: three valid drafts (one a second version, read after a JSON repair) and one
+    failed; Kimi: one invalid and one drafted offline (no attempt at all)."""
     store.add_tasks([make_task(f"shop.f{i}") for i in range(3)])
     for i, latency in enumerate([1000, 3000]):
         store.add_draft(
@@ -35,7 +36,16 @@ def drafted(store: DraftStore) -> DraftStore:
                 cost_usd=Decimal("0.00100001"),
             )
         )
-    second = make_draft("shop.f0", "claude", latency_ms=2000, attempts=1, cost_usd=None)
+    repaired = validate_draft('{"summary": "Sum the lines.",}', "stop", None)
+    assert repaired.status == "valid" and repaired.checks["json"]["read_as"] == "repaired"
+    second = make_draft(
+        "shop.f0",
+        "claude",
+        latency_ms=2000,
+        attempts=1,
+        cost_usd=None,
+        validation=repaired.checks,
+    )
     assert store.add_draft(second).version == 2  # type: ignore[union-attr]
     store.add_draft(
         make_draft("shop.f2", "claude", status="failed", latency_ms=None, attempts=3, content="")
@@ -54,6 +64,7 @@ def test_the_scorecard_rates_each_provider(
     claude, kimi = frame.loc["claude"], frame.loc["kimi"]
     assert (claude["drafts"], claude["valid"], claude["failed"]) == (4, 3, 1)
     assert claude["valid_rate"] == 0.75
+    assert (claude["repaired"], kimi["repaired"]) == (1, 0)
     assert claude["retries"] == 3  # attempts 1, 2, 1 and 3: 0 + 1 + 0 + 2 past the first
     assert (claude["latency_p50_ms"], claude["latency_p95_ms"]) == (2000.0, 3000.0)
     assert claude["cost_usd"] == Decimal("0.00200002")
@@ -61,7 +72,7 @@ def test_the_scorecard_rates_each_provider(
     assert kimi["retries"] == 0  # an offline draft took no attempt: no negative retries
     metadata = result.asset_materializations_for_node("provider_scorecard")[0].metadata
     assert metadata["drafts"].value == 6
-    assert "| claude | 4 | 3 | 0 | 1 | 0.75 |" in metadata["scorecard"].value
+    assert "| claude | 4 | 3 | 0 | 1 | 0.75 | 1 |" in metadata["scorecard"].value
 
 
 def test_a_store_without_drafts_has_an_empty_scorecard(

@@ -10,7 +10,7 @@ from typing import Any
 
 from drafts_pipeline.drafting.leases import LeaseKeeper
 from drafts_pipeline.drafting.turns import sending_turn
-from drafts_pipeline.drafting.validation import problem_in, validate_draft
+from drafts_pipeline.drafting.validation import problem_in, repair_in, validate_draft
 from drafts_pipeline.errors import BudgetReached, ProviderError
 from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.generation import Generation
@@ -35,6 +35,21 @@ class TaskDraft:
     def problem(self) -> str | None:
         """Why the newest draft is not valid; None when it is valid or there is none."""
         return None if self.draft is None else problem_in(self.draft.status, self.draft.validation)
+
+    @property
+    def repair(self) -> str | None:
+        """What was mended to read the newest draft's JSON; None when nothing was."""
+        return None if self.draft is None else repair_in(self.draft.validation)
+
+    @property
+    def answer_json(self) -> str | None:
+        """How the newest draft's JSON was read: `strict`, `fenced`, `repaired`, or
+        `unreadable`; None for a failed call, or a draft stored before answers were read
+        leniently."""
+        reading = None if self.draft is None else self.draft.validation.get("json")
+        if not isinstance(reading, dict):
+            return None
+        return reading.get("read_as") or "unreadable"
 
 
 @dataclass
@@ -86,7 +101,7 @@ def reusable(draft_status: str, same_prompt: bool, same_settings: bool) -> bool:
 def draft_request(task: DocumentationTask, prompt: str | None = None) -> DraftRequest:
     """What a provider is sent for `task`: `prompt`, or the one recorded for it."""
     text = (task.prompt or "") if prompt is None else prompt
-    return DraftRequest(task.id, text, task.symbol, task.code)
+    return DraftRequest(task.id, text, task.symbol, task.code, task.language)
 
 
 def draft_with_provider(
@@ -226,7 +241,7 @@ def _record(
     verdict = validate_draft(
         result.text,
         result.finish_reason,
-        symbol_facts(task.code),
+        symbol_facts(task.code, task.language),
         task.code,
         frozenset({result.model, provider.effective_model}),
     )

@@ -1,13 +1,13 @@
 """Schema-first validation of a provider's answer, and the docstring voters read."""
 
-import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drafts_pipeline.drafting.answer_json import REPAIRED, JsonReading, read_json
 from drafts_pipeline.drafting.blindness import blindness_leaks
+from drafts_pipeline.drafting.not_drafts import not_a_draft
 from drafts_pipeline.prompts.code_facts import SymbolFacts
 
 INCOMPLETE_FINISH_REASONS = {"max_tokens", "length", "model_context_window_exceeded"}
@@ -69,13 +69,28 @@ def leak_in(checks: dict[str, dict[str, Any]]) -> str | None:
     return None if blind is None or blind["ok"] else str(blind["reason"])
 
 
+def repair_in(checks: dict[str, Any]) -> str | None:
+    """What was repaired in a stored draft's answer to read its JSON (`json-repair`); None
+    when it was read strictly or from a fenced block (or before answers were read leniently)."""
+    reading = checks.get("json")
+    if not isinstance(reading, dict) or reading.get("read_as") != REPAIRED:
+        return None
+    return str(reading["reason"])
+
+
 def _check(ok: bool, reason: str = "") -> dict[str, Any]:
     return {"ok": ok, "reason": reason}
 
 
-def _strip_fences(text: str) -> str:
-    fenced = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text, re.DOTALL)
-    return fenced.group(1) if fenced else text.strip()
+def _json_check(reading: JsonReading) -> dict[str, Any]:
+    """How the answer's JSON was read: passed when it was, with the way (`read_as`) and the
+    seed's two flags; a repaired answer passes, its reason says what was mended."""
+    return {
+        **_check(reading.lenient_ok, reading.note),
+        "read_as": reading.read_as,
+        "strict_json_ok": reading.strict_ok,
+        "lenient_json_ok": reading.lenient_ok,
+    }
 
 
 def validate_draft(
@@ -87,6 +102,11 @@ def validate_draft(
 ) -> DraftValidation:
     """Check the answer against the schema, the symbol's real parameters, its completeness
     and blindness; render the docstring when it parses.
+
+    The answer's JSON is read strictly, else from a fenced block, else repaired (`read_json`);
+    the `json` check records which. An answer cut by the token limit stays invalid however
+    well its JSON could be mended. An answer that is a question, a refusal or the draft of
+    another symbol fails the `answer` check (`not_a_draft`).
 
     Blindness is judged on what would be stored and shown (the rendered docstring, else the
     raw answer) by `blindness_leaks`, the rule the voting-ready set's check applies too: only
@@ -102,26 +122,29 @@ def validate_draft(
     else:
         checks["complete"] = _check(True)
 
+    reading = read_json(text)
+    parsed: dict[str, dict[str, Any]] = {"json": _json_check(reading)}
     draft: DocDraft | None = None
-    try:
-        draft = DocDraft.model_validate(json.loads(_strip_fences(text)))
-        checks["schema"] = _check(True)
-    except json.JSONDecodeError as error:
-        checks["schema"] = _check(False, f"not JSON: {error.msg} at character {error.pos}")
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "answer"
-        checks["schema"] = _check(
-            False, f"{where}: {first['msg']} ({error.error_count()} error(s))"
-        )
+    if reading.lenient_ok:
+        try:
+            draft = DocDraft.model_validate(reading.value)
+            parsed["schema"] = _check(True)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "answer"
+            parsed["schema"] = _check(
+                False, f"{where}: {first['msg']} ({error.error_count()} error(s))"
+            )
+    if draft is None:
+        off_task = not_a_draft(_words_of(reading.value, text), None, facts, code)
+    else:
+        prose = "\n\n".join([draft.summary, draft.description, draft.returns or ""])
+        off_task = not_a_draft(prose, [p.name for p in draft.parameters], facts, code)
+    checks["answer"] = _check(off_task is None, off_task or "")
+    checks |= parsed
 
     if draft is not None and facts is not None:
-        documented = [p.name for p in draft.parameters]
-        missing = [p for p in facts.parameters if p not in documented]
-        unknown = [p for p in documented if p not in facts.parameters]
-        problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
-            [f"not in the signature: {', '.join(unknown)}"] if unknown else []
-        )
+        problems = facts.parameter_problems([p.name for p in draft.parameters])
         checks["parameters"] = _check(not problems, "; ".join(problems))
 
     content = render_docstring(draft) if draft else ""
@@ -130,6 +153,14 @@ def validate_draft(
 
     status = "valid" if all(c["ok"] for c in checks.values()) else "invalid"
     return DraftValidation(status, checks, content)
+
+
+def _words_of(value: Any, text: str) -> str:
+    """The prose of an answer that is no draft: the strings of the object read from it (a
+    question put in a JSON field of its own), else the whole answer."""
+    if isinstance(value, dict):
+        return "\n\n".join(item for item in value.values() if isinstance(item, str))
+    return text
 
 
 def render_docstring(draft: DocDraft) -> str:

@@ -7,6 +7,7 @@ unchanged. Each provider writes in its own style, so the drafts of a ballot diff
 """
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -36,11 +37,24 @@ VERBS = {
 }  # fmt: skip
 PREPOSITIONS = {"by", "for", "from", "to", "in", "with", "of", "on", "at"}
 STYLES = ("claude", "openai", "kimi")
+CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _words(name: str) -> list[str]:
+    """`parse_config`, `parseConfig` and `ParseConfig` -> ['parse', 'config']; a Ruby name's
+    `?` or `!` dropped."""
+    spaced = CAMEL_HUMP.sub("_", name.strip("_?!"))
+    return [_lower_hump(w) for w in spaced.split("_") if w] or [name]
+
+
+def _lower_hump(word: str) -> str:
+    """`Book` (from `findBook`) -> `book`; an acronym such as `URL` stays."""
+    return word.lower() if word[1:].islower() else word
 
 
 def _phrase(name: str) -> tuple[str, str]:
     """('Parse', 'the config') from 'parse_config'; ('Handle', 'the widget') otherwise."""
-    words = [w for w in name.strip("_").split("_") if w] or [name]
+    words = _words(name)
     if words[0].lower() in VERBS:
         verb, rest = words[0].capitalize(), words[1:]
     elif words[0].lower() in ("is", "has", "can", "should"):
@@ -65,10 +79,10 @@ def _parameter_text(facts: SymbolFacts, name: str, style: int) -> str:
     )[style]
 
 
-def offline_answer(provider: str, symbol: str, code: str) -> str:
-    """The JSON answer an offline provider gives for one symbol."""
+def offline_answer(provider: str, symbol: str, code: str, language: str = "python") -> str:
+    """The JSON answer an offline provider gives for one symbol written in `language`."""
     style = STYLES.index(provider) if provider in STYLES else len(provider) % len(STYLES)
-    facts = symbol_facts(code)
+    facts = symbol_facts(code, language)
     name = facts.name if facts else symbol.rsplit(".", 1)[-1]
     verb, thing = _phrase(name)
     summary = (
@@ -146,7 +160,7 @@ class OfflineProvider(dg.ConfigurableResource):
         if on_start is not None:
             on_start()
         began = time.perf_counter()
-        text = offline_answer(self.name, request.symbol, request.code)
+        text = offline_answer(self.name, request.symbol, request.code, request.language)
         latency_ms = round((time.perf_counter() - began) * 1000)
         usage = TokenUsage(input_tokens=len(request.prompt) // 4, output_tokens=len(text) // 4)
         call = CallAttempt(

@@ -49,6 +49,7 @@ class DraftRequest:
     prompt: str
     symbol: str
     code: str
+    language: str = "python"
 
     @property
     def texts(self) -> tuple[str, ...]:

@@ -1,28 +1,31 @@
-"""What the source of a symbol says about it, read with `ast` (Python only)."""
+"""What the source of a symbol says about it: Python read with `ast`, JavaScript, TypeScript,
+Ruby, Go and Java with tree-sitter (`drafts_pipeline.syntax`)."""
 
 import ast
+import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from drafts_pipeline.syntax.facts import Parameter, SymbolFacts
+from drafts_pipeline.syntax.grammars import canonical_language
+from drafts_pipeline.syntax.languages import tree_symbol_facts
+
+__all__ = ["Parameter", "SymbolFacts", "symbol_facts"]
 
 
-@dataclass(frozen=True)
-class SymbolFacts:
-    """The facts a docstring must agree with."""
-
-    name: str
-    parameters: tuple[str, ...]
-    annotations: dict[str, str]
-    is_async: bool
-    returns_value: bool
-    return_annotation: str | None
-    raises: tuple[str, ...]
-    yields: bool
+def symbol_facts(code: str, language: str = "python") -> SymbolFacts | None:
+    """Facts of the first function or method in `code`, read as `language` (a task's language;
+    `js`, `ts`, `rb` and `golang` are understood); None when that language has no reader or
+    the code holds no function it can read."""
+    if canonical_language(language) == "python":
+        return python_facts(code)
+    return tree_symbol_facts(code, language)
 
 
-def symbol_facts(code: str) -> SymbolFacts | None:
-    """Facts of the first function in `code`; None when it is not a parseable Python function."""
+def python_facts(code: str) -> SymbolFacts | None:
+    """Facts of the first function in `code`; None when it is not a parseable Python function.
+    A method's code keeps its class's indentation, so it is dedented first."""
     try:
-        tree = ast.parse(code)
+        tree = ast.parse(textwrap.dedent(code))
     except SyntaxError:
         return None
     function = next(
@@ -58,6 +61,32 @@ def symbol_facts(code: str) -> SymbolFacts | None:
             dict.fromkeys(_raised_name(n) for n in body if isinstance(n, ast.Raise) and n.exc)
         ),
         yields=any(isinstance(n, ast.Yield | ast.YieldFrom) for n in body),
+        signature=tuple(p for p in _signature(arguments, annotations) if p.name in names),
+    )
+
+
+def _signature(arguments: ast.arguments, annotations: dict[str, str]) -> Iterator[Parameter]:
+    """Every parameter in declaration order, with its kind and default value."""
+    positional = [*arguments.posonlyargs, *arguments.args]
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(arguments.defaults))
+    for argument, default in zip(positional, [*defaults, *arguments.defaults], strict=True):
+        yield _parameter(argument, "positional", default, annotations)
+    if arguments.vararg:
+        yield _parameter(arguments.vararg, "variadic", None, annotations)
+    for argument, default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True):
+        yield _parameter(argument, "keyword", default, annotations)
+    if arguments.kwarg:
+        yield _parameter(arguments.kwarg, "keyword_variadic", None, annotations)
+
+
+def _parameter(
+    argument: ast.arg, kind: str, default: ast.expr | None, annotations: dict[str, str]
+) -> Parameter:
+    return Parameter(
+        argument.arg,
+        kind,
+        ast.unparse(default) if default is not None else None,
+        annotations.get(argument.arg),
     )
 
 

@@ -104,19 +104,23 @@ class ReportQueries(Queries):
             return [{**row._mapping, "cost_usd": row.cost_usd or Decimal(0)} for row in rows]
 
     def scorecard_rows(self) -> list[dict[str, Any]]:
-        """Per provider, over every stored draft version: drafts by status, the retries they
-        took (attempts past the first; an offline draft makes none), tokens, cost (exact, a
+        """Per provider, over every stored draft version: drafts by status, those whose JSON
+        was read only after a repair (`validation.json.read_as`), the retries they took
+        (attempts past the first; an offline draft makes none), tokens, cost (exact, a
         Decimal), and the latencies of the drafts that have one."""
         statuses = [
             func.sum(case((DraftVersion.status == status, 1), else_=0)).label(status)
             for status in ("valid", "invalid", "failed")
         ]
+        read_as = DraftVersion.validation[("json", "read_as")].as_string()
+        repaired = func.sum(case((read_as == "repaired", 1), else_=0)).label("repaired")
         with self._session() as session:
             rows = session.execute(
                 select(
                     DraftVersion.provider,
                     func.count().label("drafts"),
                     *statuses,
+                    repaired,
                     func.sum(
                         case((DraftVersion.attempts > 1, DraftVersion.attempts - 1), else_=0)
                     ).label("retries"),

@@ -1,4 +1,8 @@
-"""Discovery: every public Python function or method without a docstring becomes a drafting task.
+"""Discovery: every public function or method without documentation becomes a drafting task.
+
+Python is read with `ast` (a docstring documents); JavaScript, TypeScript, Ruby, Go and Java with
+tree-sitter (`drafts_pipeline.syntax`: a JSDoc, YARD/RDoc, Go doc or Javadoc comment right above
+the definition documents it; what "public" means there is in each reader's docstring).
 
 Task ids come from the module path and the qualified name, so running discovery again over the same
 tree yields the same ids, and the store skips the ones it already holds. What cannot be a task (a
@@ -18,8 +22,12 @@ from pathlib import Path, PurePosixPath
 from drafts_pipeline.errors import DraftsError
 from drafts_pipeline.store import TaskInput, TaskSizeLimits
 from drafts_pipeline.store.models import DocumentationTask, column_length
+from drafts_pipeline.syntax.grammars import SUFFIX_GRAMMARS
+from drafts_pipeline.syntax.languages import undocumented_definitions
 
-IGNORED_DIRECTORIES = frozenset({"__pycache__", ".venv", "site-packages"})
+IGNORED_DIRECTORIES = frozenset({"__pycache__", ".venv", "site-packages", "node_modules", "vendor"})
+IGNORED_SUFFIXES = (".d.ts", ".d.mts", ".d.cts", "_test.go")
+"""Type declarations have no bodies to document; Go test files are not a package's API."""
 MAX_ID_LENGTH = column_length(DocumentationTask, "id")
 DIGEST_LENGTH = 12
 
@@ -42,21 +50,19 @@ def discover_tasks(root: Path, limits: TaskSizeLimits | None = None) -> Discover
     """A `drafting` task for each public, undocumented function or method under `root` within
     the size limits (`limits`, else the environment's)."""
     if not root.is_dir():
-        raise DraftsError(f"{root}: not a directory; point discovery at a Python source tree")
+        raise DraftsError(f"{root}: not a directory; point discovery at a source tree")
     limits = TaskSizeLimits.from_environment() if limits is None else limits
     tasks: list[TaskInput] = []
     skipped: list[str] = []
     first_seen: dict[str, str] = {}
-    for path in python_files(root):
+    for path in source_files(root):
         relative = path.relative_to(root).as_posix()
         try:
-            with tokenize.open(path) as handle:
-                source = handle.read()
-            tree = ast.parse(source, filename=relative)
+            found = list(_file_tasks(path, relative))
         except (OSError, SyntaxError, ValueError) as error:
             skipped.append(f"{relative}: not parsed, {type(error).__name__}: {error}")
             continue
-        for task, line in file_tasks(tree, source, relative):
+        for task, line in found:
             where = f"{relative}:{line}"
             too_large = limits.problems(task.code, task.context)
             if too_large:
@@ -75,8 +81,35 @@ def discover_tasks(root: Path, limits: TaskSizeLimits | None = None) -> Discover
     return Discovery(tasks=tasks, skipped=skipped)
 
 
-def python_files(root: Path) -> list[Path]:
-    """`.py` files under `root` in sorted order, outside hidden, cache and virtualenv folders."""
+def _file_tasks(path: Path, relative: str) -> Iterator[tuple[TaskInput, int]]:
+    """The tasks of one source file; raises what reading or parsing it raised."""
+    if path.suffix == ".py":
+        with tokenize.open(path) as handle:
+            source = handle.read()
+        return file_tasks(ast.parse(source, filename=relative), source, relative)
+    language, grammar = SUFFIX_GRAMMARS[path.suffix]
+    source = path.read_bytes().decode("utf-8").replace("\r\n", "\n")
+    definitions = undocumented_definitions(source.encode("utf-8"), language, grammar)
+    module = module_name(relative)
+    return (
+        (
+            TaskInput(
+                id=task_id(module, definition.key),
+                symbol=definition.symbol,
+                language=language,
+                code=definition.code,
+                context=definition.context,
+                source_path=relative,
+            ),
+            definition.line,
+        )
+        for definition in definitions
+    )
+
+
+def source_files(root: Path) -> list[Path]:
+    """Source files of the supported languages under `root` in sorted order, outside hidden,
+    cache, virtualenv and vendored folders."""
     found: list[Path] = []
     for directory, subdirectories, files in os.walk(root):
         subdirectories[:] = [
@@ -84,12 +117,17 @@ def python_files(root: Path) -> list[Path]:
             for name in subdirectories
             if not name.startswith(".") and name not in IGNORED_DIRECTORIES
         ]
-        found.extend(
-            Path(directory, name)
-            for name in files
-            if name.endswith(".py") and not name.startswith(".")
-        )
+        found.extend(Path(directory, name) for name in files if _is_source(name))
     return sorted(found, key=lambda path: path.relative_to(root).parts)
+
+
+def _is_source(name: str) -> bool:
+    suffix = PurePosixPath(name).suffix
+    return (
+        (suffix == ".py" or suffix in SUFFIX_GRAMMARS)
+        and not name.startswith(".")
+        and not name.endswith(IGNORED_SUFFIXES)
+    )
 
 
 def module_name(relative_path: str) -> str:

@@ -119,6 +119,8 @@ def task_draft_metadata(task: TaskDraft) -> dict[str, dg.MetadataValue]:
         metadata["cost_usd"] = dg.MetadataValue.text("unknown price")
     if draft.latency_ms is not None:
         metadata["latency_ms"] = dg.MetadataValue.int(draft.latency_ms)
+    if task.answer_json:
+        metadata["answer_json"] = dg.MetadataValue.text(task.answer_json)
     if task.problem:
         metadata["problem"] = dg.MetadataValue.text(task.problem[:300])
     return metadata
@@ -171,6 +173,8 @@ def log_batch(
     for task_id, task in report.tasks.items():
         if task.outcome == "drafted" and task.problem:
             context.log.warning(f"task {task_id}: {spec.name}: {task.problem}")
+        elif task.outcome == "drafted" and task.repair:
+            context.log.warning(f"task {task_id}: {spec.name}: valid, its JSON {task.repair}")
 
 
 @dataclass(frozen=True)
@@ -229,7 +233,8 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
             description=f"The {spec.name} draft of each task: called, validated and stored with "
             "its provenance; a provider that still fails after its retries is stored as a "
             "`failed` draft, not raised. Each partition shows its task's newest draft (status, "
-            "model, tokens, cost, latency, attempts) and what the run did for it.",
+            "model, tokens, cost, latency, attempts, how its JSON was read: `answer_json`) and "
+            "what the run did for it.",
         )
         for spec in specs
     ]

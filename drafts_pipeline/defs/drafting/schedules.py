@@ -15,6 +15,7 @@ import dagster as dg
 
 from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
+from drafts_pipeline.defs.runs import partitions_of_unfinished_runs
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 
@@ -31,8 +32,8 @@ def plan_retries(
     most `batch` tasks. The run key names the tasks and their attempts. Dagster keeps a
     schedule's run keys apart per tick: the key keeps a tick that the daemon evaluates again
     from requesting a run twice, and a later tick asks again for the tasks still waiting: those
-    whose run failed before drafting (a missing key) at every tick until one drafts, and those
-    whose run is still queued too (claims keep the two runs from paying twice)."""
+    whose run failed before drafting (a missing key) at every tick until one drafts. Tasks whose
+    run is still queued or going are left out before this (`partitions_of_unfinished_runs`)."""
     ordered = sorted(tasks, key=lambda task: partition_order[task[0]])
     groups: list[list[tuple[str, int]]] = []
     for task in ordered:
@@ -79,5 +80,10 @@ def below_quorum_schedule(
     # one that exists is a no-op.
     context.instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, [task_id for task_id, _ in tasks])
     keys = context.instance.get_dynamic_partitions(TASK_PARTITIONS_NAME)
+    # A run queued or going for a task will ballot it: another would only cost a run start.
+    waiting = partitions_of_unfinished_runs(context.instance, keys)
+    tasks = [task for task in tasks if task[0] not in waiting]
+    if not tasks:
+        return dg.SkipReason("every task below quorum or stalled has a run queued or going")
     order = {key: index for index, key in enumerate(keys)}
     return plan_retries(tasks, order, batch)

@@ -99,6 +99,7 @@ SCORECARD_COLUMNS = [
     "invalid",
     "failed",
     "valid_rate",
+    "repaired",
     "retries",
     "latency_p50_ms",
     "latency_p95_ms",
@@ -138,7 +139,8 @@ def scorecard_frame(store: DraftStore) -> "pd.DataFrame":
     group_name="usage",
     kinds={"pandas"},
     description="Per provider, over every draft version stored: drafts valid, invalid and "
-    "failed, the valid rate, retries, latency p50 and p95, tokens and cost (exact decimals). "
+    "failed, the valid rate, the drafts whose JSON was read only after a repair, retries, "
+    "latency p50 and p95, tokens and cost (exact decimals). "
     "For the team choosing providers; the voting application never sees it.",
 )
 def provider_scorecard(store: DraftStore) -> dg.Output:

@@ -1,0 +1,7 @@
+package shelf
+
+import "testing"
+
+func TestNew(t *testing.T) {
+	New("x")
+}
