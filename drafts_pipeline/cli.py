@@ -1,6 +1,7 @@
 """`drafts-pipeline`: set up the store, bring tasks in, run the graph, export the voting set,
 rank the providers by the votes."""
 
+import contextlib
 import os
 import sys
 import warnings
@@ -11,6 +12,7 @@ import click
 import dagster as dg
 
 from drafts_pipeline.errors import DraftsError
+from drafts_pipeline.log_format import use_log_format
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.schema import safe_url
@@ -46,6 +48,7 @@ def main() -> None:
 
     Every command reads DRAFTS_DATABASE_URL (default: a SQLite file in ./data).
     """
+    use_log_format(Settings.from_environment().require("log_format").log_format)
 
 
 @main.group()
@@ -136,10 +139,16 @@ def _run_settings(batch_size: int | None, concurrent_runs: int | None) -> Settin
 
 
 def _run_drafting(
-    settings: Settings, batch_size: int | None, force: bool, concurrent_runs: int | None = None
+    settings: Settings,
+    batch_size: int | None,
+    force: bool,
+    concurrent_runs: int | None = None,
+    limit: int | None = None,
+    show_progress: bool = False,
 ) -> list["BatchRun"]:
-    """Draft every task in `drafting`, in-process, in the mode DRAFTS_LLM_MODE says, except
-    those a daily budget holds back (said on the way).
+    """Draft the tasks in `drafting` (the first `limit` by priority, then arrival), in-process,
+    in the mode DRAFTS_LLM_MODE says, with live figures on stderr if `show_progress`. Tasks a
+    daily budget holds back are skipped, and said so.
 
     With DAGSTER_HOME set the runs are recorded in that instance, as if launched from the UI;
     without it, in throwaway instances.
@@ -155,17 +164,38 @@ def _run_drafting(
             f"{len(held)} task(s) held back by a daily budget until {until:%Y-%m-%d %H:%M} UTC "
             "at the latest: skipped, drafted by the first run after their hold"
         )
-    task_ids = [task_id for task_id in store.task_ids("drafting") if task_id not in held]
+    task_ids = store.drafting_queue(limit)
     if not task_ids:
         return []
-    return run_in_process(
-        defs,
-        task_ids,
-        batch_size=batch_size or settings.batch_size,
-        concurrent_runs=concurrent_runs or settings.in_process_runs,
-        force=force,
-        on_home_instance=bool(os.environ.get("DAGSTER_HOME")),
-    )
+    with (
+        _progress(store, len(task_ids), settings.log_format)
+        if show_progress
+        else contextlib.nullcontext()
+    ):
+        return run_in_process(
+            defs,
+            task_ids,
+            batch_size=batch_size or settings.batch_size,
+            concurrent_runs=concurrent_runs or settings.in_process_runs,
+            force=force,
+            log_format=settings.log_format,
+            on_home_instance=bool(os.environ.get("DAGSTER_HOME")),
+        )
+
+
+def _progress(
+    store: DraftStore, tasks: int, log_format: str
+) -> contextlib.AbstractContextManager[None]:
+    """Live figures on stderr while the runs go: bars on a terminal, else plain lines."""
+    from rich.console import Console
+
+    from drafts_pipeline.llm.providers import PROVIDER_SPECS
+    from drafts_pipeline.progress import StoreFigures, live_progress, progress_view
+
+    providers = [spec.name for spec in PROVIDER_SPECS]
+    figures = StoreFigures(store, providers)
+    view = progress_view(Console(stderr=True), tasks, providers, log_format)
+    return live_progress(figures.read, view)
 
 
 @main.command("run")
@@ -176,14 +206,23 @@ def _run_drafting(
     help="Batch runs going at once (DRAFTS_IN_PROCESS_RUNS, default 3).",
 )
 @click.option("--force", is_flag=True, help="Regenerate drafts even where a valid one exists.")
-def run(batch_size: int | None, concurrent_runs: int | None, force: bool) -> None:
-    """Materialise the graph in-process for every task in `drafting`.
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Draft only the first N tasks: highest priority first, then the order they arrived.",
+)
+def run(
+    batch_size: int | None, concurrent_runs: int | None, force: bool, limit: int | None
+) -> None:
+    """Materialise the graph in-process for every task in `drafting` (or the first N).
 
-    With DAGSTER_HOME set, the runs are recorded in that Dagster instance (they show in its UI).
+    Shows the drafts stored per provider, the rate-limited attempts and the spend as they
+    happen, on stderr. With DAGSTER_HOME set, the runs are recorded in that Dagster instance
+    (they show in its UI).
     """
     settings = _run_settings(batch_size, concurrent_runs)
     _check_keys(settings.llm_mode)
-    runs = _run_drafting(settings, batch_size, force, concurrent_runs)
+    runs = _run_drafting(settings, batch_size, force, concurrent_runs, limit, show_progress=True)
     _report_runs(runs)
 
 
@@ -342,10 +381,22 @@ def export() -> None:
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def export_voting_set_command(fmt: str, output: Path) -> None:
-    """Write the voting-ready set (no provider or model names) to OUTPUT."""
-    published = voting_set(_store())
+    """Write the voting-ready set (no provider or model names) to OUTPUT, and beside it
+    OUTPUT.manifest.json and OUTPUT.stats.json: what the set holds and what drafted it, and
+    the valid rates and failure reasons. Those two name providers: for the team, never for
+    voters."""
+    from drafts_pipeline.export_records import write_export_records
+
+    llm_mode = Settings.from_environment().require("llm_mode").llm_mode
+    store = _store()
+    published = voting_set(store)
     rows = export_voting_set(published.frame, fmt, output)
+    records = write_export_records(store, published, fmt, output, llm_mode=llm_mode)
     click.echo(f"{rows} labelled draft(s) written to {output}")
+    click.echo(
+        f"manifest and stats (they name providers: not for voters) in "
+        f"{records.manifest_path} and {records.stats_path}"
+    )
     if published.withheld:
         click.echo(
             f"warning: {len(published.withheld)} labelled draft(s) left out, their text would "

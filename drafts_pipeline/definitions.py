@@ -6,6 +6,7 @@ import dagster as dg
 from drafts_pipeline.defs.drafting import definitions as drafting
 from drafts_pipeline.defs.drafting.assets import pending_tasks, provider_drafts
 from drafts_pipeline.defs.drafting.checks import provider_draft_checks
+from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
 from drafts_pipeline.defs.usage import definitions as usage
 from drafts_pipeline.defs.voting import definitions as voting
 from drafts_pipeline.defs.voting.assets import (
@@ -14,6 +15,7 @@ from drafts_pipeline.defs.voting.assets import (
     voting_ready_set,
 )
 from drafts_pipeline.llm.providers import provider_resources
+from drafts_pipeline.log_format import use_log_format
 from drafts_pipeline.settings import DATABASE_URL_ENV, Settings
 from drafts_pipeline.store import DraftStore
 
@@ -42,6 +44,9 @@ def build_resources(mode: str | None = None, database_url: str | None = None) ->
         url = database_url or settings.database_url
     return {"store": DraftStore(database_url=url), **provider_resources(mode or settings.llm_mode)}
 
+
+# The project's log lines in the runs and ticks of this code location (a bad value: text).
+use_log_format(LOADED_SETTINGS.log_format)
 
 # Every job, the implicit asset job of UI materialisations and backfills included, runs its
 # steps in the run's own process: a subprocess per step costs more than a batch's step work.

@@ -2,13 +2,20 @@
 (`context.log.warning`, such as a task a provider could not draft), and nothing for Dagster's
 own events. A failed step is the command's to report, in one line with what to do
 (`runner.step_failures`), where Dagster's console logger would print its whole stack.
+
+With `log_format: json` each line is a JSON object instead: the message, the step, the run id,
+and the fields the step gave with `extra=` (`task_id`, `provider`).
 """
 
 import logging
 import re
 import sys
+from typing import Any
 
 import dagster as dg
+
+from drafts_pipeline.log_format import json_formatter
+from drafts_pipeline.settings import LOG_FORMATS
 
 LOGGER_NAME = "command_line"
 
@@ -42,15 +49,38 @@ class _OneLine(logging.Formatter):
         return f"{step}: {first}" if step else first
 
 
+class _StepFields(logging.Filter):
+    """Puts what Dagster knows of a record (its own message, step and run) where a JSON line
+    shows it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        meta = getattr(record, "dagster_meta", None)
+        if isinstance(meta, dict):
+            record.msg, record.args = str(meta.get("orig_message", "")).strip(), ()
+            record.step = meta.get("step_key")
+            record.run_id = meta.get("run_id")
+        return True
+
+
 @dg.logger(
-    config_schema={"log_level": dg.Field(str, default_value="WARNING")},
+    config_schema={
+        "log_level": dg.Field(str, default_value="WARNING"),
+        "log_format": dg.Field(
+            str, default_value="text", description=f"One of {', '.join(LOG_FORMATS)}."
+        ),
+    },
     description="One line on stderr per message of the project's code at the level or above; "
     "Dagster's events (step failures included) are left to the command's own report.",
 )
 def command_line_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
-    logger = logging.Logger(LOGGER_NAME, level=init_context.logger_config["log_level"])
+    config: dict[str, Any] = init_context.logger_config
+    logger = logging.Logger(LOGGER_NAME, level=config["log_level"])
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ProjectMessages())
-    handler.setFormatter(_OneLine())
+    if config["log_format"] == "json":
+        handler.addFilter(_StepFields())
+        handler.setFormatter(json_formatter(hidden=("dagster_meta",)))
+    else:
+        handler.setFormatter(_OneLine())
     logger.addHandler(handler)
     return logger

@@ -194,6 +194,7 @@ def run_in_process(
     concurrent_runs: int = 3,
     force: bool = False,
     log_level: str = "WARNING",
+    log_format: str = "text",
     on_home_instance: bool = False,
 ) -> list[BatchRun]:
     """Draft every task in `task_ids`, then publish the voting-ready set.
@@ -203,7 +204,7 @@ def run_in_process(
     time, each a range of partitions that are next to each other there. A run spends its first
     and last seconds on Dagster's events and on prompts and ballots; a second run's provider
     calls fill that time. The runs share each provider's pace through the draft store, so
-    together they keep to its rate.
+    together they keep to its rate. The steps' warnings come as `log_format` lines on stderr.
     """
     if on_home_instance:
         with dg.DagsterInstance.get() as instance:
@@ -214,8 +215,9 @@ def run_in_process(
         concurrent_runs = 1
     else:
         planned = [list(batch) for batch in batches(list(task_ids), batch_size)]
+    logger_config = {"log_level": log_level, "log_format": log_format}
     with _planned_events_per_range():
-        return _run_batches(defs, planned, concurrent_runs, force, log_level, on_home_instance)
+        return _run_batches(defs, planned, concurrent_runs, force, logger_config, on_home_instance)
 
 
 def _prefetch_publish_imports() -> None:
@@ -234,10 +236,10 @@ def _run_batches(
     planned: list[list[str]],
     concurrent_runs: int,
     force: bool,
-    log_level: str,
+    logger_config: dict[str, str],
     on_home_instance: bool,
 ) -> list[BatchRun]:
-    loggers = {"loggers": {LOGGER_NAME: {"config": {"log_level": log_level}}}}
+    loggers = {"loggers": {LOGGER_NAME: {"config": logger_config}}}
     drafting_config = {**loggers, "ops": {"provider_drafts": {"config": {"force": force}}}}
     job = defs.resolve_job_def("draft_tasks").with_logger_defs({LOGGER_NAME: command_line_logger})
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 from drafts_pipeline.errors import ConfigurationError
 
 LLM_MODES = ("live", "offline")
+LOG_FORMATS = ("text", "json")
 DATABASE_URL_ENV = "DRAFTS_DATABASE_URL"
 VOTING_SECRET_ENV = "DRAFTS_VOTING_SECRET"
 MIN_VOTING_SECRET_CHARS = 32
@@ -35,6 +36,13 @@ def _llm_mode(raw: str) -> str:
     if mode not in LLM_MODES:
         raise ValueError(f"is not one of {', '.join(LLM_MODES)}")
     return mode
+
+
+def _log_format(raw: str) -> str:
+    chosen = raw.lower()
+    if chosen not in LOG_FORMATS:
+        raise ValueError(f"is not one of {', '.join(LOG_FORMATS)}")
+    return chosen
 
 
 def _positive_seconds(raw: str) -> float:
@@ -124,6 +132,9 @@ class Settings:
     daily_budget_usd: Decimal | None = None
     """`DRAFTS_DAILY_BUDGET_USD`: what all providers together may spend a UTC day; None for no
     cap (each provider may also have its own, `DRAFTS_<PROVIDER>_DAILY_BUDGET_USD`)."""
+    log_format: str = "text"
+    """`DRAFTS_LOG_FORMAT`: the pipeline's own log lines as plain `text`, or `json` (one object
+    a line, with task id, provider, attempt and run id as fields where known)."""
     voting_secret: str | None = field(default=None, repr=False)
     """`DRAFTS_VOTING_SECRET`: the key the voting page signs its cookie with; None makes the
     page draw a new one at each start (voters then give their name again)."""
@@ -162,6 +173,7 @@ class Settings:
             max_context_chars=read("max_context_chars", "DRAFTS_MAX_CONTEXT_CHARS", _positive_int),
             min_votes=read("min_votes", "DRAFTS_MIN_VOTES", _positive_int),
             daily_budget_usd=read("daily_budget_usd", "DRAFTS_DAILY_BUDGET_USD", _dollars),
+            log_format=read("log_format", "DRAFTS_LOG_FORMAT", _log_format),
             voting_secret=_voting_secret(env.get(VOTING_SECRET_ENV, ""), problems),
             problems=problems,
         )

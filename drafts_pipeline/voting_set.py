@@ -2,7 +2,7 @@
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +49,8 @@ def voting_set(store: DraftStore) -> VotingSet:
 
     frame = pd.DataFrame(store.voting_ready_rows(), columns=COLUMNS)
     frame = frame.astype({"label": "string", "content": "string"})
+    # UTC on every database (SQLite hands back naive times, all of them written in UTC).
+    frame["voting_since"] = pd.to_datetime(frame["voting_since"], utc=True)
     reasons = row_leaks(frame, store.draft_models())
     withheld = [
         f"{row.task_id}/{row.label}: {reason}"
@@ -76,9 +78,25 @@ def row_leaks(frame: "pd.DataFrame", model_ids: Iterable[str]) -> list[str]:
 
 
 def export_voting_set(frame: "pd.DataFrame", fmt: str, output: Path) -> int:
-    """Write the set to `output`; returns the number of rows written."""
+    """Write the set to `output` whole or not at all; returns the number of rows written.
+    JSON lines keep the times to the microsecond (`2026-11-30T12:00:00.123456Z`)."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"export format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
+    if fmt == "jsonl":
+        write_whole(
+            output,
+            lambda path: frame.to_json(
+                path, orient="records", lines=True, date_format="iso", date_unit="us"
+            ),
+        )
+    else:
+        write_whole(output, lambda path: frame.to_parquet(path, index=False))
+    return len(frame)
+
+
+def write_whole(output: Path, write: Callable[[Path], object]) -> None:
+    """`write(path)` to a temporary file beside `output`, then renamed to it: a reader finds
+    the earlier file or the new one whole, never a part."""
     output.parent.mkdir(parents=True, exist_ok=True)
     # A temporary file of this writer's own: runs that finish together publish to one path,
     # and each rename must find its own file whole.
@@ -86,11 +104,7 @@ def export_voting_set(frame: "pd.DataFrame", fmt: str, output: Path) -> int:
     os.close(handle)
     temporary = Path(name)
     try:
-        if fmt == "jsonl":
-            frame.to_json(temporary, orient="records", lines=True, date_format="iso")
-        else:
-            frame.to_parquet(temporary, index=False)
+        write(temporary)
         temporary.replace(output)
     finally:
         temporary.unlink(missing_ok=True)
-    return len(frame)

@@ -158,6 +158,10 @@ def test_no_api_key_reaches_logs_tables_metadata_or_exports(
     export_voting_set(frame, "parquet", tmp_path / "set.parquet")
     texts["jsonl export"] = (tmp_path / "set.jsonl").read_text()
     texts["parquet export"] = pd.read_parquet(tmp_path / "set.parquet").to_json(date_format="iso")
+    for records in ("manifest", "stats"):
+        texts[f"export {records}"] = (
+            data_dir / f"voting_ready_set.parquet.{records}.json"
+        ).read_text()
     assert texts["llm_calls"] and texts["dagster events"]
     for where, text in texts.items():
         for key in keys:

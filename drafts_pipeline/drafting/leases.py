@@ -64,6 +64,7 @@ class LeaseKeeper:
                 logger.log(
                     level, "%s: could not renew %d claim(s) (%s); trying again",
                     self._provider, len(held), type(error).__name__,
+                    extra={"provider": self._provider, "run_id": self._run_id},
                 )  # fmt: skip
                 wait_s = self._lease_s / 9
                 continue

@@ -15,6 +15,7 @@ from drafts_pipeline.errors import BudgetReached, ProviderError
 from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.generation import Generation
 from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
+from drafts_pipeline.log_format import logging_run
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftRecord, DraftStore
@@ -176,7 +177,10 @@ def draft_with_provider(
         shared = store.sending_turn(provider.name) if requests else None
         call_log = store.call_log(run_id)
         held: list[str] = []
-        with sending_turn(provider.name, len(requests), shared, run_id=run_id) as on_start:
+        with (
+            logging_run(run_id),
+            sending_turn(provider.name, len(requests), shared, run_id=run_id) as on_start,
+        ):
             for task_id, result in provider.generate_each(
                 requests, on_start, call_log=call_log, budget=budget
             ):

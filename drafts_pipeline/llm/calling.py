@@ -180,8 +180,9 @@ class RetryingCaller:
                     raise provider_error from error
                 raise provider_error from None
             logger.warning(
-                "%s: attempt %d failed: %s", self.provider, attempt, self._redact(decision.reason)
-            )
+                "%s: attempt %d failed: %s", self.provider, attempt, self._redact(decision.reason),
+                extra={"task_id": task_id, "provider": self.provider, "attempt": attempt},
+            )  # fmt: skip
             self._clock.sleep(decision.delay_s)
         raise AssertionError("the retry loop returns or raises")
 

@@ -8,6 +8,7 @@ Dagster's own `dagster-openai` resource does; the retry loop, the limiter and pr
 modules it hands its settings to (`calling.py`, `limits.py`, `pricing.py`).
 """
 
+import contextvars
 import hashlib
 import json
 import math
@@ -326,7 +327,11 @@ class LiveProvider(dg.ConfigurableResource):
             return
         pool = ThreadPoolExecutor(max_workers=max(1, self.max_in_flight))
         try:
-            futures = {pool.submit(one, request): request.task_id for request in requests}
+            # Each call in a copy of this context: its log lines carry the caller's run id.
+            futures = {
+                pool.submit(contextvars.copy_context().run, one, request): request.task_id
+                for request in requests
+            }
             for future in as_completed(futures):
                 yield futures[future], future.result()
         finally:

@@ -122,12 +122,18 @@ class StoreCallLog:
         except StoreUnavailable:
             # Past the outage's limit: the batch fails at its next store operation, and its
             # error line names the outage; a line per unfinished row would only repeat it.
-            logger.info("%s: call row %s stays marked unfinished", call.provider, handle)
+            logger.info(
+                "%s: call row %s stays marked unfinished", call.provider, handle,
+                extra=self._log_fields(call),
+            )  # fmt: skip
         except SQLAlchemyError as error:
             logger.warning(
                 "%s: could not complete call row %s (%s); it stays marked unfinished",
-                call.provider, handle, type(error).__name__,
+                call.provider, handle, type(error).__name__, extra=self._log_fields(call),
             )  # fmt: skip
+
+    def _log_fields(self, call: CallAttempt) -> dict[str, object]:
+        return {"provider": call.provider, "attempt": call.attempt, "run_id": self._run_id}
 
 
 def live_claim_holders(

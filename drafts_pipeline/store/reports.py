@@ -1,4 +1,5 @@
-"""Reports over the store: usage per day, the provider scorecard, the voting-ready rows."""
+"""Reports over the store: usage per day, the provider scorecard, the voting-ready rows and the
+provenance and outcomes an export records beside them, the progress of a command's runs."""
 
 from datetime import datetime
 from decimal import Decimal
@@ -167,3 +168,103 @@ class ReportQueries(Queries):
                 .order_by(DocumentationTask.seq, DraftVersion.label)
             )
             return [dict(row._mapping) for row in rows]
+
+    def labelled_draft_provenance(self) -> list[dict[str, Any]]:
+        """Per labelled draft of a task in `voting` (the drafts `voting_ready_rows` shows), who
+        made it and how: provider, model, template version, settings hash and run id. For the
+        team's records only: joined to the rows it tells a voter who wrote each draft."""
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    DraftVersion.task_id,
+                    DraftVersion.label,
+                    DraftVersion.provider,
+                    DraftVersion.model,
+                    DraftVersion.template_version,
+                    DraftVersion.settings_hash,
+                    DraftVersion.run_id,
+                )
+                .join(DocumentationTask, DraftVersion.task_id == DocumentationTask.id)
+                .where(DocumentationTask.status == "voting", DraftVersion.label.is_not(None))
+                .order_by(DocumentationTask.seq, DraftVersion.label)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def draft_outcome_counts(self) -> list[dict[str, Any]]:
+        """Draft versions counted by provider, the task's language and template, and status,
+        over every version stored."""
+        groups = (
+            DraftVersion.provider,
+            DocumentationTask.language,
+            DocumentationTask.template,
+            DraftVersion.status,
+        )
+        with self._session() as session:
+            rows = session.execute(
+                select(*groups, func.count().label("drafts"))
+                .join(DocumentationTask, DraftVersion.task_id == DocumentationTask.id)
+                .group_by(*groups)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def unsuccessful_drafts(self) -> list[tuple[str, dict[str, Any]]]:
+        """`(status, validation)` of every draft version that is not valid, oldest first."""
+        with self._session() as session:
+            rows = session.execute(
+                select(DraftVersion.status, DraftVersion.validation)
+                .where(DraftVersion.status != "valid")
+                .order_by(DraftVersion.id)
+            )
+            return [(row.status, row.validation or {}) for row in rows]
+
+    def last_row_ids(self) -> tuple[int, int]:
+        """The newest `draft_versions` id and the newest `llm_calls` id (0 for none): a mark
+        from which `progress_since` counts."""
+        with self._session() as session:
+            return (
+                session.scalar(select(func.coalesce(func.max(DraftVersion.id), 0))) or 0,
+                session.scalar(select(func.coalesce(func.max(LLMCall.id), 0))) or 0,
+            )
+
+    def progress_since(self, draft_id: int, call_id: int) -> dict[str, dict[str, Any]]:
+        """Per provider, the rows added past the marks of `last_row_ids`: tasks drafted (a
+        draft stored, whatever its status), of them valid, HTTP attempts, of them rate-limited
+        (429), and their cost (exact, a Decimal). Two range scans on primary keys, cheap to
+        repeat every second."""
+        valid = case((DraftVersion.status == "valid", 1), else_=0)
+        limited = case((LLMCall.status_code == 429, 1), else_=0)
+        figures: dict[str, dict[str, Any]] = {}
+
+        def of(provider: str) -> dict[str, Any]:
+            return figures.setdefault(
+                provider,
+                {"drafted": 0, "valid": 0, "calls": 0, "rate_limited": 0, "cost_usd": Decimal(0)},
+            )
+
+        with self._session() as session:
+            for row in session.execute(
+                select(
+                    DraftVersion.provider,
+                    func.count(DraftVersion.task_id.distinct()).label("drafted"),
+                    func.sum(valid).label("valid"),
+                )
+                .where(DraftVersion.id > draft_id)
+                .group_by(DraftVersion.provider)
+            ):
+                of(row.provider).update(drafted=row.drafted, valid=row.valid or 0)
+            for row in session.execute(
+                select(
+                    LLMCall.provider,
+                    func.count().label("calls"),
+                    func.sum(limited).label("rate_limited"),
+                    func.sum(LLMCall.cost_usd).label("cost_usd"),
+                )
+                .where(LLMCall.id > call_id)
+                .group_by(LLMCall.provider)
+            ):
+                of(row.provider).update(
+                    calls=row.calls,
+                    rate_limited=row.rate_limited or 0,
+                    cost_usd=row.cost_usd or Decimal(0),
+                )
+        return figures

@@ -310,6 +310,28 @@ class TaskQueries(Queries):
                 )
             )
 
+    def drafting_queue(self, limit: int | None = None) -> list[str]:
+        """Ids of the tasks in `drafting` in the order to draft them: highest `priority` first,
+        then in the order they arrived or were re-queued (`seq`); the first `limit` of them.
+        Tasks a daily budget holds back beyond now are not in it. (The sensor's cursor follows
+        `seq` alone: `drafting_after`.)"""
+        with self._session() as session:
+            now = store_now(session)
+            return list(
+                session.scalars(
+                    select(DocumentationTask.id)
+                    .where(
+                        DocumentationTask.status == "drafting",
+                        or_(
+                            DocumentationTask.held_until.is_(None),
+                            DocumentationTask.held_until <= now,
+                        ),
+                    )
+                    .order_by(DocumentationTask.priority.desc(), DocumentationTask.seq)
+                    .limit(limit)
+                )
+            )
+
     def task_ids(self, status: str) -> list[str]:
         with self._session() as session:
             return list(

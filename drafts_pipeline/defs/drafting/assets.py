@@ -64,7 +64,9 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
     for key in keys:
         task = tasks.get(key)
         if task is None:
-            context.log.warning(f"task {key}: no such task in the store; skipped")
+            context.log.warning(
+                f"task {key}: no such task in the store; skipped", extra={"task_id": key}
+            )
             outcomes["missing"] += 1
             continue
         if task.status != "drafting":
@@ -74,7 +76,7 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
             prompt = prompt_for(task)
         except TaskValidationError as error:
             store.fail_task(task.id, str(error))
-            context.log.error(str(error))
+            context.log.error(str(error), extra={"task_id": task.id})
             outcomes["rejected"] += 1
             continue
         prompts.append((task.id, prompt))
@@ -168,13 +170,20 @@ def log_batch(
     if (reached := report.budget_reached) is not None:
         context.log.warning(
             f"{reached}; {report.outcomes['held']} task(s) left in drafting, no draft stored, "
-            f"held until {reached.until:%Y-%m-%d %H:%M} UTC, when they are drafted again"
+            f"held until {reached.until:%Y-%m-%d %H:%M} UTC, when they are drafted again",
+            extra={"provider": spec.name},
         )
     for task_id, task in report.tasks.items():
         if task.outcome == "drafted" and task.problem:
-            context.log.warning(f"task {task_id}: {spec.name}: {task.problem}")
+            context.log.warning(
+                f"task {task_id}: {spec.name}: {task.problem}",
+                extra={"task_id": task_id, "provider": spec.name},
+            )
         elif task.outcome == "drafted" and task.repair:
-            context.log.warning(f"task {task_id}: {spec.name}: valid, its JSON {task.repair}")
+            context.log.warning(
+                f"task {task_id}: {spec.name}: valid, its JSON {task.repair}",
+                extra={"task_id": task_id, "provider": spec.name},
+            )
 
 
 @dataclass(frozen=True)
@@ -213,7 +222,7 @@ def plan_batch(
         settings.daily_budget_usd,
     )
     for spec in providers:
-        context.log.info(estimates[spec.name].summary())
+        context.log.info(estimates[spec.name].summary(), extra={"provider": spec.name})
     held = [task.id for task in tasks if task.held_until is not None]
     if held:
         store.clear_holds(held)

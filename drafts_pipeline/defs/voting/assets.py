@@ -6,6 +6,7 @@ import random
 import string
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -13,6 +14,7 @@ from drafts_pipeline.defs.drafting.assets import BATCH_POLICY
 from drafts_pipeline.defs.drafting.partitions import run_task_ids, task_partitions
 from drafts_pipeline.defs.metadata import markdown_table
 from drafts_pipeline.drafting.ballot import cast_ballots
+from drafts_pipeline.export_records import write_export_records
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
@@ -66,7 +68,8 @@ def voting_ballot(
         outcomes[outcome.outcome] += 1
         if outcome.outcome in ("drafting", "failed"):
             context.log.warning(
-                f"task {key}: below quorum ({outcome.reason}); now {outcome.outcome}"
+                f"task {key}: below quorum ({outcome.reason}); now {outcome.outcome}",
+                extra={"task_id": key},
             )
     # The batch's counts belong to the run, not to each task's partition.
     context.log.info(
@@ -102,6 +105,24 @@ def labels_complete_and_unique(
     )
 
 
+def stats_metadata(stats: dict[str, Any]) -> dict[str, dg.MetadataValue]:
+    """The export's stats as tables: valid rates by provider, language and template, and the
+    most frequent reasons a draft was not valid. They name providers: the team's view."""
+    import pandas as pd
+
+    tables = {
+        f"valid_rate_by_{dimension}": pd.DataFrame(
+            [{dimension: group, **rates} for group, rates in stats[f"by_{dimension}"].items()],
+            columns=[dimension, "drafts", "valid", "invalid", "failed", "valid_rate"],
+        )
+        for dimension in ("provider", "language", "template")
+    }
+    tables["top_failure_reasons"] = pd.DataFrame(
+        stats["top_failure_reasons"], columns=["reason", "drafts", "example"]
+    )
+    return {name: dg.MetadataValue.md(markdown_table(table)) for name, table in tables.items()}
+
+
 @dg.asset(
     deps=[voting_ballot],
     group_name="voting",
@@ -116,16 +137,22 @@ def labels_complete_and_unique(
     ],
     description="Every task in `voting` with its blind-labelled drafts (one row per task and "
     "label), without provider or model. Also written to `voting_ready_set.parquet` in the data "
-    "folder for the voting application. A draft whose text would tell voters who wrote it is "
-    "left out, and the check fails naming it.",
+    "folder for the voting application, with its manifest and stats beside it (for the team: "
+    "they name providers). A draft whose text would tell voters who wrote it is left out, and "
+    "the check fails naming it. The metadata holds the stats: valid rates by provider, "
+    "language and template, and the top reasons drafts were not valid.",
 )
 def voting_ready_set(
     context: dg.AssetExecutionContext, store: DraftStore
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    settings = Settings.from_environment().require("llm_mode")
     published = voting_set(store)
     frame = published.frame
-    export_path = Settings.from_environment().ensure_data_dir() / "voting_ready_set.parquet"
+    export_path = settings.ensure_data_dir() / "voting_ready_set.parquet"
     export_voting_set(frame, "parquet", export_path)
+    records = write_export_records(
+        store, published, "parquet", export_path, llm_mode=settings.llm_mode
+    )
     if published.withheld:
         context.log.error(
             f"{len(published.withheld)} labelled draft(s) left out of the voting-ready set: "
@@ -142,6 +169,10 @@ def voting_ready_set(
             "withheld": dg.MetadataValue.int(len(published.withheld)),
             "export": dg.MetadataValue.path(str(export_path)),
             "preview": dg.MetadataValue.md(markdown_table(preview)),
+            "rows_sha256": dg.MetadataValue.text(records.manifest["export"]["rows_sha256"]),
+            "manifest": dg.MetadataValue.path(str(records.manifest_path)),
+            "stats": dg.MetadataValue.path(str(records.stats_path)),
+            **stats_metadata(records.stats),
         },
     )
     yield dg.AssetCheckResult(
