@@ -279,7 +279,7 @@ def test_json_logs_carry_task_provider_attempt_and_run_id(
     for step in steps:
         assert step["provider"] == "claude" and step["level"] == "WARNING"
         assert step["step"] == "provider_drafts" and step["run_id"] in drafted_by
-        assert "schema: not JSON" in step["message"] and "dagster_meta" not in step
+        assert "json: not JSON" in step["message"] and "dagster_meta" not in step
 
     closing = [r for r in records if r.get("logger") == "drafts_pipeline.progress"][-1]
     assert closing["message"].startswith("drafted in ") and closing["tasks"] == 2
