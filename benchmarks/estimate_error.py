@@ -3,7 +3,8 @@
 The estimate counts no tokens (see `drafts_pipeline/llm/estimate.py`); before a provider has
 answers to calibrate on, it divides the characters of each prompt by a default ratio. This
 builds the prompt of every undocumented public function under each PATH (default: the bundled
-sample project), as `tasks discover` and `pending_tasks` would, and counts its tokens with
+sample project), as `tasks discover` and `pending_tasks` would (the template's fixed part and
+the task part, each counted), and counts its tokens with
 OpenAI's o200k_base tokenizer from the `bpe-openai` package, which carries its tables (tiktoken
 downloads them on first use, and this machine reaches no site but the package registries).
 Anthropic's and Moonshot's tokenizers are not available offline: no figure for them.
@@ -24,15 +25,17 @@ from drafts_pipeline.tasks.discover import discover_tasks
 SAMPLE_PROJECT = Path(__file__).parents[1] / "drafts_pipeline" / "sample_project"
 
 
-def prompts_under(root: Path, limit: int) -> list[str]:
+def prompts_under(root: Path, limit: int) -> list[tuple[str, str]]:
+    """The texts each request sends: the template's fixed part and the task part."""
     found = discover_tasks(root)
-    return [
+    built = [
         build_prompt(
             task_id=task.id, template=task.template, language=task.language, symbol=task.symbol,
             source_path=task.source_path, code=task.code, context=task.context,
-        ).text
+        )
         for task in found.tasks[:limit]
     ]  # fmt: skip
+    return [(prompt.system, prompt.text) for prompt in built]
 
 
 def main() -> None:
@@ -51,7 +54,10 @@ def main() -> None:
         if not prompts:
             print(f"{root}: no undocumented public function")
             continue
-        counted = [(len(text), len(encoding.encode(text))) for text in prompts]
+        counted = [
+            (sum(len(text) for text in texts), sum(len(encoding.encode(text)) for text in texts))
+            for texts in prompts
+        ]
         chars = sum(c for c, _ in counted)
         tokens = sum(t for _, t in counted)
         errors = [(c / ratio - t) / t for c, t in counted]

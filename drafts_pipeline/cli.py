@@ -313,6 +313,7 @@ def estimate_lines(found: "DraftingEstimate", mode: str) -> list[str]:
     for what, texts in (
         ("input tokens", [(e.provider, e.input_method) for e in found.providers]),
         ("output tokens", [(e.provider, e.output_method) for e in found.providers]),
+        ("cached input", [(e.provider, e.cache_method) for e in found.providers]),
     ):
         by_text: dict[str, list[str]] = {}
         for provider, text in texts:
@@ -320,9 +321,9 @@ def estimate_lines(found: "DraftingEstimate", mode: str) -> list[str]:
         for text, names in by_text.items():
             lines.append(f"  {what} ({', '.join(names)}): {text}")
     lines.append(
-        "  cost: input tokens at the model's uncached input rate (no cache hit assumed), output "
-        "tokens at its output rate, from the price table (drafts_pipeline/llm/pricing.py) or "
-        "DRAFTS_<PROVIDER>_INPUT_USD_PER_MTOK / _OUTPUT_USD_PER_MTOK"
+        "  cost: input tokens at the model's input rate, the cached share at the cached and "
+        "cache-write rates, output tokens at the output rate, from the price table "
+        "(drafts_pipeline/llm/pricing.py) or DRAFTS_<PROVIDER>_*_USD_PER_MTOK"
     )
     for e in found.providers:
         if e.cost_note:

@@ -32,7 +32,7 @@ def make_draft(
         "content": f"Draft by {provider}.",
         "prompt_used": "prompt",
         "prompt_hash": "p" * 64,
-        "template_version": "docstring-v1",
+        "template_version": "docstring-v2",
         "settings_hash": "s" * 64,
         "status": status,
         "validation": {},
@@ -83,7 +83,8 @@ def in_voting(
 
 
 def task_with_prompt_of(task_id: str, length: int) -> TaskInput:
-    """A task whose prompt is exactly `length` characters: its code padded with a comment."""
+    """A task whose prompt (the template's fixed part and the task part together) is exactly
+    `length` characters: its code padded with a comment."""
     name = task_id.rsplit(".", 1)[-1]
     code = f"def {name}(event):\n    return event"
     padding = length - prompt_length(make_task(task_id, code=code)) - len("\n# ")
@@ -93,10 +94,9 @@ def task_with_prompt_of(task_id: str, length: int) -> TaskInput:
 
 
 def prompt_length(task: TaskInput) -> int:
-    return len(
-        build_prompt(
-            task_id=task.id, template=task.template, language=task.language,
-            symbol=task.symbol, source_path=task.source_path, code=task.code,
-            context=task.context,
-        ).text
+    """The characters a request for `task` sends: the fixed part and the task part."""
+    built = build_prompt(
+        task_id=task.id, template=task.template, language=task.language, symbol=task.symbol,
+        source_path=task.source_path, code=task.code, context=task.context,
     )  # fmt: skip
+    return len(built.system) + len(built.text)

@@ -18,7 +18,15 @@ Each provider has a `ProviderScript`: its latency, a rate limit (requests per wi
 faults, a `down` mode, and counters (requests with their headers and bodies, statuses, the most
 requests in flight at once). Each provider also expects its own API key (`script.api_key`); a
 request without it gets the provider's real 401. The answer is a valid `DocDraft` JSON built from
-the symbol's code in the prompt, and usage carries cached and reasoning tokens as each API does.
+the symbol's code in the user message (its `The symbol's source:` block).
+
+Usage counts four characters a token of everything the model reads, system prompt included, and
+reports reasoning tokens as each API does. Each provider keeps a prompt cache as its API does
+(`fake_prompt_cache.py`): Anthropic writes and then reads the prefix a `cache_control` mark ends,
+once it reaches the model's minimum, for five minutes from its last use; OpenAI reads the
+longest earlier prefix in 128-token blocks from 1,024 tokens on, or, for a request with cache
+breakpoints (GPT-5.6 and later), writes and reads at its breakpoints; Moonshot reads repeated
+prefixes by itself. `script.prompt_cache.clock` is the time its entries expire by.
 """
 
 import json
@@ -40,6 +48,7 @@ from drafts_pipeline.llm.calling import Clock
 from drafts_pipeline.llm.offline import offline_answer
 from drafts_pipeline.llm.provider import LiveProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline_tests.fake_prompt_cache import FakePromptCache, prompt_text, tokens
 from drafts_pipeline_tests.provider_doubles import HOOKED_CLASSES, with_clock
 
 WIRES = {"claude": "anthropic", "openai": "openai", "kimi": "moonshot"}
@@ -78,13 +87,15 @@ class Fault:
 
 @dataclass(frozen=True)
 class FixedUsage:
-    """Token counts to report instead of ones derived from the prompt; `cached_tokens` are part
-    of `input_tokens` and `reasoning_tokens` part of `output_tokens`, as OpenAI counts them."""
+    """Token counts to report instead of ones derived from the prompt; `cached_tokens` and
+    `cache_write_tokens` are part of `input_tokens` and `reasoning_tokens` part of
+    `output_tokens`, as OpenAI counts them."""
 
     input_tokens: int
     output_tokens: int
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,8 +119,8 @@ class ProviderScript:
     Behaviour: `latency_s` before each answer; `rate_limit` requests per `rate_window_s`, then
     429 with `retry-after` (and `retry-after-ms` on OpenAI wires); `faults` served first, one
     per request (`fail`); else `random_fault` with `fault_probability`; `down` = "500" or
-    "disconnect" for every request; `usage` fixes the token counts, else they follow the prompt
-    with `cached_tokens` and `reasoning_tokens`; `finish_reason`, `refusal` (chat wires) and
+    "disconnect" for every request; `usage` fixes the token counts, else they follow the prompt,
+    its `prompt_cache` and `reasoning_tokens`; `finish_reason`, `refusal` (chat wires) and
     `answer` (prompt -> text) shape the answer. Ordering: `hold` (an Event) keeps every answer
     until it is set; `answer_when_in_flight=n` keeps answers until n requests have been in flight
     at once (so a test sees concurrency at the server, not in elapsed time); `before_answer` is
@@ -127,7 +138,6 @@ class ProviderScript:
     random_fault: Fault = field(default_factory=lambda: Fault("server_error"))
     down: str | None = None
     usage: FixedUsage | None = None
-    cached_tokens: int = 0
     reasoning_tokens: int = 0
     finish_reason: str | None = None
     refusal: str | None = None
@@ -141,6 +151,10 @@ class ProviderScript:
     max_in_flight: int = 0
     accepted_at: deque[float] = field(default_factory=deque)
     concurrency_reached: threading.Event = field(default_factory=threading.Event)
+    prompt_cache: FakePromptCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prompt_cache = FakePromptCache(WIRES[self.name])
 
     def fail(self, kind: str, times: int = 1, **options: Any) -> "ProviderScript":
         """Queue `times` faults of one kind for the next requests, e.g.
@@ -422,10 +436,16 @@ def _request_problem(wire: str, body: Any) -> str | None:
             "Unsupported parameter: 'max_tokens' is not supported with this model. "
             "Use 'max_completion_tokens' instead."
         )
+    if wire == "anthropic" and any(m.get("role") == "system" for m in body["messages"]):
+        return (
+            'messages: Unexpected role "system". The Messages API accepts a top-level `system` '
+            'parameter, not "system" as an input message role.'
+        )
     return None
 
 
 def _prompt(body: dict[str, Any]) -> str:
+    """The last message: the task part of the prompt, with the symbol's source."""
     content = body["messages"][-1]["content"]
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
@@ -446,22 +466,22 @@ def _draft_text(script: ProviderScript, prompt: str) -> str:
     )
 
 
-def _usage(script: ProviderScript, prompt: str, text: str) -> FixedUsage:
+def _usage(script: ProviderScript, wire: str, body: dict[str, Any], text: str) -> FixedUsage:
     if script.usage is not None:
         return script.usage
-    prompt_tokens = max(1, len(prompt) // 4)
+    cache = script.prompt_cache.use(body)
     return FixedUsage(
-        input_tokens=prompt_tokens,
-        output_tokens=max(1, len(text) // 4) + script.reasoning_tokens,
-        cached_tokens=min(script.cached_tokens, prompt_tokens),
+        input_tokens=max(1, tokens(prompt_text(wire, body))),
+        output_tokens=max(1, tokens(text)) + script.reasoning_tokens,
+        cached_tokens=cache.read,
+        cache_write_tokens=cache.written,
         reasoning_tokens=script.reasoning_tokens,
     )
 
 
 def _success(wire: str, script: ProviderScript, body: dict[str, Any]) -> _Answer:
-    prompt = _prompt(body)
-    text = _draft_text(script, prompt)
-    usage = _usage(script, prompt, text)
+    text = _draft_text(script, _prompt(body))
+    usage = _usage(script, wire, body, text)
     if wire == "anthropic":
         return _anthropic_message(script, body["model"], text, usage)
     return _chat_completion(wire, script, body["model"], text, usage)
@@ -483,8 +503,8 @@ def _anthropic_message(script: ProviderScript, model: str, text: str, usage: Fix
         "stop_reason": script.finish_reason or "end_turn",
         "stop_sequence": None,
         "usage": {
-            "input_tokens": usage.input_tokens - usage.cached_tokens,
-            "cache_creation_input_tokens": 0,
+            "input_tokens": usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens,
+            "cache_creation_input_tokens": usage.cache_write_tokens,
             "cache_read_input_tokens": usage.cached_tokens,
             "output_tokens": usage.output_tokens,
             "output_tokens_details": {"thinking_tokens": usage.reasoning_tokens},
@@ -510,7 +530,11 @@ def _chat_completion(
             "prompt_tokens": usage.input_tokens,
             "completion_tokens": usage.output_tokens,
             "total_tokens": total,
-            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens, "audio_tokens": 0},
+            "prompt_tokens_details": {
+                "cached_tokens": usage.cached_tokens,
+                "cache_write_tokens": usage.cache_write_tokens,
+                "audio_tokens": 0,
+            },
             "completion_tokens_details": {
                 "reasoning_tokens": usage.reasoning_tokens,
                 "audio_tokens": 0,

@@ -1,10 +1,10 @@
 """Daily budgets: calls stop at a cap, the tasks left are held in `drafting` untouched until
 the next UTC day, and spend passes a cap by no more than the calls in flight.
 
-Every call of the fake server here costs the same, $0.0066 (claude-sonnet-5-5 at $2 and $10
-per million: 300 input and 600 output tokens), and every prompt is 1,050 characters, which the
-estimate (3.5 characters a token before any calibration, 600 output tokens) prices at exactly
-that. A cap of $0.033 is five calls.
+Every call of the fake server here costs the same, $0.011 (claude-sonnet-5-5 at $2 and $10
+per million: 2,500 input and 600 output tokens), and every prompt is 8,750 characters (fixed
+part and task part), which the estimate (3.5 characters a token before any calibration, 600
+output tokens) prices at exactly that. A cap of $0.055 is five calls.
 """
 
 import os
@@ -44,9 +44,9 @@ from drafts_pipeline_tests.fake_clock import EPOCH, FakeTime
 from drafts_pipeline_tests.fake_providers import FakeProviderServer, FixedUsage
 from drafts_pipeline_tests.graph_runs import materialize_tasks
 
-CALL_USD = Decimal("0.0066")
-CAP_USD = Decimal("0.033")
-PROMPT_CHARS = 1050
+CALL_USD = Decimal("0.011")
+CAP_USD = Decimal("0.055")
+PROMPT_CHARS = 8750
 MAX_IN_FLIGHT = 3
 FAST: dict[str, Any] = {"initial_delay_s": 0.01, "max_delay_s": 0.05, "requests_per_minute": 60_000}
 DAY_ONE = EPOCH.date()
@@ -202,7 +202,7 @@ def spent(store: DraftStore, provider: str, day: datetime) -> Decimal:
 
 def fixed_cost_calls(server: FakeProviderServer) -> None:
     script = server.script("claude")
-    script.usage = FixedUsage(input_tokens=300, output_tokens=600)
+    script.usage = FixedUsage(input_tokens=2500, output_tokens=600)
     script.latency_s = 0.02
 
 
@@ -284,7 +284,7 @@ def test_a_budget_that_runs_out_mid_run_holds_the_rest_until_the_next_utc_day(
     midnight = datetime.combine(DAY_ONE + timedelta(days=1), datetime.min.time(), UTC)
     for task_id, (until, reason) in held.items():
         assert until == midnight
-        assert "DRAFTS_CLAUDE_DAILY_BUDGET_USD=$0.033 reached" in reason
+        assert "DRAFTS_CLAUDE_DAILY_BUDGET_USD=$0.055 reached" in reason
         assert latest_this_run(instance, "claude_draft", task_id) == "held, daily budget reached"
     tasks = store.tasks_by_id(ids)
     assert {task_id for task_id in ids if tasks[task_id].status == "voting"} == set(drafted)
@@ -298,7 +298,7 @@ def test_a_budget_that_runs_out_mid_run_holds_the_rest_until_the_next_utc_day(
         if event.level == 30  # logging.WARNING
     ]
     assert any(
-        "claude: claude's daily budget DRAFTS_CLAUDE_DAILY_BUDGET_USD=$0.033 reached" in line
+        "claude: claude's daily budget DRAFTS_CLAUDE_DAILY_BUDGET_USD=$0.055 reached" in line
         and f"{len(held)} task(s) left in drafting, no draft stored, held until "
         f"{midnight:%Y-%m-%d} 00:00 UTC"
         in line

@@ -69,11 +69,12 @@ def test_the_calibration_reads_the_providers_valid_drafts_by_its_model(
 ) -> None:
     store.add_tasks([make_task(f"svc.t{i}") for i in range(25)])
     for i in range(25):
-        # claude's valid drafts by its model (a dated snapshot included): 4 characters a token.
+        # claude's valid drafts by its model (a dated snapshot included): 4 characters a token,
+        # 80% of them read from the prompt cache.
         model = "claude-sonnet-5-5" if i % 2 else "claude-sonnet-5-5-20261001"
         draft = make_draft(
             f"svc.t{i}", "claude", model=model, prompt_used="p" * 400,
-            usage=_usage(100, 250),
+            usage=TokenUsage(input_tokens=100, output_tokens=250, cached_tokens=80),
         )  # fmt: skip
         assert store.add_draft(draft) is not None
         # Neither another model's, nor an invalid draft, nor another provider's count.
@@ -89,8 +90,11 @@ def test_the_calibration_reads_the_providers_valid_drafts_by_its_model(
     estimator = call_estimator(store, fake_providers.resource("claude"))
     assert estimator.ratio.chars_per_token == 4.0 and estimator.ratio.drafts == 25
     assert estimator.output_tokens == 250
-    # 7,000 characters at 4 a token and 250 output tokens: 1,750 x 2 + 250 x 10 = 6,000.
-    assert estimator.cost_usd(("c" * 7000,)) == Decimal("0.006")
+    assert estimator.cache.read == 0.8 and estimator.cache.written == 0.0
+    assert "80% read from the prompt cache" in estimator.cache.method
+    # 7,000 characters at 4 a token: 1,750 input tokens, 1,400 of them cached at $0.10, 350 at
+    # $2; 250 output tokens at $10: 350 x 2 + 1,400 x 0.1 + 250 x 10 = 3,340 micro-dollars.
+    assert estimator.cost_usd(("c" * 7000,)) == Decimal("0.00334")
 
 
 def _usage(input_tokens: int, output_tokens: int) -> TokenUsage:
@@ -149,12 +153,12 @@ def live_env(tmp_path: Path, database_url: str, server: FakeProviderServer) -> d
 def test_the_command_prints_the_hand_computed_figures_and_calls_nobody(
     tmp_path: Path, store: DraftStore, fake_providers: FakeProviderServer
 ) -> None:
-    """Two tasks whose prompts are 7,000 and 3,500 characters: at the default 3.5 characters
-    a token, 2,000 + 1,000 input tokens; 600 output tokens each. At $2 and $10 per million
-    (claude-sonnet-5-5, gpt-6.2-sol): 3,000 x 2 + 1,200 x 10 = $0.018; at $3 and $15
-    (kimi-k3): 3,000 x 3 + 1,200 x 15 = $0.027; together $0.063."""
+    """Two tasks whose prompts (fixed part and task part) are 14,000 and 10,500 characters:
+    at the default 3.5 characters a token, 4,000 + 3,000 input tokens; 600 output tokens each.
+    At $2 and $10 per million (claude-sonnet-5-5, gpt-6.2-sol): 7,000 x 2 + 1,200 x 10 =
+    $0.026; at $3 and $15 (kimi-k3): 7,000 x 3 + 1,200 x 15 = $0.039; together $0.091."""
     store.add_tasks(
-        [task_with_prompt_of("svc.long_one", 7000), task_with_prompt_of("svc.short_one", 3500)]
+        [task_with_prompt_of("svc.long_one", 14000), task_with_prompt_of("svc.short_one", 10500)]
     )
     result = subprocess.run(
         [sys.executable, "-m", "drafts_pipeline", "estimate"],
@@ -163,13 +167,13 @@ def test_the_command_prints_the_hand_computed_figures_and_calls_nobody(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line}
-    assert rows["claude"] == ["claude-sonnet-5-5", "2", "3,000", "1,200", "0.018000"]
-    assert rows["openai"] == ["gpt-6.2-sol", "2", "3,000", "1,200", "0.018000"]
-    assert rows["kimi"] == ["kimi-k3", "2", "3,000", "1,200", "0.027000"]
-    assert rows["total"] == ["6", "9,000", "3,600", "0.063000"]
+    assert rows["claude"] == ["claude-sonnet-5-5", "2", "7,000", "1,200", "0.026000"]
+    assert rows["openai"] == ["gpt-6.2-sol", "2", "7,000", "1,200", "0.026000"]
+    assert rows["kimi"] == ["kimi-k3", "2", "7,000", "1,200", "0.039000"]
+    assert rows["total"] == ["6", "21,000", "3,600", "0.091000"]
     assert "no provider is called" in result.stdout
     assert "3.5 characters per token, the default" in result.stdout
-    assert "22% more input tokens" in result.stdout
+    assert "23% more input tokens" in result.stdout
 
     assert [fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS] == [0, 0, 0]
     with store.engine.connect() as connection:
@@ -189,7 +193,7 @@ def test_each_drafting_run_shows_its_estimate_before_it_calls(
 ) -> None:
     """Offline: the same method (no drafts yet: the defaults), at no cost."""
     ids = ["svc.long_one", "svc.short_one"]
-    store.add_tasks([task_with_prompt_of(ids[0], 7000), task_with_prompt_of(ids[1], 3500)])
+    store.add_tasks([task_with_prompt_of(ids[0], 14000), task_with_prompt_of(ids[1], 10500)])
     result = materialize_tasks(instance, store.database_url, ids)
     assert result.success
     records = instance.get_records_for_run(
@@ -207,11 +211,11 @@ def test_each_drafting_run_shows_its_estimate_before_it_calls(
         assert in_progress[0] == {
             "this_run": "in progress",
             "estimate_tasks": 2,
-            "estimate_input_tokens": 3000,
+            "estimate_input_tokens": 7000,
             "estimate_output_tokens": 1200,
             "estimate_usd": 0.0,
         }
     logged = "\n".join(
         str(event.user_message) for event in instance.all_logs(result.run_id)
     )  # fmt: skip
-    assert "claude (offline-claude) estimate: 2 call(s), 3000 input tokens" in logged
+    assert "claude (offline-claude) estimate: 2 call(s), 7000 input tokens" in logged

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from drafts_pipeline.definitions import ASSETS, build_resources, defs
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.prompts import docstring_v2
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline.voting_set import export_voting_set, voting_ready_frame
@@ -125,14 +126,19 @@ def test_drafts_carry_provenance(
     instance: dg.DagsterInstance, store: DraftStore, tasks: list[str], data_dir: Path
 ) -> None:
     materialize_tasks(instance, store.database_url, tasks)
+    prompts = {task.id: task.prompt for task in store.tasks_by_id(tasks).values()}
+    assert all(
+        prompt and prompt.startswith("Document this python symbol.") for prompt in prompts.values()
+    )
     with store._session() as session:
         drafts = session.scalars(select(DraftVersion)).all()
         calls = session.scalar(select(func.count()).select_from(LLMCall))
     assert len(drafts) == 3 * len(tasks) and calls == 3 * len(tasks)
     for draft in drafts:
         assert draft.model == f"offline-{draft.provider}"
-        assert draft.prompt_used.startswith("You are writing reference documentation")
-        assert len(draft.prompt_hash) == 64 and draft.template_version == "docstring-v1"
+        # The whole prompt as sent: the fixed part, then the task's own part.
+        assert draft.prompt_used == f"{docstring_v2.SYSTEM}\n\n{prompts[draft.task_id]}"
+        assert len(draft.prompt_hash) == 64 and draft.template_version == "docstring-v2"
         assert draft.status == "valid" and draft.validation["parameters"]["ok"]
         assert draft.run_id and draft.attempts == 1 and draft.cost_usd == 0
 

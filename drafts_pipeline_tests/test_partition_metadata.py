@@ -82,12 +82,17 @@ def test_each_partition_shows_its_task_draft_and_a_later_run_keeps_it(
                 continue
             assert metadata["input_tokens"] == draft.input_tokens
             assert metadata["output_tokens"] == draft.output_tokens
+            assert metadata["cached_tokens"] == draft.cached_tokens
+            assert metadata["cache_write_tokens"] == draft.cache_write_tokens
             assert metadata["latency_ms"] == draft.latency_ms
             assert draft.cost_usd is not None and draft.cost_usd > 0
             assert Decimal(str(metadata["cost_usd"])) == draft.cost_usd.normalize()
         valid = [shown[spec.name, t] for t in ids if shown[spec.name, t]["status"] == "valid"]
         # Each task its own figures: no two prompts were alike.
         assert len({m["input_tokens"] for m in valid}) == len(valid)
+        # The fixed part was written to the cache once, and read back by the other calls.
+        if spec.name != "kimi":
+            assert sum(bool(m["cache_write_tokens"]) for m in valid) == 1
         assert len({m["cost_usd"] for m in valid}) == len(valid)
     assert [shown["claude", t]["status"] for t in ids].count("failed") == 1
     # What it costs: per task, one materialisation of pending_tasks and of the ballot, two of

@@ -71,7 +71,13 @@ def draft_request(task_id: str = "cfg.parse_config") -> DraftRequest:
         code=CODE,
         context='"""Configuration."""',
     )
-    return DraftRequest(task_id=task_id, prompt=prompt.text, symbol="cfg.parse_config", code=CODE)
+    return DraftRequest(
+        task_id=task_id,
+        prompt=prompt.text,
+        symbol="cfg.parse_config",
+        code=CODE,
+        system=prompt.system,
+    )
 
 
 def live(fake: FakeProviderServer, spec: ProviderSpec, **overrides: Any) -> LiveProvider:
@@ -153,7 +159,18 @@ def test_the_request_is_what_the_api_documents(
     limit = "max_tokens" if spec.name != "openai" else "max_completion_tokens"
     assert body["model"] == spec.default_model
     assert body[limit] == 777
-    assert body["messages"] == [{"role": "user", "content": draft_request().prompt}]
+    request = draft_request()
+    # The fixed part first, as the system prompt; the task part as the one user message.
+    if wire(spec) == "anthropic":
+        assert [block["text"] for block in body["system"]] == [request.system]
+        assert body["messages"] == [{"role": "user", "content": request.prompt}]
+    else:
+        system, *rest = body["messages"]
+        assert system["role"] == "system"
+        content = system["content"]
+        parts = [content] if isinstance(content, str) else [part["text"] for part in content]
+        assert parts == [request.system]
+        assert rest == [{"role": "user", "content": request.prompt}]
     assert "temperature" not in body
 
 

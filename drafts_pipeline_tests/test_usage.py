@@ -1,4 +1,5 @@
-"""`daily_llm_usage`: calls, failures, tokens and exact cost per UTC day, and its schedule."""
+"""`daily_llm_usage`: calls, failures, tokens, the cache hit rate and exact cost per UTC day, and
+its schedule."""
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +16,13 @@ DAY = datetime(2026, 11, 21, tzinfo=UTC)
 
 
 def call(
-    provider: str, at: datetime, cost: str | None, *, failed: bool = False, attempt: int = 1
+    provider: str,
+    at: datetime,
+    cost: str | None,
+    *,
+    failed: bool = False,
+    attempt: int = 1,
+    cached: int = 10,
 ) -> CallAttempt:
     return CallAttempt(
         provider=provider,
@@ -25,7 +32,9 @@ def call(
         latency_ms=900,
         status_code=429 if failed else 200,
         error_type="RateLimitError" if failed else None,
-        usage=None if failed else TokenUsage(100, 40, cached_tokens=10, reasoning_tokens=5),
+        usage=None
+        if failed
+        else TokenUsage(100, 40, cached_tokens=cached, cache_write_tokens=30, reasoning_tokens=5),
         cost_usd=None if cost is None else Decimal(cost),
     )
 
@@ -43,7 +52,9 @@ def calls(store: DraftStore) -> DraftStore:
         ],
     )
     store.add_calls("shop.b", "run-1", [call("claude", DAY + timedelta(hours=23), "0.00100001")])
-    store.add_calls("shop.a", "run-1", [call("openai", DAY + timedelta(hours=12), "0.0005")])
+    store.add_calls(
+        "shop.a", "run-1", [call("openai", DAY + timedelta(hours=12), "0.0005", cached=60)]
+    )
     store.add_calls("shop.c", "run-0", [call("openai", DAY - timedelta(microseconds=1), "1")])
     store.add_calls("shop.d", "run-2", [call("openai", DAY + timedelta(days=1), "2")])
     # Sent, and its run died before the answer: a row with no outcome.
@@ -63,6 +74,8 @@ def test_usage_of_a_day_counts_attempts_failures_tokens_and_exact_cost(calls: Dr
             "input_tokens": 200,
             "output_tokens": 80,
             "cached_tokens": 20,
+            "cache_write_tokens": 60,
+            "cache_hit_rate": 0.1,
             "reasoning_tokens": 10,
             "cost_usd": Decimal("0.00223457"),
         },
@@ -74,7 +87,9 @@ def test_usage_of_a_day_counts_attempts_failures_tokens_and_exact_cost(calls: Dr
             "unfinished": 1,
             "input_tokens": 100,
             "output_tokens": 40,
-            "cached_tokens": 10,
+            "cached_tokens": 60,
+            "cache_write_tokens": 30,
+            "cache_hit_rate": 0.6,
             "reasoning_tokens": 5,
             "cost_usd": Decimal("0.0005"),
         },
@@ -96,6 +111,11 @@ def test_the_asset_materialises_one_day(calls: DraftStore, instance: dg.DagsterI
     assert metadata["failures"].value == 1
     assert metadata["unfinished"].value == 1
     assert metadata["cost_usd_by_provider"].value == {"claude": "0.002235", "openai": "0.000500"}
+    # Cached input tokens over input tokens: (10 + 10 + 60) / (100 + 100 + 100).
+    assert list(frame["cache_hit_rate"]) == [0.1, 0.6]
+    assert metadata["cache_hit_rate"].value == pytest.approx(80 / 300)
+    assert metadata["cache_hit_rate_by_provider"].value == {"claude": 0.1, "openai": 0.6}
+    assert metadata["cache_write_tokens"].value == 90
 
 
 def test_an_empty_day_is_an_empty_frame(store: DraftStore, instance: dg.DagsterInstance) -> None:
@@ -107,6 +127,8 @@ def test_an_empty_day_is_an_empty_frame(store: DraftStore, instance: dg.DagsterI
     metadata = result.asset_materializations_for_node("daily_llm_usage")[0].metadata
     assert metadata["calls"].value == 0
     assert metadata["cost_usd"].value == 0.0
+    # No input, no rate: shown as none, not as a rate of zero.
+    assert metadata["cache_hit_rate"].value is None
 
 
 def test_the_schedule_materialises_yesterday() -> None:

@@ -7,32 +7,41 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from drafts_pipeline.drafting.provider_batch import draft_request, reusable
+from drafts_pipeline.drafting.provider_batch import reusable
+from drafts_pipeline.drafting.requests import draft_request
 from drafts_pipeline.errors import NoSuchTask, TaskValidationError
 from drafts_pipeline.llm.budget import DailyBudget, DailyCap, daily_caps, require_priced, utc_day
 from drafts_pipeline.llm.estimate import CallEstimator, ProviderEstimate
 from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
-from drafts_pipeline.prompts.templates import prompt_for
+from drafts_pipeline.prompts.templates import BuiltPrompt, prompt_for
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DocumentationTask, as_utc, utcnow
 
 
 @dataclass(frozen=True)
 class PromptedTask:
-    """A task with the prompt a run would send it, and that prompt's hash (for reuse)."""
+    """What a run would send for a task, and its prompt's hash (for reuse)."""
 
-    task: DocumentationTask
-    prompt: str
+    request: DraftRequest
     prompt_hash: str
 
     @classmethod
     def as_recorded(cls, task: DocumentationTask) -> "PromptedTask":
         """With the prompt `pending_tasks` recorded for it."""
-        return cls(task, task.prompt or "", task.prompt_hash or "")
+        return cls(draft_request(task), task.prompt_hash or "")
 
-    @property
-    def request(self) -> DraftRequest:
-        return draft_request(self.task, self.prompt)
+    @classmethod
+    def as_built(cls, task: DocumentationTask, built: BuiltPrompt) -> "PromptedTask":
+        """With the prompt a run would build for it now."""
+        request = DraftRequest(
+            task_id=task.id,
+            prompt=built.text,
+            symbol=task.symbol,
+            code=task.code,
+            language=task.language,
+            system=built.system,
+        )
+        return cls(request, built.prompt_hash)
 
 
 def requests_to_call(
@@ -42,12 +51,12 @@ def requests_to_call(
     draft by it is reusable (valid, same prompt and settings), unless `force`."""
     if force:
         return [task.request for task in tasks]
-    latest = store.latest_drafts([t.task.id for t in tasks], provider.name)
+    latest = store.latest_drafts([t.request.task_id for t in tasks], provider.name)
     settings = provider.settings_hash()
     return [
         task.request
         for task in tasks
-        if (previous := latest.get(task.task.id)) is None
+        if (previous := latest.get(task.request.task_id)) is None
         or not reusable(
             previous.status,
             previous.prompt_hash == task.prompt_hash,
@@ -161,7 +170,7 @@ def estimate_drafting(
         except TaskValidationError as error:
             result.unbuildable.append(str(error))
             continue
-        prompted.append(PromptedTask(task, built.text, built.prompt_hash))
+        prompted.append(PromptedTask.as_built(task, built))
         if task.held_until is not None and as_utc(task.held_until) > moment:
             result.held[task.id] = as_utc(task.held_until)
     result.tasks = len(prompted)

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from drafts_pipeline.drafting.leases import LeaseKeeper
+from drafts_pipeline.drafting.requests import draft_request, prompt_used
 from drafts_pipeline.drafting.turns import sending_turn
 from drafts_pipeline.drafting.validation import problem_in, repair_in, validate_draft
 from drafts_pipeline.errors import BudgetReached, ProviderError
@@ -99,12 +100,6 @@ def reusable(draft_status: str, same_prompt: bool, same_settings: bool) -> bool:
     return draft_status == "valid" and same_prompt and same_settings
 
 
-def draft_request(task: DocumentationTask, prompt: str | None = None) -> DraftRequest:
-    """What a provider is sent for `task`: `prompt`, or the one recorded for it."""
-    text = (task.prompt or "") if prompt is None else prompt
-    return DraftRequest(task.id, text, task.symbol, task.code, task.language)
-
-
 def draft_with_provider(
     store: DraftStore,
     provider: LLMProvider,
@@ -136,6 +131,8 @@ def draft_with_provider(
     still in flight; the report holds every task all the same.
     """
     report = ProviderBatchReport(provider.name, provider.effective_model)
+    # Before any claim: a task whose stored prompt cannot be sent fails the batch here.
+    requests = {task.id: draft_request(task) for task in tasks}
 
     def settle(task_id: str, task: TaskDraft) -> None:
         report.tasks[task_id] = task
@@ -173,22 +170,24 @@ def draft_with_provider(
         store.release_claims(reused, provider.name, holder)
         report.outcomes["reused"] += len(reused)
         by_id = {task.id: task for task in to_call}
-        requests = [draft_request(task) for task in to_call]
-        shared = store.sending_turn(provider.name) if requests else None
+        sending = [requests[task.id] for task in to_call]
+        shared = store.sending_turn(provider.name) if sending else None
         call_log = store.call_log(run_id)
         held: list[str] = []
         with (
             logging_run(run_id),
-            sending_turn(provider.name, len(requests), shared, run_id=run_id) as on_start,
+            sending_turn(provider.name, len(sending), shared, run_id=run_id) as on_start,
         ):
             for task_id, result in provider.generate_each(
-                requests, on_start, call_log=call_log, budget=budget
+                sending, on_start, call_log=call_log, budget=budget
             ):
                 if isinstance(result, BudgetReached):
                     report.budget_reached = report.budget_reached or result
                     held.append(task_id)
                     continue
-                record = _record(by_id[task_id], provider, settings, result, run_id, report)
+                record = _record(
+                    by_id[task_id], requests[task_id], provider, settings, result, run_id, report
+                )
                 stored = store.add_draft(record, holder=holder)
                 keeper.drop(task_id)
                 report.outcomes[record.status if stored else "superseded"] += 1
@@ -215,6 +214,7 @@ def draft_with_provider(
 
 def _record(
     task: DocumentationTask,
+    request: DraftRequest,
     provider: LLMProvider,
     settings: str,
     result: Generation | ProviderError,
@@ -224,7 +224,7 @@ def _record(
     common: dict[str, Any] = {
         "task_id": task.id,
         "provider": provider.name,
-        "prompt_used": task.prompt or "",
+        "prompt_used": prompt_used(request),
         "prompt_hash": task.prompt_hash or "",
         "template_version": task.template_version or "",
         "settings_hash": settings,

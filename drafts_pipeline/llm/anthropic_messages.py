@@ -8,6 +8,7 @@ from anthropic.types import Message
 from drafts_pipeline.llm.calling import ProviderReply
 from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.pricing import token_count
+from drafts_pipeline.llm.prompt_cache import anthropic_caches
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.llm.retry import MalformedResponseError
 
@@ -24,12 +25,18 @@ class AnthropicMessagesProvider(LiveProvider):
 
     def request_body(self, request: DraftRequest) -> dict[str, Any]:
         """The Messages API body of one draft's request, as sent live and as a Message Batch
-        item's `params`."""
+        item's `params`. The fixed part goes as the system prompt, one text block, marked for
+        caching when it is long enough for the model to cache it."""
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_output_tokens,
             "messages": [{"role": "user", "content": request.prompt}],
         }
+        if request.system:
+            block: dict[str, Any] = {"type": "text", "text": request.system}
+            if anthropic_caches(self.model, request.system):
+                block["cache_control"] = {"type": "ephemeral"}
+            body["system"] = [block]
         if self.temperature is not None:
             body["temperature"] = self.temperature
         return body

@@ -6,8 +6,9 @@ downloads its encodings on first use. Input tokens are the characters sent divid
 of characters per token, calibrated on the provider's own answers once there are enough of them
 (the input tokens the provider counted, over the characters of the prompts it was sent), and a
 default for code-heavy prompts before that. Output tokens are the mean of the provider's valid
-drafts so far, or a default. Input is priced at the model's uncached rate (no cache hit is
-assumed, so that part is an upper bound), output at its output rate.
+drafts so far, or a default. Input is priced at the model's input rate, except the share its
+drafts so far read from or wrote to a prompt cache, priced at those rates (before there are
+enough drafts, no cache hit is assumed: an upper bound); output at the output rate.
 """
 
 import math
@@ -26,8 +27,8 @@ DEFAULT_OUTPUT_TOKENS = 600
 MIN_CALIBRATION_DRAFTS = 20
 CALIBRATION_SAMPLE = 1000
 DEFAULT_RATIO_ERROR = (
-    "against OpenAI's o200k_base tokenizer it counts 22% more input tokens than there are on "
-    "the sample project's prompts, 27% more on 2,000 SQLAlchemy functions "
+    "against OpenAI's o200k_base tokenizer it counts 23% more input tokens than there are on "
+    "the sample project's prompts, 24% more on 2,000 SQLAlchemy functions "
     "(benchmarks/estimate_error.py); Claude's and Kimi's tokenizers are not available "
     "offline, so its error for them is not measured"
 )
@@ -41,6 +42,8 @@ class DraftSample:
     prompt_chars: int
     input_tokens: int
     output_tokens: int | None
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,35 @@ def output_per_call(samples: Sequence[DraftSample]) -> tuple[int, str]:
 
 
 @dataclass(frozen=True)
+class CacheShares:
+    """The shares of input tokens a provider's calls read from its prompt cache and wrote to
+    it, and what they rest on."""
+
+    read: float = 0.0
+    written: float = 0.0
+    method: str = (
+        f"no cache hit assumed (fewer than {MIN_CALIBRATION_DRAFTS} valid drafts): every input "
+        "token at the uncached rate, an upper bound"
+    )
+
+
+def cache_shares(samples: Sequence[DraftSample]) -> CacheShares:
+    """The provider's own cache shares over its newest valid drafts where there are enough."""
+    usable = [s for s in samples if s.input_tokens > 0]
+    if len(usable) < MIN_CALIBRATION_DRAFTS:
+        return CacheShares()
+    total = sum(s.input_tokens for s in usable)
+    read = sum(s.cached_tokens for s in usable) / total
+    written = sum(s.cache_write_tokens for s in usable) / total
+    return CacheShares(
+        read,
+        written,
+        f"{read:.0%} read from the prompt cache and {written:.0%} written to it, as in the "
+        f"provider's {len(usable)} newest valid drafts",
+    )
+
+
+@dataclass(frozen=True)
 class ProviderEstimate:
     """The calls one provider is expected to make for a set of tasks, and their cost."""
 
@@ -107,6 +139,7 @@ class ProviderEstimate:
     cost_note: str | None
     input_method: str
     output_method: str
+    cache_method: str = CacheShares.method
 
     @property
     def call_cost_usd(self) -> Decimal | None:
@@ -138,6 +171,7 @@ class CallEstimator:
     ratio: TokenRatio
     output_tokens: int
     output_method: str
+    cache: CacheShares = CacheShares()
 
     @classmethod
     def from_history(
@@ -148,7 +182,15 @@ class CallEstimator:
         samples: Sequence[DraftSample],
     ) -> "CallEstimator":
         output_tokens, output_method = output_per_call(samples)
-        return cls(provider, model, price, token_ratio(samples), output_tokens, output_method)
+        return cls(
+            provider,
+            model,
+            price,
+            token_ratio(samples),
+            output_tokens,
+            output_method,
+            cache_shares(samples),
+        )
 
     def input_tokens(self, texts: Sequence[str]) -> int:
         return self.ratio.tokens(sum(len(text) for text in texts))
@@ -156,7 +198,13 @@ class CallEstimator:
     def cost_usd(self, texts: Sequence[str]) -> Decimal | None:
         """One call's estimated cost; None when the price, or the tariff for a prompt this
         long, is unknown."""
-        usage = TokenUsage(input_tokens=self.input_tokens(texts), output_tokens=self.output_tokens)
+        tokens = self.input_tokens(texts)
+        usage = TokenUsage(
+            input_tokens=tokens,
+            output_tokens=self.output_tokens,
+            cached_tokens=math.floor(tokens * self.cache.read),
+            cache_write_tokens=math.floor(tokens * self.cache.written),
+        )
         return cost_usd(usage, self.price, self.model)
 
     def estimate(self, calls: Sequence[Sequence[str]]) -> ProviderEstimate:
@@ -188,4 +236,5 @@ class CallEstimator:
             cost_note=note,
             input_method=self.ratio.describe(),
             output_method=self.output_method,
+            cache_method=self.cache.method,
         )

@@ -21,6 +21,7 @@ from drafts_pipeline.llm.calling import NoCallLog, OnStart
 from drafts_pipeline.llm.generation import CallAttempt, CallLog, Generation, TokenUsage
 from drafts_pipeline.llm.limits import PaceBook
 from drafts_pipeline.llm.pricing import ModelPrice, table_price
+from drafts_pipeline.llm.prompt_cache import estimated_tokens
 from drafts_pipeline.llm.provider import (
     DEFAULT_MAX_OUTPUT_TOKENS,
     DraftRequest,
@@ -162,7 +163,10 @@ class OfflineProvider(dg.ConfigurableResource):
         began = time.perf_counter()
         text = offline_answer(self.name, request.symbol, request.code, request.language)
         latency_ms = round((time.perf_counter() - began) * 1000)
-        usage = TokenUsage(input_tokens=len(request.prompt) // 4, output_tokens=len(text) // 4)
+        usage = TokenUsage(
+            input_tokens=estimated_tokens(request.system) + estimated_tokens(request.prompt),
+            output_tokens=estimated_tokens(text),
+        )
         call = CallAttempt(
             provider=sent.provider,
             model=sent.model,

@@ -10,6 +10,7 @@ from pydantic import Field
 from drafts_pipeline.llm.calling import ProviderReply
 from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.pricing import token_count
+from drafts_pipeline.llm.prompt_cache import openai_breakpoint_after
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.llm.retry import MalformedResponseError
 
@@ -52,12 +53,29 @@ class OpenAIChatProvider(LiveProvider):
 
     def request_body(self, request: DraftRequest) -> dict[str, Any]:
         """The Chat Completions body of one draft's request, as sent live and as a line of a
-        Batch input file."""
+        Batch input file. The fixed part goes first, as a system message: a prefix identical in
+        every request, which OpenAI and Moonshot cache by themselves. For OpenAI's GPT-5.6 and
+        later families, its end is marked as the request's only cache breakpoint
+        (`prompt_cache.py` says why)."""
+        messages: list[dict[str, Any]] = []
+        breakpoint_after_system = openai_breakpoint_after(self.model, request.system)
+        if breakpoint_after_system:
+            part = {
+                "type": "text",
+                "text": request.system,
+                "prompt_cache_breakpoint": {"mode": "explicit"},
+            }
+            messages.append({"role": "system", "content": [part]})
+        elif request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.append({"role": "user", "content": request.prompt})
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": messages,
             self.token_limit_key: self.max_output_tokens,
         }
+        if breakpoint_after_system:
+            body["prompt_cache_options"] = {"mode": "explicit"}
         if self.temperature is not None:
             body["temperature"] = self.temperature
         return body

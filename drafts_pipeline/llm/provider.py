@@ -44,19 +44,22 @@ DEFAULT_MAX_OUTPUT_TOKENS = 8192
 
 @dataclass(frozen=True)
 class DraftRequest:
-    """What a provider needs to draft one task."""
+    """What a provider needs to draft one task: `system` is the prompt's fixed part, sent
+    first as the system prompt (empty: none), `prompt` the task part, sent as the user
+    message."""
 
     task_id: str
     prompt: str
     symbol: str
     code: str
     language: str = "python"
+    system: str = ""
 
     @property
     def texts(self) -> tuple[str, ...]:
-        """Every text the request sends the model: what its input tokens are estimated from
-        (the estimate, the daily budget)."""
-        return (self.prompt,)
+        """Every text the request sends the model, the fixed part and the task part: what its
+        input tokens are estimated from (the estimate, the daily budget)."""
+        return (self.system, self.prompt)
 
 
 Outcome = tuple[str, Generation | ProviderError | BudgetReached]

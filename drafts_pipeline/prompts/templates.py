@@ -1,4 +1,10 @@
-"""Prompt templates, versioned: a changed template is a new version, so its hash changes."""
+"""Prompt templates, versioned: a changed template is a new version, so its hash changes.
+
+A template has two parts. The fixed part (instructions, answer schema, a worked example) names
+no task field and goes first, as the system prompt, so the providers can cache it; the task
+part (symbol, file, context, code) follows as the user message. A task stores its task part
+and the template version; the fixed part comes back from that version here (`fixed_part`).
+"""
 
 import hashlib
 import json
@@ -8,34 +14,7 @@ from string import Template
 from typing import Protocol
 
 from drafts_pipeline.errors import TaskValidationError
-
-DOCSTRING_V1 = Template(
-    """You are writing reference documentation for one $language symbol.
-
-Symbol: $symbol
-File: $source_path
-
-Surrounding context (the enclosing class or module header):
-$context_fence$language
-$context
-$context_fence
-
-The symbol's source:
-$code_fence$language
-$code
-$code_fence
-
-Answer with one JSON object and nothing else, of this shape:
-{"summary": "one sentence, at most 120 characters, imperative mood",
- "description": "a short paragraph on behaviour and intent, may be empty",
- "parameters": [{"name": "<each parameter except self/cls, in order>", "description": "..."}],
- "returns": "what it returns, or null when it returns nothing",
- "raises": [{"exception": "ExceptionName", "when": "..."}],
- "example": "a short usage example, or null"}
-
-Describe only what the code does. Do not mention yourself, your vendor or your model."""
-)
-
+from drafts_pipeline.prompts import docstring_v2
 
 BACKTICK_RUN = re.compile(r"`+")
 
@@ -51,17 +30,51 @@ def fence_for(text: str) -> str:
 class PromptTemplate:
     name: str
     version: str
+    system: str
+    """The fixed part, the same in every request of this version."""
     body: Template
+    """The task part, filled from the task's fields."""
 
 
-TEMPLATES = {"docstring": PromptTemplate("docstring", "docstring-v1", DOCSTRING_V1)}
+TEMPLATES = {
+    "docstring": PromptTemplate("docstring", "docstring-v2", docstring_v2.SYSTEM, docstring_v2.TASK)
+}
+
+# The fixed part of every version a stored prompt may carry. `docstring-v1` sent its whole
+# prompt as the user message: a task still holding a v1 prompt (stored before v2, and not
+# rebuilt since by `pending_tasks`) is drafted as it was then, without a system prompt.
+FIXED_PARTS = {"docstring-v1": ""} | {t.version: t.system for t in TEMPLATES.values()}
+
+
+def fixed_part(task_id: str, template_version: str | None) -> str:
+    """The fixed part of the prompt version a task's stored prompt was built with."""
+    if template_version not in FIXED_PARTS:
+        raise TaskValidationError(
+            f"task {task_id}: its prompt was built with template version "
+            f"{template_version!r}, which this code does not know "
+            f"({', '.join(sorted(FIXED_PARTS))}); materialise pending_tasks for it to rebuild "
+            "the prompt"
+        )
+    return FIXED_PARTS[template_version]
+
+
+def full_prompt(system: str, text: str) -> str:
+    """The whole prompt as the model reads it: the fixed part, a blank line, the task part."""
+    return f"{system}\n\n{text}" if system else text
 
 
 @dataclass(frozen=True)
 class BuiltPrompt:
+    system: str
+    """The fixed part, sent first as the system prompt."""
     text: str
+    """The task part, sent as the user message; what a task stores as its prompt."""
     prompt_hash: str
     template_version: str
+
+    @property
+    def full_text(self) -> str:
+        return full_prompt(self.system, self.text)
 
 
 class PromptSource(Protocol):
@@ -84,6 +97,11 @@ def prompt_for(task: PromptSource) -> BuiltPrompt:
     )  # fmt: skip
 
 
+def prompt_hash(template_version: str, system: str, text: str) -> str:
+    """What reuse keys on: the template version, the fixed part and the task part."""
+    return hashlib.sha256(json.dumps([template_version, system, text]).encode()).hexdigest()
+
+
 def build_prompt(
     *,
     task_id: str,
@@ -94,7 +112,7 @@ def build_prompt(
     code: str,
     context: str,
 ) -> BuiltPrompt:
-    """The prompt for one task; its hash covers the template version and the text."""
+    """The prompt for one task, its two parts and their hash."""
     chosen = TEMPLATES.get(template)
     if chosen is None:
         raise TaskValidationError(
@@ -115,5 +133,9 @@ def build_prompt(
         code=code,
         code_fence=fence_for(code),
     )
-    digest = hashlib.sha256(json.dumps([chosen.version, text]).encode()).hexdigest()
-    return BuiltPrompt(text=text, prompt_hash=digest, template_version=chosen.version)
+    return BuiltPrompt(
+        system=chosen.system,
+        text=text,
+        prompt_hash=prompt_hash(chosen.version, chosen.system, text),
+        template_version=chosen.version,
+    )

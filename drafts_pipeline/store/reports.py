@@ -10,6 +10,7 @@ from sqlalchemy import case, func, or_, select
 from drafts_pipeline.llm.budget import ProviderSpend
 from drafts_pipeline.llm.estimate import CALIBRATION_SAMPLE, DraftSample
 from drafts_pipeline.llm.pricing import SNAPSHOT_SUFFIX
+from drafts_pipeline.llm.prompt_cache import cache_hit_rate
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall
 from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries
@@ -45,8 +46,8 @@ class ReportQueries(Queries):
         self, provider: str, model: str, limit: int = CALIBRATION_SAMPLE
     ) -> list[DraftSample]:
         """The newest `limit` valid drafts of `provider` by `model` (or a dated snapshot of it)
-        with input tokens counted: the characters of each prompt and its tokens, for the
-        estimate's calibration."""
+        with input tokens counted: the characters of each prompt and its tokens (cached and
+        cache-write ones among them), for the estimate's calibration."""
         with self._session() as session:
             rows = session.execute(
                 select(
@@ -54,6 +55,8 @@ class ReportQueries(Queries):
                     func.length(DraftVersion.prompt_used),
                     DraftVersion.input_tokens,
                     DraftVersion.output_tokens,
+                    DraftVersion.cached_tokens,
+                    DraftVersion.cache_write_tokens,
                 )
                 .where(
                     DraftVersion.provider == provider,
@@ -68,15 +71,16 @@ class ReportQueries(Queries):
                 .limit(limit)
             ).all()
         return [
-            DraftSample(chars or 0, tokens or 0, output)
-            for found, chars, tokens, output in rows
+            DraftSample(chars or 0, tokens or 0, output, cached or 0, written or 0)
+            for found, chars, tokens, output, cached, written in rows
             if SNAPSHOT_SUFFIX.sub("", found) == model
         ]
 
     def usage_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Per provider and model, the calls started in [start, end) (UTC): attempts, failed
-        attempts, unfinished attempts (sent, no answer recorded: the run died), tokens and cost
-        (exact, a Decimal; calls without a cost count as zero)."""
+        attempts, unfinished attempts (sent, no answer recorded: the run died), tokens, the
+        cache hit rate (input tokens read from a cache, a share of the input tokens; None
+        without input) and cost (exact, a Decimal; calls without a cost count as zero)."""
         failed = case((LLMCall.error_type.is_not(None), 1), else_=0)
         unfinished = case((LLMCall.finished_at.is_(None), 1), else_=0)
         with self._session() as session:
@@ -93,6 +97,7 @@ class ReportQueries(Queries):
                             LLMCall.input_tokens,
                             LLMCall.output_tokens,
                             LLMCall.cached_tokens,
+                            LLMCall.cache_write_tokens,
                             LLMCall.reasoning_tokens,
                         )
                     ),
@@ -102,7 +107,14 @@ class ReportQueries(Queries):
                 .group_by(LLMCall.provider, LLMCall.model)
                 .order_by(LLMCall.provider, LLMCall.model)
             )
-            return [{**row._mapping, "cost_usd": row.cost_usd or Decimal(0)} for row in rows]
+            return [
+                {
+                    **row._mapping,
+                    "cache_hit_rate": cache_hit_rate(row.cached_tokens, row.input_tokens),
+                    "cost_usd": row.cost_usd or Decimal(0),
+                }
+                for row in rows
+            ]
 
     def scorecard_rows(self) -> list[dict[str, Any]]:
         """Per provider, over every stored draft version: drafts by status, those whose JSON

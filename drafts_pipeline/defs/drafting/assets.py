@@ -112,7 +112,13 @@ def task_draft_metadata(task: TaskDraft) -> dict[str, dg.MetadataValue]:
         "version": dg.MetadataValue.int(draft.version),
         "attempts": dg.MetadataValue.int(draft.attempts),
     }
-    for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
+    for name in (
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+    ):
         if (tokens := getattr(draft, name)) is not None:
             metadata[name] = dg.MetadataValue.int(tokens)
     if draft.cost_usd is not None:

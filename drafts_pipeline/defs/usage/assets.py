@@ -11,6 +11,7 @@ import dagster as dg
 
 from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
 from drafts_pipeline.defs.metadata import markdown_table
+from drafts_pipeline.llm.prompt_cache import cache_hit_rate
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 
@@ -33,6 +34,8 @@ USAGE_COLUMNS = [
     "input_tokens",
     "output_tokens",
     "cached_tokens",
+    "cache_write_tokens",
+    "cache_hit_rate",
     "reasoning_tokens",
     "cost_usd",
 ]
@@ -40,7 +43,9 @@ USAGE_COLUMNS = [
 
 def usage_frame(store: DraftStore, day: str) -> "pd.DataFrame":
     """One row per provider and model with calls on `day` (YYYY-MM-DD, UTC). Every HTTP
-    attempt counts, retries included; `cost_usd` is exact (Decimal)."""
+    attempt counts, retries included; `cached_tokens` and `cache_write_tokens` are parts of
+    `input_tokens`, and `cache_hit_rate` is the first over the input (empty without input);
+    `cost_usd` is exact (Decimal)."""
     import pandas as pd
 
     start = datetime.fromisoformat(day).replace(tzinfo=UTC)
@@ -68,8 +73,9 @@ llm_calls = dg.AssetSpec(
     kinds={"pandas"},
     description="Per UTC day, provider and model: HTTP attempts to the provider (retries "
     "included), failed attempts, unfinished attempts (sent, never answered: the run died), "
-    "input, output, cached and reasoning tokens, and cost in USD (exact decimals), from the "
-    "`llm_calls` table.",
+    "input, output, cached, cache-write and reasoning tokens, the cache hit rate (cached "
+    "input tokens over input tokens), and cost in USD (exact decimals), from the `llm_calls` "
+    "table.",
 )
 def daily_llm_usage(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Output:
     Settings.from_environment().require("usage_start_date")
@@ -79,17 +85,33 @@ def daily_llm_usage(context: dg.AssetExecutionContext, store: DraftStore) -> dg.
         provider: f"{sum(group['cost_usd'], Decimal(0)):.6f}"
         for provider, group in frame.groupby("provider")
     }
+    hit_rates = {provider: hit_rate_value(group) for provider, group in frame.groupby("provider")}
     return dg.Output(
         frame,
         metadata={
             "calls": dg.MetadataValue.int(int(frame["calls"].sum())),
             "failures": dg.MetadataValue.int(int(frame["failures"].sum())),
             "unfinished": dg.MetadataValue.int(int(frame["unfinished"].sum())),
+            "input_tokens": dg.MetadataValue.int(int(frame["input_tokens"].sum())),
+            "cached_tokens": dg.MetadataValue.int(int(frame["cached_tokens"].sum())),
+            "cache_write_tokens": dg.MetadataValue.int(int(frame["cache_write_tokens"].sum())),
+            "cache_hit_rate": _rate_metadata(hit_rate_value(frame)),
+            "cache_hit_rate_by_provider": dg.MetadataValue.json(hit_rates),
             "cost_usd": dg.MetadataValue.float(float(cost)),
             "cost_usd_by_provider": dg.MetadataValue.json(by_provider),
             "rows": dg.MetadataValue.int(len(frame)),
         },
     )
+
+
+def hit_rate_value(rows: "pd.DataFrame") -> float | None:
+    """The cache hit rate over `rows`: their cached input tokens over their input tokens."""
+    return cache_hit_rate(int(rows["cached_tokens"].sum()), int(rows["input_tokens"].sum()))
+
+
+def _rate_metadata(rate: float | None) -> dg.MetadataValue:
+    """A day without input tokens has no rate, shown as such rather than as zero."""
+    return dg.MetadataValue.null() if rate is None else dg.MetadataValue.float(rate)
 
 
 SCORECARD_COLUMNS = [
