@@ -51,7 +51,7 @@ def build_set(store: DraftStore) -> dict[str, dict[str, str]]:
     | task | language, template | claude | openai | kimi |
     |---|---|---|---|---|
     | m.one | python, docstring | valid (r-1) | valid (r-1) | invalid: schema (r-1), then valid (r-2) |
-    | m.two | javascript, docstring | valid (r-3, docstring-v2, claude-x-2) | valid but names ChatGPT (r-4): withheld | failed: rate_limited |
+    | m.two | javascript, docstring | valid (r-3, docstring-v1, claude-x-2) | valid but names ChatGPT (r-4): withheld | failed: rate_limited |
     | m.three | python, readme | failed: quota | invalid: schema, parameters | valid |
 
     Returns, per voting task, label -> provider (read back: the ballot draws the labels).
@@ -70,7 +70,7 @@ def build_set(store: DraftStore) -> dict[str, dict[str, str]]:
                    run_id="r-1"),
         make_draft("m.one", "kimi", content=CONTENT["kimi"], run_id="r-2"),
         make_draft("m.two", "claude", content=CONTENT["claude"], run_id="r-3",
-                   template_version="docstring-v2", model="claude-x-2"),
+                   template_version="docstring-v1", model="claude-x-2"),
         make_draft("m.two", "openai", content=LEAKING, run_id="r-4"),
         make_draft("m.two", "kimi", "failed", content="", run_id="r-3",
                    validation=provider_failed("rate_limited", "kimi: rate limited, 4 attempts")),
@@ -191,7 +191,7 @@ def test_the_manifest_and_stats_of_a_hand_made_set(
         "withheld": 1,
         "drafts_by_provider": {"claude": 2, "kimi": 1, "openai": 1},
     }
-    assert manifest["template_versions"] == {"docstring-v1": 3, "docstring-v2": 1}
+    assert manifest["template_versions"] == {"docstring-v1": 1, "docstring-v2": 3}
     # r-4 drafted only the withheld draft: not in the export.
     assert manifest["run_ids"] == ["r-1", "r-2", "r-3"]
     assert manifest["drafted_with"]["claude"]["models"] == ["claude-x-2", "model-of-claude"]
