@@ -27,6 +27,7 @@ from drafts_pipeline.voting_set import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from drafts_pipeline.drafting.estimates import DraftingEstimate
     from drafts_pipeline.runner import BatchRun
 
 SAMPLE_PROJECT = Path(__file__).parent / "sample_project"
@@ -131,6 +132,7 @@ def _run_settings(batch_size: int | None, concurrent_runs: int | None) -> Settin
     variable, and then a bad value of that variable does not matter)."""
     return Settings.from_environment().require(
         "llm_mode",
+        "daily_budget_usd",
         *(() if batch_size else ("batch_size",)),
         *(() if concurrent_runs else ("in_process_runs",)),
     )
@@ -146,7 +148,8 @@ def _run_drafting(
     submit: str | None = None,
 ) -> list["BatchRun"]:
     """Draft the tasks in `drafting` (the first `limit` by priority, then arrival), in-process,
-    in the mode DRAFTS_LLM_MODE says, with live figures on stderr if `show_progress`.
+    in the mode DRAFTS_LLM_MODE says, with live figures on stderr if `show_progress`. Tasks a
+    daily budget holds back are skipped, and said so.
 
     With DAGSTER_HOME set the runs are recorded in that instance, as if launched from the UI;
     without it, in throwaway instances.
@@ -155,6 +158,13 @@ def _run_drafting(
     from drafts_pipeline.runner import run_in_process
 
     store = _store()
+    held = store.held_tasks()
+    if held:
+        until = max(until for until, _ in held.values())
+        click.echo(
+            f"{len(held)} task(s) held back by a daily budget until {until:%Y-%m-%d %H:%M} UTC "
+            "at the latest: skipped, drafted by the first run after their hold"
+        )
     task_ids = store.drafting_queue(limit)
     if not task_ids:
         return []
@@ -235,11 +245,15 @@ def run(
 
 def _check_keys(mode: str) -> None:
     """Fail before any run when a live provider's key is missing or unusable, naming every such
-    variable at once: never a silent fallback."""
+    variable at once: never a silent fallback. A provider's daily cap that is no amount fails
+    here too, naming its variable."""
     from drafts_pipeline.llm.keys import require_keys
     from drafts_pipeline.llm.providers import provider_resources
 
-    require_keys(provider_resources(mode).values())
+    providers = provider_resources(mode).values()
+    require_keys(providers)
+    for provider in providers:
+        provider.daily_budget()
 
 
 def _report_runs(runs: list["BatchRun"]) -> None:
@@ -361,6 +375,86 @@ def batches_release(row: int) -> None:
         raise DraftsError(f"batch #{row} is not submitting ({status}): nothing released")
     store.close_batch(row, "failed", "released by an operator: its run died while submitting")
     click.echo(f"batch #{row}: {len(held.task_ids)} task(s) released, batch marked failed")
+
+
+@main.command("estimate")
+@click.argument("task_ids", metavar="[ID]...", nargs=-1)
+def estimate(task_ids: tuple[str, ...]) -> None:
+    """Estimate what drafting the tasks in `drafting` (or the tasks ID...) would cost, per
+    provider and model, in the mode DRAFTS_LLM_MODE says: tasks, input and output tokens,
+    dollars, and how each figure was reached. No provider is called."""
+    from drafts_pipeline.drafting.estimates import estimate_drafting
+    from drafts_pipeline.llm.providers import provider_resources
+
+    settings = Settings.from_environment().require("llm_mode", "daily_budget_usd")
+    providers = list(provider_resources(settings.llm_mode).values())
+    found = estimate_drafting(
+        _store(),
+        providers,
+        list(task_ids) or None,
+        total_cap_usd=settings.daily_budget_usd,
+    )
+    for line in estimate_lines(found, settings.llm_mode):
+        click.echo(line)
+
+
+def estimate_lines(found: "DraftingEstimate", mode: str) -> list[str]:
+    """The estimate as the command prints it: a table per provider and model, then the
+    method behind each figure, then what was left out and the daily caps."""
+    lines = [f"{found.tasks} task(s) to draft, mode {mode}; no provider is called"]
+    rows = [("provider", "model", "tasks", "input tokens", "output tokens", "cost (USD)")]
+    for e in found.providers:
+        cost = f"{e.cost_usd:.6f}" if e.cost_usd is not None else "unknown"
+        rows.append((e.provider, e.model, str(e.tasks), f"{e.input_tokens:,}",
+                     f"{e.output_tokens:,}", cost))  # fmt: skip
+    total = found.cost_usd
+    rows.append((
+        "total", "", str(sum(e.tasks for e in found.providers)),
+        f"{sum(e.input_tokens for e in found.providers):,}",
+        f"{sum(e.output_tokens for e in found.providers):,}",
+        f"{total:.6f}" if total is not None else "unknown",
+    ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        pairs = enumerate(zip(row, widths, strict=True))
+        cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in pairs]
+        lines.append("  ".join(cells).rstrip())
+    lines.append("how:")
+    for what, texts in (
+        ("input tokens", [(e.provider, e.input_method) for e in found.providers]),
+        ("output tokens", [(e.provider, e.output_method) for e in found.providers]),
+        ("cached input", [(e.provider, e.cache_method) for e in found.providers]),
+    ):
+        by_text: dict[str, list[str]] = {}
+        for provider, text in texts:
+            by_text.setdefault(text, []).append(provider)
+        for text, names in by_text.items():
+            lines.append(f"  {what} ({', '.join(names)}): {text}")
+    lines.append(
+        "  cost: input tokens at the model's input rate, the cached share at the cached and "
+        "cache-write rates, output tokens at the output rate, from the price table "
+        "(drafts_pipeline/llm/pricing.py) or DRAFTS_<PROVIDER>_*_USD_PER_MTOK"
+    )
+    for e in found.providers:
+        if e.cost_note:
+            lines.append(f"  {e.provider}: cost unknown, {e.cost_note}")
+        if (reused := found.tasks - e.tasks) > 0:
+            lines.append(f"  {e.provider}: {reused} task(s) reuse a valid draft, no call")
+    if found.held:
+        until = f"{max(found.held.values()):%Y-%m-%d %H:%M} UTC"
+        lines.append(
+            f"{len(found.held)} task(s) held back by a daily budget (until {until} at the "
+            "latest) are in the figures: they are drafted once their hold has passed"
+        )
+    if found.left_out:
+        lines.append(
+            f"left out, not in drafting (a run does not draft them): {', '.join(found.left_out)}"
+        )
+    for problem in found.unbuildable:
+        lines.append(f"left out, its prompt does not build (a run fails it): {problem}")
+    for today in found.caps:
+        lines.append(f"{today.cap.describe()}: ${today.spent_usd:.4f} spent today (UTC) so far")
+    return lines
 
 
 @main.command("demo")

@@ -1,5 +1,7 @@
 """The project's own exceptions: each message names the task, the provider and what to do."""
 
+from datetime import datetime
+
 
 class DraftsError(Exception):
     """Base of every error this project raises on purpose."""
@@ -16,6 +18,15 @@ class StoreUnavailable(DraftsError):
 
 class TaskValidationError(DraftsError):
     """A documentation task cannot be drafted as it is stored."""
+
+
+class NoSuchTask(DraftsError):
+    """Tasks named on the command line are not in the store."""
+
+    def __init__(self, task_ids: list[str]) -> None:
+        self.task_ids = task_ids
+        listed = ", ".join(repr(task_id) for task_id in task_ids)
+        super().__init__(f"no task {listed} in the store")
 
 
 class ImportRejected(DraftsError):
@@ -44,6 +55,17 @@ class VotesRejected(DraftsError):
         self.problems = problems
         listing = "; ".join(reason for _, reason in problems)
         super().__init__(f"{len(problems)} vote(s) rejected, none recorded: {listing}")
+
+
+class BudgetReached(DraftsError):
+    """A daily budget leaves no room for the next call: the provider makes no more calls until
+    `until` (the next UTC midnight). Not a failure of the task: nothing is stored for it."""
+
+    def __init__(self, provider: str, reason: str, until: datetime) -> None:
+        self.provider = provider
+        self.reason = reason
+        self.until = until
+        super().__init__(f"{provider}: {reason}")
 
 
 class ProviderError(DraftsError):

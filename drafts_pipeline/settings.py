@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TypeVar
 
@@ -60,6 +61,16 @@ def _seconds(raw: str) -> float:
         value = -1.0
     if not value >= 0 or value == float("inf"):
         raise ValueError("must be a number of seconds, 0 or more")
+    return value
+
+
+def _dollars(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        value = Decimal(-1)
+    if not value.is_finite() or value < 0:
+        raise ValueError("must be an amount in US dollars, 0 or more, e.g. 25 or 7.50")
     return value
 
 
@@ -120,6 +131,9 @@ class Settings:
     """`DRAFTS_MAX_CONTEXT_CHARS`: the most characters of context a task may hold."""
     min_votes: int = 3
     """`DRAFTS_MIN_VOTES`: current votes a task needs before one of its drafts is accepted."""
+    daily_budget_usd: Decimal | None = None
+    """`DRAFTS_DAILY_BUDGET_USD`: what all providers together may spend a UTC day; None for no
+    cap (each provider may also have its own, `DRAFTS_<PROVIDER>_DAILY_BUDGET_USD`)."""
     log_format: str = "text"
     """`DRAFTS_LOG_FORMAT`: the pipeline's own log lines as plain `text`, or `json` (one object
     a line, with task id, provider, attempt and run id as fields where known)."""
@@ -161,6 +175,7 @@ class Settings:
             max_code_chars=read("max_code_chars", "DRAFTS_MAX_CODE_CHARS", _positive_int),
             max_context_chars=read("max_context_chars", "DRAFTS_MAX_CONTEXT_CHARS", _positive_int),
             min_votes=read("min_votes", "DRAFTS_MIN_VOTES", _positive_int),
+            daily_budget_usd=read("daily_budget_usd", "DRAFTS_DAILY_BUDGET_USD", _dollars),
             log_format=read("log_format", "DRAFTS_LOG_FORMAT", _one_of(LOG_FORMATS)),
             voting_secret=_voting_secret(env.get(VOTING_SECRET_ENV, ""), problems),
             problems=problems,

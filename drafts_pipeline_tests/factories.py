@@ -4,7 +4,7 @@ import random
 from collections.abc import Mapping
 
 from drafts_pipeline.drafting.ballot import cast_ballots
-from drafts_pipeline.prompts.templates import prompt_for
+from drafts_pipeline.prompts.templates import build_prompt, prompt_for
 from drafts_pipeline.store import DraftRecord, DraftStore, TaskInput
 from drafts_pipeline.store.models import DocumentationTask
 
@@ -80,3 +80,23 @@ def in_voting(
         assert draft.label is not None
         labels[draft.label] = provider
     return labels
+
+
+def task_with_prompt_of(task_id: str, length: int) -> TaskInput:
+    """A task whose prompt (the template's fixed part and the task part together) is exactly
+    `length` characters: its code padded with a comment."""
+    name = task_id.rsplit(".", 1)[-1]
+    code = f"def {name}(event):\n    return event"
+    padding = length - prompt_length(make_task(task_id, code=code)) - len("\n# ")
+    task = make_task(task_id, code=f"{code}\n# {'x' * padding}")
+    assert prompt_length(task) == length
+    return task
+
+
+def prompt_length(task: TaskInput) -> int:
+    """The characters a request for `task` sends: the fixed part and the task part."""
+    built = build_prompt(
+        task_id=task.id, template=task.template, language=task.language, symbol=task.symbol,
+        source_path=task.source_path, code=task.code, context=task.context,
+    )  # fmt: skip
+    return len(built.system) + len(built.text)

@@ -73,7 +73,7 @@ from drafts_pipeline_tests.fake_batches import (
     ItemAnswer,
 )
 from drafts_pipeline_tests.fake_prompt_cache import FakePromptCache, prompt_text, tokens
-from drafts_pipeline_tests.provider_doubles import HOOKED_CLASSES
+from drafts_pipeline_tests.provider_doubles import HOOKED_CLASSES, with_clock
 
 WIRES = {"claude": "anthropic", "openai": "openai", "kimi": "moonshot"}
 PREFIXES = {"claude": "/claude", "openai": "/openai/v1", "kimi": "/moonshot/v1"}
@@ -292,7 +292,9 @@ class FakeProviderServer:
             "base_url": self.base_url(provider),
             **dict(spec.settings),
         }
-        resource = HOOKED_CLASSES[spec.api](**{**settings, **overrides})
+        api = HOOKED_CLASSES[spec.api]
+        resource = (api if clock is None else with_clock(api, clock))(**{**settings, **overrides})
+        assert isinstance(resource, api)
         resource._strict = strict
         resource._test_clock = clock
         return resource

@@ -3,7 +3,7 @@
 down, and a call log that records what it is told."""
 
 import threading
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 import openai
@@ -46,6 +46,15 @@ HOOKED_CLASSES: dict[str, type[HookedAnthropicProvider] | type[HookedOpenAIProvi
     "anthropic": HookedAnthropicProvider,
     "openai": HookedOpenAIProvider,
 }
+
+
+def with_clock(cls: type[LiveProvider], clock: Clock) -> type[LiveProvider]:
+    """`cls` whose every instance takes its time from `clock`, the copies Dagster makes of a
+    resource for a run included: a copy keeps the class and the config, not private
+    attributes."""
+    return cast(
+        type[LiveProvider], type(f"{cls.__name__}WithClock", (cls,), {"_clock": lambda _: clock})
+    )
 
 
 class DownProvider(LiveProvider):

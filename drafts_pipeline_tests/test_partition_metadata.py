@@ -13,6 +13,7 @@ import pytest
 
 from drafts_pipeline.drafting.provider_batch import TaskDraft, draft_with_provider
 from drafts_pipeline.errors import StoreUnavailable
+from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.calling import OnStart
 from drafts_pipeline.llm.generation import CallLog
 from drafts_pipeline.llm.provider import DraftRequest, Outcome
@@ -240,6 +241,7 @@ class StoreLostProvider(DownProvider):
         requests: list[DraftRequest],
         on_start: OnStart | None = None,
         call_log: CallLog | None = None,
+        budget: DailyBudget | None = None,
     ) -> Iterator[Outcome]:
         raise StoreUnavailable(f"{self.name}: the draft store went away (a test's outage)")
 

@@ -17,7 +17,8 @@ BallotDecision = Literal["voting", "drafting", "failed"]
 
 @dataclass(frozen=True)
 class BallotOutcome:
-    """What a ballot did: `voting`, `drafting` (below quorum), `failed`, or `unchanged`."""
+    """What a ballot did: `voting`, `drafting` (below quorum), `failed`, `held` (a daily
+    budget left it undrafted on purpose; no attempt counted), or `unchanged`."""
 
     task_id: str
     outcome: str
@@ -88,7 +89,8 @@ def cast_ballots(
     run_id: str | None = None,
 ) -> list[BallotOutcome]:
     """For each task still in `drafting`: at quorum, label the newest valid draft of each
-    provider and move the task to `voting`, exactly once; below quorum, count an attempt.
+    provider and move the task to `voting`, exactly once; below quorum, count an attempt. A
+    task a daily budget held back is left as it is (`held`): its missing drafts come later.
 
     One transaction for the batch, held again whole if the database connection is lost
     (`store.outages`). A task that another ballot moved first comes back `unchanged` with its
@@ -122,6 +124,9 @@ def _cast_once(
                 outcomes[task_id] = BallotOutcome(
                     task_id, "unchanged", count, reason=f"drafting in run {candidate.drafting_in}"
                 )
+                continue
+            if candidate.held is not None:
+                outcomes[task_id] = BallotOutcome(task_id, "held", count, reason=candidate.held)
                 continue
             decision = decide(count, min_drafts, candidate.attempts, max_attempts)
             if decision == "voting":

@@ -12,7 +12,8 @@ from drafts_pipeline.drafting.leases import LeaseKeeper
 from drafts_pipeline.drafting.requests import draft_request, prompt_used
 from drafts_pipeline.drafting.turns import sending_turn
 from drafts_pipeline.drafting.validation import problem_in, repair_in, validate_draft
-from drafts_pipeline.errors import ProviderError
+from drafts_pipeline.errors import BudgetReached, ProviderError
+from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.generation import Generation, TokenUsage
 from drafts_pipeline.llm.provider import LLMProvider
 from drafts_pipeline.log_format import logging_run
@@ -25,9 +26,10 @@ from drafts_pipeline.store.models import DocumentationTask, DraftVersion
 @dataclass(frozen=True)
 class TaskDraft:
     """One task as a provider's batch left it: what the batch did (`drafted`, `reused`,
-    `superseded`, `claimed_elsewhere`, or `not_drafting` for a task out of `drafting`; with a
-    provider's batch API `submitted`, `collected`, `returned` or `nothing_to_collect`) and the
-    task's newest stored draft by that provider (None: there is none)."""
+    `superseded`, `claimed_elsewhere`, `held` where a daily budget kept the call from being
+    sent, or `not_drafting` for a task out of `drafting`; with a provider's batch API
+    `submitted`, `collected`, `returned` or `nothing_to_collect`) and the task's newest stored
+    draft by that provider (None: there is none)."""
 
     outcome: str
     draft: DraftVersion | None
@@ -71,6 +73,8 @@ class ProviderBatchReport:
     tasks: dict[str, TaskDraft] = field(default_factory=dict)
     batch_ids: list[str] = field(default_factory=list)
     """The provider's batches this report's tasks were submitted in or collected from."""
+    budget_reached: BudgetReached | None = None
+    """The daily budget that stopped the batch's calls, if one did (`outcomes["held"]` tasks)."""
 
     def add(self, generation: Generation) -> None:
         """Count one answered call in the batch's totals."""
@@ -171,8 +175,13 @@ def draft_with_provider(
     lease_s: float = Settings.claim_lease_s,
     others: Sequence[str] = (),
     on_task: OnTask | None = None,
+    budget: DailyBudget | None = None,
 ) -> ProviderBatchReport:
     """Draft every task with `provider`; a provider failure is stored, never raised.
+
+    With `budget`, each call is checked against the daily caps before it is sent. Once one is
+    reached, the batch's calls not yet sent are not made: those tasks stay in `drafting` with
+    no draft stored and their claims released, held until the next UTC midnight (`held`).
 
     The batch first claims its tasks for this provider in the store; a task another live run
     has claimed is left to that run (`claimed_elsewhere`). Reuse is decided after the claim,
@@ -213,11 +222,18 @@ def draft_with_provider(
         sending = [requests[task.id] for task in to_call]
         shared = store.sending_turn(provider.name) if sending else None
         call_log = store.call_log(run_id)
+        held: list[str] = []
         with (
             logging_run(run_id),
             sending_turn(provider.name, len(sending), shared, run_id=run_id) as on_start,
         ):
-            for task_id, result in provider.generate_each(sending, on_start, call_log=call_log):
+            for task_id, result in provider.generate_each(
+                sending, on_start, call_log=call_log, budget=budget
+            ):
+                if isinstance(result, BudgetReached):
+                    report.budget_reached = report.budget_reached or result
+                    held.append(task_id)
+                    continue
                 record = _record(by_id[task_id], provider, settings, result, run_id, report)
                 stored = store.add_draft(record, holder=holder)
                 keeper.drop(task_id)
@@ -226,6 +242,16 @@ def draft_with_provider(
                     outcomes.later(task_id, "superseded")
                 else:
                     outcomes.settle(task_id, TaskDraft("drafted", stored))
+        if report.budget_reached is not None:
+            # The hold is written before the claims go, so that no ballot sees the task free
+            # and unheld in between.
+            reached = report.budget_reached
+            store.hold_tasks(held, reached.until, str(reached))
+            store.release_claims(held, provider.name, holder)
+            for task_id in held:
+                keeper.drop(task_id)
+                outcomes.later(task_id, "held")
+            report.outcomes["held"] += len(held)
     outcomes.finish(store, provider.name)
     return report
 

@@ -24,6 +24,9 @@ from drafts_pipeline.llm.retry import Failure, RetryPolicy, classify, decide
 logger = logging.getLogger(__name__)
 
 OnStart = Callable[[], None]
+Admit = Callable[[datetime], None]
+"""Asked, with the caller's time, right before a call's first attempt is sent; raises (e.g.
+`BudgetReached`) to keep the call from being sent at all."""
 REDACTED = "[redacted]"
 # Failures that every later call of the same provider instance would repeat: stop calling.
 ACCOUNT_FAILURES = {"authentication", "quota"}
@@ -113,11 +116,15 @@ class RetryingCaller:
         task_id: str,
         on_start: OnStart | None = None,
         call_log: CallLog | None = None,
+        admit: Admit | None = None,
     ) -> Generation:
         """Attempts of `send` until one succeeds or the policy gives up (`ProviderError`).
 
-        `on_start` is called once, as the first attempt is sent. An exception from
-        `call_log.call_sent` propagates as it is: the request was not sent."""
+        `admit` is asked once, in the limiter's slot right before the first attempt, so that
+        as little time as possible passes between a budget's check and the call's row; its
+        exception propagates and nothing is sent. The retries of a call it admitted are part
+        of that call. `on_start` is called once, as the first attempt is sent. An exception
+        from `call_log.call_sent` propagates as it is: the request was not sent."""
         log = call_log or NoCallLog()
         policy = self.policy
         with self._lock:
@@ -130,6 +137,8 @@ class RetryingCaller:
         for attempt in range(1, policy.max_attempts + 1):
             try:
                 with self.limiter.slot(max_pause_s=policy.retry_after_cap_s):
+                    if attempt == 1 and admit is not None:
+                        admit(self._clock.utcnow())
                     sent = CallAttempt(self.provider, self.model, attempt, self._clock.utcnow())
                     handle = log.call_sent(task_id, sent)
                     began = self._clock.monotonic()

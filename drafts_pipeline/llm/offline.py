@@ -16,9 +16,11 @@ from decimal import Decimal
 import dagster as dg
 from pydantic import Field
 
+from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.calling import NoCallLog, OnStart
 from drafts_pipeline.llm.generation import CallAttempt, CallLog, Generation, TokenUsage
 from drafts_pipeline.llm.limits import PaceBook
+from drafts_pipeline.llm.pricing import ModelPrice, table_price
 from drafts_pipeline.llm.prompt_cache import estimated_tokens
 from drafts_pipeline.llm.provider import (
     DEFAULT_MAX_OUTPUT_TOKENS,
@@ -135,13 +137,24 @@ class OfflineProvider(dg.ConfigurableResource):
     def share_pace(self, book: PaceBook) -> None:
         """Offline sends nothing to pace."""
 
+    def price(self) -> ModelPrice | None:
+        """Offline drafts cost nothing."""
+        return table_price(self.effective_model)
+
+    def daily_budget(self) -> Decimal | None:
+        """No cap: offline drafts cost nothing."""
+        return None
+
     def generate(
         self,
         request: DraftRequest,
         *,
         on_start: OnStart | None = None,
         call_log: CallLog | None = None,
+        budget: DailyBudget | None = None,
     ) -> Generation:
+        """One draft. `budget` is not asked: an offline draft costs nothing, so no cap ever
+        stops it."""
         log = call_log or NoCallLog()
         sent = CallAttempt(self.name, self.effective_model, 1, datetime.now(UTC))
         handle = log.call_sent(request.task_id, sent)
@@ -183,6 +196,7 @@ class OfflineProvider(dg.ConfigurableResource):
         requests: list[DraftRequest],
         on_start: OnStart | None = None,
         call_log: CallLog | None = None,
+        budget: DailyBudget | None = None,
     ) -> Iterator[Outcome]:
         for request in requests:
             yield request.task_id, self.generate(request, on_start=on_start, call_log=call_log)

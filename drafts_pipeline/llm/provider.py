@@ -11,17 +11,28 @@ modules it hands its settings to (`calling.py`, `limits.py`, `pricing.py`).
 import contextvars
 import hashlib
 import json
+import math
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from drafts_pipeline.errors import ConfigurationError, ProviderError
-from drafts_pipeline.llm.calling import Clock, OnStart, ProviderReply, RetryingCaller, SystemClock
+from drafts_pipeline.errors import BudgetReached, ConfigurationError, ProviderError
+from drafts_pipeline.llm.budget import DailyBudget, provider_budget_env
+from drafts_pipeline.llm.calling import (
+    Admit,
+    Clock,
+    OnStart,
+    ProviderReply,
+    RetryingCaller,
+    SystemClock,
+)
 from drafts_pipeline.llm.generation import CallLog, Generation
 from drafts_pipeline.llm.keys import MISSING, UnusableKey, key_problem
 from drafts_pipeline.llm.limits import PaceBook, RequestLimiter
@@ -47,8 +58,16 @@ class DraftRequest:
     language: str = "python"
     system: str = ""
 
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """Every text the request sends the model, the fixed part and the task part: what its
+        input tokens are estimated from (the estimate, the daily budget)."""
+        return (self.system, self.prompt)
 
-Outcome = tuple[str, Generation | ProviderError]
+
+Outcome = tuple[str, Generation | ProviderError | BudgetReached]
+"""A request's task id and its end: a draft, the error that ended it, or the daily budget that
+kept it from being sent."""
 
 
 class LLMProvider(Protocol):
@@ -66,12 +85,17 @@ class LLMProvider(Protocol):
 
     def share_pace(self, book: PaceBook) -> None: ...
 
+    def price(self) -> ModelPrice | None: ...
+
+    def daily_budget(self) -> Decimal | None: ...
+
     def generate(
         self,
         request: DraftRequest,
         *,
         on_start: OnStart | None = None,
         call_log: CallLog | None = None,
+        budget: DailyBudget | None = None,
     ) -> Generation: ...
 
     def generate_each(
@@ -79,6 +103,7 @@ class LLMProvider(Protocol):
         requests: list[DraftRequest],
         on_start: OnStart | None = None,
         call_log: CallLog | None = None,
+        budget: DailyBudget | None = None,
     ) -> Iterator[Outcome]: ...
 
 
@@ -124,6 +149,11 @@ class LiveProvider(dg.ConfigurableResource):
         default=None,
         description="A batch's price against live, e.g. 0.5 for half; None takes the price "
         "table's (0.5 for Anthropic and OpenAI models, 0.6 for Moonshot's).",
+    )
+    daily_budget_usd: float | None = Field(
+        default=None,
+        description="US dollars this provider may spend a UTC day (with DRAFTS_DAILY_BUDGET_USD "
+        "over all providers); None for no cap of its own.",
     )
     backoff_jitter: str = Field(
         default="equal",
@@ -176,6 +206,7 @@ class LiveProvider(dg.ConfigurableResource):
         except ValueError as error:
             raise ConfigurationError(f"{self.name}: {error}") from None
         self.price()
+        self.daily_budget()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         with self._state_lock:
@@ -201,6 +232,18 @@ class LiveProvider(dg.ConfigurableResource):
             output_usd_per_mtok=self.output_usd_per_mtok,
             batch_factor=self.batch_price_factor,
         )
+
+    def daily_budget(self) -> Decimal | None:
+        """This provider's own daily cap in US dollars, None for none; a negative or infinite
+        one is a `ConfigurationError` naming its variable."""
+        if self.daily_budget_usd is None:
+            return None
+        if not 0 <= self.daily_budget_usd < math.inf:
+            raise ConfigurationError(
+                f"{self.name}: daily_budget_usd={self.daily_budget_usd} "
+                f"({provider_budget_env(self.name)}) must be an amount in US dollars, 0 or more"
+            )
+        return Decimal(str(self.daily_budget_usd))
 
     def share_pace(self, book: PaceBook) -> None:
         """Pace requests through `book` (e.g. the store's, shared by every process) instead of
@@ -246,15 +289,25 @@ class LiveProvider(dg.ConfigurableResource):
         *,
         on_start: OnStart | None = None,
         call_log: CallLog | None = None,
+        budget: DailyBudget | None = None,
     ) -> Generation:
-        """One draft; raises `ProviderError` once the retry policy gives up."""
+        """One draft; raises `ProviderError` once the retry policy gives up, and
+        `BudgetReached`, sending nothing, when `budget` has no room for the call."""
         caller = self.caller()
         client = self.sdk_client()
+        admit: Admit | None = None
+        if budget is not None:
+            checked = budget
+
+            def admit(now: datetime) -> None:
+                checked.admit(request.texts, now)
+
         return caller.call(
             lambda: self._send(client, request),
             task_id=request.task_id,
             on_start=on_start,
             call_log=call_log,
+            admit=admit,
         )
 
     def generate_each(
@@ -262,16 +315,26 @@ class LiveProvider(dg.ConfigurableResource):
         requests: list[DraftRequest],
         on_start: OnStart | None = None,
         call_log: CallLog | None = None,
+        budget: DailyBudget | None = None,
     ) -> Iterator[Outcome]:
         """(task id, generation or error) as each call finishes, calls running concurrently
         up to `max_in_flight`, so the caller can store one result while others are in flight.
-        `on_start` is called as each request's first attempt is sent."""
+        `on_start` is called as each request's first attempt is sent.
 
-        def one(request: DraftRequest) -> Generation | ProviderError:
+        Once `budget` refuses a call, every request not yet sent ends with the same
+        `BudgetReached` without asking it again; the calls in flight finish."""
+        refused: list[BudgetReached] = []
+
+        def one(request: DraftRequest) -> Generation | ProviderError | BudgetReached:
+            if refused:
+                return refused[0]
             try:
-                return self.generate(request, on_start=on_start, call_log=call_log)
+                return self.generate(request, on_start=on_start, call_log=call_log, budget=budget)
             except ProviderError as error:
                 return error
+            except BudgetReached as reached:
+                refused.append(reached)
+                return reached
 
         if len(requests) <= 1:
             for request in requests:
@@ -291,7 +354,9 @@ class LiveProvider(dg.ConfigurableResource):
             # queued: each would be paid for and its answer lost.
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def generate_many(self, requests: list[DraftRequest]) -> dict[str, Generation | ProviderError]:
+    def generate_many(
+        self, requests: list[DraftRequest]
+    ) -> dict[str, Generation | ProviderError | BudgetReached]:
         """task id -> generation or the error that ended it, calls running concurrently."""
         return dict(self.generate_each(requests))
 

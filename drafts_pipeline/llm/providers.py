@@ -16,6 +16,7 @@ always loads; a problem fails the run that needs the provider, with the variable
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import dagster as dg
@@ -23,12 +24,13 @@ from pydantic import Field
 
 from drafts_pipeline.errors import ConfigurationError
 from drafts_pipeline.llm.anthropic_messages import AnthropicMessagesProvider
+from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.calling import OnStart
 from drafts_pipeline.llm.generation import CallLog, Generation
 from drafts_pipeline.llm.limits import PaceBook
 from drafts_pipeline.llm.offline import OfflineProvider
 from drafts_pipeline.llm.openai_chat import OpenAIChatProvider
-from drafts_pipeline.llm.pricing import MOONSHOT_BATCH_FACTOR
+from drafts_pipeline.llm.pricing import MOONSHOT_BATCH_FACTOR, ModelPrice
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider, Outcome
 from drafts_pipeline.settings import LLM_MODES
 
@@ -115,6 +117,7 @@ TUNABLE_SETTINGS: dict[str, type] = {
     "cached_input_usd_per_mtok": float,
     "output_usd_per_mtok": float,
     "batch_price_factor": float,
+    "daily_budget_usd": float,
     "token_limit_parameter": str,
 }
 
@@ -166,12 +169,19 @@ class MisconfiguredProvider(dg.ConfigurableResource):
     def share_pace(self, book: PaceBook) -> None:
         raise self._error()
 
+    def price(self) -> ModelPrice | None:
+        raise self._error()
+
+    def daily_budget(self) -> Decimal | None:
+        raise self._error()
+
     def generate(
         self,
         request: DraftRequest,
         *,
         on_start: OnStart | None = None,
         call_log: CallLog | None = None,
+        budget: DailyBudget | None = None,
     ) -> Generation:
         raise self._error()
 
@@ -180,6 +190,7 @@ class MisconfiguredProvider(dg.ConfigurableResource):
         requests: list[DraftRequest],
         on_start: OnStart | None = None,
         call_log: CallLog | None = None,
+        budget: DailyBudget | None = None,
     ) -> Iterator[Outcome]:
         raise self._error()
 

@@ -9,13 +9,14 @@ that already has a label is never labelled again.
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from drafts_pipeline.store.drafts import live_claim_holders
-from drafts_pipeline.store.models import Base, DocumentationTask, DraftVersion, utcnow
+from drafts_pipeline.store.models import Base, DocumentationTask, DraftVersion, as_utc, utcnow
 from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries
 
@@ -43,6 +44,9 @@ class BallotCandidate:
     """Another run that holds a live claim on the task: its drafts are not all in yet."""
     unusable_drafts: dict[str, UnusableDraft]
     """provider -> its newest draft, where that newest draft is not valid."""
+    held: str | None = None
+    """Why a run left the task undrafted on purpose (a daily budget reached), until when; None
+    when it is not held. A run that drafts it again lifts the hold first."""
 
 
 class BallotBox:
@@ -124,27 +128,34 @@ class BallotQueries(Queries):
         BEGIN IMMEDIATE lets one writer in at a time) for one transaction of ballots."""
         with self._session() as session, session.begin():
             rows = session.execute(
-                select(DocumentationTask.id, DocumentationTask.status, DocumentationTask.attempts)
+                select(
+                    DocumentationTask.id,
+                    DocumentationTask.status,
+                    DocumentationTask.attempts,
+                    DocumentationTask.held_until,
+                    DocumentationTask.hold_reason,
+                )
                 .where(DocumentationTask.id.in_(task_ids))
                 .order_by(DocumentationTask.id)
                 .with_for_update()
             ).all()
-            statuses = {task_id: status for task_id, status, _ in rows}
-            drafting = [task_id for task_id, status, _ in rows if status == "drafting"]
+            statuses = {row.id: row.status for row in rows}
+            drafting = [row.id for row in rows if row.status == "drafting"]
             # Claims first: a draft whose claim is gone is stored by then (its store waits for
             # these locks, or committed before them).
             elsewhere = live_claim_holders(session, drafting, other_than=run_id)
             valid, unusable = _newest_drafts(session, drafting)
             candidates = {
-                task_id: BallotCandidate(
-                    task_id,
-                    attempts,
-                    valid.get(task_id, {}),
-                    elsewhere.get(task_id),
-                    unusable.get(task_id, {}),
+                row.id: BallotCandidate(
+                    row.id,
+                    row.attempts,
+                    valid.get(row.id, {}),
+                    elsewhere.get(row.id),
+                    unusable.get(row.id, {}),
+                    _hold(row.held_until, row.hold_reason),
                 )
-                for task_id, status, attempts in rows
-                if status == "drafting"
+                for row in rows
+                if row.status == "drafting"
             }
             yield BallotBox(session, statuses, candidates)
 
@@ -215,6 +226,12 @@ class BallotQueries(Queries):
                 if label is not None:
                     found.append(label)
         return labels
+
+
+def _hold(until: datetime | None, reason: str | None) -> str | None:
+    if until is None:
+        return None
+    return f"held until {as_utc(until):%Y-%m-%d %H:%M} UTC: {reason or 'no reason given'}"
 
 
 def _table(model: type[Base]) -> Table:

@@ -5,8 +5,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 
+from drafts_pipeline.llm.budget import ProviderSpend
+from drafts_pipeline.llm.estimate import CALIBRATION_SAMPLE, DraftSample
+from drafts_pipeline.llm.pricing import SNAPSHOT_SUFFIX
 from drafts_pipeline.llm.prompt_cache import cache_hit_rate
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall
 from drafts_pipeline.store.outages import rides_out_outages
@@ -18,6 +21,60 @@ class ReportQueries(Queries):
     def draft_models(self) -> set[str]:
         with self._session() as session:
             return set(session.scalars(select(DraftVersion.model).distinct()))
+
+    def spend_between(self, start: datetime, end: datetime) -> dict[str, ProviderSpend]:
+        """Per provider, the calls started in [start, end) (UTC): their cost so far (exact;
+        unpriced calls count as nothing) and how many are unanswered. What a daily budget reads
+        before each call: one grouped query on the indexed start time."""
+        unanswered = case((LLMCall.finished_at.is_(None), 1), else_=0)
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    LLMCall.provider,
+                    func.sum(LLMCall.cost_usd).label("cost_usd"),
+                    func.sum(unanswered).label("in_flight"),
+                )
+                .where(LLMCall.started_at >= start, LLMCall.started_at < end)
+                .group_by(LLMCall.provider)
+            )
+            return {
+                row.provider: ProviderSpend(Decimal(row.cost_usd or 0), int(row.in_flight or 0))
+                for row in rows
+            }
+
+    def valid_draft_samples(
+        self, provider: str, model: str, limit: int = CALIBRATION_SAMPLE
+    ) -> list[DraftSample]:
+        """The newest `limit` valid drafts of `provider` by `model` (or a dated snapshot of it)
+        with input tokens counted: the characters of each prompt and its tokens (cached and
+        cache-write ones among them), for the estimate's calibration."""
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    DraftVersion.model,
+                    func.length(DraftVersion.prompt_used),
+                    DraftVersion.input_tokens,
+                    DraftVersion.output_tokens,
+                    DraftVersion.cached_tokens,
+                    DraftVersion.cache_write_tokens,
+                )
+                .where(
+                    DraftVersion.provider == provider,
+                    DraftVersion.status == "valid",
+                    DraftVersion.input_tokens.is_not(None),
+                    or_(
+                        DraftVersion.model == model,
+                        DraftVersion.model.startswith(f"{model}-", autoescape=True),
+                    ),
+                )
+                .order_by(DraftVersion.id.desc())
+                .limit(limit)
+            ).all()
+        return [
+            DraftSample(chars or 0, tokens or 0, output, cached or 0, written or 0)
+            for found, chars, tokens, output, cached, written in rows
+            if SNAPSHOT_SUFFIX.sub("", found) == model
+        ]
 
     def usage_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Per provider and model, the calls started in [start, end) (UTC): attempts, failed

@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 
@@ -10,7 +10,7 @@ from drafts_pipeline.errors import RetryRefused, TaskValidationError
 from drafts_pipeline.prompts.templates import BuiltPrompt
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import schema
-from drafts_pipeline.store.models import DocumentationTask, DraftClaim, utcnow
+from drafts_pipeline.store.models import DocumentationTask, DraftClaim, as_utc, utcnow
 from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries, store_now
 
@@ -207,13 +207,16 @@ class TaskQueries(Queries):
             )
             return [(row.seq, row.id) for row in rows]
 
-    def retry_candidates(self, limit: int, stalled_after_s: float) -> list[tuple[str, int]]:
+    def retry_candidates(
+        self, limit: int, stalled_after_s: float, now: datetime | None = None
+    ) -> list[tuple[str, int]]:
         """`(id, attempts)` of the first `limit` tasks, in arrival order, that need another
-        run: left in `drafting` below quorum by a ballot, or stalled (in `drafting`, unchanged
-        for `stalled_after_s`, and no live claim on it: the run that had it died, or a ballot
-        left it to a run that then died)."""
+        run: left in `drafting` below quorum by a ballot, held back by a daily budget until a
+        time now past, or stalled (in `drafting`, unchanged for `stalled_after_s`, and no live
+        claim on it: the run that had it died, or a ballot left it to a run that then died).
+        A task held until a time still to come is not one of them."""
         with self._session() as session:
-            now = store_now(session)
+            now = now or store_now(session)
             live_claim = (
                 select(DraftClaim.task_id)
                 .where(
@@ -227,7 +230,12 @@ class TaskQueries(Queries):
                 .where(
                     DocumentationTask.status == "drafting",
                     or_(
+                        DocumentationTask.held_until.is_(None),
+                        DocumentationTask.held_until <= now,
+                    ),
+                    or_(
                         DocumentationTask.attempts > 0,
+                        DocumentationTask.held_until.is_not(None),
                         and_(
                             DocumentationTask.updated_at < now - timedelta(seconds=stalled_after_s),
                             ~live_claim,
@@ -239,15 +247,86 @@ class TaskQueries(Queries):
             )
             return [(row.id, row.attempts) for row in rows]
 
-    def drafting_queue(self, limit: int | None = None) -> list[str]:
-        """Ids of the tasks in `drafting` in the order to draft them: highest `priority` first,
-        then in the order they arrived or were re-queued (`seq`); the first `limit` of them.
-        (The sensor's cursor follows `seq` alone: `drafting_after`.)"""
+    def hold_tasks(self, task_ids: Sequence[str], until: datetime, reason: str) -> None:
+        """Mark tasks still in `drafting` held back until `until` (a daily budget reached): no
+        ballot counts an attempt for them, and no schedule or `run` drafts them, before then."""
+        if not task_ids:
+            return
+        with self._session() as session, session.begin():
+            session.execute(
+                update(DocumentationTask)
+                .where(
+                    DocumentationTask.id.in_(sorted(set(task_ids))),
+                    DocumentationTask.status == "drafting",
+                )
+                .values(held_until=until, hold_reason=reason, updated_at=utcnow())
+            )
+
+    def clear_holds(self, task_ids: Sequence[str]) -> None:
+        """Lift the holds of tasks a run is about to draft; a provider still at its cap holds
+        them again."""
+        if not task_ids:
+            return
+        with self._session() as session, session.begin():
+            session.execute(
+                update(DocumentationTask)
+                .where(
+                    DocumentationTask.id.in_(sorted(set(task_ids))),
+                    DocumentationTask.held_until.is_not(None),
+                )
+                .values(held_until=None, hold_reason=None)
+            )
+
+    def held_tasks(self, now: datetime | None = None) -> dict[str, tuple[datetime, str]]:
+        """task id -> (held until, why) of each task in `drafting` held beyond `now`."""
+        with self._session() as session:
+            moment = now or store_now(session)
+            rows = session.execute(
+                select(
+                    DocumentationTask.id,
+                    DocumentationTask.held_until,
+                    DocumentationTask.hold_reason,
+                )
+                .where(
+                    DocumentationTask.status == "drafting",
+                    DocumentationTask.held_until > moment,
+                )
+                .order_by(DocumentationTask.seq)
+            )
+            return {
+                task_id: (as_utc(until), reason or "")
+                for task_id, until, reason in rows
+                if until is not None
+            }
+
+    def tasks_with_status(self, status: str) -> list[DocumentationTask]:
+        """Every task in `status`, in arrival order."""
         with self._session() as session:
             return list(
                 session.scalars(
+                    select(DocumentationTask)
+                    .where(DocumentationTask.status == status)
+                    .order_by(DocumentationTask.seq)
+                )
+            )
+
+    def drafting_queue(self, limit: int | None = None) -> list[str]:
+        """Ids of the tasks in `drafting` in the order to draft them: highest `priority` first,
+        then in the order they arrived or were re-queued (`seq`); the first `limit` of them.
+        Tasks a daily budget holds back beyond now are not in it. (The sensor's cursor follows
+        `seq` alone: `drafting_after`.)"""
+        with self._session() as session:
+            now = store_now(session)
+            return list(
+                session.scalars(
                     select(DocumentationTask.id)
-                    .where(DocumentationTask.status == "drafting")
+                    .where(
+                        DocumentationTask.status == "drafting",
+                        or_(
+                            DocumentationTask.held_until.is_(None),
+                            DocumentationTask.held_until <= now,
+                        ),
+                    )
                     .order_by(DocumentationTask.priority.desc(), DocumentationTask.seq)
                     .limit(limit)
                 )

@@ -14,6 +14,7 @@ import queue
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -21,6 +22,13 @@ from drafts_pipeline.defs.drafting.partitions import task_partitions
 from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
 from drafts_pipeline.drafting.batch_collect import collect_batches
 from drafts_pipeline.drafting.batch_submit import submit_batch
+from drafts_pipeline.drafting.estimates import (
+    PromptedTask,
+    call_estimator,
+    daily_budgets,
+    estimate_requests,
+    requests_to_call,
+)
 from drafts_pipeline.drafting.provider_batch import (
     OnTask,
     ProviderBatchReport,
@@ -28,12 +36,15 @@ from drafts_pipeline.drafting.provider_batch import (
     draft_with_provider,
 )
 from drafts_pipeline.errors import ConfigurationError, TaskValidationError
+from drafts_pipeline.llm.budget import DailyBudget
+from drafts_pipeline.llm.estimate import ProviderEstimate
 from drafts_pipeline.llm.keys import require_keys
 from drafts_pipeline.llm.provider import LiveProvider, LLMProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
 from drafts_pipeline.prompts.templates import BuiltPrompt, prompt_for
 from drafts_pipeline.settings import SUBMIT_MODES, Settings
 from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.models import DocumentationTask
 
 # One run covers at most a batch of partitions, in backfills from the UI too.
 BATCH_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=LOADED_SETTINGS.batch_size)
@@ -81,6 +92,8 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
 
 # What a draft partition shows from the start of its run's drafting step until its figures come.
 IN_PROGRESS = {"this_run": dg.MetadataValue.text("in progress")}
+# What a draft partition shows when a daily budget kept its call from being sent.
+HELD = "held, daily budget reached"
 
 
 class SubmitMode(enum.Enum):
@@ -124,9 +137,9 @@ def task_draft_metadata(task: TaskDraft) -> dict[str, dg.MetadataValue]:
     """One task's partition: what this run did for it and its newest draft by the provider,
     with the same keys for every provider so the UI plots them side by side. A task without a
     draft shows no figures, never zeros."""
-    metadata: dict[str, dg.MetadataValue] = {
-        "this_run": dg.MetadataValue.text(task.detail or task.outcome.replace("_", " "))
-    }
+    said = HELD if task.outcome == "held" else task.outcome.replace("_", " ")
+    outcome = task.detail or said
+    metadata: dict[str, dg.MetadataValue] = {"this_run": dg.MetadataValue.text(outcome)}
     draft = task.draft
     if draft is None:
         return {**metadata, "status": dg.MetadataValue.text("no draft")}
@@ -158,12 +171,30 @@ def task_draft_metadata(task: TaskDraft) -> dict[str, dg.MetadataValue]:
     return metadata
 
 
+def estimate_metadata(estimate: ProviderEstimate) -> dict[str, dg.MetadataValue]:
+    """A provider's estimate for the run's batch, made before any call: what each of its
+    partitions shows while the run is in progress."""
+    cost = (
+        dg.MetadataValue.float(float(estimate.cost_usd))
+        if estimate.cost_usd is not None
+        else dg.MetadataValue.text(f"unknown: {estimate.cost_note}")
+    )
+    return {
+        "estimate_tasks": dg.MetadataValue.int(estimate.tasks),
+        "estimate_input_tokens": dg.MetadataValue.int(estimate.input_tokens),
+        "estimate_output_tokens": dg.MetadataValue.int(estimate.output_tokens),
+        "estimate_usd": cost,
+    }
+
+
 def batch_summary(report: ProviderBatchReport, tasks: int) -> str:
     """The batch's totals for one provider, for the step's log."""
     counts = ", ".join(
         f"{report.outcomes[name]} {name.replace('_', ' ')}"
-        for name in ("valid", "invalid", "failed", "reused", "superseded", "claimed_elsewhere")
-    )
+        for name in (
+            "valid", "invalid", "failed", "reused", "superseded", "claimed_elsewhere", "held",
+        )
+    )  # fmt: skip
     extra = "".join(
         f", {report.outcomes[name]} {name.replace('_', ' ')}"
         for name in ("submitted", "returned", "nothing_to_collect")
@@ -196,14 +227,22 @@ def untouched(
 def log_batch(
     context: dg.AssetExecutionContext, spec: ProviderSpec, report: ProviderBatchReport, tasks: int
 ) -> None:
-    """A provider's batch in the step's log: its totals, and each new draft that is not valid."""
+    """A provider's batch in the step's log: its totals, the daily budget that stopped its
+    calls, and each new draft that is not valid."""
     context.log.info(batch_summary(report, tasks))
     if report.outcomes["submitted"]:
         context.log.info(
             f"{spec.name}: {report.outcomes['submitted']} task(s) submitted in provider batch "
             f"{', '.join(report.batch_ids)}, answered within a day at the batch price; "
             "provider_batches_sensor collects them when it ends, and until then no run drafts "
-            "them with this provider"
+            "them with this provider",
+            extra={"provider": spec.name},
+        )
+    if (reached := report.budget_reached) is not None:
+        context.log.warning(
+            f"{reached}; {report.outcomes['held']} task(s) left in drafting, no draft stored, "
+            f"held until {reached.until:%Y-%m-%d %H:%M} UTC, when they are drafted again",
+            extra={"provider": spec.name},
         )
     for task_id, task in report.tasks.items():
         if task.outcome == "drafted" and task.problem:
@@ -216,6 +255,50 @@ def log_batch(
                 f"task {task_id}: {spec.name}: valid, its JSON {task.repair}",
                 extra={"task_id": task_id, "provider": spec.name},
             )
+
+
+@dataclass(frozen=True)
+class ProviderPlan:
+    """A provider's part of the run, known before it calls: the estimate and the daily budget
+    its calls are checked against (None: no cap applies)."""
+
+    estimate: ProviderEstimate
+    budget: DailyBudget | None
+
+
+def plan_batch(
+    context: dg.AssetExecutionContext,
+    store: DraftStore,
+    providers: dict[ProviderSpec, LLMProvider],
+    tasks: list[DocumentationTask],
+    force: bool,
+    settings: Settings,
+) -> dict[ProviderSpec, ProviderPlan]:
+    """Each provider's estimate for the batch (logged) and its daily budget; then the holds of
+    earlier runs are lifted from the batch's tasks, which are drafted now (a provider still at
+    its cap holds them again). A cap that cannot be kept fails the step before any of this."""
+    prompted = [PromptedTask.as_recorded(task) for task in tasks]
+    estimators = {spec.name: call_estimator(store, p) for spec, p in providers.items()}
+    estimates = {
+        spec.name: estimate_requests(
+            estimators[spec.name], requests_to_call(store, provider, prompted, force=force)
+        )
+        for spec, provider in providers.items()
+    }
+    budgets = daily_budgets(
+        store,
+        {spec.name: provider for spec, provider in providers.items()},
+        estimators,
+        estimates,
+        settings.daily_budget_usd,
+    )
+    for spec in providers:
+        context.log.info(estimates[spec.name].summary(), extra={"provider": spec.name})
+    held = [task.id for task in tasks if task.held_until is not None]
+    if held:
+        store.clear_holds(held)
+        context.log.info(f"{len(held)} task(s) held back by an earlier run: drafting them now")
+    return {spec: ProviderPlan(estimates[spec.name], budgets[spec.name]) for spec in providers}
 
 
 def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.AssetsDefinition:
@@ -250,7 +333,9 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         context: dg.AssetExecutionContext, config: DraftConfig
     ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
         # The providers were built for this mode when the code loaded (live if it was bad).
-        settings = Settings.from_environment().require("llm_mode", "claim_lease_s", "submit_mode")
+        settings = Settings.from_environment().require(
+            "llm_mode", "claim_lease_s", "daily_budget_usd", "submit_mode"
+        )
         mode = (
             "collect"
             if config.collect
@@ -273,6 +358,12 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
             context.log.warning(
                 f"DRAFTS_LLM_MODE={settings.llm_mode} has no provider batches: this run {what}"
             )
+        # A collecting run calls no provider: nothing to estimate, no budget, no hold to lift.
+        plans = (
+            {}
+            if mode == "collect"
+            else plan_batch(context, store, providers, tasks, config.force, settings)
+        )
 
         # Each task's figures as its provider's thread learns them, then each finished thread.
         figures: queue.Queue[tuple[ProviderSpec, str, TaskDraft] | Future[ProviderBatchReport]]
@@ -306,6 +397,7 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
                 lease_s=settings.claim_lease_s,
                 others=others,
                 on_task=on_task,
+                budget=plans[spec].budget,
             )
 
         with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
@@ -317,10 +409,18 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
                 future.add_done_callback(figures.put)
             # Dagster materialises every partition of an output alike, one event each: they
             # are written now, while the providers are called, and say only that the run is
-            # under way. Each partition's own figures follow as soon as its provider's draft
-            # is known, as its latest materialisation, while the other calls go on.
+            # under way and what the provider's calls for the batch are estimated to cost
+            # (the same figures on each). Each partition's own figures follow as soon as its
+            # provider's draft is known, as its latest materialisation, while the other calls
+            # go on.
             for spec in chosen:
-                yield dg.MaterializeResult(asset_key=spec.asset_name, metadata=IN_PROGRESS)
+                yield dg.MaterializeResult(
+                    asset_key=spec.asset_name,
+                    metadata={
+                        **IN_PROGRESS,
+                        **(estimate_metadata(plans[spec].estimate) if spec in plans else {}),
+                    },
+                )
             unfinished = len(running)
             failures: list[BaseException] = []
             while unfinished:

@@ -1,5 +1,5 @@
-"""`below_quorum_schedule`: tasks a ballot left in `drafting`, or that stalled there, get
-another run.
+"""`below_quorum_schedule`: tasks a ballot left in `drafting`, that a daily budget held back
+until a time now past, or that stalled there, get another run.
 
 A ballot that finds fewer valid drafts than its quorum leaves the task in `drafting` with one
 more attempt (and fails it after `max_attempts`). A task can also stall in `drafting` with no
@@ -64,9 +64,9 @@ def plan_retries(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Every 15 minutes, another run for the tasks that a ballot left in `drafting` "
-    "below quorum, or that stalled there (no live claim, unchanged for 30 minutes: their run "
-    "died), at most DRAFTS_BATCH_SIZE of them a tick; only the providers whose draft is not "
-    "valid are called again.",
+    "below quorum, that a daily budget held back until a time now past, or that stalled there "
+    "(no live claim, unchanged for 30 minutes: their run died), at most DRAFTS_BATCH_SIZE of "
+    "them a tick; only the providers whose draft is not valid are called again.",
 )
 def below_quorum_schedule(
     context: dg.ScheduleEvaluationContext, store: DraftStore

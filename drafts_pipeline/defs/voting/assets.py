@@ -48,7 +48,8 @@ def labels_problem(labels: list[str]) -> str | None:
     kinds={"python", "sql"},
     description="Holds the ballot of each task: at quorum its valid drafts get random blind "
     "labels and the task moves to `voting` (once, atomically); below quorum the task stays in "
-    "`drafting` with one more attempt, and becomes `failed` after `max_attempts`.",
+    "`drafting` with one more attempt, and becomes `failed` after `max_attempts`. A task a daily "
+    "budget held back is left as it is, with no attempt counted.",
 )
 def voting_ballot(
     context: dg.AssetExecutionContext, config: BallotConfig, store: DraftStore
@@ -74,7 +75,7 @@ def voting_ballot(
     context.log.info(
         f"{len(context.partition_keys)} ballots: {outcomes['voting']} moved to voting, "
         f"{outcomes['drafting']} below quorum, {outcomes['failed']} failed, "
-        f"{outcomes['unchanged']} unchanged"
+        f"{outcomes['held']} held by a daily budget, {outcomes['unchanged']} unchanged"
     )
     return dg.MaterializeResult()
 
