@@ -199,6 +199,7 @@ MODEL_CONTEXTS = [
     "Hello, {} here.",
     "Loads the settings. \u2014 {}",
     "I am {}'s latest model.",
+    "I am an {} model.",
 ]
 VENDOR_CONTEXTS = [
     "I was trained by {}.",

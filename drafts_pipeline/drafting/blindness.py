@@ -102,7 +102,8 @@ def rules(extra_models: tuple[str, ...] = ()) -> Rules:
         rf"|{model}\b|{vendor}\b{CLAUSE_END})"
     )
     as_any = (
-        rf"(?:{as_model}|{any_name}(?:'s)?(?: [\w-]+){{0,2}} (?:model|assistant|ai|chatbot|llm)\b"
+        rf"(?:{as_model}|(?:an? )?{any_name}(?:'s)?(?: [\w-]+){{0,2}} "
+        rf"(?:model|assistant|ai|chatbot|llm)\b"
         rf"|{any_model}{WHOLE}|{any_vendor}{WHOLE}{CLAUSE_END})"
     )
     by_rule = {

@@ -31,7 +31,7 @@ timeout the batch may exist, and a second one would be paid twice.
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -142,7 +142,7 @@ class BatchCalls:
 
     provider: str
     key_env_var: str
-    secret: str
+    secret: str = field(repr=False)
     policy: RetryPolicy
     sleep: Callable[[float], None]
 
@@ -380,7 +380,10 @@ class OpenAIBatches:
                 if item is not None and item.custom_id not in seen:
                     seen.add(item.custom_id)
                     yield item
-        yield from _missing(state, seen, self._provider.name, _batch_errors(batch))
+        said = _batch_errors(batch)
+        yield from _missing(
+            state, seen, self._provider.name, self._calls.redact(said) if said else None
+        )
 
     def cancel(self, batch_id: str) -> None:
         client = self._provider.sdk_client()
