@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 
 from drafts_pipeline.cli import main
 from drafts_pipeline.definitions import ASSETS, build_resources, defs
+from drafts_pipeline.defs.drafting.assets import HELD
 from drafts_pipeline.defs.drafting.batch_sensors import (
     BATCH_POLL_INTERVAL_S,
     COLLECT_CONFIG,
@@ -35,8 +36,11 @@ from drafts_pipeline.defs.drafting.partitions import (
 )
 from drafts_pipeline.drafting.batch_collect import BATCH_ITEM_ERROR, collect_batches
 from drafts_pipeline.drafting.batch_submit import CLAIM_MARGIN, submit_batch
-from drafts_pipeline.errors import DraftsError
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.drafting.estimates import call_estimator
+from drafts_pipeline.drafting.requests import draft_request
+from drafts_pipeline.errors import ConfigurationError, DraftsError
+from drafts_pipeline.llm.budget import DailyBudget, daily_caps, utc_day
+from drafts_pipeline.llm.providers import PROVIDER_SPECS, provider_resource
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import HeldBatch, NewBatch
 from drafts_pipeline.store.models import DraftClaim, DraftVersion, LLMCall, ProviderBatch, utcnow
@@ -84,8 +88,8 @@ class LenientOpenAIProvider(HookedOpenAIProvider):
     _strict: bool = PrivateAttr(default=False)
 
 
-def providers_of(server: FakeProviderServer) -> dict[str, object]:
-    """Live resources on the fake server."""
+def providers_of(server: FakeProviderServer, **kimi_settings: Any) -> dict[str, object]:
+    """Live resources on the fake server (Kimi's with `kimi_settings` besides)."""
     kimi = next(spec for spec in PROVIDER_SPECS if spec.name == "kimi")
     resources: dict[str, object] = {
         spec.resource_key: server.resource(spec.name, **FAST) for spec in PROVIDER_SPECS
@@ -97,16 +101,20 @@ def providers_of(server: FakeProviderServer) -> dict[str, object]:
         api_key_env_var=kimi.key_env,
         base_url=server.base_url(kimi.name),
         **FAST,
+        **kimi_settings,
     )
     return resources
 
 
-def job_over(store: DraftStore, server: FakeProviderServer) -> dg.JobDefinition:
+def job_over(
+    store: DraftStore, server: FakeProviderServer, **kimi_settings: Any
+) -> dg.JobDefinition:
     """`draft_tasks` as the daemon runs it, with the fake server's providers."""
+    providers = providers_of(server, **kimi_settings)
     defs = dg.Definitions(
         assets=ASSETS,
         jobs=[draft_tasks_job],
-        resources={**build_resources("live", store.database_url), **providers_of(server)},
+        resources={**build_resources("live", store.database_url), **providers},
         executor=dg.in_process_executor,
     )
     return defs.resolve_job_def(draft_tasks_job.name)
@@ -119,10 +127,11 @@ def run(
     ids: list[str],
     run_config: dict | None = None,
     tags: dict[str, str] | None = None,
+    **kimi_settings: Any,
 ) -> dg.ExecuteInProcessResult:
     new = [k for k in ids if not instance.has_dynamic_partition(TASK_PARTITIONS_NAME, k)]
     instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, new)
-    return job_over(store, server).execute_in_process(
+    return job_over(store, server, **kimi_settings).execute_in_process(
         instance=instance,
         tags={**range_tags(ids[0], ids[-1]), **(tags or {})},
         run_config=run_config,
@@ -608,3 +617,107 @@ def test_the_command_line_submits_a_batch_and_collects_it(
         " collected: 3 task(s), 0 still held" in line
         for line in cli("batches", "list").splitlines()
     )
+
+
+def test_a_batch_past_the_daily_cap_is_not_sent_and_its_tasks_are_held(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = sqlite_store
+    ids = add_tasks(store, 3)
+    # Far below one batch's estimate, for every provider together.
+    monkeypatch.setenv("DRAFTS_DAILY_BUDGET_USD", "0.0001")
+    result = run(instance, store, server, ids, BATCH)
+
+    assert result.success
+    assert {name: len(server.script(name).batches) for name in NAMES} == dict.fromkeys(NAMES, 0)
+    assert live_requests(server) == dict.fromkeys(NAMES, 0)
+    assert count(store, ProviderBatch) == 0 and claims(store) == []
+    assert store.task_ids("drafting") == ids and set(store.held_tasks()) == set(ids)
+    for spec in PROVIDER_SPECS:
+        assert this_run(instance, spec.asset_name, ids[0]) == HELD
+    said = run_log(instance, result.run_id)
+    assert said.count("at batch price; 3 task(s) left in drafting, no draft stored") == 3
+
+
+def test_a_pending_batch_counts_at_its_estimate_until_collected_then_at_its_cost(
+    sqlite_store: DraftStore, server: FakeProviderServer
+) -> None:
+    store = sqlite_store
+    ids = add_tasks(store, 6)
+    tasks = with_prompts(store, ids)
+    first, second = tasks[:3], tasks[3:]
+    claude = server.resource("claude", **FAST)
+    live = call_estimator(store, claude)
+    batched = live.batched()
+    calls = [draft_request(task).texts for task in first]
+    estimate = batched.estimate(calls).cost_usd
+    live_estimate = live.estimate(calls).cost_usd
+    assert estimate is not None and live_estimate is not None and estimate == live_estimate / 2
+    cap = daily_caps("claude", estimate * Decimal("1.5"), None)
+
+    def budget() -> DailyBudget:  # a run's own, as plan_batch makes it
+        return DailyBudget("claude", cap, store, batched.cost_usd, {})
+
+    today = utc_day(utcnow())
+    sent = submit_batch(store, claude, first, run_id="run-1", estimator=batched, budget=budget())
+    assert sent.outcomes["submitted"] == 3 and sent.budget_reached is None
+    [row] = batches(store).values()
+    assert row.estimated_usd == estimate.quantize(Decimal("1e-8"))
+    spend = store.spend_between(*today)["claude"]
+    assert (spend.cost_usd, spend.batched_usd) == (0, row.estimated_usd)
+
+    # A second run the same day: its batch and the first's pass the cap together.
+    refused = submit_batch(
+        store, claude, second, run_id="run-2", estimator=batched, budget=budget()
+    )
+    assert refused.outcomes["held"] == 3 and refused.budget_reached is not None
+    assert "in batches not yet collected" in refused.budget_reached.reason
+    assert {task.outcome for task in refused.tasks.values()} == {"held"}
+    assert len(server.script("claude").batches) == 1 and count(store, ProviderBatch) == 1
+    assert {task_id for task_id, *_ in claims(store)} == set(ids[:3])
+    assert set(store.held_tasks()) == set(ids[3:])
+
+    # Ended, still counted at its estimate; once collected, at what its items cost.
+    store.batch_polled(row.id, "ended")
+    assert store.spend_between(*today)["claude"].batched_usd == row.estimated_usd
+    collect_batches(store, claude, first, run_id="run-3")
+    assert batches(store)["claude"].status == "collected"
+    spend = store.spend_between(*today)["claude"]
+    assert (spend.cost_usd, spend.batched_usd) == (3 * BATCH_COST["claude"], 0)
+
+
+def test_a_provider_set_to_live_drafts_live_in_a_batch_run(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    ids = add_tasks(sqlite_store, 2)
+    result = run(instance, sqlite_store, server, ids, BATCH, submit_mode="live")
+
+    assert result.success
+    assert live_requests(server) == {"claude": 0, "openai": 0, "kimi": 2}
+    assert {name: len(server.script(name).batches) for name in NAMES} == {
+        "claude": 1, "openai": 1, "kimi": 0,
+    }  # fmt: skip
+    assert sorted(batches(sqlite_store)) == ["claude", "openai"]
+    assert {d.status for d in sqlite_store.latest_drafts(ids, "kimi").values()} == {"valid"}
+    assert this_run(instance, "kimi_draft", ids[0]) == "drafted"
+    assert "kimi: drafts live in this batch-mode run (DRAFTS_KIMI_SUBMIT_MODE=live)" in run_log(
+        instance, result.run_id
+    )
+
+
+def test_a_bad_submit_mode_of_a_provider_fails_its_start_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kimi = next(spec for spec in PROVIDER_SPECS if spec.name == "kimi")
+    monkeypatch.setenv("DRAFTS_KIMI_SUBMIT_MODE", "LIVE")
+    assert provider_resource(kimi, "live").always_live()
+    monkeypatch.setenv("DRAFTS_KIMI_SUBMIT_MODE", "batch-only")
+    with pytest.raises(ConfigurationError, match=r"\(DRAFTS_KIMI_SUBMIT_MODE\) must be `live`"):
+        provider_resource(kimi, "live").setup_for_execution(dg.build_init_resource_context())

@@ -4,12 +4,19 @@ A batch is answered within a day at a lower price (half for Anthropic and OpenAI
 backfill wants. Its tasks are claimed under the batch's own holder id for the batch's life, so
 that live runs leave them alone until the batch is collected (`batch_collect.py`); reuse works
 as in live mode, and no draft is stored at submission.
+
+A daily budget sees a batch whole: before it is sent, its estimated cost at the batch price
+must fit under the provider's caps, or none of it is sent (its tasks held until the next UTC
+midnight, as live calls past a cap are). Once sent, that estimate counts as spend in flight
+until the batch is collected (`provider_batches.estimated_usd`).
 """
 
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 
+from drafts_pipeline.drafting.estimates import call_estimator
 from drafts_pipeline.drafting.provider_batch import (
     OnTask,
     Outcomes,
@@ -19,7 +26,9 @@ from drafts_pipeline.drafting.provider_batch import (
     split_reusable,
 )
 from drafts_pipeline.drafting.requests import draft_request
-from drafts_pipeline.errors import ProviderError
+from drafts_pipeline.errors import BudgetReached, ProviderError
+from drafts_pipeline.llm.budget import DailyBudget
+from drafts_pipeline.llm.estimate import CallEstimator
 from drafts_pipeline.llm.provider import LiveProvider
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import NewBatch
@@ -49,10 +58,16 @@ def submit_batch(
     force: bool = False,
     others: Sequence[str] = (),
     on_task: OnTask | None = None,
+    estimator: CallEstimator | None = None,
+    budget: DailyBudget | None = None,
 ) -> ProviderBatchReport:
     """Claim `tasks` for one new batch of `provider`, keep the reusable drafts, and submit the
     rest as one batch. A provider that refuses the batch gets a `failed` draft per task (the
     claims released), as a live call that fails does; nothing is raised for it.
+
+    `estimator` prices the batch at the batch price (else it is priced from the store here);
+    with `budget`, a batch whose estimate does not fit under the caps is not sent: its row is
+    deleted, its tasks held until the refusal's `until` (`held`) and its claims released.
 
     The row (`submitting`) and the claims are written before the provider is called, the
     provider's batch id after it answers: a crash in between leaves a `submitting` row.
@@ -81,6 +96,21 @@ def submit_batch(
     batch = held.batch if held is not None else None
     if batch is not None and kept:
         batch = store.narrow_batch(batch.id, [task.id for task in to_send])
+    calls = [requests[task.id].texts for task in to_send]
+    estimated: Decimal | None = None
+    if batch is not None:
+        priced = estimator or call_estimator(store, provider).batched()
+        estimated = priced.estimate(calls).cost_usd
+        if budget is not None:
+            # A call the estimate cannot price counts as the budget counts it.
+            estimated = estimated if estimated is not None else budget.cost_of(calls)
+            try:
+                budget.admit_cost(
+                    estimated, utcnow(), f"for this batch of {len(calls)} call(s) at batch price"
+                )
+            except BudgetReached as refusal:
+                _held(store, batch.id, to_send, refusal, report, outcomes)
+                batch = None
     if batch is not None:
         try:
             submission = provider.batch_api().submit([requests[t.id] for t in to_send])
@@ -95,6 +125,7 @@ def submit_batch(
                 submission.batch_id,
                 submission.expires_at,
                 batch_lease_until(submission.expires_at, utcnow()),
+                estimated,
             )
             report.batch_ids.append(submission.batch_id)
             report.outcomes["submitted"] += len(to_send)
@@ -103,6 +134,25 @@ def submit_batch(
                 outcomes.settle(task.id, TaskDraft("submitted", latest.get(task.id), detail))
     outcomes.finish(store, provider.name)
     return report
+
+
+def _held(
+    store: DraftStore,
+    batch_id: int,
+    tasks: list[DocumentationTask],
+    refusal: BudgetReached,
+    report: ProviderBatchReport,
+    outcomes: Outcomes,
+) -> None:
+    """A daily budget has no room for the batch: its tasks held until `refusal.until`, then
+    the row deleted and its claims released (nothing was sent). The hold is written first, so
+    that no ballot sees a task free and unheld in between."""
+    report.budget_reached = refusal
+    store.hold_tasks([task.id for task in tasks], refusal.until, str(refusal))
+    store.narrow_batch(batch_id, [])
+    for task in tasks:
+        outcomes.later(task.id, "held")
+    report.outcomes["held"] += len(tasks)
 
 
 def _refused(

@@ -3,8 +3,10 @@
 A day is a UTC day. What it has cost is the call log's word, shared by every process drafting
 on the store: the cost of each attempt started today, plus each attempt still unanswered
 (in flight, or left by a run that died) at the estimated cost of a call of its provider, plus
-the estimate of the call about to go. A call that would pass a cap is not sent, and its
-provider makes no more calls until the next UTC midnight (`BudgetReached`).
+the estimate of each provider batch submitted today and not yet collected (its items reach the
+call log only when collected), plus the estimate of the call (or batch) about to go. A call
+that would pass a cap is not sent, and its provider makes no more calls until the next UTC
+midnight (`BudgetReached`).
 
 Overshoot: the check and the row the call then writes are not one transaction, so calls that
 check at the same moment all see the room that one of them would use, and a call may cost more
@@ -31,10 +33,12 @@ def provider_budget_env(provider: str) -> str:
 
 @dataclass(frozen=True)
 class ProviderSpend:
-    """One provider's calls started in a day: their cost so far, and how many are unanswered."""
+    """One provider's calls started in a day: their cost so far, and how many are unanswered;
+    and the estimated cost of its batches submitted that day and not yet collected."""
 
     cost_usd: Decimal
     in_flight: int
+    batched_usd: Decimal = Decimal(0)
 
 
 class SpendLedger(Protocol):
@@ -115,15 +119,30 @@ class DailyBudget:
     def admit(self, texts: Sequence[str], now: datetime) -> None:
         """Return if a call sending `texts` at `now` fits under every cap; else raise
         `BudgetReached`, which holds until the next UTC midnight."""
+        self.admit_cost(self.cost_of([texts]), now, "for the next call")
+
+    def cost_of(self, calls: Sequence[Sequence[str]]) -> Decimal:
+        """The estimated cost of `calls` (each the texts one call sends); a call that cannot be
+        priced counts at the mean call of its provider."""
+        return sum(
+            (
+                cost if (cost := self._call_cost(texts)) is not None
+                else self._cost_of_a_call(self.provider)
+                for texts in calls
+            ),
+            Decimal(0),
+        )  # fmt: skip
+
+    def admit_cost(self, usd: Decimal, now: datetime, what: str = "for the next call") -> None:
+        """Return if spending `usd` more at `now` fits under every cap; else raise
+        `BudgetReached`, which holds until the next UTC midnight. `what` names the spending
+        in the refusal's reason."""
         with self._lock:
             reached = self._reached
         if reached is not None and now < reached.until:
             raise BudgetReached(reached.provider, reached.reason, reached.until)
         start, end = utc_day(now)
         spend = self._ledger.spend_between(start, end)
-        own = self._call_cost(texts)
-        if own is None:
-            own = self._cost_of_a_call(self.provider)
         for cap in self.caps:
             counted = {
                 name: figures
@@ -135,10 +154,13 @@ class DailyBudget:
                 (n.in_flight * self._cost_of_a_call(name) for name, n in counted.items()),
                 Decimal(0),
             )
-            if spent + flying + own > cap.usd:
+            batched = sum((figures.batched_usd for figures in counted.values()), Decimal(0))
+            if spent + flying + batched + usd > cap.usd:
                 reason = (
                     f"{cap.describe()} reached: ${spent:.4f} spent today (UTC), "
-                    f"${flying:.4f} in flight, ${own:.4f} for the next call"
+                    f"${flying:.4f} in flight, "
+                    + (f"${batched:.4f} in batches not yet collected, " if batched else "")
+                    + f"${usd:.4f} {what}"
                 )
                 refusal = BudgetReached(self.provider, reason, end)
                 with self._lock:

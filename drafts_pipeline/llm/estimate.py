@@ -14,7 +14,7 @@ enough drafts, no cache hit is assumed: an upper bound); output at the output ra
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from drafts_pipeline.llm.generation import TokenUsage
@@ -191,6 +191,10 @@ class CallEstimator:
             output_method,
             cache_shares(samples),
         )
+
+    def batched(self) -> "CallEstimator":
+        """The same calls sent in the provider's batch API, at its batch price."""
+        return replace(self, price=self.price.batch() if self.price is not None else None)
 
     def input_tokens(self, texts: Sequence[str]) -> int:
         return self.ratio.tokens(sum(len(text) for text in texts))

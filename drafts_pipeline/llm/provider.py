@@ -155,6 +155,11 @@ class LiveProvider(dg.ConfigurableResource):
         description="US dollars this provider may spend a UTC day (with DRAFTS_DAILY_BUDGET_USD "
         "over all providers); None for no cap of its own.",
     )
+    submit_mode: str | None = Field(
+        default=None,
+        description="`live`: this provider drafts live even in a batch-mode run (e.g. a model "
+        "its batch API does not take); None follows the run's submission mode.",
+    )
     backoff_jitter: str = Field(
         default="equal",
         description="`equal` waits at least half of each backoff step; "
@@ -203,6 +208,7 @@ class LiveProvider(dg.ConfigurableResource):
             factor = self.batch_price_factor
             if factor is not None and not 0 < factor <= 1:
                 raise ValueError(f"batch_price_factor must be above 0 and at most 1, not {factor}")
+            self.always_live()
         except ValueError as error:
             raise ConfigurationError(f"{self.name}: {error}") from None
         self.price()
@@ -232,6 +238,18 @@ class LiveProvider(dg.ConfigurableResource):
             output_usd_per_mtok=self.output_usd_per_mtok,
             batch_factor=self.batch_price_factor,
         )
+
+    def always_live(self) -> bool:
+        """Whether this provider drafts live in a batch-mode run too (`submit_mode="live"`);
+        any other value than `live` or none is a `ValueError` naming its variable."""
+        if self.submit_mode is None:
+            return False
+        if self.submit_mode.strip().lower() != "live":
+            raise ValueError(
+                f"submit_mode={self.submit_mode!r} (DRAFTS_{self.name.upper()}_SUBMIT_MODE) must "
+                "be `live` or unset (follow the run's submission mode)"
+            )
+        return True
 
     def daily_budget(self) -> Decimal | None:
         """This provider's own daily cap in US dollars, None for none; a negative or infinite

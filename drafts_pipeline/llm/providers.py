@@ -119,6 +119,7 @@ TUNABLE_SETTINGS: dict[str, type] = {
     "batch_price_factor": float,
     "daily_budget_usd": float,
     "token_limit_parameter": str,
+    "submit_mode": str,
 }
 
 

@@ -10,6 +10,7 @@ answers. A crash in between leaves a `submitting` row whose claims run out with 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -136,16 +137,18 @@ class BatchQueries(Queries):
 
     def batch_submitted(
         self, batch_id: int, provider_batch_id: str, expires_at: datetime | None,
-        lease_until: datetime,
+        lease_until: datetime, estimated_usd: Decimal | None = None,
     ) -> ProviderBatch:  # fmt: skip
-        """The provider has the batch: its id, when it gives up on it, and the claims' lease
-        pushed to `lease_until`, in one transaction."""
+        """The provider has the batch: its id, when it gives up on it, its estimated cost (spend
+        in flight until it is collected) and the claims' lease pushed to `lease_until`, in one
+        transaction."""
         with self._session() as session, session.begin():
             batch = session.get(ProviderBatch, batch_id, with_for_update=True)
             if batch is None:
                 raise ValueError(f"no provider batch #{batch_id}")
             batch.batch_id = provider_batch_id
             batch.expires_at = expires_at
+            batch.estimated_usd = estimated_usd
             batch.status = "in_progress"
             session.execute(
                 update(DraftClaim)

@@ -199,6 +199,9 @@ BATCH_STATUSES = (
 to look at), `in_progress` while the provider works, then what it said (`ended`, `expired`,
 `cancelled`, `failed`), and `collected` once every item is stored or back in `drafting`."""
 FINISHED_BATCH_STATUSES = ("ended", "expired", "cancelled", "failed")
+# A batch the provider took and whose items are not yet in the call log: its estimate counts
+# as spend in flight (a `failed` batch ran nothing; a `collected` one's calls are recorded).
+UNCOLLECTED_BATCH_STATUSES = ("in_progress", "ended", "expired", "cancelled")
 
 
 class ProviderBatch(Base):
@@ -239,6 +242,9 @@ class ProviderBatch(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When the provider was first seen done with it (ended, expired, cancelled or failed)."""
     error: Mapped[str | None] = mapped_column(Text)
+    estimated_usd: Mapped[Decimal | None] = mapped_column(Money)
+    """The batch's estimated cost at the batch price, written when the provider takes it (null
+    when its price is unknown): spend in flight for the daily budgets until it is collected."""
 
 
 VOTE_KINDS = ("winner", "ranking", "tie", "all_bad")

@@ -1,6 +1,7 @@
 """Reports over the store: usage per day, the provider scorecard, the voting-ready rows and the
 provenance and outcomes an export records beside them, the progress of a command's runs."""
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,13 @@ from drafts_pipeline.llm.budget import ProviderSpend
 from drafts_pipeline.llm.estimate import CALIBRATION_SAMPLE, DraftSample
 from drafts_pipeline.llm.pricing import SNAPSHOT_SUFFIX
 from drafts_pipeline.llm.prompt_cache import cache_hit_rate
-from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall
+from drafts_pipeline.store.models import (
+    UNCOLLECTED_BATCH_STATUSES,
+    DocumentationTask,
+    DraftVersion,
+    LLMCall,
+    ProviderBatch,
+)
 from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries
 
@@ -24,8 +31,10 @@ class ReportQueries(Queries):
 
     def spend_between(self, start: datetime, end: datetime) -> dict[str, ProviderSpend]:
         """Per provider, the calls started in [start, end) (UTC): their cost so far (exact;
-        unpriced calls count as nothing) and how many are unanswered. What a daily budget reads
-        before each call: one grouped query on the indexed start time."""
+        unpriced calls count as nothing) and how many are unanswered; and the estimated cost
+        of its batches submitted in it and not yet collected (their items' calls are recorded,
+        with the batch's submission time, only when collected). What a daily budget reads
+        before each call: two grouped queries on indexed columns."""
         unanswered = case((LLMCall.finished_at.is_(None), 1), else_=0)
         with self._session() as session:
             rows = session.execute(
@@ -37,10 +46,24 @@ class ReportQueries(Queries):
                 .where(LLMCall.started_at >= start, LLMCall.started_at < end)
                 .group_by(LLMCall.provider)
             )
-            return {
+            spend = {
                 row.provider: ProviderSpend(Decimal(row.cost_usd or 0), int(row.in_flight or 0))
                 for row in rows
             }
+            batched = session.execute(
+                select(ProviderBatch.provider, func.sum(ProviderBatch.estimated_usd))
+                .where(
+                    ProviderBatch.status.in_(UNCOLLECTED_BATCH_STATUSES),
+                    ProviderBatch.submitted_at >= start,
+                    ProviderBatch.submitted_at < end,
+                )
+                .group_by(ProviderBatch.provider)
+            )
+            for provider, usd in batched:
+                if usd:
+                    known = spend.get(provider, ProviderSpend(Decimal(0), 0))
+                    spend[provider] = replace(known, batched_usd=Decimal(usd))
+            return spend
 
     def valid_draft_samples(
         self, provider: str, model: str, limit: int = CALIBRATION_SAMPLE

@@ -37,7 +37,7 @@ from drafts_pipeline.drafting.provider_batch import (
 )
 from drafts_pipeline.errors import ConfigurationError, TaskValidationError
 from drafts_pipeline.llm.budget import DailyBudget
-from drafts_pipeline.llm.estimate import ProviderEstimate
+from drafts_pipeline.llm.estimate import CallEstimator, ProviderEstimate
 from drafts_pipeline.llm.keys import require_keys
 from drafts_pipeline.llm.provider import LiveProvider, LLMProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
@@ -259,11 +259,20 @@ def log_batch(
 
 @dataclass(frozen=True)
 class ProviderPlan:
-    """A provider's part of the run, known before it calls: the estimate and the daily budget
-    its calls are checked against (None: no cap applies)."""
+    """A provider's part of the run, known before it calls: whether it submits a batch, the
+    estimate (at the batch price if it does), the estimator that made it, and the daily budget
+    its calls or batch are checked against (None: no cap applies)."""
 
+    batched: bool
     estimate: ProviderEstimate
+    estimator: CallEstimator
     budget: DailyBudget | None
+
+
+def submits_batch(provider: LLMProvider, mode: str) -> bool:
+    """Whether `provider` sends this run's prompts as a batch: a live provider in a batch-mode
+    run, unless it is set to draft live always (`DRAFTS_<PROVIDER>_SUBMIT_MODE=live`)."""
+    return mode == "batch" and isinstance(provider, LiveProvider) and not provider.always_live()
 
 
 def plan_batch(
@@ -273,12 +282,18 @@ def plan_batch(
     tasks: list[DocumentationTask],
     force: bool,
     settings: Settings,
+    mode: str = "live",
 ) -> dict[ProviderSpec, ProviderPlan]:
-    """Each provider's estimate for the batch (logged) and its daily budget; then the holds of
-    earlier runs are lifted from the batch's tasks, which are drafted now (a provider still at
-    its cap holds them again). A cap that cannot be kept fails the step before any of this."""
+    """Each provider's estimate for the batch (logged; at the batch price for a provider that
+    submits one) and its daily budget; then the holds of earlier runs are lifted from the
+    batch's tasks, which are drafted or submitted now (a provider still at its cap holds them
+    again). A cap that cannot be kept fails the step before any of this."""
     prompted = [PromptedTask.as_recorded(task) for task in tasks]
-    estimators = {spec.name: call_estimator(store, p) for spec, p in providers.items()}
+    batched = {spec.name: submits_batch(provider, mode) for spec, provider in providers.items()}
+    estimators: dict[str, CallEstimator] = {}
+    for spec, provider in providers.items():
+        estimator = call_estimator(store, provider)
+        estimators[spec.name] = estimator.batched() if batched[spec.name] else estimator
     estimates = {
         spec.name: estimate_requests(
             estimators[spec.name], requests_to_call(store, provider, prompted, force=force)
@@ -292,13 +307,24 @@ def plan_batch(
         estimates,
         settings.daily_budget_usd,
     )
-    for spec in providers:
+    for spec, provider in providers.items():
+        if mode == "batch" and isinstance(provider, LiveProvider) and not batched[spec.name]:
+            context.log.info(
+                f"{spec.name}: drafts live in this batch-mode run "
+                f"(DRAFTS_{spec.name.upper()}_SUBMIT_MODE=live)",
+                extra={"provider": spec.name},
+            )
         context.log.info(estimates[spec.name].summary(), extra={"provider": spec.name})
     held = [task.id for task in tasks if task.held_until is not None]
     if held:
         store.clear_holds(held)
         context.log.info(f"{len(held)} task(s) held back by an earlier run: drafting them now")
-    return {spec: ProviderPlan(estimates[spec.name], budgets[spec.name]) for spec in providers}
+    return {
+        spec: ProviderPlan(
+            batched[spec.name], estimates[spec.name], estimators[spec.name], budgets[spec.name]
+        )
+        for spec in providers
+    }
 
 
 def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.AssetsDefinition:
@@ -362,7 +388,7 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         plans = (
             {}
             if mode == "collect"
-            else plan_batch(context, store, providers, tasks, config.force, settings)
+            else plan_batch(context, store, providers, tasks, config.force, settings, mode)
         )
 
         # Each task's figures as its provider's thread learns them, then each finished thread.
@@ -379,10 +405,11 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
                     store, provider, list(found.values()), run_id=context.run.run_id,
                     others=[key for key in keys if key not in found], on_task=on_task,
                 )  # fmt: skip
-            if isinstance(provider, LiveProvider) and mode == "batch":
+            if isinstance(provider, LiveProvider) and plans[spec].batched:
                 return submit_batch(
                     store, provider, tasks, run_id=context.run.run_id, force=config.force,
-                    others=others, on_task=on_task,
+                    others=others, on_task=on_task, estimator=plans[spec].estimator,
+                    budget=plans[spec].budget,
                 )  # fmt: skip
             if mode == "collect":
                 return untouched(store, provider, keys, on_task)

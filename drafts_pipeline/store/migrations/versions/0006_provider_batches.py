@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("polled_at", timestamp),
         sa.Column("finished_at", timestamp),
         sa.Column("error", sa.Text()),
+        sa.Column("estimated_usd", sa.Numeric(18, 8)),
         sa.UniqueConstraint("provider", "batch_id", name="uq_provider_batches_batch_id"),
         sa.CheckConstraint(
             "status IN ('submitting', 'in_progress', 'ended', 'expired', 'cancelled', "
