@@ -373,7 +373,9 @@ def batches_release(row: int) -> None:
     if held is None or held.batch.status != "submitting":
         status = "no such batch" if held is None else f"it is {held.batch.status}"
         raise DraftsError(f"batch #{row} is not submitting ({status}): nothing released")
-    store.close_batch(row, "failed", "released by an operator: its run died while submitting")
+    reason = "released by an operator: its run died while submitting"
+    if not store.close_batch(row, "failed", reason, only_from="submitting"):
+        raise DraftsError(f"batch #{row} stopped submitting meanwhile: nothing released")
     click.echo(f"batch #{row}: {len(held.task_ids)} task(s) released, batch marked failed")
 
 

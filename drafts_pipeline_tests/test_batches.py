@@ -497,6 +497,27 @@ def test_a_refused_batch_leaves_failed_drafts_and_no_claim(
     assert {provider for _, provider, _ in claims(sqlite_store)} == {"openai", "kimi"}
 
 
+def test_a_create_whose_outcome_is_unknown_keeps_its_tasks_claimed(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    """A create that times out may have made the batch (the fake made it): its tasks stay
+    claimed under the `submitting` row, no draft is stored, and a live run leaves them alone
+    until an operator releases them."""
+    ids = add_tasks(sqlite_store, 2)
+    server.script("kimi").fail_batch("create", "timeout", delay_s=0.5)
+    assert run(instance, sqlite_store, server, ids, BATCH, timeout_s=0.2).success
+    rows = batches(sqlite_store)
+    assert rows["kimi"].status == "submitting" and rows["claude"].status == "in_progress"
+    assert sorted(t for t, provider, _ in claims(sqlite_store) if provider == "kimi") == ids
+    assert sqlite_store.latest_drafts(ids, "kimi") == {}
+
+    assert run(instance, sqlite_store, server, ids).success  # live: kimi's tasks are claimed
+    assert server.script("kimi").requests == []
+
+
 def test_the_sensor_asks_about_a_batch_at_most_once_a_minute(
     instance: dg.DagsterInstance,
     sqlite_store: DraftStore,

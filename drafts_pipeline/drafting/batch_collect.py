@@ -22,7 +22,7 @@ from drafts_pipeline.drafting.provider_batch import (
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.batches import BatchItemResult
 from drafts_pipeline.llm.generation import CallAttempt
-from drafts_pipeline.llm.pricing import ModelPrice, cost_usd
+from drafts_pipeline.llm.pricing import ModelPrice, cost_usd, resolve_price
 from drafts_pipeline.llm.provider import LiveProvider
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import HeldBatch
@@ -146,6 +146,14 @@ class _Collector:
                 error_type=error.error_type,
             ) from None
 
+    def _price_of(self, batch: ProviderBatch) -> ModelPrice | None:
+        """The batch price of the model the batch was sent to: the configured price when the
+        provider still uses that model, else the table's (with the provider's batch factor)."""
+        if batch.model == self.provider.model:
+            return self.price
+        listed = resolve_price(batch.model, batch_factor=self.provider.batch_price_factor)
+        return listed.batch() if listed is not None else None
+
     def _answered_call(
         self, batch: ProviderBatch, item: BatchItemResult, finished_at: datetime
     ) -> FinishedCall:
@@ -154,10 +162,10 @@ class _Collector:
         assert reply is not None
         cost: Decimal | None = None
         if reply.usage is not None:
-            cost = cost_usd(reply.usage, self.price, self.provider.model)
+            cost = cost_usd(reply.usage, self._price_of(batch), batch.model)
         attempt = CallAttempt(
             provider=batch.provider,
-            model=self.provider.model,
+            model=batch.model,
             attempt=1,
             started_at=batch.submitted_at,
             status_code=200,

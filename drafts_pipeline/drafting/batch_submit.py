@@ -11,6 +11,7 @@ midnight, as live calls past a cap are). Once sent, that estimate counts as spen
 until the batch is collected (`provider_batches.estimated_usd`).
 """
 
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -27,12 +28,15 @@ from drafts_pipeline.drafting.provider_batch import (
 )
 from drafts_pipeline.drafting.requests import draft_request
 from drafts_pipeline.errors import BudgetReached, ProviderError
+from drafts_pipeline.llm.batches import UNKNOWN_OUTCOME_KINDS
 from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.estimate import CallEstimator
 from drafts_pipeline.llm.provider import LiveProvider
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import NewBatch
 from drafts_pipeline.store.models import DocumentationTask, utcnow
+
+logger = logging.getLogger(__name__)
 
 # How long a provider may take over a batch when it does not say (Anthropic and OpenAI both
 # give a batch 24 hours).
@@ -115,12 +119,27 @@ def submit_batch(
         try:
             submission = provider.batch_api().submit([requests[t.id] for t in to_send])
         except ProviderError as error:
-            _refused(store, provider, batch.id, holder, to_send, error, run_id, report, outcomes)
-        except BaseException as error:
-            store.close_batch(batch.id, "failed", f"not submitted: {type(error).__name__}")
-            raise
+            if error.error_type in UNKNOWN_OUTCOME_KINDS:
+                # The provider may have the batch (a timeout, a lost connection): its tasks
+                # stay claimed under the `submitting` row, as after a crash, until an operator
+                # has looked at the provider's list (`batches list`, `batches release`).
+                logger.error(
+                    "%s: batch #%d may or may not exist at the provider (%s); its %d task(s) "
+                    "stay claimed until `drafts-pipeline batches release %d`",
+                    provider.name, batch.id, error, len(to_send), batch.id,
+                )  # fmt: skip
+                report.outcomes["submitting"] += len(to_send)
+                for task in to_send:
+                    detail = f"batch #{batch.id} outcome unknown: {error.error_type}"
+                    outcomes.settle(task.id, TaskDraft("submitting", latest.get(task.id), detail))
+            else:
+                _refused(
+                    store, provider, batch.id, holder, to_send, error, run_id, report, outcomes
+                )
+        # Anything else (the run terminated mid-request, an unforeseen error) leaves the row
+        # `submitting` with its claims: the provider may have the batch.
         else:
-            store.batch_submitted(
+            recorded = store.batch_submitted(
                 batch.id,
                 submission.batch_id,
                 submission.expires_at,
@@ -129,8 +148,11 @@ def submit_batch(
             )
             report.batch_ids.append(submission.batch_id)
             report.outcomes["submitted"] += len(to_send)
+            detail = f"submitted in batch {submission.batch_id}"
+            if recorded is None:
+                detail += " after an operator released its row: cancel it at the provider"
+                logger.error("%s: %s", provider.name, detail)
             for task in to_send:
-                detail = f"submitted in batch {submission.batch_id}"
                 outcomes.settle(task.id, TaskDraft("submitted", latest.get(task.id), detail))
     outcomes.finish(store, provider.name)
     return report

@@ -138,14 +138,23 @@ class BatchQueries(Queries):
     def batch_submitted(
         self, batch_id: int, provider_batch_id: str, expires_at: datetime | None,
         lease_until: datetime, estimated_usd: Decimal | None = None,
-    ) -> ProviderBatch:  # fmt: skip
+    ) -> ProviderBatch | None:  # fmt: skip
         """The provider has the batch: its id, when it gives up on it, its estimated cost (spend
         in flight until it is collected) and the claims' lease pushed to `lease_until`, in one
-        transaction."""
+        transaction. A row no longer `submitting` (an operator released it meanwhile) keeps its
+        status and claims as they are, records the provider's id and the fact, and None is
+        returned: the batch cannot be collected and is best cancelled at the provider."""
         with self._session() as session, session.begin():
             batch = session.get(ProviderBatch, batch_id, with_for_update=True)
             if batch is None:
                 raise ValueError(f"no provider batch #{batch_id}")
+            if batch.status != "submitting":
+                batch.batch_id = provider_batch_id
+                batch.error = (
+                    f"{batch.error or batch.status}; the provider took it afterwards as "
+                    f"{provider_batch_id}: cancel it there"
+                )
+                return None
             batch.batch_id = provider_batch_id
             batch.expires_at = expires_at
             batch.estimated_usd = estimated_usd
@@ -157,17 +166,24 @@ class BatchQueries(Queries):
             )
         return batch
 
-    def close_batch(self, batch_id: int, status: str, error: str | None = None) -> None:
+    def close_batch(
+        self, batch_id: int, status: str, error: str | None = None, *, only_from: str | None = None
+    ) -> bool:
         """End a batch as `status` (`failed` when the provider refused it, `collected`) with
-        the reason, and release whatever claims it still holds, in one transaction."""
+        the reason, and release whatever claims it still holds, in one transaction. With
+        `only_from`, only a batch in that status is ended (False when it was not: a run moved
+        it meanwhile)."""
         with self._session() as session, session.begin():
             batch = session.get(ProviderBatch, batch_id, with_for_update=True)
             if batch is None:
                 raise ValueError(f"no provider batch #{batch_id}")
+            if only_from is not None and batch.status != only_from:
+                return False
             batch.status = status
             batch.error = error if error is not None else batch.error
             batch.finished_at = batch.finished_at or store_now(session)
             _release_all(session, batch)
+            return True
 
     def release_item(
         self,

@@ -197,7 +197,7 @@ def batch_summary(report: ProviderBatchReport, tasks: int) -> str:
     )  # fmt: skip
     extra = "".join(
         f", {report.outcomes[name]} {name.replace('_', ' ')}"
-        for name in ("submitted", "returned", "nothing_to_collect")
+        for name in ("submitted", "submitting", "returned", "nothing_to_collect")
         if report.outcomes[name]
     )
     batches = f" (provider batch {', '.join(report.batch_ids)})" if report.batch_ids else ""
@@ -236,6 +236,13 @@ def log_batch(
             f"{', '.join(report.batch_ids)}, answered within a day at the batch price; "
             "provider_batches_sensor collects them when it ends, and until then no run drafts "
             "them with this provider",
+            extra={"provider": spec.name},
+        )
+    if report.outcomes["submitting"]:
+        context.log.error(
+            f"{spec.name}: {report.outcomes['submitting']} task(s) in a batch the provider may "
+            "or may not have taken (its create request timed out or lost its connection): they "
+            "stay claimed; see `drafts-pipeline batches list`, then `batches release ROW`",
             extra={"provider": spec.name},
         )
     if (reached := report.budget_reached) is not None:
