@@ -113,6 +113,8 @@ class DraftVersion(Base):
     prompt_used: Mapped[str] = mapped_column(Text, nullable=False)
     prompt_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     template_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    output_schema_version: Mapped[str | None] = mapped_column(String(64))
+    """The version of the answer's JSON schema the template asked for; null before 0007."""
     settings_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     validation: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
@@ -126,6 +128,9 @@ class DraftVersion(Base):
     cost_usd: Mapped[Decimal | None] = mapped_column(Money)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    attempted_models: Mapped[list[str] | None] = mapped_column(JSON)
+    """Every model asked for this draft, in order (the primary, then a fallback); null when
+    only the configured model was."""
     run_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
