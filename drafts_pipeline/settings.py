@@ -129,6 +129,14 @@ class Settings:
     """`DRAFTS_MAX_CODE_CHARS`: the most characters of code a task may hold."""
     max_context_chars: int = 200_000
     """`DRAFTS_MAX_CONTEXT_CHARS`: the most characters of context a task may hold."""
+    context_budget_tokens: int = 2_000
+    """`DRAFTS_CONTEXT_BUDGET_TOKENS`: the most tokens of context a prompt carries (estimated at
+    3.5 characters a token); a longer context is cut around the symbol. A template may set its
+    own."""
+    max_prompt_tokens: int = 16_000
+    """`DRAFTS_MAX_PROMPT_TOKENS`: the most tokens a whole prompt (fixed part, task part and
+    code) may have; a symbol whose code alone goes over it fails before any call. A template
+    may set its own."""
     min_votes: int = 3
     """`DRAFTS_MIN_VOTES`: current votes a task needs before one of its drafts is accepted."""
     daily_budget_usd: Decimal | None = None
@@ -174,6 +182,10 @@ class Settings:
             db_retry_s=read("db_retry_s", "DRAFTS_DB_RETRY_S", _seconds),
             max_code_chars=read("max_code_chars", "DRAFTS_MAX_CODE_CHARS", _positive_int),
             max_context_chars=read("max_context_chars", "DRAFTS_MAX_CONTEXT_CHARS", _positive_int),
+            context_budget_tokens=read(
+                "context_budget_tokens", "DRAFTS_CONTEXT_BUDGET_TOKENS", _positive_int
+            ),
+            max_prompt_tokens=read("max_prompt_tokens", "DRAFTS_MAX_PROMPT_TOKENS", _positive_int),
             min_votes=read("min_votes", "DRAFTS_MIN_VOTES", _positive_int),
             daily_budget_usd=read("daily_budget_usd", "DRAFTS_DAILY_BUDGET_USD", _dollars),
             log_format=read("log_format", "DRAFTS_LOG_FORMAT", _one_of(LOG_FORMATS)),
