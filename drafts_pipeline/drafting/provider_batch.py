@@ -18,6 +18,7 @@ from drafts_pipeline.llm.generation import Generation, TokenUsage
 from drafts_pipeline.llm.provider import LLMProvider
 from drafts_pipeline.log_format import logging_run
 from drafts_pipeline.prompts.code_facts import symbol_facts
+from drafts_pipeline.prompts.templates import output_schema_version
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftRecord, DraftStore
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion
@@ -309,6 +310,7 @@ def _provenance(
         "prompt_used": prompt_used(draft_request(task)),
         "prompt_hash": task.prompt_hash or "",
         "template_version": task.template_version or "",
+        "output_schema_version": output_schema_version(task.template_version),
         "settings_hash": settings,
         "run_id": run_id,
     }

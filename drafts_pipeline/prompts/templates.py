@@ -81,6 +81,8 @@ KINDS = ("function", "method", "class")
 # models, `llm/prompt_cache.py`), with a margin for the estimate's error.
 MIN_FIXED_TOKENS = 1_100
 REQUIRED = ("name", "version", "languages", "kinds", "output_schema_version")
+# Optional: a template's own context budget and prompt limit, over the settings'.
+LIMITS = ("context_budget_tokens", "max_prompt_tokens")
 # Task fields a template is checked with when it loads.
 PROBE = {
     "language": "python", "symbol": "probe", "source_path": "probe.py",
@@ -130,11 +132,16 @@ def load_templates(directory: Path = TEMPLATE_DIR) -> dict[str, PromptTemplate]:
 def _load(environment: jinja2.Environment, directory: Path, file: str) -> PromptTemplate:
     template = environment.get_template(file)
     module = template.make_module({"part": "settings"})
-    found = {key: getattr(module, key, None) for key in (*REQUIRED, "context_budget_tokens",
-                                                         "max_prompt_tokens")}  # fmt: skip
+    found: dict[str, Any] = {key: getattr(module, key, None) for key in (*REQUIRED, *LIMITS)}
     missing = [key for key in REQUIRED if found[key] is None]
     if missing:
         raise ValueError(f"it sets no {', '.join(missing)} (`{{% set ... %}}` at its top)")
+    for key in ("languages", "kinds"):
+        if not isinstance(found[key], list) or not all(isinstance(v, str) for v in found[key]):
+            raise ValueError(f"its {key} is not a list of names")
+    for key in LIMITS:
+        if found[key] is not None and (not isinstance(found[key], int) or found[key] <= 0):
+            raise ValueError(f"its {key} is not a positive whole number")
     unknown = set(found["kinds"]) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown kinds {sorted(unknown)}; known: {', '.join(KINDS)}")

@@ -55,6 +55,8 @@ class DraftRecord:
     latency_ms: int | None = None
     attempts: int = 0
     run_id: str | None = None
+    output_schema_version: str | None = None
+    """The answer schema its template version asked for (`templates.output_schema_version`)."""
 
 
 def usage_columns(usage: TokenUsage | None) -> dict[str, int | None]:

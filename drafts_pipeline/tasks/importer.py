@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from drafts_pipeline.prompts.templates import TEMPLATES
+from drafts_pipeline.prompts.templates import CHOOSE, known_template, template_names
 from drafts_pipeline.row_files import describe, read_rows, rejection
 from drafts_pipeline.store import DraftStore, TaskInput, TaskSizeLimits
 from drafts_pipeline.store.models import DocumentationTask, column_length
@@ -123,9 +123,9 @@ def task_from_fields(
     problems += limits.problems(text.get("code", ""), text.get("context", ""))
     if "id" in text:
         problems += _id_problems(text["id"])
-    template = text.get("template", "docstring")
-    if template not in TEMPLATES:
-        problems.append(f"unknown template {template!r}; known: {', '.join(sorted(TEMPLATES))}")
+    template = text.get("template", CHOOSE)
+    if not known_template(template):
+        problems.append(f"unknown template {template!r}; known: {', '.join(template_names())}")
 
     priority = fields.get("priority", 0)
     if priority is None:

@@ -41,6 +41,7 @@ from drafts_pipeline.llm.estimate import CallEstimator, ProviderEstimate
 from drafts_pipeline.llm.keys import require_keys
 from drafts_pipeline.llm.provider import LiveProvider, LLMProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
+from drafts_pipeline.prompts.context_budget import PromptLimits
 from drafts_pipeline.prompts.templates import BuiltPrompt, prompt_for
 from drafts_pipeline.settings import SUBMIT_MODES, Settings
 from drafts_pipeline.store import DraftStore
@@ -65,6 +66,8 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
     tasks = store.tasks_by_id(keys)
     outcomes: Counter[str] = Counter()
     prompts: list[tuple[str, BuiltPrompt]] = []
+    # DRAFTS_CONTEXT_BUDGET_TOKENS and DRAFTS_MAX_PROMPT_TOKENS; a bad value fails the step.
+    limits = PromptLimits.from_environment()
     for key in keys:
         task = tasks.get(key)
         if task is None:
@@ -77,7 +80,7 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
             outcomes[f"already {task.status}"] += 1
             continue
         try:
-            prompt = prompt_for(task)
+            prompt = prompt_for(task, limits)
         except TaskValidationError as error:
             store.fail_task(task.id, str(error))
             context.log.error(str(error), extra={"task_id": task.id})
