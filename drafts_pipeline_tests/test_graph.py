@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from drafts_pipeline.definitions import ASSETS, build_resources, defs
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.llm.providers import PROVIDER_SPECS
-from drafts_pipeline.prompts import docstring_v2
+from drafts_pipeline.prompts.templates import TEMPLATES
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline.voting_set import export_voting_set, voting_ready_frame
@@ -128,7 +128,7 @@ def test_drafts_carry_provenance(
     materialize_tasks(instance, store.database_url, tasks)
     prompts = {task.id: task.prompt for task in store.tasks_by_id(tasks).values()}
     assert all(
-        prompt and prompt.startswith("Document this python symbol.") for prompt in prompts.values()
+        prompt and prompt.startswith("Document this python ") for prompt in prompts.values()
     )
     with store._session() as session:
         drafts = session.scalars(select(DraftVersion)).all()
@@ -137,8 +137,10 @@ def test_drafts_carry_provenance(
     for draft in drafts:
         assert draft.model == f"offline-{draft.provider}"
         # The whole prompt as sent: the fixed part, then the task's own part.
-        assert draft.prompt_used == f"{docstring_v2.SYSTEM}\n\n{prompts[draft.task_id]}"
-        assert len(draft.prompt_hash) == 64 and draft.template_version == "docstring-v2"
+        template = TEMPLATES[draft.template_version.removesuffix("-v1")]
+        assert template.name in ("python-function", "python-method")
+        assert draft.prompt_used == f"{template.system}\n\n{prompts[draft.task_id]}"
+        assert len(draft.prompt_hash) == 64 and draft.output_schema_version == "docstring-json-v1"
         assert draft.status == "valid" and draft.validation["parameters"]["ok"]
         assert draft.run_id and draft.attempts == 1 and draft.cost_usd == 0
 

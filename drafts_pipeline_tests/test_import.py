@@ -154,7 +154,7 @@ def rejection(path: Path) -> list[str]:
         ),
         pytest.param(
             jsonl_line(**GOOD | {"id": "other", "template": "haiku"}),
-            "unknown template 'haiku'; known: docstring",
+            "unknown template 'haiku'; known: any-symbol, docstring, go-function",
             id="unknown template",
         ),
         pytest.param(
@@ -209,7 +209,7 @@ def test_a_bad_jsonl_row_is_reported_with_its_line(
         pytest.param(csv_row(id=""), "field 'id' is empty", id="empty id"),
         pytest.param(
             csv_row(id="other", template="haiku"),
-            "unknown template 'haiku'; known: docstring",
+            "unknown template 'haiku'; known: any-symbol, docstring, go-function",
             id="unknown template",
         ),
         pytest.param(

@@ -23,7 +23,7 @@ from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
 from drafts_pipeline.prompts import docstring_v2
 from drafts_pipeline.prompts.code_facts import symbol_facts
-from drafts_pipeline.prompts.templates import fixed_part, prompt_for, prompt_hash
+from drafts_pipeline.prompts.templates import TEMPLATES, fixed_part, prompt_for, prompt_hash
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DocumentationTask, LLMCall
 from drafts_pipeline_tests.factories import make_task, with_prompts
@@ -40,6 +40,8 @@ providers = pytest.mark.parametrize("spec", PROVIDER_SPECS, ids=lambda spec: spe
 
 # A fixed part of 6,000 characters (1,500 tokens at the fake's four characters a token), task
 # parts of 800 (200 tokens) that differ from their first character, an answer of 400 (100).
+# The fixed part of the template the tasks here are drafted with (Python functions).
+PY_SYSTEM = TEMPLATES["python-function"].system
 FIXED = "Keep to the schema given. " * 230 + "Answer in JSON only!"
 TASK_A = "A" + "a" * 799
 TASK_B = "B" + "b" * 799
@@ -92,17 +94,18 @@ def test_the_fixed_part_is_the_same_bytes_in_every_request(
     assert report.outcomes["valid"] == 2
     first, second = (request.body for request in fake_providers.script(spec.name).requests)
     assert json.dumps(system_of(spec, first)) == json.dumps(system_of(spec, second))
-    assert system_text(spec, first) == docstring_v2.SYSTEM
+    assert system_text(spec, first) == PY_SYSTEM
     # Only the task part, each task's own, differs; it holds nothing of the fixed part.
     task_parts = {body["messages"][-1]["content"] for body in (first, second)}
     assert task_parts == {task.prompt for task in tasks}
     assert not any("# What to avoid" in part for part in task_parts)
 
 
-def test_the_fixed_part_is_long_enough_to_be_cached_by_the_default_models() -> None:
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_the_fixed_part_is_long_enough_to_be_cached_by_the_default_models(template: str) -> None:
     # Four characters a token is a low estimate for English prose; 1,024 is the minimum of
     # claude-sonnet-5-5 and of OpenAI's automatic caching.
-    assert estimated_tokens(docstring_v2.SYSTEM) >= 1.5 * 1024
+    assert estimated_tokens(TEMPLATES[template].system) >= 1.5 * 1024
 
 
 @pytest.mark.parametrize(
@@ -112,19 +115,19 @@ def test_the_fixed_part_is_long_enough_to_be_cached_by_the_default_models() -> N
 def test_claude_marks_the_fixed_part_where_the_model_caches_it(
     fake_providers: FakeProviderServer, model: str, marked: bool
 ) -> None:
-    request = fixed_request("t.a", TASK_A, system=docstring_v2.SYSTEM)
+    request = fixed_request("t.a", TASK_A, system=PY_SYSTEM)
 
     generation = live(fake_providers, "claude", model=model).generate(request)
 
     body = fake_providers.script("claude").requests[-1].body
     (block,) = body["system"]
-    assert block["text"] == docstring_v2.SYSTEM
+    assert block["text"] == PY_SYSTEM
     # Haiku 4.5 caches from 4,096 tokens on: a mark would be ignored, so none is sent.
     assert ("cache_control" in block) is marked
     if marked:
         assert block["cache_control"] == {"type": "ephemeral"}
     assert generation.usage is not None
-    written = estimated_tokens(docstring_v2.SYSTEM) if marked else 0
+    written = estimated_tokens(PY_SYSTEM) if marked else 0
     assert generation.usage.cache_write_tokens == written
 
 
@@ -135,7 +138,7 @@ def test_claude_marks_the_fixed_part_where_the_model_caches_it(
 def test_openai_marks_the_end_of_the_fixed_part_from_gpt_5_6_on(
     fake_providers: FakeProviderServer, provider: str, model: str, breakpoint: bool
 ) -> None:
-    request = fixed_request("t.a", TASK_A, system=docstring_v2.SYSTEM)
+    request = fixed_request("t.a", TASK_A, system=PY_SYSTEM)
 
     live(fake_providers, provider, model=model).generate(request)
 
@@ -146,14 +149,14 @@ def test_openai_marks_the_end_of_the_fixed_part_from_gpt_5_6_on(
         assert system["content"] == [
             {
                 "type": "text",
-                "text": docstring_v2.SYSTEM,
+                "text": PY_SYSTEM,
                 "prompt_cache_breakpoint": {"mode": "explicit"},
             }
         ]
         # Without it, OpenAI would also write each task's whole prompt, never to read it.
         assert body["prompt_cache_options"] == {"mode": "explicit"}
     else:
-        assert system == {"role": "system", "content": docstring_v2.SYSTEM}
+        assert system == {"role": "system", "content": PY_SYSTEM}
         assert "prompt_cache_options" not in body
 
 
@@ -265,7 +268,7 @@ def test_cache_reads_and_writes_are_kept_per_call_and_per_draft(
 
     draft_with_provider(store, live(fake_providers, "claude"), tasks, run_id="run-1")
 
-    fixed = estimated_tokens(docstring_v2.SYSTEM)
+    fixed = estimated_tokens(PY_SYSTEM)
     with store._session() as session:
         calls = session.scalars(select(LLMCall)).all()
     # Whichever task went first wrote the fixed part; the other read it.
@@ -301,7 +304,7 @@ def test_daily_llm_usage_shows_the_cache_hit_rate(
         [daily_llm_usage], instance=instance, resources={"store": store}, partition_key=day
     )
 
-    fixed = estimated_tokens(docstring_v2.SYSTEM)
+    fixed = estimated_tokens(PY_SYSTEM)
     input_tokens = sum(call.input_tokens or 0 for call in calls)
     (row,) = result.output_for_node("daily_llm_usage").to_dict("records")
     assert (row["provider"], row["calls"]) == ("openai", 2)
@@ -321,9 +324,11 @@ def test_the_offline_provider_counts_the_fixed_part_as_input() -> None:
     assert generation.usage is not None and generation.usage.input_tokens == 1700
 
 
-def test_the_worked_example_passes_the_validation_it_teaches() -> None:
-    code = docstring_v2.SYSTEM.split("For this Python function:\n\n")[1].split("\n\na good")[0]
-    answer = docstring_v2.SYSTEM.split("a good answer is:\n\n")[1].split("\n\nNote what")[0]
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_the_worked_example_passes_the_validation_it_teaches(template: str) -> None:
+    system = TEMPLATES[template].system
+    code = system.split("For this Python function:\n\n")[1].split("\n\na good")[0]
+    answer = system.split("a good answer is:\n\n")[1].split("\n\nNote what")[0]
     code = "\n".join(line.removeprefix("    ") for line in code.splitlines())
 
     verdict = validate_draft(answer, "stop", symbol_facts(code), code)
@@ -336,9 +341,10 @@ def test_the_prompt_hash_covers_the_fixed_part(store: DraftStore) -> None:
     (task, _) = two_tasks(store)
     built = prompt_for(task)
 
-    assert built.prompt_hash == prompt_hash("docstring-v2", docstring_v2.SYSTEM, built.text)
-    assert built.prompt_hash != prompt_hash("docstring-v2", docstring_v2.SYSTEM + " ", built.text)
-    assert built.full_text == f"{docstring_v2.SYSTEM}\n\n{built.text}"
+    assert built.template_version == "python-function-v1"
+    assert built.prompt_hash == prompt_hash("python-function-v1", PY_SYSTEM, built.text)
+    assert built.prompt_hash != prompt_hash("python-function-v1", PY_SYSTEM + " ", built.text)
+    assert built.full_text == f"{PY_SYSTEM}\n\n{built.text}"
 
 
 def test_a_stored_v1_prompt_is_sent_without_a_fixed_part_and_an_unknown_version_is_refused() -> (
@@ -346,5 +352,6 @@ def test_a_stored_v1_prompt_is_sent_without_a_fixed_part_and_an_unknown_version_
 ):
     assert fixed_part("t.a", "docstring-v1") == ""
     assert fixed_part("t.a", "docstring-v2") == docstring_v2.SYSTEM
+    assert fixed_part("t.a", "python-function-v1") == PY_SYSTEM
     with pytest.raises(TaskValidationError, match=r"task t\.a: .*'docstring-v9'.*pending_tasks"):
         fixed_part("t.a", "docstring-v9")

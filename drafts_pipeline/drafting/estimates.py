@@ -13,6 +13,7 @@ from drafts_pipeline.errors import NoSuchTask, TaskValidationError
 from drafts_pipeline.llm.budget import DailyBudget, DailyCap, daily_caps, require_priced, utc_day
 from drafts_pipeline.llm.estimate import CallEstimator, ProviderEstimate
 from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
+from drafts_pipeline.prompts.context_budget import PromptLimits
 from drafts_pipeline.prompts.templates import BuiltPrompt, prompt_for
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DocumentationTask, as_utc, utcnow
@@ -161,12 +162,13 @@ def estimate_drafting(
     result = DraftingEstimate()
     prompted: list[PromptedTask] = []
     moment = now or utcnow()
+    limits = PromptLimits.from_environment()
     for task in tasks:
         if task.status != "drafting":
             result.left_out.append(f"{task.id} ({task.status})")
             continue
         try:
-            built = prompt_for(task)
+            built = prompt_for(task, limits)
         except TaskValidationError as error:
             result.unbuildable.append(str(error))
             continue
