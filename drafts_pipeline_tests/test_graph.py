@@ -127,9 +127,7 @@ def test_drafts_carry_provenance(
 ) -> None:
     materialize_tasks(instance, store.database_url, tasks)
     prompts = {task.id: task.prompt for task in store.tasks_by_id(tasks).values()}
-    assert all(
-        prompt and prompt.startswith("Document this python ") for prompt in prompts.values()
-    )
+    assert all(prompt and prompt.startswith("Document this python ") for prompt in prompts.values())
     with store._session() as session:
         drafts = session.scalars(select(DraftVersion)).all()
         calls = session.scalar(select(func.count()).select_from(LLMCall))
