@@ -340,10 +340,15 @@ def build_prompt(
     bare = chosen.task_part(**fields, context="(none)", context_fence="```")
     without_context = estimated_tokens(chosen.system) + estimated_tokens(bare)
     if without_context > limit:
+        source = (
+            f"template {chosen.name}'s max_prompt_tokens"
+            if chosen.max_prompt_tokens
+            else f"DRAFTS_MAX_PROMPT_TOKENS, template {chosen.name}"
+        )
         raise TaskValidationError(
             f"task {task_id}: its code alone makes a prompt of about {without_context:,} tokens "
             f"({len(code):,} characters of code; {DEFAULT_CHARS_PER_TOKEN} characters a token), "
-            f"over the limit of {limit:,} (template {chosen.name}, DRAFTS_MAX_PROMPT_TOKENS); "
+            f"over the limit of {limit:,} ({source}); "
             "document it by hand or raise the limit"
         )
     allowed = chars_for(min(budget, limit - without_context))
