@@ -150,8 +150,9 @@ class ProviderScript:
     until it is set; `answer_when_in_flight=n` keeps answers until n requests have been in flight
     at once (so a test sees concurrency at the server, not in elapsed time); `before_answer` is
     called with the prompt, in the server's thread, before each answer that is not a fault (a
-    test can keep one task's answer there until what it waits for is seen). Counters:
-    `requests` (headers, body, status, answer), `calls`, `statuses`, `max_in_flight`.
+    test can keep one task's answer there until what it waits for is seen); `unknown_models`
+    get the provider's own 404 for every request naming them, as a retired model does.
+    Counters: `requests` (headers, body, status, answer), `calls`, `statuses`, `max_in_flight`.
 
     Batches (`fake_batches.py`): `batch_polls_until_done`, `batch_expire`,
     `batch_expire_answered`, `batch_item_errors`, `fail_batch`, `batch_faults` script them;
@@ -175,6 +176,7 @@ class ProviderScript:
     hold: threading.Event | None = None
     answer_when_in_flight: int | None = None
     before_answer: Callable[[str], None] | None = None
+    unknown_models: set[str] = field(default_factory=set)
     faults: deque[Fault] = field(default_factory=deque)
     requests: list[RecordedRequest] = field(default_factory=list)
     in_flight: int = 0
@@ -478,6 +480,8 @@ class _Handler(BaseHTTPRequestHandler):
         wire = WIRES[script.name]
         if not _authorized(headers, script.api_key):
             return _error(wire, "unauthorized", script)
+        if isinstance(body, dict) and body.get("model") in script.unknown_models:
+            return _error(wire, "not_found", script)
         fault = self.fake._next_fault(script)
         if fault is not None:
             return self._fault(wire, fault, script, body)

@@ -50,8 +50,12 @@ class AnthropicMessagesProvider(LiveProvider):
 
         return AnthropicMessageBatches(self)
 
-    def _send(self, client: anthropic.Anthropic, request: DraftRequest) -> ProviderReply:
+    def _send(
+        self, client: anthropic.Anthropic, request: DraftRequest, model: str | None = None
+    ) -> ProviderReply:
         body = self.request_body(request)
+        if model is not None:  # a fallback model: the body is otherwise the configured one's
+            body["model"] = model
         # What the SDK no longer takes as an argument goes as a raw body field.
         extra_body = {name: body.pop(name) for name in ("temperature",) if name in body}
         message = client.messages.create(**body, extra_body=extra_body or None)

@@ -89,8 +89,13 @@ class OpenAIChatProvider(LiveProvider):
 
         return OpenAIBatches(self)
 
-    def _send(self, client: openai.OpenAI, request: DraftRequest) -> ProviderReply:
-        return chat_reply(client.chat.completions.create(**self.request_body(request)))
+    def _send(
+        self, client: openai.OpenAI, request: DraftRequest, model: str | None = None
+    ) -> ProviderReply:
+        body = self.request_body(request)
+        if model is not None:  # a fallback model: the body is otherwise the configured one's
+            body["model"] = model
+        return chat_reply(client.chat.completions.create(**body))
 
 
 def chat_reply(completion: Any) -> ProviderReply:

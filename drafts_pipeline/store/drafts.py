@@ -55,6 +55,9 @@ class DraftRecord:
     latency_ms: int | None = None
     attempts: int = 0
     run_id: str | None = None
+    attempted_models: list[str] | None = None
+    """Every model asked for the draft, in order, when a fallback model was (None: only the
+    configured one)."""
 
 
 def usage_columns(usage: TokenUsage | None) -> dict[str, int | None]:
