@@ -120,6 +120,7 @@ TUNABLE_SETTINGS: dict[str, type] = {
     "daily_budget_usd": float,
     "token_limit_parameter": str,
     "submit_mode": str,
+    "structured_output": str,
 }
 
 
