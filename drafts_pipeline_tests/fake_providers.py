@@ -37,6 +37,13 @@ requests in flight at once). Each provider also expects its own API key (`script
 request without it gets the provider's real 401. The answer is a valid `DocDraft` JSON built from
 the symbol's code in the user message (its `The symbol's source:` block).
 
+Structured output is checked as the APIs check it, a bad request getting the wire's 400:
+`response_format` (type `text`, `json_object` or `json_schema`; a `strict` schema must close
+every object and require every property), Anthropic's `output_config.format` (type
+`json_schema`, every object closed, no length or number bounds) and `tools` / `tool_choice` (a
+forced tool must be one of the tools). A request forcing a tool is answered with a `tool_use`
+block whose input is the draft (an answer scripted as no JSON object stays a text block).
+
 Usage counts four characters a token of everything the model reads, system prompt included, and
 reports reasoning tokens as each API does. Each provider keeps a prompt cache as its API does
 (`fake_prompt_cache.py`): Anthropic writes and then reads the prefix a `cache_control` mark ends,
