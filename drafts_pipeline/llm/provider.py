@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -38,6 +38,7 @@ from drafts_pipeline.llm.keys import MISSING, UnusableKey, key_problem
 from drafts_pipeline.llm.limits import PaceBook, RequestLimiter
 from drafts_pipeline.llm.pricing import ModelPrice, resolve_price
 from drafts_pipeline.llm.retry import RetryPolicy
+from drafts_pipeline.llm.structured_output import OFF, structured_output_for
 
 if TYPE_CHECKING:
     from drafts_pipeline.llm.batches import BatchAPI
@@ -112,13 +113,18 @@ def settings_hash(
     max_output_tokens: int,
     temperature: float | None,
     fallback_model: str | None = None,
+    structured_output: str = "off",
 ) -> str:
     """Identifies the model and generation settings; a change means a new draft. A fallback
-    model is part of the settings only when there is one, so the hashes of drafts made without
-    one stay as they were."""
-    settings: list[object] = [model, max_output_tokens, temperature]
+    model is part of the settings only when there is one, and the form of structured output
+    (`structured_output.py`, which changes the request) only when it is not `off` (the request
+    as before structured output), so the hashes of drafts made without either stay as they
+    were."""
+    settings: list[Any] = [model, max_output_tokens, temperature]
     if fallback_model is not None:
         settings.append({"fallback_model": fallback_model})
+    if structured_output != OFF:
+        settings.append({"structured_output": structured_output})
     return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
 
 
@@ -188,11 +194,20 @@ class LiveProvider(dg.ConfigurableResource):
         "(retired or unknown) or stays overloaded through its retries; None: no fallback. "
         "Live calls only: batches never fall back.",
     )
+    structured_output: str | None = Field(
+        default=None,
+        description="How the answer's JSON shape is asked for: `schema` (the draft's JSON "
+        "schema, enforced by the API), `json` (any JSON object; OpenAI-compatible APIs), `tool` "
+        "(a forced tool call; Anthropic) or `off` (in the prompt only); None picks by model.",
+    )
     backoff_jitter: str = Field(
         default="equal",
         description="`equal` waits at least half of each backoff step; "
         "`full` spreads retries wider.",
     )
+
+    structured_api: ClassVar[str | None] = None
+    """The wire API's key in `structured_output.FORMS_BY_API`; None: no structured output."""
 
     _client: Any = PrivateAttr(default=None)
     _caller: RetryingCaller | None = PrivateAttr(default=None)
@@ -207,8 +222,25 @@ class LiveProvider(dg.ConfigurableResource):
 
     def settings_hash(self) -> str:
         return settings_hash(
-            self.model, self.max_output_tokens, self.temperature, self.fallback_model
+            self.model,
+            self.max_output_tokens,
+            self.temperature,
+            self.fallback_model,
+            self.structured_output_form,
         )
+
+    @property
+    def structured_output_form(self) -> str:
+        """The form of structured output this provider's requests take (`structured_output.py`):
+        the `structured_output` setting, else the model's; `off` for a resource without a wire
+        API. A form the API cannot take is a `ValueError` naming its variable."""
+        if self.structured_api is None:
+            return OFF
+        try:
+            return structured_output_for(self.structured_api, self.model, self.structured_output)
+        except ValueError as error:
+            variable = f"DRAFTS_{self.name.upper()}_STRUCTURED_OUTPUT"
+            raise ValueError(f"{error} ({variable})") from None
 
     def resolved_api_key(self) -> str:
         """The key, or `UnusableKey` when it is missing or cannot be sent in a header. Inside a
@@ -237,6 +269,7 @@ class LiveProvider(dg.ConfigurableResource):
             self.retry_policy()
             RequestLimiter(self.max_in_flight, self.requests_per_minute)
             self._check_settings()
+            _ = self.structured_output_form
             factor = self.batch_price_factor
             if factor is not None and not 0 < factor <= 1:
                 raise ValueError(f"batch_price_factor must be above 0 and at most 1, not {factor}")

@@ -121,6 +121,7 @@ TUNABLE_SETTINGS: dict[str, type] = {
     "token_limit_parameter": str,
     "submit_mode": str,
     "fallback_model": str,
+    "structured_output": str,
 }
 
 
