@@ -81,9 +81,12 @@ class ProviderError(DraftsError):
         error_type: str | None = None,
         request_id: str | None = None,
         calls: tuple = (),
+        attempted_models: tuple[str, ...] = (),
     ) -> None:
         self.provider = provider
         self.calls = calls
+        # The models asked, in order, where the provider says (a fallback's error: both).
+        self.attempted_models = attempted_models
         self.retryable = retryable
         self.status_code = status_code
         self.error_type = error_type

@@ -37,6 +37,13 @@ requests in flight at once). Each provider also expects its own API key (`script
 request without it gets the provider's real 401. The answer is a valid `DocDraft` JSON built from
 the symbol's code in the user message (its `The symbol's source:` block).
 
+Structured output is checked as the APIs check it, a bad request getting the wire's 400:
+`response_format` (type `text`, `json_object` or `json_schema`; a `strict` schema must close
+every object and require every property), Anthropic's `output_config.format` (type
+`json_schema`, every object closed, no length or number bounds) and `tools` / `tool_choice` (a
+forced tool must be one of the tools). A request forcing a tool is answered with a `tool_use`
+block whose input is the draft (an answer scripted as no JSON object stays a text block).
+
 Usage counts four characters a token of everything the model reads, system prompt included, and
 reports reasoning tokens as each API does. Each provider keeps a prompt cache as its API does
 (`fake_prompt_cache.py`): Anthropic writes and then reads the prefix a `cache_control` mark ends,
@@ -150,8 +157,9 @@ class ProviderScript:
     until it is set; `answer_when_in_flight=n` keeps answers until n requests have been in flight
     at once (so a test sees concurrency at the server, not in elapsed time); `before_answer` is
     called with the prompt, in the server's thread, before each answer that is not a fault (a
-    test can keep one task's answer there until what it waits for is seen). Counters:
-    `requests` (headers, body, status, answer), `calls`, `statuses`, `max_in_flight`.
+    test can keep one task's answer there until what it waits for is seen); `unknown_models`
+    get the provider's own 404 for every request naming them, as a retired model does.
+    Counters: `requests` (headers, body, status, answer), `calls`, `statuses`, `max_in_flight`.
 
     Batches (`fake_batches.py`): `batch_polls_until_done`, `batch_expire`,
     `batch_expire_answered`, `batch_item_errors`, `fail_batch`, `batch_faults` script them;
@@ -175,6 +183,7 @@ class ProviderScript:
     hold: threading.Event | None = None
     answer_when_in_flight: int | None = None
     before_answer: Callable[[str], None] | None = None
+    unknown_models: set[str] = field(default_factory=set)
     faults: deque[Fault] = field(default_factory=deque)
     requests: list[RecordedRequest] = field(default_factory=list)
     in_flight: int = 0
@@ -478,6 +487,8 @@ class _Handler(BaseHTTPRequestHandler):
         wire = WIRES[script.name]
         if not _authorized(headers, script.api_key):
             return _error(wire, "unauthorized", script)
+        if isinstance(body, dict) and body.get("model") in script.unknown_models:
+            return _error(wire, "not_found", script)
         fault = self.fake._next_fault(script)
         if fault is not None:
             return self._fault(wire, fault, script, body)
@@ -635,6 +646,123 @@ def _request_problem(wire: str, body: Any) -> str | None:
             'messages: Unexpected role "system". The Messages API accepts a top-level `system` '
             'parameter, not "system" as an input message role.'
         )
+    if wire == "anthropic":
+        return _anthropic_structure_problem(body)
+    return _response_format_problem(body.get("response_format"))
+
+
+NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
+TOOL_CHOICE_TYPES = ("auto", "any", "tool", "none")
+# String and number bounds Anthropic's structured outputs reject (its SDK moves them into the
+# description, as `structured_output.strict_schema` does).
+ANTHROPIC_UNSUPPORTED_KEYWORDS = ("minLength", "maxLength", "minimum", "maximum", "multipleOf")
+
+
+def _response_format_problem(response_format: Any) -> str | None:
+    """What Chat Completions rejects in `response_format`, in its words; a strict schema must
+    be in the strict subset (every object closed and every property required)."""
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict):
+        return "Invalid type for 'response_format': expected an object."
+    kind = response_format.get("type")
+    if kind not in RESPONSE_FORMAT_TYPES:
+        return (
+            f"Invalid value: {kind!r}. Supported values are: 'text', 'json_object', and "
+            "'json_schema'. (param: response_format.type)"
+        )
+    if kind != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict):
+        return "Missing required parameter: 'response_format.json_schema'."
+    name = spec.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        return "Invalid 'response_format.json_schema.name': string does not match pattern."
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        return "Invalid type for 'response_format.json_schema.schema': expected an object."
+    if spec.get("strict") is True:
+        problem = _schema_problem(schema, (), require_all=True, unsupported=())
+        if problem is not None:
+            return f"Invalid schema for response_format {name!r}: {problem}"
+    return None
+
+
+def _anthropic_structure_problem(body: dict[str, Any]) -> str | None:
+    """What the Messages API rejects in `output_config.format`, `tools` and `tool_choice`."""
+    config = body.get("output_config")
+    if config is not None:
+        output_format = config.get("format") if isinstance(config, dict) else None
+        if not isinstance(output_format, dict) or output_format.get("type") != "json_schema":
+            return "output_config.format.type: Input should be 'json_schema'"
+        schema = output_format.get("schema")
+        if not isinstance(schema, dict):
+            return "output_config.format.schema: Input should be a valid dictionary"
+        problem = _schema_problem(
+            schema, (), require_all=False, unsupported=ANTHROPIC_UNSUPPORTED_KEYWORDS
+        )
+        if problem is not None:
+            return f"output_config.format.schema: {problem}"
+    tools = body.get("tools", [])
+    if not isinstance(tools, list):
+        return "tools: Input should be a valid list"
+    names = []
+    for position, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not NAME.match(str(tool.get("name", ""))):
+            return f"tools.{position}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            return f"tools.{position}.input_schema.type: Input should be 'object'"
+        names.append(tool["name"])
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if not isinstance(choice, dict) or choice.get("type") not in TOOL_CHOICE_TYPES:
+            return "tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'"
+        if choice["type"] == "tool" and choice.get("name") not in names:
+            return f"tool_choice: Tool '{choice.get('name')}' not found in tools"
+    return None
+
+
+def _schema_problem(
+    node: Any, where: tuple[str, ...], *, require_all: bool, unsupported: tuple[str, ...]
+) -> str | None:
+    """The first place a structured-output schema leaves the strict subset: an object not
+    closed by `additionalProperties: false`, a property missing from `required` (OpenAI's
+    strict mode), or a keyword the API does not support."""
+    if not isinstance(node, dict):
+        return f"In context={where}, schema must be an object."
+    for keyword in unsupported:
+        if keyword in node:
+            return f"In context={where}, the keyword {keyword!r} is not supported."
+    if node.get("type") == "object":
+        if node.get("additionalProperties") is not False:
+            return (
+                f"In context={where}, 'additionalProperties' is required to be supplied and "
+                "to be false."
+            )
+        properties = node.get("properties", {})
+        missing = [key for key in properties if key not in node.get("required", [])]
+        if require_all and missing:
+            return (
+                f"In context={where}, 'required' is required to be supplied and to be an array "
+                f"including every key in properties. Missing {missing[0]!r}."
+            )
+        for key, value in properties.items():
+            problem = _schema_problem(
+                value, (*where, "properties", key), require_all=require_all, unsupported=unsupported
+            )
+            if problem is not None:
+                return problem
+    children = [("items", node["items"])] if "items" in node else []
+    children += [("anyOf", variant) for variant in node.get("anyOf", [])]
+    for key, child in children:
+        problem = _schema_problem(
+            child, (*where, key), require_all=require_all, unsupported=unsupported
+        )
+        if problem is not None:
+            return problem
     return None
 
 
@@ -677,24 +805,43 @@ def _success(wire: str, script: ProviderScript, body: dict[str, Any]) -> _Answer
     text = _draft_text(script, _prompt(body))
     usage = _usage(script, wire, body, text)
     if wire == "anthropic":
-        return _anthropic_message(script, body["model"], text, usage)
+        return _anthropic_message(script, body, text, usage)
     return _chat_completion(wire, script, body["model"], text, usage)
 
 
-def _anthropic_message(script: ProviderScript, model: str, text: str, usage: FixedUsage) -> _Answer:
+def _forced_tool(body: dict[str, Any]) -> str | None:
+    """The tool a Messages request forces (`tool_choice` of type `tool`), or None."""
+    choice = body.get("tool_choice")
+    return choice["name"] if isinstance(choice, dict) and choice.get("type") == "tool" else None
+
+
+def _anthropic_message(
+    script: ProviderScript, body: dict[str, Any], text: str, usage: FixedUsage
+) -> _Answer:
+    """A Message answering `body`: the draft as a text block or, when the request forces a
+    tool, as that tool's `tool_use` input (an answer that is no JSON object stays text, as a
+    scripted misbehaving model's)."""
     content: list[dict[str, Any]] = []
     if usage.reasoning_tokens:
         content.append(
             {"type": "thinking", "thinking": "The signature tells most.", "signature": "c2ln"}
         )
-    content.append({"type": "text", "text": text, "citations": None})
+    tool = _forced_tool(body)
+    called = _json_object(text) if tool is not None else None
+    stop_reason = "end_turn"
+    if called is not None:
+        tool_id = f"toolu_{secrets.token_hex(12)}"
+        content.append({"type": "tool_use", "id": tool_id, "name": tool, "input": called})
+        stop_reason = "tool_use"
+    else:
+        content.append({"type": "text", "text": text, "citations": None})
     message = {
         "id": f"msg_{secrets.token_hex(12)}",
         "type": "message",
         "role": "assistant",
-        "model": model,
+        "model": body["model"],
         "content": content,
-        "stop_reason": script.finish_reason or "end_turn",
+        "stop_reason": script.finish_reason or stop_reason,
         "stop_sequence": None,
         "usage": {
             "input_tokens": usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens,
@@ -706,6 +853,14 @@ def _anthropic_message(script: ProviderScript, model: str, text: str, usage: Fix
         },
     }
     return _json(200, message, {"request-id": f"req_{secrets.token_hex(12)}"})
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _chat_completion(

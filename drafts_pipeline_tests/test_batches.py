@@ -40,9 +40,11 @@ from drafts_pipeline.drafting.estimates import call_estimator
 from drafts_pipeline.drafting.requests import draft_request
 from drafts_pipeline.errors import ConfigurationError, DraftsError
 from drafts_pipeline.llm.budget import DailyBudget, daily_caps, utc_day
+from drafts_pipeline.llm.generation import CallAttempt
 from drafts_pipeline.llm.providers import PROVIDER_SPECS, provider_resource
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import HeldBatch, NewBatch
+from drafts_pipeline.store.drafts import FinishedCall
 from drafts_pipeline.store.models import DraftClaim, DraftVersion, LLMCall, ProviderBatch, utcnow
 from drafts_pipeline.store.schema import engine_for
 from drafts_pipeline_tests.factories import make_draft, make_task, with_prompts
@@ -742,3 +744,25 @@ def test_a_bad_submit_mode_of_a_provider_fails_its_start_naming_the_variable(
     monkeypatch.setenv("DRAFTS_KIMI_SUBMIT_MODE", "batch-only")
     with pytest.raises(ConfigurationError, match=r"\(DRAFTS_KIMI_SUBMIT_MODE\) must be `live`"):
         provider_resource(kimi, "live").setup_for_execution(dg.build_init_resource_context())
+
+
+def test_answers_collected_after_a_live_run_took_the_task_are_counted_once(
+    sqlite_store: DraftStore,
+) -> None:
+    """Past the batch's lease a live run drafted the task: the batch's answer is stored as no
+    draft, but its call was paid and is recorded, once however often it is collected."""
+    store = sqlite_store
+    [task_id] = add_tasks(store, 1)
+    answered = CallAttempt(
+        provider="claude", model="claude-sonnet-5-5", attempt=1, started_at=utcnow(),
+        status_code=200, request_id="msg_late_1", cost_usd=Decimal("0.002"),
+    )  # fmt: skip
+    late = [FinishedCall(answered, utcnow())]
+    for _ in range(2):
+        assert not store.release_item(task_id, "claude", "batch-lapsed", late, run_id="r-1")
+        record = make_draft(task_id, "claude", run_id="r-1")
+        assert store.add_draft(record, holder="batch-lapsed", calls=late) is None
+    with store._session() as session:
+        rows = session.scalars(select(LLMCall).where(LLMCall.task_id == task_id)).all()
+    assert [(row.request_id, row.cost_usd) for row in rows] == [("msg_late_1", Decimal("0.002"))]
+    assert store.latest_drafts([task_id], "claude") == {}

@@ -32,6 +32,7 @@ from drafts_pipeline.llm.providers import (
     provider_resource,
 )
 from drafts_pipeline.llm.retry import retry_after_seconds
+from drafts_pipeline.llm.structured_output import draft_schema
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.prompts.templates import build_prompt
 from drafts_pipeline_tests.fake_clock import FakeTime
@@ -172,6 +173,22 @@ def test_the_request_is_what_the_api_documents(
         assert parts == [request.system]
         assert rest == [{"role": "user", "content": request.prompt}]
     assert "temperature" not in body
+    # The answer's shape, natively (`structured_output.py`): the draft's schema, or for Kimi,
+    # whose API documents JSON mode only, a JSON object.
+    structured = {
+        "claude": {"output_config": {"format": {"type": "json_schema", "schema": draft_schema()}}},
+        "openai": {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "doc_draft", "schema": draft_schema(), "strict": True},
+            }
+        },
+        "kimi": {"response_format": {"type": "json_object"}},
+    }[spec.name]
+    assert {key: body[key] for key in structured} == structured
+    # Nothing else: the system prompt is Anthropic's own field, the cache options OpenAI's.
+    extra = {"system"} if wire(spec) == "anthropic" else {"prompt_cache_options"} & set(body)
+    assert set(body) == {"model", "messages", limit, *structured, *extra}
 
 
 @providers

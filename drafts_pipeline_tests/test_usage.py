@@ -131,13 +131,24 @@ def test_an_empty_day_is_an_empty_frame(store: DraftStore, instance: dg.DagsterI
     assert metadata["cache_hit_rate"].value is None
 
 
-def test_the_schedule_materialises_yesterday() -> None:
+def test_the_schedule_materialises_yesterday_and_the_day_before_again() -> None:
+    """The day before yesterday again: batches collected since count on their submission day."""
     schedule = defs.resolve_schedule_def("daily_llm_usage_schedule")
     at = datetime(2026, 11, 22, 0, 15, tzinfo=UTC)
-    with dg.build_schedule_context(scheduled_execution_time=at) as context:
+    repository = defs.get_repository_def()
+    with dg.build_schedule_context(
+        scheduled_execution_time=at, repository_def=repository
+    ) as context:
         result = schedule.evaluate_tick(context)
-    assert [request.partition_key for request in result.run_requests or []] == ["2026-11-21"]
-    assert [request.job_name for request in result.run_requests or []] == ["daily_llm_usage_job"]
+    requests = result.run_requests or []
+    assert [request.partition_key for request in requests] == ["2026-11-20", "2026-11-21"]
+    assert len({request.run_key for request in requests}) == 2
+    first_day = datetime(2026, 1, 2, 0, 15, tzinfo=UTC)  # DRAFTS_USAGE_START_DATE: 2026-01-01
+    with dg.build_schedule_context(
+        scheduled_execution_time=first_day, repository_def=repository
+    ) as context:
+        result = schedule.evaluate_tick(context)
+    assert [request.partition_key for request in result.run_requests or []] == ["2026-01-01"]
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 

@@ -282,6 +282,7 @@ def _record(
             cost_usd=result.cost_usd,
             latency_ms=result.latency_ms,
             attempts=result.attempts,
+            attempted_models=result.attempted_models,
         ),
     )
 
@@ -299,6 +300,16 @@ class Answer:
     cost_usd: Decimal | None
     latency_ms: int | None
     attempts: int
+    attempted_models: tuple[str, ...] = ()
+    """The models asked, in order, where the provider says (live calls)."""
+
+
+def attempted_models(models: tuple[str, ...], provider: LLMProvider) -> list[str] | None:
+    """The draft's `attempted_models`: the list when a model other than the configured one was
+    asked (a fallback), None when only the configured model was."""
+    if not models or models == (provider.effective_model,):
+        return None
+    return list(models)
 
 
 def _provenance(
@@ -336,6 +347,7 @@ def failed_record(
         },
         request_id=error.request_id,
         attempts=len(error.calls) if attempts is None else attempts,
+        attempted_models=attempted_models(error.attempted_models, provider),
     )
 
 
@@ -353,7 +365,7 @@ def answer_record(
         answer.finish_reason,
         symbol_facts(task.code, task.language),
         task.code,
-        frozenset({answer.model, provider.effective_model}),
+        frozenset({answer.model, provider.effective_model, *answer.attempted_models}),
     )
     return DraftRecord(
         **_provenance(task, provider, settings, run_id),
@@ -367,4 +379,5 @@ def answer_record(
         cost_usd=answer.cost_usd,
         latency_ms=answer.latency_ms,
         attempts=answer.attempts,
+        attempted_models=attempted_models(answer.attempted_models, provider),
     )

@@ -1,5 +1,6 @@
 """Claude over the official `anthropic` SDK (Messages API)."""
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import anthropic
@@ -11,6 +12,7 @@ from drafts_pipeline.llm.pricing import token_count
 from drafts_pipeline.llm.prompt_cache import anthropic_caches
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.llm.retry import MalformedResponseError
+from drafts_pipeline.llm.structured_output import TOOL_NAME, anthropic_fields
 
 if TYPE_CHECKING:
     from drafts_pipeline.llm.batches import BatchAPI
@@ -23,13 +25,17 @@ class AnthropicMessagesProvider(LiveProvider):
     offers it because current Claude models reject sampling parameters other than their default.
     """
 
+    structured_api = "anthropic"
+
     def _build_client(self, api_key: str) -> anthropic.Anthropic:
         return anthropic.Anthropic(**self._sdk_options(api_key))
 
     def request_body(self, request: DraftRequest) -> dict[str, Any]:
         """The Messages API body of one draft's request, as sent live and as a Message Batch
         item's `params`. The fixed part goes as the system prompt, one text block, marked for
-        caching when it is long enough for the model to cache it."""
+        caching when it is long enough for the model to cache it. The answer's shape goes as
+        `output_config.format` (the draft's JSON schema) or as one forced tool whose input is
+        the draft, by the model (`structured_output.py`)."""
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_output_tokens,
@@ -40,6 +46,7 @@ class AnthropicMessagesProvider(LiveProvider):
             if anthropic_caches(self.model, request.system):
                 block["cache_control"] = {"type": "ephemeral"}
             body["system"] = [block]
+        body |= anthropic_fields(self.structured_output_form)
         if self.temperature is not None:
             body["temperature"] = self.temperature
         return body
@@ -50,8 +57,12 @@ class AnthropicMessagesProvider(LiveProvider):
 
         return AnthropicMessageBatches(self)
 
-    def _send(self, client: anthropic.Anthropic, request: DraftRequest) -> ProviderReply:
+    def _send(
+        self, client: anthropic.Anthropic, request: DraftRequest, model: str | None = None
+    ) -> ProviderReply:
         body = self.request_body(request)
+        if model is not None:  # a fallback model: the body is otherwise the configured one's
+            body["model"] = model
         # What the SDK no longer takes as an argument goes as a raw body field.
         extra_body = {name: body.pop(name) for name in ("temperature",) if name in body}
         message = client.messages.create(**body, extra_body=extra_body or None)
@@ -60,13 +71,23 @@ class AnthropicMessagesProvider(LiveProvider):
 
 def messages_reply(message: Any) -> ProviderReply:
     """The reply in a Messages API answer: its text blocks (thinking blocks are not the answer),
-    its raw `stop_reason`, and usage made whole (`input_tokens` excludes cache reads and writes)."""
+    or, when the draft came as the forced tool's call, that call's input as JSON text (read and
+    validated as any answer); its raw `stop_reason`; and usage made whole (`input_tokens`
+    excludes cache reads and writes)."""
     if not isinstance(message, Message):
         raise MalformedResponseError(
             f"expected a Messages API object, got {type(message).__name__}"
         )
     try:
-        text = "".join(block.text for block in message.content if block.type == "text")
+        calls = [
+            block.input
+            for block in message.content
+            if block.type == "tool_use" and block.name == TOOL_NAME
+        ]
+        if calls:
+            text = json.dumps(calls[0], ensure_ascii=False)
+        else:
+            text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage
         cache_read = token_count(usage.cache_read_input_tokens)
         cache_write = token_count(usage.cache_creation_input_tokens)

@@ -53,6 +53,10 @@ class Generation:
     latency_ms: int
     attempts: int
     calls: tuple[CallAttempt, ...] = ()
+    attempted_models: tuple[str, ...] = ()
+    """Every model asked for this answer, in order: the configured one, then a fallback model
+    when the first failed (`model` is the one that answered, as the provider names it). Empty
+    when the provider does not say (offline, batches)."""
 
 
 class CallLog(Protocol):

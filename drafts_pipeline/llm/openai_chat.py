@@ -13,6 +13,7 @@ from drafts_pipeline.llm.pricing import token_count
 from drafts_pipeline.llm.prompt_cache import openai_breakpoint_after
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.llm.retry import MalformedResponseError
+from drafts_pipeline.llm.structured_output import openai_response_format
 
 if TYPE_CHECKING:
     from drafts_pipeline.llm.batches import BatchAPI
@@ -29,6 +30,8 @@ class OpenAIChatProvider(LiveProvider):
     most OpenAI-compatible servers document only that one). `token_limit_parameter` overrides
     the choice, e.g. for a proxy in front of OpenAI.
     """
+
+    structured_api = "openai"
 
     token_limit_parameter: str | None = Field(
         default=None,
@@ -59,7 +62,8 @@ class OpenAIChatProvider(LiveProvider):
         Batch input file. The fixed part goes first, as a system message: a prefix identical in
         every request, which OpenAI and Moonshot cache by themselves. For OpenAI's GPT-5.6 and
         later families, its end is marked as the request's only cache breakpoint
-        (`prompt_cache.py` says why)."""
+        (`prompt_cache.py` says why). The answer's shape goes as `response_format`, the draft's
+        strict JSON schema or a JSON object by the model (`structured_output.py`)."""
         messages: list[dict[str, Any]] = []
         breakpoint_after_system = openai_breakpoint_after(self.model, request.system)
         if breakpoint_after_system:
@@ -79,6 +83,9 @@ class OpenAIChatProvider(LiveProvider):
         }
         if breakpoint_after_system:
             body["prompt_cache_options"] = {"mode": "explicit"}
+        response_format = openai_response_format(self.structured_output_form)
+        if response_format is not None:
+            body["response_format"] = response_format
         if self.temperature is not None:
             body["temperature"] = self.temperature
         return body
@@ -89,8 +96,13 @@ class OpenAIChatProvider(LiveProvider):
 
         return OpenAIBatches(self)
 
-    def _send(self, client: openai.OpenAI, request: DraftRequest) -> ProviderReply:
-        return chat_reply(client.chat.completions.create(**self.request_body(request)))
+    def _send(
+        self, client: openai.OpenAI, request: DraftRequest, model: str | None = None
+    ) -> ProviderReply:
+        body = self.request_body(request)
+        if model is not None:  # a fallback model: the body is otherwise the configured one's
+            body["model"] = model
+        return chat_reply(client.chat.completions.create(**body))
 
 
 def chat_reply(completion: Any) -> ProviderReply:

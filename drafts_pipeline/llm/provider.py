@@ -15,10 +15,10 @@ import math
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -33,11 +33,12 @@ from drafts_pipeline.llm.calling import (
     RetryingCaller,
     SystemClock,
 )
-from drafts_pipeline.llm.generation import CallLog, Generation
+from drafts_pipeline.llm.generation import CallAttempt, CallLog, Generation
 from drafts_pipeline.llm.keys import MISSING, UnusableKey, key_problem
 from drafts_pipeline.llm.limits import PaceBook, RequestLimiter
 from drafts_pipeline.llm.pricing import ModelPrice, resolve_price
 from drafts_pipeline.llm.retry import RetryPolicy
+from drafts_pipeline.llm.structured_output import OFF, structured_output_for
 
 if TYPE_CHECKING:
     from drafts_pipeline.llm.batches import BatchAPI
@@ -107,10 +108,37 @@ class LLMProvider(Protocol):
     ) -> Iterator[Outcome]: ...
 
 
-def settings_hash(model: str, max_output_tokens: int, temperature: float | None) -> str:
-    """Identifies the model and generation settings; a change means a new draft."""
-    settings = [model, max_output_tokens, temperature]
+def settings_hash(
+    model: str,
+    max_output_tokens: int,
+    temperature: float | None,
+    fallback_model: str | None = None,
+    structured_output: str = "off",
+) -> str:
+    """Identifies the model and generation settings; a change means a new draft. A fallback
+    model is part of the settings only when there is one, and the form of structured output
+    (`structured_output.py`, which changes the request) only when it is not `off` (the request
+    as before structured output), so the hashes of drafts made without either stay as they
+    were."""
+    settings: list[Any] = [model, max_output_tokens, temperature]
+    if fallback_model is not None:
+        settings.append({"fallback_model": fallback_model})
+    if structured_output != OFF:
+        settings.append({"structured_output": structured_output})
     return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
+
+
+FALLBACK_KINDS = {"not_found", "overloaded"}
+"""A primary model's final failures that send the draft to the fallback model: the model is
+retired or unknown (404), or stayed overloaded (529, or a 503 `server_error`, OpenAI's way of
+saying it) through its retries."""
+
+
+def falls_back(error: ProviderError) -> bool:
+    """Whether the primary model's final `error` hands the draft to a fallback model."""
+    if error.error_type in FALLBACK_KINDS:
+        return True
+    return error.error_type == "server_error" and error.status_code == 503
 
 
 class LiveProvider(dg.ConfigurableResource):
@@ -160,14 +188,31 @@ class LiveProvider(dg.ConfigurableResource):
         description="`live`: this provider drafts live even in a batch-mode run (e.g. a model "
         "its batch API does not take); None follows the run's submission mode.",
     )
+    fallback_model: str | None = Field(
+        default=None,
+        description="Model asked once more, with retries of its own, when `model` answers 404 "
+        "(retired or unknown) or stays overloaded through its retries; None: no fallback. "
+        "Live calls only: batches never fall back.",
+    )
+    structured_output: str | None = Field(
+        default=None,
+        description="How the answer's JSON shape is asked for: `schema` (the draft's JSON "
+        "schema, enforced by the API), `json` (any JSON object; OpenAI-compatible APIs), `tool` "
+        "(a forced tool call; Anthropic) or `off` (in the prompt only); None picks by model.",
+    )
     backoff_jitter: str = Field(
         default="equal",
         description="`equal` waits at least half of each backoff step; "
         "`full` spreads retries wider.",
     )
 
+    structured_api: ClassVar[str | None] = None
+    """The wire API's key in `structured_output.FORMS_BY_API`; None: no structured output."""
+
     _client: Any = PrivateAttr(default=None)
     _caller: RetryingCaller | None = PrivateAttr(default=None)
+    _fallback_caller: RetryingCaller | None = PrivateAttr(default=None)
+    _primary_not_found: bool = PrivateAttr(default=False)
     _pace_book: PaceBook | None = PrivateAttr(default=None)
     _state_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
@@ -176,7 +221,26 @@ class LiveProvider(dg.ConfigurableResource):
         return self.model
 
     def settings_hash(self) -> str:
-        return settings_hash(self.model, self.max_output_tokens, self.temperature)
+        return settings_hash(
+            self.model,
+            self.max_output_tokens,
+            self.temperature,
+            self.fallback_model,
+            self.structured_output_form,
+        )
+
+    @property
+    def structured_output_form(self) -> str:
+        """The form of structured output this provider's requests take (`structured_output.py`):
+        the `structured_output` setting, else the model's; `off` for a resource without a wire
+        API. A form the API cannot take is a `ValueError` naming its variable."""
+        if self.structured_api is None:
+            return OFF
+        try:
+            return structured_output_for(self.structured_api, self.model, self.structured_output)
+        except ValueError as error:
+            variable = f"DRAFTS_{self.name.upper()}_STRUCTURED_OUTPUT"
+            raise ValueError(f"{error} ({variable})") from None
 
     def resolved_api_key(self) -> str:
         """The key, or `UnusableKey` when it is missing or cannot be sent in a header. Inside a
@@ -205,13 +269,16 @@ class LiveProvider(dg.ConfigurableResource):
             self.retry_policy()
             RequestLimiter(self.max_in_flight, self.requests_per_minute)
             self._check_settings()
+            _ = self.structured_output_form
             factor = self.batch_price_factor
             if factor is not None and not 0 < factor <= 1:
                 raise ValueError(f"batch_price_factor must be above 0 and at most 1, not {factor}")
             self.always_live()
+            self._check_fallback()
         except ValueError as error:
             raise ConfigurationError(f"{self.name}: {error}") from None
         self.price()
+        self.fallback_price()
         self.daily_budget()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -238,6 +305,22 @@ class LiveProvider(dg.ConfigurableResource):
             output_usd_per_mtok=self.output_usd_per_mtok,
             batch_factor=self.batch_price_factor,
         )
+
+    def fallback_price(self) -> ModelPrice | None:
+        """The fallback model's price: the price table's, at this provider's batch factor. The
+        configured `*_usd_per_mtok` overrides are the primary model's price and do not apply
+        to another model. None when there is no fallback or its price is unknown."""
+        if self.fallback_model is None:
+            return None
+        return resolve_price(self.fallback_model, batch_factor=self.batch_price_factor)
+
+    def _check_fallback(self) -> None:
+        fallback = self.fallback_model
+        if fallback is not None and fallback.strip() in ("", self.model):
+            raise ValueError(
+                f"fallback_model={fallback!r} (DRAFTS_{self.name.upper()}_FALLBACK_MODEL) must "
+                f"name a model other than {self.model!r}, or be unset"
+            )
 
     def always_live(self) -> bool:
         """Whether this provider drafts live in a batch-mode run too (`submit_mode="live"`);
@@ -269,30 +352,47 @@ class LiveProvider(dg.ConfigurableResource):
         with self._state_lock:
             self._pace_book = book
             self._caller = None
+            self._fallback_caller = None
 
     def caller(self) -> RetryingCaller:
         """The retry loop and limiter all threads of this instance share, made on first use."""
         with self._state_lock:
-            if self._caller is None:
-                clock = self._clock()
-                limiter = RequestLimiter(
-                    self.max_in_flight,
-                    self.requests_per_minute,
-                    book=self._pace_book,
-                    clock=clock.monotonic,
-                    sleep=clock.sleep,
+            return self._callers()[0]
+
+    def fallback_caller(self) -> RetryingCaller | None:
+        """The fallback model's retry loop, on the same policy and limiter as `caller`'s, priced
+        at the fallback's price; None without a fallback model."""
+        with self._state_lock:
+            return self._callers()[1]
+
+    def _callers(self) -> tuple[RetryingCaller, RetryingCaller | None]:
+        """The primary and fallback callers, made together on first use (under the lock)."""
+        if self._caller is None:
+            clock = self._clock()
+            limiter = RequestLimiter(
+                self.max_in_flight,
+                self.requests_per_minute,
+                book=self._pace_book,
+                clock=clock.monotonic,
+                sleep=clock.sleep,
+            )
+            secret = self.resolved_api_key()
+            common: dict[str, Any] = {
+                "provider": self.name,
+                "policy": self.retry_policy(),
+                "limiter": limiter,
+                "key_env_var": self.api_key_env_var,
+                "secret": secret,
+                "clock": clock,
+            }
+            self._caller = RetryingCaller(model=self.model, price=self.price(), **common)
+            self._fallback_caller = None
+            self._primary_not_found = False
+            if self.fallback_model is not None:
+                self._fallback_caller = RetryingCaller(
+                    model=self.fallback_model, price=self.fallback_price(), **common
                 )
-                self._caller = RetryingCaller(
-                    provider=self.name,
-                    model=self.model,
-                    policy=self.retry_policy(),
-                    limiter=limiter,
-                    price=self.price(),
-                    key_env_var=self.api_key_env_var,
-                    secret=self.resolved_api_key(),
-                    clock=clock,
-                )
-            return self._caller
+        return self._caller, self._fallback_caller
 
     def sdk_client(self) -> Any:
         """The SDK client, built once per resource instance on first use (also outside Dagster)."""
@@ -310,8 +410,15 @@ class LiveProvider(dg.ConfigurableResource):
         budget: DailyBudget | None = None,
     ) -> Generation:
         """One draft; raises `ProviderError` once the retry policy gives up, and
-        `BudgetReached`, sending nothing, when `budget` has no room for the call."""
-        caller = self.caller()
+        `BudgetReached`, sending nothing, when `budget` has no room for the call.
+
+        With a `fallback_model`, a primary model that fails with `not_found` or stays
+        `overloaded` through its retries hands the draft to the fallback once, under a retry
+        loop of its own (`_fall_back`). After a `not_found`, this instance's later drafts (the
+        rest of the run step) go to the fallback straight away: the model is gone."""
+        with self._state_lock:
+            caller, fallback = self._callers()
+            primary_gone = self._primary_not_found
         client = self.sdk_client()
         admit: Admit | None = None
         if budget is not None:
@@ -320,13 +427,86 @@ class LiveProvider(dg.ConfigurableResource):
             def admit(now: datetime) -> None:
                 checked.admit(request.texts, now)
 
-        return caller.call(
-            lambda: self._send(client, request),
-            task_id=request.task_id,
-            on_start=on_start,
-            call_log=call_log,
-            admit=admit,
+        if fallback is not None and primary_gone:
+            return self._call_fallback(fallback, client, request, on_start, call_log, admit)
+        try:
+            generation = caller.call(
+                lambda: self._send(client, request),
+                task_id=request.task_id,
+                on_start=on_start,
+                call_log=call_log,
+                admit=admit,
+            )
+        except ProviderError as error:
+            if fallback is None or not falls_back(error):
+                raise
+            return self._fall_back(fallback, client, request, error, on_start, call_log, admit)
+        return replace(generation, attempted_models=(self.model,))
+
+    def _fall_back(
+        self,
+        fallback: RetryingCaller,
+        client: Any,
+        request: DraftRequest,
+        failed: ProviderError,
+        on_start: OnStart | None,
+        call_log: CallLog | None,
+        admit: Admit | None,
+    ) -> Generation:
+        """The draft asked of the fallback model after the primary's `failed`: one generation
+        (or error) over both models' attempts. The daily budget asks again: the fallback's
+        call is a new one, possibly at another price. `on_start` was called by the primary's
+        first attempt already."""
+        if failed.error_type == "not_found":
+            with self._state_lock:
+                self._primary_not_found = True
+        models = (self.model, fallback.model)
+        try:
+            answered = self._call_fallback(fallback, client, request, None, call_log, admit)
+        except ProviderError as second:
+            raise ProviderError(
+                self.name,
+                f"{self.model}: {_reason(failed)}; then fallback {fallback.model}: "
+                f"{_reason(second)}",
+                retryable=second.retryable,
+                status_code=second.status_code,
+                error_type=second.error_type,
+                request_id=second.request_id,
+                calls=(*failed.calls, *second.calls),
+                attempted_models=models,
+            ) from second
+        calls = (*failed.calls, *answered.calls)
+        return replace(
+            answered,
+            attempts=len(calls),
+            calls=calls,
+            latency_ms=_span_ms(calls) or answered.latency_ms,
+            attempted_models=models,
         )
+
+    def _call_fallback(
+        self,
+        fallback: RetryingCaller,
+        client: Any,
+        request: DraftRequest,
+        on_start: OnStart | None,
+        call_log: CallLog | None,
+        admit: Admit | None,
+    ) -> Generation:
+        """One draft of the fallback model under its own retry loop."""
+        model = fallback.model
+        try:
+            generation = fallback.call(
+                lambda: self._send(client, request, model=model),
+                task_id=request.task_id,
+                on_start=on_start,
+                call_log=call_log,
+                admit=admit,
+            )
+        except ProviderError as error:
+            error.attempted_models = (model,)
+            raise
+        return replace(generation, attempted_models=(model,))
 
     def generate_each(
         self,
@@ -401,10 +581,28 @@ class LiveProvider(dg.ConfigurableResource):
         """The wire API's JSON body for one draft (live requests and batch items alike)."""
         raise NotImplementedError(f"{type(self).__name__} has no wire API")
 
-    def _send(self, client: Any, request: DraftRequest) -> ProviderReply:
-        """One HTTP attempt; raises the SDK's exception, or `MalformedResponseError`."""
+    def _send(self, client: Any, request: DraftRequest, model: str | None = None) -> ProviderReply:
+        """One HTTP attempt, to `model` (None: the configured one, `request_body`'s); raises
+        the SDK's exception, or `MalformedResponseError`."""
         raise NotImplementedError(f"{type(self).__name__} has no wire API")
 
     def batch_api(self) -> "BatchAPI":
         """The provider's batch API (`batches.py`), on the same SDK client and key."""
         raise NotImplementedError(f"{type(self).__name__} has no batch API")
+
+
+def _reason(error: ProviderError) -> str:
+    """The error's message without the provider's name it starts with."""
+    text = str(error)
+    prefix = f"{error.provider}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _span_ms(calls: tuple[CallAttempt, ...]) -> int | None:
+    """From the first attempt's start to the last one's answer, in milliseconds; None when
+    the last one's latency is unknown."""
+    last = calls[-1] if calls else None
+    if last is None or last.latency_ms is None:
+        return None
+    end = last.started_at + timedelta(milliseconds=last.latency_ms)
+    return round((end - calls[0].started_at).total_seconds() * 1000)

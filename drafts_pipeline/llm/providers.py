@@ -120,6 +120,8 @@ TUNABLE_SETTINGS: dict[str, type] = {
     "daily_budget_usd": float,
     "token_limit_parameter": str,
     "submit_mode": str,
+    "fallback_model": str,
+    "structured_output": str,
 }
 
 

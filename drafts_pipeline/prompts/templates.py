@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ import jinja2
 
 from drafts_pipeline.errors import TaskValidationError
 from drafts_pipeline.llm.estimate import DEFAULT_CHARS_PER_TOKEN
+from drafts_pipeline.llm.structured_output import draft_schema
 from drafts_pipeline.prompts import docstring_v2
 from drafts_pipeline.prompts.context_budget import (
     PromptLimits,
@@ -60,7 +62,7 @@ class PromptTemplate:
     """The symbol kinds it is chosen for: `function`, `method`, `class`."""
     output_schema_version: str
     output_schema: dict[str, Any]
-    """The JSON schema of the answer, from `templates/schemas/<output_schema_version>.json`."""
+    """The JSON schema of the answer (`OUTPUT_SCHEMAS`)."""
     file: str
     context_budget_tokens: int | None = None
     max_prompt_tokens: int | None = None
@@ -80,6 +82,9 @@ KINDS = ("function", "method", "class")
 # Below this, the providers would not cache the fixed part (about 1,024 tokens for the default
 # models, `llm/prompt_cache.py`), with a margin for the estimate's error.
 MIN_FIXED_TOKENS = 1_100
+# Each output schema version, and the JSON schema it stands for: `docstring-json-v1` is the
+# strict schema of `DocDraft`, the one native structured output sends.
+OUTPUT_SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {"docstring-json-v1": draft_schema}
 REQUIRED = ("name", "version", "languages", "kinds", "output_schema_version")
 # Optional: a template's own context budget and prompt limit, over the settings'.
 LIMITS = ("context_budget_tokens", "max_prompt_tokens")
@@ -145,10 +150,12 @@ def _load(environment: jinja2.Environment, directory: Path, file: str) -> Prompt
     unknown = set(found["kinds"]) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
-    schema_path = directory / "schemas" / f"{found['output_schema_version']}.json"
-    if not schema_path.is_file():
-        raise ValueError(f"no output schema file schemas/{schema_path.name}")
-    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    schema_of = OUTPUT_SCHEMAS.get(found["output_schema_version"])
+    if schema_of is None:
+        raise ValueError(
+            f"unknown output schema {found['output_schema_version']!r}; known: "
+            f"{', '.join(OUTPUT_SCHEMAS)}"
+        )
     # Blocks and includes leave runs of blank lines: one blank line between paragraphs.
     system = re.sub(r"\n{3,}", "\n\n", template.render(part="system")).strip()
     if estimated_tokens(system) < MIN_FIXED_TOKENS:
@@ -167,7 +174,7 @@ def _load(environment: jinja2.Environment, directory: Path, file: str) -> Prompt
         languages=tuple(found["languages"]),
         kinds=tuple(found["kinds"]),
         output_schema_version=str(found["output_schema_version"]),
-        output_schema=schema,
+        output_schema=schema_of(),
         file=file,
         context_budget_tokens=found["context_budget_tokens"],
         max_prompt_tokens=found["max_prompt_tokens"],

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from drafts_pipeline.store.drafts import FinishedCall, claim_in
+from drafts_pipeline.store.drafts import FinishedCall, claim_in, record_paid_calls
 from drafts_pipeline.store.models import FINISHED_BATCH_STATUSES, DraftClaim, ProviderBatch
 from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries, store_now
@@ -205,6 +205,7 @@ class BatchQueries(Queries):
                 )
             )
             if released.rowcount != 1:  # type: ignore[attr-defined]
+                record_paid_calls(session, task_id, run_id, calls)
                 return False
             session.add_all(call.row(task_id, run_id) for call in calls)
             return True

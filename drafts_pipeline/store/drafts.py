@@ -57,6 +57,9 @@ class DraftRecord:
     run_id: str | None = None
     output_schema_version: str | None = None
     """The answer schema its template version asked for (`templates.output_schema_version`)."""
+    attempted_models: list[str] | None = None
+    """Every model asked for the draft, in order, when a fallback model was (None: only the
+    configured one)."""
 
 
 def usage_columns(usage: TokenUsage | None) -> dict[str, int | None]:
@@ -151,6 +154,26 @@ class StoreCallLog:
 
     def _log_fields(self, call: CallAttempt) -> dict[str, object]:
         return {"provider": call.provider, "attempt": call.attempt, "run_id": self._run_id}
+
+
+def record_paid_calls(
+    session: Session, task_id: str, run_id: str | None, calls: Sequence[FinishedCall]
+) -> None:
+    """Record a provider batch's answered calls whose claim is gone (a live run took the task
+    over after the batch's lease): paid all the same, so they belong in the call log, once.
+    Each is known by its provider's request id; a call without one cannot be told apart from
+    an earlier record of it and is left out."""
+    for call in calls:
+        request_id = call.attempt.request_id
+        if request_id is None:
+            continue
+        known = session.scalar(
+            select(LLMCall.id).where(
+                LLMCall.provider == call.attempt.provider, LLMCall.request_id == request_id
+            )
+        )
+        if known is None:
+            session.add(call.row(task_id, run_id))
 
 
 def live_claim_holders(
@@ -331,7 +354,9 @@ class DraftQueries(Queries):
 
         `calls` are rows of the call log written in the same transaction once the claim is
         released (a provider batch's items, paid whether or not the task still wants the
-        draft): two collections of one batch record each item once.
+        draft): two collections of one batch record each item once. When the claim is gone
+        (a live run took the task over after the batch's lease), they are recorded all the
+        same, once by their request ids (`record_paid_calls`), and no draft is stored.
         """
         fields = asdict(record)
         fields.update(usage_columns(record.usage))
@@ -354,6 +379,7 @@ class DraftQueries(Queries):
                         )
                     )
                     if released.rowcount != 1:  # type: ignore[attr-defined]
+                        record_paid_calls(session, record.task_id, record.run_id, calls)
                         return None
                 session.add_all(call.row(record.task_id, record.run_id) for call in calls)
                 if status != "drafting":
