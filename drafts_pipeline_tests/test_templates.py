@@ -190,6 +190,8 @@ def _chosen(language: str, symbol: str, code: str, template: str = "docstring") 
         ("Python", "Shelf.add", "    def add(self, b):\n        pass", "python-method"),
         ("python", "make", "@staticmethod\ndef make(a):\n    return a", "python-method"),
         ("python", "build", "def build(cls, a):\n    return cls(a)", "python-method"),
+        ("python", "Shelf.size", "    def size():\n        return 0", "python-method"),
+        ("python", "shop.orders.total", "def total(a):\n    return a", "python-function"),
         ("python", "Shelf", "class Shelf:\n    pass", "python-method"),
         ("python", "broken", "def broken(:\n", "python-function"),
         ("JS", "total", "function total(a) { return a }", "javascript-function"),

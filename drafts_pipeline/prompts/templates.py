@@ -217,9 +217,11 @@ def symbol_kind(code: str, language: str, symbol: str) -> str:
     """`function`, `method` or `class`, as templates are chosen by it.
 
     Python reads the code with `ast`: a class is a class; a function whose first parameter is
-    `self` or `cls`, that is a `staticmethod` or `classmethod`, or whose symbol is dotted
-    (`Shelf.add`) is a method. Other languages have one template for functions and methods, so
-    the symbol decides: dotted (`Shelf.add`, `Shelf#add`, `Shelf::add`) is a method.
+    `self` or `cls`, that is a `staticmethod` or `classmethod`, or whose code is indented (a
+    method's code keeps its class's indentation) is a method. A dotted symbol alone does not
+    decide: imported tasks may name a function by its module (`shop.orders.total`). Other
+    languages have one template for functions and methods, so the symbol decides: dotted
+    (`Shelf.add`, `Shelf#add`, `Shelf::add`) is a method.
     """
     if canonical_language(language) == "python":
         try:
@@ -236,7 +238,8 @@ def symbol_kind(code: str, language: str, symbol: str) -> str:
                 isinstance(d, ast.Name) and d.id in ("staticmethod", "classmethod")
                 for d in node.decorator_list
             )
-            return "method" if receiver or decorated or "." in symbol else "function"
+            indented = code[:1] in (" ", "\t")
+            return "method" if receiver or decorated or indented else "function"
     return "method" if re.search(r"[.#]|::", symbol) else "function"
 
 
