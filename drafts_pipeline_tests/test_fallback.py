@@ -127,7 +127,11 @@ def test_without_a_fallback_a_404_fails_the_draft_as_before(
         (first.id, "claude-sonnet-5-5", 404, "not_found"),
         (second.id, "claude-sonnet-5-5", 404, "not_found"),
     ]
-    assert provider.settings_hash() == settings_hash("claude-sonnet-5-5", 8192, None)
+    # No fallback: the hash has none (the structured output form is the model's own).
+    form = provider.structured_output_form
+    assert provider.settings_hash() == settings_hash(
+        "claude-sonnet-5-5", 8192, None, structured_output=form
+    )
 
 
 def test_the_fallback_changes_the_settings_hash() -> None:

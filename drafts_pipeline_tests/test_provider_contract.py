@@ -650,12 +650,13 @@ def test_generate_many_runs_concurrently(fake: FakeProviderServer, spec: Provide
 def test_the_configured_rate_keeps_clear_of_the_provider_limit(
     fake: FakeProviderServer, spec: ProviderSpec
 ) -> None:
-    """Paced at 7 a second under a limit of 10: no 429 (unpaced, the same calls draw some)."""
+    """Paced at 5 a second under a limit of 10: no 429 (unpaced, the same calls draw some). The
+    margin is wide so that a busy machine, which bunches the requests' arrivals, keeps clear."""
     script = fake.script(spec.name)
     script.rate_limit, script.rate_window_s = 5, 0.5
     requests = [draft_request(f"task-{n}") for n in range(9)]
 
-    outcomes = live(fake, spec, requests_per_minute=420, max_in_flight=4).generate_many(requests)
+    outcomes = live(fake, spec, requests_per_minute=300, max_in_flight=4).generate_many(requests)
 
     assert all(isinstance(outcome, Generation) for outcome in outcomes.values())
     assert 429 not in script.statuses
