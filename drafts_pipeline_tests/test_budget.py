@@ -341,6 +341,23 @@ def test_a_cap_on_a_provider_without_a_price_fails_the_run_before_any_request(
     assert store.task_ids("drafting") == ids
 
 
+def test_a_cap_with_an_unpriced_fallback_model_fails_the_run_before_any_request(
+    instance: dg.DagsterInstance,
+    store: DraftStore,
+    fake_providers: FakeProviderServer,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fallback's calls count against the caps too; unpriced, they could not be counted."""
+    monkeypatch.setenv("DRAFTS_DAILY_BUDGET_USD", "10")
+    ids = ["svc.unpriced_fallback"]
+    store.add_tasks([make_task(ids[0])])
+    claude = fake_providers.resource("claude", fallback_model="mystery-model-2", **FAST)
+    with pytest.raises(ConfigurationError, match="fallback model 'mystery-model-2' has no price"):
+        materialize_tasks(instance, store.database_url, ids, providers={"claude_llm": claude})
+    assert fake_providers.script("claude").calls == 0
+
+
 def test_no_cap_ever_stops_the_offline_providers(
     instance: dg.DagsterInstance,
     store: DraftStore,

@@ -258,3 +258,22 @@ def test_a_fallback_equal_to_the_model_fails_the_run_at_its_start(
     provider = fake_providers.resource("claude", fallback_model="claude-sonnet-5-5")
     with pytest.raises(ConfigurationError, match="DRAFTS_CLAUDE_FALLBACK_MODEL"):
         provider.setup_for_execution(dg.build_init_resource_context())
+
+
+def test_the_fallback_is_asked_in_its_own_models_form(
+    store: DraftStore, fake_providers: FakeProviderServer
+) -> None:
+    """The primary takes the draft's schema as `output_config`; an older fallback takes only a
+    forced tool: its request is built for it, not copied from the primary's."""
+    script = fake_providers.script("claude")
+    script.unknown_models = {"claude-sonnet-5-5"}
+    provider = resource(fake_providers, "claude", fallback_model="claude-3-5-haiku-20241022")
+    [task] = prompted_tasks(store, 1)
+
+    draft_with_provider(store, provider, [task], run_id="run-1")
+
+    primary, fallback = (request.body for request in script.requests)
+    assert "output_config" in primary and "tools" not in primary
+    assert fallback["model"] == "claude-3-5-haiku-20241022"
+    assert "output_config" not in fallback and fallback["tool_choice"]["type"] == "tool"
+    assert drafts(store)[task.id].status == "valid"

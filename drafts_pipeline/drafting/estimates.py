@@ -9,10 +9,10 @@ from decimal import Decimal
 
 from drafts_pipeline.drafting.provider_batch import reusable
 from drafts_pipeline.drafting.requests import draft_request
-from drafts_pipeline.errors import NoSuchTask, TaskValidationError
+from drafts_pipeline.errors import ConfigurationError, NoSuchTask, TaskValidationError
 from drafts_pipeline.llm.budget import DailyBudget, DailyCap, daily_caps, require_priced, utc_day
 from drafts_pipeline.llm.estimate import CallEstimator, ProviderEstimate
-from drafts_pipeline.llm.provider import DraftRequest, LLMProvider
+from drafts_pipeline.llm.provider import DraftRequest, LiveProvider, LLMProvider
 from drafts_pipeline.prompts.context_budget import PromptLimits
 from drafts_pipeline.prompts.templates import BuiltPrompt, prompt_for
 from drafts_pipeline.store import DraftStore
@@ -106,6 +106,18 @@ def daily_budgets(
             continue
         estimator = estimators[name]
         require_priced(name, estimator.model, caps, estimator.price is not None)
+        # A fallback's calls count against the caps too: an unpriced one could not be counted.
+        if (
+            isinstance(provider, LiveProvider)
+            and provider.fallback_model is not None
+            and provider.fallback_price() is None
+        ):
+            variables = " and ".join(cap.variable for cap in caps)
+            raise ConfigurationError(
+                f"{variables} set, but {name}'s fallback model {provider.fallback_model!r} has "
+                "no price in drafts_pipeline/llm/pricing.py, so its spend cannot be counted; "
+                f"choose a listed model for DRAFTS_{name.upper()}_FALLBACK_MODEL or unset it"
+            )
         budgets[name] = DailyBudget(name, caps, store, estimator.cost_usd, in_flight_cost)
     return budgets
 

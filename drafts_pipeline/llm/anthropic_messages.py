@@ -30,23 +30,25 @@ class AnthropicMessagesProvider(LiveProvider):
     def _build_client(self, api_key: str) -> anthropic.Anthropic:
         return anthropic.Anthropic(**self._sdk_options(api_key))
 
-    def request_body(self, request: DraftRequest) -> dict[str, Any]:
+    def request_body(self, request: DraftRequest, model: str | None = None) -> dict[str, Any]:
         """The Messages API body of one draft's request, as sent live and as a Message Batch
-        item's `params`. The fixed part goes as the system prompt, one text block, marked for
-        caching when it is long enough for the model to cache it. The answer's shape goes as
-        `output_config.format` (the draft's JSON schema) or as one forced tool whose input is
-        the draft, by the model (`structured_output.py`)."""
+        item's `params`, to `model` (a fallback) or the configured model. The fixed part goes
+        as the system prompt, one text block, marked for caching when it is long enough for
+        that model to cache it. The answer's shape goes as `output_config.format` (the draft's
+        JSON schema) or as one forced tool whose input is the draft, by that model
+        (`structured_output.py`)."""
+        model = model or self.model
         body: dict[str, Any] = {
-            "model": self.model,
+            "model": model,
             "max_tokens": self.max_output_tokens,
             "messages": [{"role": "user", "content": request.prompt}],
         }
         if request.system:
             block: dict[str, Any] = {"type": "text", "text": request.system}
-            if anthropic_caches(self.model, request.system):
+            if anthropic_caches(model, request.system):
                 block["cache_control"] = {"type": "ephemeral"}
             body["system"] = [block]
-        body |= anthropic_fields(self.structured_output_form)
+        body |= anthropic_fields(self.structured_output_form_for(model))
         if self.temperature is not None:
             body["temperature"] = self.temperature
         return body
@@ -60,9 +62,7 @@ class AnthropicMessagesProvider(LiveProvider):
     def _send(
         self, client: anthropic.Anthropic, request: DraftRequest, model: str | None = None
     ) -> ProviderReply:
-        body = self.request_body(request)
-        if model is not None:  # a fallback model: the body is otherwise the configured one's
-            body["model"] = model
+        body = self.request_body(request, model)
         # What the SDK no longer takes as an argument goes as a raw body field.
         extra_body = {name: body.pop(name) for name in ("temperature",) if name in body}
         message = client.messages.create(**body, extra_body=extra_body or None)

@@ -57,15 +57,17 @@ class OpenAIChatProvider(LiveProvider):
     def _build_client(self, api_key: str) -> openai.OpenAI:
         return openai.OpenAI(**self._sdk_options(api_key))
 
-    def request_body(self, request: DraftRequest) -> dict[str, Any]:
+    def request_body(self, request: DraftRequest, model: str | None = None) -> dict[str, Any]:
         """The Chat Completions body of one draft's request, as sent live and as a line of a
-        Batch input file. The fixed part goes first, as a system message: a prefix identical in
+        Batch input file, to `model` (a fallback) or the configured model, each choice below
+        made for that model. The fixed part goes first, as a system message: a prefix identical in
         every request, which OpenAI and Moonshot cache by themselves. For OpenAI's GPT-5.6 and
         later families, its end is marked as the request's only cache breakpoint
         (`prompt_cache.py` says why). The answer's shape goes as `response_format`, the draft's
         strict JSON schema or a JSON object by the model (`structured_output.py`)."""
+        model = model or self.model
         messages: list[dict[str, Any]] = []
-        breakpoint_after_system = openai_breakpoint_after(self.model, request.system)
+        breakpoint_after_system = openai_breakpoint_after(model, request.system)
         if breakpoint_after_system:
             part = {
                 "type": "text",
@@ -77,13 +79,13 @@ class OpenAIChatProvider(LiveProvider):
             messages.append({"role": "system", "content": request.system})
         messages.append({"role": "user", "content": request.prompt})
         body: dict[str, Any] = {
-            "model": self.model,
+            "model": model,
             "messages": messages,
             self.token_limit_key: self.max_output_tokens,
         }
         if breakpoint_after_system:
             body["prompt_cache_options"] = {"mode": "explicit"}
-        response_format = openai_response_format(self.structured_output_form)
+        response_format = openai_response_format(self.structured_output_form_for(model))
         if response_format is not None:
             body["response_format"] = response_format
         if self.temperature is not None:
@@ -99,9 +101,7 @@ class OpenAIChatProvider(LiveProvider):
     def _send(
         self, client: openai.OpenAI, request: DraftRequest, model: str | None = None
     ) -> ProviderReply:
-        body = self.request_body(request)
-        if model is not None:  # a fallback model: the body is otherwise the configured one's
-            body["model"] = model
+        body = self.request_body(request, model)
         return chat_reply(client.chat.completions.create(**body))
 
 

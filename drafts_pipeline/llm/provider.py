@@ -234,10 +234,15 @@ class LiveProvider(dg.ConfigurableResource):
         """The form of structured output this provider's requests take (`structured_output.py`):
         the `structured_output` setting, else the model's; `off` for a resource without a wire
         API. A form the API cannot take is a `ValueError` naming its variable."""
+        return self.structured_output_form_for(self.model)
+
+    def structured_output_form_for(self, model: str) -> str:
+        """The form of structured output a request to `model` (the configured model or its
+        fallback) takes: the `structured_output` setting, else that model's."""
         if self.structured_api is None:
             return OFF
         try:
-            return structured_output_for(self.structured_api, self.model, self.structured_output)
+            return structured_output_for(self.structured_api, model, self.structured_output)
         except ValueError as error:
             variable = f"DRAFTS_{self.name.upper()}_STRUCTURED_OUTPUT"
             raise ValueError(f"{error} ({variable})") from None
@@ -577,7 +582,7 @@ class LiveProvider(dg.ConfigurableResource):
     def _build_client(self, api_key: str) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no wire API")
 
-    def request_body(self, request: DraftRequest) -> dict[str, Any]:
+    def request_body(self, request: DraftRequest, model: str | None = None) -> dict[str, Any]:
         """The wire API's JSON body for one draft (live requests and batch items alike)."""
         raise NotImplementedError(f"{type(self).__name__} has no wire API")
 
