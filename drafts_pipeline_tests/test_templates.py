@@ -311,3 +311,16 @@ def test_pending_tasks_fails_a_task_whose_code_is_over_the_prompt_limit(
     assert "code alone" in (found[big.id].last_error or "")
     assert "DRAFTS_MAX_PROMPT_TOKENS" in (found[big.id].last_error or "")
     assert found[small.id].status == "drafting" and found[small.id].prompt
+
+
+def test_two_templates_with_one_version_fail_loading(tmp_path: Path) -> None:
+    """A copied template that keeps its original's version would give the original's tasks its
+    fixed part: loading refuses it, naming both files."""
+    folder = _copy(tmp_path)
+    text = (folder / "go_function.j2").read_text()
+    copy = text.replace("go-function", "go-method", 1)
+    assert copy != text
+    (folder / "go_method.j2").write_text(copy.replace("go-method-v1", "go-function-v1"))
+
+    with pytest.raises(TemplateLoadError, match="go_method.j2.*also the version of"):
+        load_templates(folder)

@@ -96,6 +96,10 @@ PROBE = {
 }  # fmt: skip
 
 
+# Versions from before the template files, still resolvable for prompts stored with them.
+LEGACY_VERSIONS = ("docstring-v1", "docstring-v2")
+
+
 def load_templates(directory: Path = TEMPLATE_DIR) -> dict[str, PromptTemplate]:
     """Every template of `directory` (its `*.j2` files not starting with `_`), by name.
 
@@ -128,9 +132,24 @@ def load_templates(directory: Path = TEMPLATE_DIR) -> dict[str, PromptTemplate]:
                 f"prompt template {path.name}: its name {template.name!r} is also the name of "
                 f"{loaded[template.name].file}"
             )
+        # Stored prompts find their fixed part by version: two templates with one version
+        # would draft one's tasks with the other's instructions.
+        same = [t.file for t in loaded.values() if t.version == template.version]
+        if same or template.version in LEGACY_VERSIONS:
+            taken = same[0] if same else "an earlier built-in template"
+            raise TemplateLoadError(
+                f"prompt template {path.name}: its version {template.version!r} is also the "
+                f"version of {taken}; give each template a version of its own"
+            )
         loaded[template.name] = template
     if not loaded:
         raise TemplateLoadError(f"no prompt templates in {directory}")
+    catch_all = [t.file for t in loaded.values() if not t.languages]
+    if len(catch_all) != 1:
+        raise TemplateLoadError(
+            f"prompt templates in {directory}: {len(catch_all)} templates without languages "
+            f"({', '.join(catch_all) or 'none'}); exactly one must take the other languages"
+        )
     return loaded
 
 
