@@ -322,5 +322,18 @@ def test_two_templates_with_one_version_fail_loading(tmp_path: Path) -> None:
     assert copy != text
     (folder / "go_method.j2").write_text(copy.replace("go-method-v1", "go-function-v1"))
 
-    with pytest.raises(TemplateLoadError, match="go_method.j2.*also the version of"):
+    with pytest.raises(TemplateLoadError, match=r"go_method\.j2.*also the version of"):
         load_templates(folder)
+
+
+def test_the_cut_centres_on_the_signature_not_on_a_shared_decorator() -> None:
+    """`@property` opens both methods: the place is found by `def x`, so class A stays."""
+    filler_a = "".join(f"    a{i} = {i}\n" for i in range(30))
+    filler_b = "".join(f"    b{i} = {i}\n" for i in range(30))
+    context = (
+        f"class A:\n{filler_a}    @property\n    def x(self):\n        return 1\n\n"
+        f"class B:\n{filler_b}    @property\n    def z(self):\n        return 2\n"
+    )
+    kept = fit_context(context, "@property\ndef x(self):\n    return 1", 300)
+    assert "    def x(self):" in kept and "    a29 = 29" in kept
+    assert "    def z(self):" not in kept

@@ -59,12 +59,17 @@ def marker(count: int) -> str:
 MARKER_CHARS = len(marker(9_999_999)) + 1
 
 
+# Lines before a definition's signature that many definitions share.
+NOT_SIGNATURE = ("@", "#", "//", "/*", "*")
+
+
 def fit_context(context: str, code: str, max_chars: int) -> str:
     """`context` cut to at most `max_chars` characters, by whole lines.
 
-    The symbol's place in the context is the last line equal to the code's first line (the
-    context may hold the symbol itself), else just past the context's end (the context comes
-    before the symbol, as `tasks discover` builds it). Kept first: the enclosing signatures,
+    The symbol's place in the context is the last line equal to the code's signature line,
+    its first line that is not a decorator, an annotation or a comment (the context may hold
+    the symbol itself), else just past the context's end (the context comes before the
+    symbol, as `tasks discover` builds it). Kept first: the enclosing signatures,
     the lines above that place each less indented than every line after it (a class header,
     a module or namespace line), nearest first. Then the lines nearest the place, the nearer
     first and, at equal distance, the one above it; growth stops at the first line that does
@@ -75,7 +80,9 @@ def fit_context(context: str, code: str, max_chars: int) -> str:
         return context
     lines = context.split("\n")
     code_lines = [line for line in code.split("\n") if line.strip()]
-    first = code_lines[0] if code_lines else ""
+    # The signature line: decorators, annotations and comments recur across definitions.
+    signature = [line for line in code_lines if not line.strip().startswith(NOT_SIGNATURE)]
+    first = (signature or code_lines or [""])[0]
     matches = [i for i, line in enumerate(lines) if first.strip() and line.strip() == first.strip()]
     anchor = matches[-1] if matches else len(lines)
     level = _indent(lines[anchor]) if matches else _indent(first)
