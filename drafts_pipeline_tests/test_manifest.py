@@ -152,7 +152,7 @@ EXPECTED_STATS = {
     ],
 }  # fmt: skip
 
-SECRET_KEY = "sk-ant-manifest-secret-5521"
+SECRET_KEY = "test-manifest-secret-5521"
 PROXY_PASSWORD = "pr0xy-pa55word"
 
 
