@@ -321,41 +321,36 @@ def test_a_budget_that_runs_out_mid_run_holds_the_rest_until_the_next_utc_day(
     assert all(task.held_until is None for task in store.tasks_by_id(ids).values())
 
 
+@pytest.mark.parametrize(
+    ("unpriced", "refusal"),
+    [
+        ({"model": "mystery-model-1"}, "DRAFTS_DAILY_BUDGET_USD set, but claude's"),
+        # The fallback's calls count against the caps too.
+        ({"fallback_model": "mystery-model-2"}, "fallback model 'mystery-model-2' has no price"),
+    ],
+    ids=["model", "fallback model"],
+)
 def test_a_cap_on_a_provider_without_a_price_fails_the_run_before_any_request(
     instance: dg.DagsterInstance,
     store: DraftStore,
     fake_providers: FakeProviderServer,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
+    unpriced: dict[str, str],
+    refusal: str,
 ) -> None:
+    """A spend that could not be counted could never be kept under a cap."""
     monkeypatch.setenv("DRAFTS_DAILY_BUDGET_USD", "10")
     ids = ["svc.unpriced"]
     store.add_tasks([make_task(ids[0])])
-    claude = fake_providers.resource("claude", model="mystery-model-1", **FAST)
-    with pytest.raises(ConfigurationError, match="DRAFTS_DAILY_BUDGET_USD set, but claude's"):
+    claude = fake_providers.resource("claude", **unpriced, **FAST)
+    with pytest.raises(ConfigurationError, match=refusal):
         materialize_tasks(instance, store.database_url, ids, providers={"claude_llm": claude})
     assert fake_providers.script("claude").calls == 0
     with store.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(LLMCall)).scalar_one() == 0
         assert connection.execute(select(func.count()).select_from(DraftClaim)).scalar_one() == 0
     assert store.task_ids("drafting") == ids
-
-
-def test_a_cap_with_an_unpriced_fallback_model_fails_the_run_before_any_request(
-    instance: dg.DagsterInstance,
-    store: DraftStore,
-    fake_providers: FakeProviderServer,
-    data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The fallback's calls count against the caps too; unpriced, they could not be counted."""
-    monkeypatch.setenv("DRAFTS_DAILY_BUDGET_USD", "10")
-    ids = ["svc.unpriced_fallback"]
-    store.add_tasks([make_task(ids[0])])
-    claude = fake_providers.resource("claude", fallback_model="mystery-model-2", **FAST)
-    with pytest.raises(ConfigurationError, match="fallback model 'mystery-model-2' has no price"):
-        materialize_tasks(instance, store.database_url, ids, providers={"claude_llm": claude})
-    assert fake_providers.script("claude").calls == 0
 
 
 def test_no_cap_ever_stops_the_offline_providers(
