@@ -42,14 +42,16 @@ from sqlalchemy import func, select
 from sqlalchemy.pool import NullPool
 
 from benchmarks.process_tree import ProcessTreeMonitor
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.provider_file import PROVIDERS_FILE_ENV, SHIPPED_PROVIDERS_FILE
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore, TaskInput
 from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline.store.schema import engine_for
 from drafts_pipeline_tests.daemon_process import start_daemon, stop_daemon
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-PROVIDERS = [spec.name for spec in PROVIDER_SPECS]
+# The fake server speaks for the shipped providers: the runs read the shipped providers file.
+PROVIDERS = [spec.name for spec in SHIPPED_PROVIDERS]
 
 
 def serve_fake_providers(connection: Connection, latency_s: float, rate_per_minute: int) -> None:
@@ -162,10 +164,14 @@ def start_fake_server(latency_s: float, rate: int) -> FakeServer:
 
 def provider_env(server: FakeServer, rate: int, in_flight: int) -> dict[str, str]:
     """Live mode against the fake server, each provider limited to the server's own rate."""
-    env = {"DRAFTS_LLM_MODE": "live"}
-    for spec in PROVIDER_SPECS:
+    env = {
+        "DRAFTS_LLM_MODE": "live",
+        PROVIDERS_FILE_ENV: str(SHIPPED_PROVIDERS_FILE),
+        "DRAFTS_PROVIDERS": "",
+    }
+    for spec in SHIPPED_PROVIDERS:
         env[spec.key_env] = server.keys[spec.name]
-        env[spec.base_url_env] = server.base_urls[spec.name]
+        env[spec.base_url_env or ""] = server.base_urls[spec.name]
         prefix = f"DRAFTS_{spec.name.upper()}_"
         env[prefix + "REQUESTS_PER_MINUTE"] = str(rate)
         env[prefix + "MAX_IN_FLIGHT"] = str(in_flight)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from drafts_pipeline.drafting.estimates import DraftingEstimate
+    from drafts_pipeline.llm.providers import ProviderResource
     from drafts_pipeline.runner import BatchRun
 
 SAMPLE_PROJECT = Path(__file__).parent / "sample_project"
@@ -191,10 +192,10 @@ def _progress(
     """Live figures on stderr while the runs go: bars on a terminal, else plain lines."""
     from rich.console import Console
 
-    from drafts_pipeline.llm.providers import PROVIDER_SPECS
+    from drafts_pipeline.llm.providers import configured_providers, selected_providers
     from drafts_pipeline.progress import StoreFigures, live_progress, progress_view
 
-    providers = [spec.name for spec in PROVIDER_SPECS]
+    providers = [spec.name for spec in selected_providers(configured_providers())]
     figures = StoreFigures(store, providers)
     view = progress_view(Console(stderr=True), tasks, providers, log_format)
     return live_progress(figures.read, view)
@@ -246,14 +247,27 @@ def run(
 def _check_keys(mode: str) -> None:
     """Fail before any run when a live provider's key is missing or unusable, naming every such
     variable at once: never a silent fallback. A provider's daily cap that is no amount fails
-    here too, naming its variable."""
+    here too, naming its variable. Only the providers that draft (`DRAFTS_PROVIDERS`) count."""
     from drafts_pipeline.llm.keys import require_keys
-    from drafts_pipeline.llm.providers import provider_resources
 
-    providers = provider_resources(mode).values()
+    providers = _drafting_providers(mode)
     require_keys(providers)
     for provider in providers:
         provider.daily_budget()
+
+
+def _drafting_providers(mode: str) -> list["ProviderResource"]:
+    """The resources of the providers a run drafts with: DRAFTS_PROVIDERS, else the providers
+    file's defaults."""
+    from drafts_pipeline.llm.providers import (
+        configured_providers,
+        provider_resources,
+        selected_providers,
+    )
+
+    specs = configured_providers()
+    resources = provider_resources(mode, specs)
+    return [resources[spec.resource_key] for spec in selected_providers(specs)]
 
 
 def _report_runs(runs: list["BatchRun"]) -> None:
@@ -320,15 +334,16 @@ def batches_collect(wait: bool, every: int) -> None:
 
     from drafts_pipeline.definitions import defs
     from drafts_pipeline.defs.drafting.batch_sensors import poll_batches
-    from drafts_pipeline.llm.providers import PROVIDER_SPECS, provider_resources
+    from drafts_pipeline.llm.providers import configured_providers, provider_resources
     from drafts_pipeline.runner import run_in_process
     from drafts_pipeline.store.models import utcnow
 
     settings = Settings.from_environment().require("llm_mode", "batch_size", "in_process_runs")
     _check_keys(settings.llm_mode)
     store = _store()
-    resources = provider_resources(settings.llm_mode)
-    providers = {spec.name: resources[spec.resource_key] for spec in PROVIDER_SPECS}
+    specs = configured_providers()
+    resources = provider_resources(settings.llm_mode, specs)
+    providers = {spec.name: resources[spec.resource_key] for spec in specs}
     log = logging.getLogger(__name__)
     while True:
         look = utcnow()
@@ -386,10 +401,9 @@ def estimate(task_ids: tuple[str, ...]) -> None:
     provider and model, in the mode DRAFTS_LLM_MODE says: tasks, input and output tokens,
     dollars, and how each figure was reached. No provider is called."""
     from drafts_pipeline.drafting.estimates import estimate_drafting
-    from drafts_pipeline.llm.providers import provider_resources
 
     settings = Settings.from_environment().require("llm_mode", "daily_budget_usd")
-    providers = list(provider_resources(settings.llm_mode).values())
+    providers = _drafting_providers(settings.llm_mode)
     found = estimate_drafting(
         _store(),
         providers,

@@ -20,7 +20,7 @@ import dagster as dg
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.drafting.turns import TURNS
 from drafts_pipeline.errors import DraftsError
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import configured_providers, selected_providers
 from drafts_pipeline.run_log import LOGGER_NAME, command_line_logger
 
 T = TypeVar("T")
@@ -249,6 +249,8 @@ def _run_batches(
     on_home_instance: bool,
 ) -> list[BatchRun]:
     loggers = {"loggers": {LOGGER_NAME: {"config": logger_config}}}
+    # The providers the job drafts with (a bad DRAFTS_PROVIDERS fails here, before any run).
+    providers = len(selected_providers(configured_providers()))
     drafting_config = {**loggers, "ops": {"provider_drafts": {"config": dict(drafting)}}}
     job = defs.resolve_job_def("draft_tasks").with_logger_defs({LOGGER_NAME: command_line_logger})
 
@@ -278,10 +280,7 @@ def _run_batches(
             # Start the next run once every provider of this one is sending (or has nothing
             # to send), so that the next run's set-up does not compete for the CPU with this
             # one's first requests, nor with its own predecessor's.
-            while (
-                not TURNS.wait_until_begun(run_id, len(PROVIDER_SPECS), 0.1)
-                and not futures[-1].done()
-            ):
+            while not TURNS.wait_until_begun(run_id, providers, 0.1) and not futures[-1].done():
                 pass
             TURNS.unwatch(run_id)
             if index == 1:  # the first run's setup and the second's are behind us

@@ -32,6 +32,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _quorum(raw: str) -> int:
+    value = int(raw) if raw.lstrip("+").isdigit() else 0
+    if not 1 <= value <= 26:
+        raise ValueError("must be a whole number from 1 to 26 (a ballot has labels A to Z)")
+    return value
+
+
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     """A parser of a value that must be one of `choices` (any case)."""
 
@@ -137,6 +144,9 @@ class Settings:
     """`DRAFTS_MAX_PROMPT_TOKENS`: the most tokens a whole prompt (fixed part, task part and
     code) may have; a symbol whose code alone goes over it fails before any call. A template
     may set its own."""
+    min_drafts: int = 2
+    """`DRAFTS_MIN_DRAFTS`: valid drafts a task needs before its ballot (the quorum), 1 to 26;
+    the ballot's run config `min_drafts` overrides it for one run."""
     min_votes: int = 3
     """`DRAFTS_MIN_VOTES`: current votes a task needs before one of its drafts is accepted."""
     daily_budget_usd: Decimal | None = None
@@ -186,6 +196,7 @@ class Settings:
                 "context_budget_tokens", "DRAFTS_CONTEXT_BUDGET_TOKENS", _positive_int
             ),
             max_prompt_tokens=read("max_prompt_tokens", "DRAFTS_MAX_PROMPT_TOKENS", _positive_int),
+            min_drafts=read("min_drafts", "DRAFTS_MIN_DRAFTS", _quorum),
             min_votes=read("min_votes", "DRAFTS_MIN_VOTES", _positive_int),
             daily_budget_usd=read("daily_budget_usd", "DRAFTS_DAILY_BUDGET_USD", _dollars),
             log_format=read("log_format", "DRAFTS_LOG_FORMAT", _one_of(LOG_FORMATS)),

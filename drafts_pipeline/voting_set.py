@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drafts_pipeline.drafting.blindness import blindness_leaks
+from drafts_pipeline.llm.provider_file import configured_providers, leak_names
 from drafts_pipeline.store import DraftStore
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def voting_set(store: DraftStore) -> VotingSet:
     frame = frame.astype({"label": "string", "content": "string"})
     # UTC on every database (SQLite hands back naive times, all of them written in UTC).
     frame["voting_since"] = pd.to_datetime(frame["voting_since"], utc=True)
-    reasons = row_leaks(frame, store.draft_models())
+    reasons = row_leaks(frame, store.draft_models() | leak_names(configured_providers()))
     withheld = [
         f"{row.task_id}/{row.label}: {reason}"
         for row, reason in zip(frame.itertuples(index=False), reasons, strict=True)

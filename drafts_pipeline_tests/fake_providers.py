@@ -10,6 +10,9 @@ One server speaks for every provider, each under its own prefix and wire format:
 | claude | Anthropic Messages | `{url}/claude` | `POST /claude/v1/messages` |
 | openai | OpenAI Chat Completions | `{url}/openai/v1` | `POST /openai/v1/chat/completions` |
 | kimi | Moonshot (OpenAI-compatible) | `{url}/moonshot/v1` | `POST /moonshot/v1/chat/completions` |
+| added | OpenAI Chat Completions | `{url}/{name}/v1` | `POST /{name}/v1/chat/completions` |
+
+`add_provider(name)` adds one (no batch endpoints).
 
 Unprefixed `/v1/messages` and `/v1/chat/completions` reach claude and openai too.
 
@@ -71,7 +74,7 @@ import pytest
 from drafts_pipeline.llm.calling import Clock
 from drafts_pipeline.llm.offline import offline_answer
 from drafts_pipeline.llm.provider import LiveProvider
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline_tests.fake_batches import (
     BatchBook,
     BatchRefused,
@@ -199,10 +202,15 @@ class ProviderScript:
     batches: list[FakeBatch] = field(default_factory=list)
     batch_items_answered: int = 0
     batch_requests: list[RecordedRequest] = field(default_factory=list)
+    wire: str = ""
+    prefix: str = ""
+    variant: int = 0
     prompt_cache: FakePromptCache = field(init=False)
 
     def __post_init__(self) -> None:
-        self.prompt_cache = FakePromptCache(WIRES[self.name])
+        self.wire = self.wire or WIRES[self.name]
+        self.prefix = self.prefix or PREFIXES[self.name]
+        self.prompt_cache = FakePromptCache(self.wire)
 
     def fail(self, kind: str, times: int = 1, **options: Any) -> "ProviderScript":
         """Queue `times` faults of one kind for the next requests, e.g.
@@ -277,10 +285,24 @@ class FakeProviderServer:
 
     def base_url(self, provider: str) -> str:
         """What to configure as the provider resource's `base_url`."""
-        return f"{self.url}{PREFIXES[provider]}"
+        return f"{self.url}{self.scripts[provider].prefix}"
 
     def script(self, provider: str) -> ProviderScript:
         return self.scripts[provider]
+
+    def add_provider(self, name: str) -> ProviderScript:
+        """One more provider on the OpenAI Chat wire, at `{url}/{name}/v1`, as a local
+        OpenAI-compatible server or another vendor's endpoint is (no batch API); it answers in
+        the offline generic style of its place among the added providers."""
+        added = len(self.scripts) - len(WIRES)
+        self.scripts[name] = ProviderScript(
+            name=name,
+            api_key=f"test-{name}-key-{secrets.token_hex(12)}",
+            wire="openai",
+            prefix=f"/{name}/v1",
+            variant=added,
+        )
+        return self.scripts[name]
 
     def resource(
         self, provider: str, *, strict: bool = True, clock: Clock | None = None, **overrides: Any
@@ -292,7 +314,7 @@ class FakeProviderServer:
         latencies). The spec's own settings apply (OpenAI's resource sends
         `max_completion_tokens`, as against api.openai.com).
         """
-        spec = next(spec for spec in PROVIDER_SPECS if spec.name == provider)
+        spec = next(spec for spec in SHIPPED_PROVIDERS if spec.name == provider)
         settings: dict[str, Any] = {
             "name": spec.name,
             "model": spec.default_model,
@@ -310,8 +332,8 @@ class FakeProviderServer:
 
     def _route(self, path: str) -> str | None:
         """The provider a path belongs to: by prefix, or unprefixed `/v1/…` (claude, openai)."""
-        for provider, prefix in PREFIXES.items():
-            if path == prefix + ENDPOINTS[WIRES[provider]]:
+        for provider, script in self.scripts.items():
+            if path == script.prefix + ENDPOINTS[script.wire]:
                 return provider
         return {"/v1/messages": "claude", "/v1/chat/completions": "openai"}.get(path)
 
@@ -437,7 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         provider, endpoint, target = found
         script = self.fake.scripts[provider]
-        wire = WIRES[provider]
+        wire = script.wire
         headers = {name.lower(): value for name, value in self.headers.items()}
         try:
             body: Any = json.loads(raw) if raw else None
@@ -484,7 +506,7 @@ class _Handler(BaseHTTPRequestHandler):
         return _Answer(reply.status, reply.body, {"content-type": reply.content_type})
 
     def _answer(self, script: ProviderScript, headers: dict[str, str], body: Any) -> _Answer | None:
-        wire = WIRES[script.name]
+        wire = script.wire
         if not _authorized(headers, script.api_key):
             return _error(wire, "unauthorized", script)
         if isinstance(body, dict) and body.get("model") in script.unknown_models:
@@ -785,6 +807,7 @@ def _draft_text(script: ProviderScript, prompt: str) -> str:
         symbol.group(1).strip() if symbol else "symbol",
         source.group(3) if source else "",
         (source.group(2).strip() or "python") if source else "python",
+        script.variant,
     )
 
 
@@ -1053,7 +1076,7 @@ def unused_base_url(provider: str) -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}{PREFIXES[provider]}"
+    return f"http://127.0.0.1:{port}{PREFIXES.get(provider, f'/{provider}/v1')}"
 
 
 @pytest.fixture

@@ -43,8 +43,8 @@ class HookedOpenAIProvider(OpenAIChatProvider):
 
 
 HOOKED_CLASSES: dict[str, type[HookedAnthropicProvider] | type[HookedOpenAIProvider]] = {
-    "anthropic": HookedAnthropicProvider,
-    "openai": HookedOpenAIProvider,
+    "anthropic-messages": HookedAnthropicProvider,
+    "openai-chat": HookedOpenAIProvider,
 }
 
 

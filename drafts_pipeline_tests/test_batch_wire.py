@@ -16,7 +16,7 @@ from drafts_pipeline.errors import ConfigurationError, ProviderError
 from drafts_pipeline.llm.batches import BatchAPI, BatchItemResult
 from drafts_pipeline.llm.pricing import PRICES, ModelPrice, cost_usd, resolve_price
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.prompts.templates import build_prompt
 from drafts_pipeline_tests.fake_clock import FakeTime
 from drafts_pipeline_tests.fake_providers import WIRES, FakeProviderServer, FixedUsage, batch_route
@@ -24,7 +24,7 @@ from drafts_pipeline_tests.fake_providers import WIRES, FakeProviderServer, Fixe
 CODE = """def scale(values: list[float], factor: float) -> list[float]:
     return [value * factor for value in values]
 """
-PROVIDERS = [spec.name for spec in PROVIDER_SPECS]
+PROVIDERS = [spec.name for spec in SHIPPED_PROVIDERS]
 providers = pytest.mark.parametrize("provider", PROVIDERS)
 
 
@@ -271,7 +271,7 @@ def test_a_wrong_key_on_submit_is_a_provider_error_without_the_key(
     fake: FakeProviderServer, provider: str
 ) -> None:
     wrong_key = "sk-wrong-" + "7" * 40
-    spec = next(spec for spec in PROVIDER_SPECS if spec.name == provider)
+    spec = next(spec for spec in SHIPPED_PROVIDERS if spec.name == provider)
     api = resource(fake, provider, api_key=wrong_key).batch_api()
 
     with pytest.raises(ProviderError) as raised:

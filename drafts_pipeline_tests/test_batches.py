@@ -41,7 +41,7 @@ from drafts_pipeline.drafting.requests import draft_request
 from drafts_pipeline.errors import ConfigurationError, DraftsError
 from drafts_pipeline.llm.budget import DailyBudget, daily_caps, utc_day
 from drafts_pipeline.llm.generation import CallAttempt
-from drafts_pipeline.llm.providers import PROVIDER_SPECS, provider_resource
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS, provider_resource
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import HeldBatch, NewBatch
 from drafts_pipeline.store.drafts import FinishedCall
@@ -54,7 +54,7 @@ from drafts_pipeline_tests.provider_doubles import HookedOpenAIProvider
 
 FAST: dict[str, Any] = {"initial_delay_s": 0.01, "max_delay_s": 0.05, "requests_per_minute": 60_000}
 BATCH = {"ops": {"provider_drafts": {"config": {"submit": "batch"}}}}
-NAMES = [spec.name for spec in PROVIDER_SPECS]
+NAMES = [spec.name for spec in SHIPPED_PROVIDERS]
 # What the fake server reports for every answer, live or in a batch, so costs are round figures.
 USAGE = FixedUsage(input_tokens=1_000, output_tokens=200)
 
@@ -92,9 +92,9 @@ class LenientOpenAIProvider(HookedOpenAIProvider):
 
 def providers_of(server: FakeProviderServer, **kimi_settings: Any) -> dict[str, object]:
     """Live resources on the fake server (Kimi's with `kimi_settings` besides)."""
-    kimi = next(spec for spec in PROVIDER_SPECS if spec.name == "kimi")
+    kimi = next(spec for spec in SHIPPED_PROVIDERS if spec.name == "kimi")
     resources: dict[str, object] = {
-        spec.resource_key: server.resource(spec.name, **FAST) for spec in PROVIDER_SPECS
+        spec.resource_key: server.resource(spec.name, **FAST) for spec in SHIPPED_PROVIDERS
     }
     resources[kimi.resource_key] = LenientOpenAIProvider(
         name=kimi.name,
@@ -248,7 +248,7 @@ def test_a_batch_submitted_by_run_config_is_collected_once_at_the_batch_price(
     # The ballot left the tasks to their batches; the run says what it did.
     assert store.task_ids("drafting") == ids
     assert {t.attempts for t in store.tasks_by_id(ids).values()} == {0}
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         batch_id = rows[spec.name].batch_id
         assert this_run(instance, spec.asset_name, ids[0]) == f"submitted in batch {batch_id}"
         assert f"submitted in provider batch {batch_id}" in run_log(instance, submitted.run_id)
@@ -287,7 +287,7 @@ def test_a_batch_submitted_by_run_config_is_collected_once_at_the_batch_price(
     usage = store.usage_between(day, day + timedelta(days=1))
     assert sum(row["calls"] for row in usage) == 12
     assert sum(row["cost_usd"] for row in usage) == 4 * sum(BATCH_COST.values())
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         batch_id = rows[spec.name].batch_id
         assert this_run(instance, spec.asset_name, ids[-1]) == f"collected from batch {batch_id}"
 
@@ -617,7 +617,7 @@ def test_the_command_line_submits_a_batch_and_collects_it(
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env |= {"DRAFTS_DATA_DIR": str(tmp_path / "data"), "DRAFTS_DATABASE_URL": sqlite_url}
     env |= {"DRAFTS_LLM_MODE": "live"}
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         env[spec.key_env] = server.script(spec.name).api_key or ""
         env[spec.base_url_env] = server.base_url(spec.name)
 
@@ -660,7 +660,7 @@ def test_a_batch_past_the_daily_cap_is_not_sent_and_its_tasks_are_held(
     assert live_requests(server) == dict.fromkeys(NAMES, 0)
     assert count(store, ProviderBatch) == 0 and claims(store) == []
     assert store.task_ids("drafting") == ids and set(store.held_tasks()) == set(ids)
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         assert this_run(instance, spec.asset_name, ids[0]) == HELD
     said = run_log(instance, result.run_id)
     assert said.count("at batch price; 3 task(s) left in drafting, no draft stored") == 3
@@ -738,7 +738,7 @@ def test_a_provider_set_to_live_drafts_live_in_a_batch_run(
 def test_a_bad_submit_mode_of_a_provider_fails_its_start_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    kimi = next(spec for spec in PROVIDER_SPECS if spec.name == "kimi")
+    kimi = next(spec for spec in SHIPPED_PROVIDERS if spec.name == "kimi")
     monkeypatch.setenv("DRAFTS_KIMI_SUBMIT_MODE", "LIVE")
     assert provider_resource(kimi, "live").always_live()
     monkeypatch.setenv("DRAFTS_KIMI_SUBMIT_MODE", "batch-only")

@@ -18,7 +18,7 @@ from drafts_pipeline.defs.voting.assets import voting_ready_set
 from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.drafting.blindness import blindness_leaks, normalise
 from drafts_pipeline.drafting.validation import validate_draft
-from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS, ProviderSpec
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.prompts.templates import build_prompt
 from drafts_pipeline.store import DraftStore
@@ -321,7 +321,7 @@ def test_a_configured_models_leading_word_is_a_family_name() -> None:
     assert [(leak.rule, leak.phrase) for leak in leaks] == [("speaks as a model", "i am grok")]
 
 
-@pytest.mark.parametrize("spec", PROVIDER_SPECS, ids=lambda spec: spec.name)
+@pytest.mark.parametrize("spec", SHIPPED_PROVIDERS, ids=lambda spec: spec.name)
 def test_every_configured_provider_is_known_by_name_vendor_and_family(
     spec: ProviderSpec,
 ) -> None:
@@ -445,7 +445,7 @@ def live_providers(server: FakeProviderServer) -> dict[str, object]:
         spec.resource_key: server.resource(
             spec.name, initial_delay_s=0.01, max_delay_s=0.05, requests_per_minute=60_000
         )
-        for spec in PROVIDER_SPECS
+        for spec in SHIPPED_PROVIDERS
     }
 
 
@@ -481,7 +481,7 @@ def test_self_identifying_drafts_of_a_vendor_context_task_never_reach_voters(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         fake_providers.script(spec.name).answer = scripted_answers(spec.name)
     store.add_tasks(
         [
@@ -496,7 +496,9 @@ def test_self_identifying_drafts_of_a_vendor_context_task_never_reach_voters(
     )
 
     assert result.success
-    routed = {spec.name: store.latest_drafts(ids[:1], spec.name)[ids[0]] for spec in PROVIDER_SPECS}
+    routed = {
+        spec.name: store.latest_drafts(ids[:1], spec.name)[ids[0]] for spec in SHIPPED_PROVIDERS
+    }
     assert {draft.status for draft in routed.values()} == {"invalid"}
     assert "writes as a model: 'as claude'" in routed["claude"].validation["blind"]["reason"]
     assert 'speaks as a model: "i\'m chat gpt"' in routed["openai"].validation["blind"]["reason"]
@@ -511,7 +513,7 @@ def test_self_identifying_drafts_of_a_vendor_context_task_never_reach_voters(
         for check in result.get_asset_check_evaluations()
         if check.check_name == "no_self_identification" and not check.passed
     }
-    assert failed_checks == {spec.asset_name for spec in PROVIDER_SPECS}
+    assert failed_checks == {spec.asset_name for spec in SHIPPED_PROVIDERS}
 
     frame = voting_ready_frame(store)
     assert sorted(frame["label"]) == ["A", "B", "C"]

@@ -35,7 +35,11 @@ from drafts_pipeline.llm.estimate import CallEstimator
 from drafts_pipeline.llm.generation import Generation
 from drafts_pipeline.llm.pricing import resolve_price
 from drafts_pipeline.llm.provider import DraftRequest
-from drafts_pipeline.llm.providers import PROVIDER_SPECS, MisconfiguredProvider, provider_resource
+from drafts_pipeline.llm.providers import (
+    SHIPPED_PROVIDERS,
+    MisconfiguredProvider,
+    provider_resource,
+)
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftClaim, LLMCall
@@ -157,7 +161,7 @@ def test_the_caps_come_from_the_environment_and_a_bad_one_names_its_variable(
         with pytest.raises(ConfigurationError, match=f"DRAFTS_DAILY_BUDGET_USD='{bad}' must be"):
             Settings.from_environment({"DRAFTS_DAILY_BUDGET_USD": bad}).require("daily_budget_usd")
 
-    spec = next(spec for spec in PROVIDER_SPECS if spec.name == "claude")
+    spec = next(spec for spec in SHIPPED_PROVIDERS if spec.name == "claude")
     monkeypatch.setenv("DRAFTS_CLAUDE_DAILY_BUDGET_USD", "7.5")
     assert provider_resource(spec, "live").daily_budget() == Decimal("7.5")
     monkeypatch.setenv("DRAFTS_CLAUDE_DAILY_BUDGET_USD", "seven")

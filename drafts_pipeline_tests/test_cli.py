@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.runner import batch_sizes
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import LLMCall
@@ -72,14 +72,14 @@ MALFORMED_KEYS = {
 def live_env(env: dict[str, str], server: FakeProviderServer) -> dict[str, str]:
     """Live mode against the fake server, every key the one it expects."""
     live = {**env, "DRAFTS_LLM_MODE": "live"}
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         live[spec.key_env] = server.script(spec.name).api_key or ""
         live[spec.base_url_env] = server.base_url(spec.name)
     return live
 
 
 def assert_nothing_sent(server: FakeProviderServer, store: DraftStore) -> None:
-    assert [server.script(spec.name).calls for spec in PROVIDER_SPECS] == [0, 0, 0]
+    assert [server.script(spec.name).calls for spec in SHIPPED_PROVIDERS] == [0, 0, 0]
     with store.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(LLMCall)).scalar_one() == 0
     assert store.task_ids("drafting") == ["shop.orders.compute_total"]
@@ -215,7 +215,7 @@ def test_overlapping_batch_runs_draft_each_task_once_with_each_provider(
     ids = [f"svc.jobs.step_{i}" for i in range(10)]
     store.add_tasks([make_task(task_id) for task_id in ids])
     live = {**env, "DRAFTS_LLM_MODE": "live"}
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         fake_providers.script(spec.name).latency_s = 0.1
         live[spec.key_env] = fake_providers.script(spec.name).api_key or ""
         live[spec.base_url_env] = fake_providers.base_url(spec.name)
@@ -226,7 +226,7 @@ def test_overlapping_batch_runs_draft_each_task_once_with_each_provider(
     # batch_sizes(10, 3) == [1, 3, 3, 3]: a small first run, then full ones.
     assert "4 run(s), 10 task(s), 0 failed run(s)" in result.stdout
     assert sorted(store.task_ids("voting")) == sorted(ids)
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         requests = fake_providers.script(spec.name).requests
         drafted = sorted(re.findall(r"Symbol: (\w+)", json.dumps(r.body))[0] for r in requests)
         assert drafted == sorted(task.rsplit(".", 1)[-1] for task in ids), spec.name

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.runner import batch_sizes
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.daemon_process import REPOSITORY, start_daemon, stop_daemon
@@ -78,7 +78,7 @@ def test_the_daemon_drafts_new_tasks_in_batched_runs(
         "DRAFTS_BATCH_SIZE": "3",
         "DRAFTS_SENSOR_INTERVAL_S": "1",
     }
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         env[spec.key_env] = fake_providers.script(spec.name).api_key or ""
         env[spec.base_url_env] = fake_providers.base_url(spec.name)
     ids = [f"svc.daemon.step_{i}" for i in range(7)]
@@ -103,7 +103,7 @@ def test_the_daemon_drafts_new_tasks_in_batched_runs(
     # Seven tasks in runs of at most three (batch_sizes(7, 3)).
     assert len(runs) == len(batch_sizes(7, 3)), [r.tags for r in runs]
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         requests = fake_providers.script(spec.name).requests
         drafted = sorted(re.findall(r"Symbol: (\w+)", json.dumps(r.body))[0] for r in requests)
         assert drafted == sorted(task.rsplit(".", 1)[-1] for task in ids), spec.name

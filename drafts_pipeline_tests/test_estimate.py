@@ -21,7 +21,7 @@ from drafts_pipeline.llm.estimate import (
 )
 from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.pricing import resolve_price
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.prompts.templates import prompt_for
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import LLMCall
@@ -144,7 +144,7 @@ def test_named_tasks_must_exist_and_those_not_drafting_are_left_out(
 def live_env(tmp_path: Path, database_url: str, server: FakeProviderServer) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("DRAFTS_", "ANTHROPIC_"))}
     env = {**keep, "DRAFTS_DATA_DIR": str(tmp_path / "data"), "DRAFTS_DATABASE_URL": database_url}
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         env[spec.key_env] = server.script(spec.name).api_key or ""
         env[spec.base_url_env] = server.base_url(spec.name)
     return env
@@ -175,7 +175,7 @@ def test_the_command_prints_the_hand_computed_figures_and_calls_nobody(
     assert "3.5 characters per token, the default" in result.stdout
     assert "23% more input tokens" in result.stdout
 
-    assert [fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS] == [0, 0, 0]
+    assert [fake_providers.script(spec.name).calls for spec in SHIPPED_PROVIDERS] == [0, 0, 0]
     with store.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(LLMCall)).scalar_one() == 0
 
@@ -199,7 +199,7 @@ def test_each_drafting_run_shows_its_estimate_before_it_calls(
     records = instance.get_records_for_run(
         result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=1000
     ).records
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         in_progress = [
             {name: value.value for name, value in r.asset_materialization.metadata.items()}
             for r in records

@@ -13,7 +13,7 @@ from drafts_pipeline.errors import ConfigurationError
 from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.pricing import cost_usd, resolve_price
 from drafts_pipeline.llm.provider import LiveProvider, settings_hash
-from drafts_pipeline.llm.providers import PROVIDER_SPECS, provider_resource
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS, provider_resource
 from drafts_pipeline.prompts.templates import prompt_for
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall
@@ -60,7 +60,7 @@ def sent_models(server: FakeProviderServer, name: str) -> list[str]:
 def test_a_404_model_falls_back_and_the_draft_shows_both_attempted_models(
     store: DraftStore, fake_providers: FakeProviderServer, name: str
 ) -> None:
-    primary = next(spec.default_model for spec in PROVIDER_SPECS if spec.name == name)
+    primary = next(spec.default_model for spec in SHIPPED_PROVIDERS if spec.name == name)
     fake_providers.script(name).unknown_models = {primary}
     provider = resource(fake_providers, name, fallback_model=FALLBACKS[name])
     [task] = prompted_tasks(store, 1)
@@ -245,7 +245,7 @@ def test_the_fallback_model_is_read_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DRAFTS_KIMI_FALLBACK_MODEL", "kimi-k2")
-    spec = next(spec for spec in PROVIDER_SPECS if spec.name == "kimi")
+    spec = next(spec for spec in SHIPPED_PROVIDERS if spec.name == "kimi")
     made = provider_resource(spec, "live")
     assert isinstance(made, LiveProvider)
     assert made.fallback_model == "kimi-k2"

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from drafts_pipeline.definitions import ASSETS, build_resources, defs
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.prompts.templates import TEMPLATES
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
@@ -110,7 +110,7 @@ def test_whole_graph_moves_every_task_to_voting(
         frame.groupby("task_id")["label"].apply("".join).map(sorted).map("".join).unique()
     ) == ["ABC"]
     events = result.asset_materializations_for_node("provider_drafts")
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         statuses = {
             e.partition: e.metadata["status"].value
             for e in events
@@ -178,7 +178,7 @@ def test_one_provider_down_still_yields_a_ballot_of_two(
 def test_all_providers_down_leaves_tasks_drafting_with_an_attempt(
     instance: dg.DagsterInstance, store: DraftStore, tasks: list[str], data_dir: Path
 ) -> None:
-    providers = {spec.resource_key: down_provider(spec.name) for spec in PROVIDER_SPECS}
+    providers = {spec.resource_key: down_provider(spec.name) for spec in SHIPPED_PROVIDERS}
     result = materialize_tasks(instance, store.database_url, tasks, providers=providers)
     assert result.success
     assert store.task_ids("drafting") == tasks

@@ -14,7 +14,7 @@ from drafts_pipeline.definitions import ASSETS, build_resources
 from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.defs.voting.results import accepted_drafts, provider_leaderboard, votes
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftClaim, DraftVersion, LLMCall
 from drafts_pipeline.store.votes import VoteInput
@@ -40,7 +40,7 @@ TRANSIENT = {
 def live_providers(server: FakeProviderServer, **overrides: object) -> dict[str, object]:
     return {
         spec.resource_key: server.resource(spec.name, **{**FAST_RETRIES, **overrides})
-        for spec in PROVIDER_SPECS
+        for spec in SHIPPED_PROVIDERS
     }
 
 
@@ -116,7 +116,7 @@ def test_no_api_key_reaches_logs_tables_metadata_or_exports(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    keys = [fake_providers.script(spec.name).api_key for spec in PROVIDER_SPECS]
+    keys = [fake_providers.script(spec.name).api_key for spec in SHIPPED_PROVIDERS]
     fake_providers.script("claude").fail("overloaded", times=3)
     fake_providers.script("openai").fail("unauthorized", times=1)
     fake_providers.script("kimi").fail("rate_limit", times=2, retry_after="0.01")
@@ -177,7 +177,7 @@ def test_a_draft_tasks_run_without_usable_keys_names_them_all_before_any_request
 ) -> None:
     """The `draft_tasks` job as the sensor launches it, with the resources built from the
     environment: no claude or openai key, and kimi's ending in a newline."""
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         monkeypatch.delenv(spec.key_env, raising=False)
         monkeypatch.setenv(spec.base_url_env, fake_providers.base_url(spec.name))
     monkeypatch.setenv("MOONSHOT_API_KEY", "sk-run-secret-5521\n")
@@ -204,7 +204,7 @@ def test_a_draft_tasks_run_without_usable_keys_names_them_all_before_any_request
     )
     events = "\n".join(str(event) for event in instance.all_logs(result.run_id))
     assert "secret" not in events and "5521" not in events
-    assert [fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS] == [0, 0, 0]
+    assert [fake_providers.script(spec.name).calls for spec in SHIPPED_PROVIDERS] == [0, 0, 0]
     with store.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(LLMCall)).scalar_one() == 0
         assert connection.execute(select(func.count()).select_from(DraftClaim)).scalar_one() == 0
@@ -224,7 +224,7 @@ def test_a_batch_run_calls_concurrently_within_each_providers_limits(
 ) -> None:
     """One run over 24 tasks: each provider's calls overlap, up to its in-flight cap, and start
     no faster than its requests-per-minute pace (both counted at the server)."""
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         fake_providers.script(spec.name).latency_s = 0.2
     ids = add_tasks(store, 24)
     limits = {"max_in_flight": 4, "requests_per_minute": 1200}
@@ -232,7 +232,7 @@ def test_a_batch_run_calls_concurrently_within_each_providers_limits(
         instance, store.database_url, ids, providers=live_providers(fake_providers, **limits)
     )
     assert result.success and store.task_ids("voting") == ids
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         script = fake_providers.script(spec.name)
         assert script.calls == 24
         assert 2 <= script.max_in_flight <= 4, (spec.name, script.max_in_flight)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from drafts_pipeline.errors import DraftsError
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline.store.schema import engine_for
@@ -60,7 +60,7 @@ def start_run(
         **settings,
     }
     env.pop("DAGSTER_HOME", None)
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         # Slow enough answers that the outage starts with the run under way.
         fake_providers.script(spec.name).latency_s = 0.3
         env[spec.key_env] = fake_providers.script(spec.name).api_key or ""
@@ -74,7 +74,7 @@ def start_run(
 def wait_for_requests(fake_providers: FakeProviderServer, at_least: int) -> None:
     """Until every provider has been sent `at_least` requests (seen at the fake server)."""
     deadline = time.monotonic() + 120
-    while min(fake_providers.script(s.name).calls for s in PROVIDER_SPECS) < at_least:
+    while min(fake_providers.script(s.name).calls for s in SHIPPED_PROVIDERS) < at_least:
         assert time.monotonic() < deadline, "the run never reached the providers"
         time.sleep(0.05)
 
@@ -84,7 +84,7 @@ def answered(fake_providers: FakeProviderServer) -> Counter[str]:
     return Counter(
         {
             spec.name: sum(r.status == 200 for r in fake_providers.script(spec.name).requests)
-            for spec in PROVIDER_SPECS
+            for spec in SHIPPED_PROVIDERS
         }
     )
 
@@ -125,9 +125,9 @@ def test_a_ten_second_outage_mid_run_loses_nothing_and_pays_nothing_twice(
     assert len(store.task_ids("voting")) == TASKS
     drafts, later, calls, unfinished = stored(store)
     # Every answer the providers sent is stored, once: each provider answered each task once.
-    assert answered(fake_providers) == drafts == Counter({s.name: TASKS for s in PROVIDER_SPECS})
+    assert answered(fake_providers) == drafts == Counter({s.name: TASKS for s in SHIPPED_PROVIDERS})
     assert later == 0
-    assert calls == sum(fake_providers.script(s.name).calls for s in PROVIDER_SPECS)
+    assert calls == sum(fake_providers.script(s.name).calls for s in SHIPPED_PROVIDERS)
     assert unfinished == 0
 
 
@@ -164,7 +164,7 @@ def test_an_outage_longer_than_the_retry_limit_fails_clearly_and_a_rerun_complet
     assert rerun.returncode == 0, err[-3000:]
     assert len(store.task_ids("voting")) == TASKS
     drafts, later, _, _ = stored(store)
-    assert drafts == Counter({s.name: TASKS for s in PROVIDER_SPECS}) and later == 0
+    assert drafts == Counter({s.name: TASKS for s in SHIPPED_PROVIDERS}) and later == 0
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from drafts_pipeline.drafting.provider_batch import draft_with_provider
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
 from drafts_pipeline_tests.factories import make_task, with_prompts
@@ -57,7 +57,7 @@ def live_env(
         "DRAFTS_DATABASE_URL": database_url,
         "DRAFTS_LLM_MODE": "live",
     }
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         env[spec.key_env] = fake_providers.script(spec.name).api_key or ""
         env[spec.base_url_env] = fake_providers.base_url(spec.name)
     return env
@@ -83,7 +83,7 @@ def test_two_runs_started_together_call_each_provider_once_per_task(
 ) -> None:
     store = DraftStore(database_url=database_url)
     ids = seed(store, 30)
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         fake_providers.script(spec.name).latency_s = 0.2
 
     runs = [start_run(live_env, tmp_path, "--batch-size", "10") for _ in range(2)]
@@ -91,7 +91,7 @@ def test_two_runs_started_together_call_each_provider_once_per_task(
 
     assert [run.returncode for run in runs] == [0, 0], outputs
     expected = sorted(f"step_{n}" for n in range(30))
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         symbols = drafted_symbols(fake_providers, spec.name)
         assert sorted(symbols) == expected, spec.name
     assert sorted(store.task_ids("voting")) == sorted(ids)
@@ -113,15 +113,15 @@ def test_a_killed_run_leaves_every_call_in_the_log_and_the_next_run_finishes(
 ) -> None:
     store = DraftStore(database_url=database_url)
     ids = seed(store, 24)
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         fake_providers.script(spec.name).latency_s = 1.0
     env = {**live_env, "DRAFTS_CLAIM_LEASE_S": "2"}
 
     killed = start_run(env, tmp_path, "--batch-size", "12")
-    wait_for(lambda: all(fake_providers.script(s.name).calls >= 6 for s in PROVIDER_SPECS))
+    wait_for(lambda: all(fake_providers.script(s.name).calls >= 6 for s in SHIPPED_PROVIDERS))
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=30)
-    before = {spec.name: fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS}
+    before = {spec.name: fake_providers.script(spec.name).calls for spec in SHIPPED_PROVIDERS}
 
     # Every request the server received has its row, written before it was sent (a row whose
     # request the kill stopped on its way has no request). A row whose answer the run never
@@ -141,7 +141,7 @@ def test_a_killed_run_leaves_every_call_in_the_log_and_the_next_run_finishes(
     assert all(rows[name] >= before[name] for name in before), (rows, before)
     answered = sum(
         request.status is not None
-        for spec in PROVIDER_SPECS
+        for spec in SHIPPED_PROVIDERS
         for request in fake_providers.script(spec.name).requests
     )
     assert unfinished > 0
@@ -156,7 +156,7 @@ def test_a_killed_run_leaves_every_call_in_the_log_and_the_next_run_finishes(
 
     assert again.returncode == 0, output
     assert sorted(store.task_ids("voting")) == sorted(ids)
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         assert fake_providers.script(spec.name).calls <= len(ids) + in_flight[spec.name]
         symbols = drafted_symbols(fake_providers, spec.name)
         assert set(symbols) == {task_id.rsplit(".", 1)[-1] for task_id in ids}
@@ -167,7 +167,7 @@ def test_a_killed_run_leaves_every_call_in_the_log_and_the_next_run_finishes(
         )
     # The new run's attempts are all logged and finished.
     assert still_unfinished == unfinished
-    after = sum(fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS)
+    after = sum(fake_providers.script(spec.name).calls for spec in SHIPPED_PROVIDERS)
     assert logged - sum(rows.values()) == after - sum(before.values())
 
 

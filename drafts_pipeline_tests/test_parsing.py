@@ -10,7 +10,7 @@ import pytest
 
 from drafts_pipeline.drafting.answer_json import read_json, top_level_objects
 from drafts_pipeline.drafting.validation import DraftValidation, repair_in, validate_draft
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task
@@ -297,17 +297,17 @@ def test_a_repaired_draft_is_stored_valid_and_its_partition_says_so(
         "openai": f"Here you are:\n```json\n{answer()}\n```",
         "kimi": "Could you share the code of `parse`?",
     }
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         fake_providers.script(spec.name).answer = lambda _prompt, text=answers[spec.name]: text
     providers = {
-        spec.resource_key: fake_providers.resource(spec.name, **FAST) for spec in PROVIDER_SPECS
+        spec.resource_key: fake_providers.resource(spec.name, **FAST) for spec in SHIPPED_PROVIDERS
     }
 
     result = materialize_tasks(instance, store.database_url, [task_id], providers=providers)
 
     assert result.success
     drafts = {
-        spec.name: store.latest_drafts([task_id], spec.name)[task_id] for spec in PROVIDER_SPECS
+        spec.name: store.latest_drafts([task_id], spec.name)[task_id] for spec in SHIPPED_PROVIDERS
     }
     assert {name: draft.status for name, draft in drafts.items()} == {
         "claude": "valid", "openai": "valid", "kimi": "invalid"
@@ -316,7 +316,7 @@ def test_a_repaired_draft_is_stored_valid_and_its_partition_says_so(
     assert drafts["claude"].content.startswith("Load the configuration file")
     assert store.task_ids("voting") == [task_id]
     shown = {
-        spec.name: latest_metadata(instance, spec.asset_name, task_id) for spec in PROVIDER_SPECS
+        spec.name: latest_metadata(instance, spec.asset_name, task_id) for spec in SHIPPED_PROVIDERS
     }
     assert {name: metadata["answer_json"] for name, metadata in shown.items()} == {
         "claude": "repaired", "openai": "fenced", "kimi": "unreadable"

@@ -17,7 +17,7 @@ from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.calling import OnStart
 from drafts_pipeline.llm.generation import CallLog
 from drafts_pipeline.llm.provider import DraftRequest, Outcome
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task, with_prompts
 from drafts_pipeline_tests.fake_providers import HOLD_LIMIT_S, FakeProviderServer
@@ -58,13 +58,13 @@ def test_each_partition_shows_its_task_draft_and_a_later_run_keeps_it(
     # One claude call is refused for good (400): that task's claude draft is `failed`.
     fake_providers.script("claude").fail("bad_request")
     providers = {
-        spec.resource_key: fake_providers.resource(spec.name, **FAST) for spec in PROVIDER_SPECS
+        spec.resource_key: fake_providers.resource(spec.name, **FAST) for spec in SHIPPED_PROVIDERS
     }
     first = materialize_tasks(instance, store.database_url, ids, providers=providers)
     assert first.success and store.task_ids("voting") == ids
 
     shown: dict[tuple[str, str], dict[str, object]] = {}
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         drafts = store.latest_drafts(ids, spec.name)
         for task_id in ids:
             draft = drafts[task_id]
@@ -101,13 +101,13 @@ def test_each_partition_shows_its_task_draft_and_a_later_run_keeps_it(
         first.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
     per_task = [r for r in records if r.partition_key is not None]
-    assert len(per_task) == (2 + 2 * len(PROVIDER_SPECS)) * len(ids)
+    assert len(per_task) == (2 + 2 * len(SHIPPED_PROVIDERS)) * len(ids)
 
     # A backfill over the same tasks, now in voting: nothing is drafted or called again.
-    calls = sum(fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS)
+    calls = sum(fake_providers.script(spec.name).calls for spec in SHIPPED_PROVIDERS)
     again = materialize_tasks(instance, store.database_url, ids, providers=providers)
     assert again.success
-    assert sum(fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS) == calls
+    assert sum(fake_providers.script(spec.name).calls for spec in SHIPPED_PROVIDERS) == calls
     for (provider, task_id), before in shown.items():
         after = latest_metadata(instance, f"{provider}_draft", task_id)
         assert after["run_id"] == again.run_id
@@ -208,7 +208,7 @@ def test_figures_are_recorded_while_the_provider_is_still_called(
 
     fake_providers.script("claude").before_answer = keep_the_slow_answer
     providers = {
-        spec.resource_key: fake_providers.resource(spec.name, **FAST) for spec in PROVIDER_SPECS
+        spec.resource_key: fake_providers.resource(spec.name, **FAST) for spec in SHIPPED_PROVIDERS
     }
     run = materialize_tasks(instance, store.database_url, ids, providers=providers)
     assert run.success
@@ -218,7 +218,7 @@ def test_figures_are_recorded_while_the_provider_is_still_called(
     records = instance.get_records_for_run(
         run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
     ).records
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         shown = [
             (record.partition_key, record.asset_materialization.metadata["this_run"].value)
             for record in records
@@ -256,6 +256,6 @@ def test_a_provider_that_breaks_off_fails_the_step_after_the_others_figures(
     broken = StoreLostProvider(**lost.model_dump())
     with pytest.raises(StoreUnavailable, match="claude: the draft store went away"):
         materialize_tasks(instance, store.database_url, ids, providers={"claude_llm": broken})
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         shown = figures_shown(instance, spec.asset_name, ids)
         assert shown == (set() if spec.name == "claude" else set(ids)), spec.name

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from drafts_pipeline.errors import ConfigurationError
 from drafts_pipeline.llm.generation import CallAttempt
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.progress import (
     Figures,
     PlainLines,
@@ -32,7 +32,7 @@ from drafts_pipeline.store.models import LLMCall
 from drafts_pipeline_tests.factories import make_draft, make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
 
-PROVIDERS = [spec.name for spec in PROVIDER_SPECS]
+PROVIDERS = [spec.name for spec in SHIPPED_PROVIDERS]
 # Variables that make rich take a pipe for a terminal.
 TERMINAL_VARIABLES = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
@@ -253,7 +253,7 @@ def test_json_logs_carry_task_provider_attempt_and_run_id(
     ids = ["j.one", "j.two"]
     store.add_tasks([make_task(task_id) for task_id in ids])
     live = {**env, "DRAFTS_LLM_MODE": "live", "DRAFTS_LOG_FORMAT": "json"}
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         live[spec.key_env] = fake_providers.script(spec.name).api_key or ""
         live[spec.base_url_env] = fake_providers.base_url(spec.name)
     fake_providers.script("kimi").fail("rate_limit", retry_after="0.01")

@@ -20,7 +20,7 @@ from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.offline import OfflineProvider
 from drafts_pipeline.llm.prompt_cache import estimated_tokens
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
-from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS, ProviderSpec
 from drafts_pipeline.prompts import docstring_v2
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.prompts.templates import TEMPLATES, fixed_part, prompt_for, prompt_hash
@@ -36,7 +36,7 @@ FAST: dict[str, Any] = {
     "requests_per_minute": 60_000,
     "timeout_s": 5.0,
 }
-providers = pytest.mark.parametrize("spec", PROVIDER_SPECS, ids=lambda spec: spec.name)
+providers = pytest.mark.parametrize("spec", SHIPPED_PROVIDERS, ids=lambda spec: spec.name)
 
 # A fixed part of 6,000 characters (1,500 tokens at the fake's four characters a token), task
 # parts of 800 (200 tokens) that differ from their first character, an answer of 400 (100).
@@ -74,12 +74,12 @@ def two_tasks(store: DraftStore) -> list[DocumentationTask]:
 def system_of(spec: ProviderSpec, body: dict[str, Any]) -> Any:
     """What carries the fixed part in a request body: Anthropic's `system`, else the first
     message."""
-    return body["system"] if spec.api == "anthropic" else body["messages"][0]
+    return body["system"] if spec.api == "anthropic-messages" else body["messages"][0]
 
 
 def system_text(spec: ProviderSpec, body: dict[str, Any]) -> str:
     carrier = system_of(spec, body)
-    content = carrier if spec.api == "anthropic" else carrier["content"]
+    content = carrier if spec.api == "anthropic-messages" else carrier["content"]
     return content if isinstance(content, str) else "".join(part["text"] for part in content)
 
 

@@ -1,6 +1,6 @@
 """One contract, run against every configured provider through its real SDK and the fake server.
 
-Each test is parametrised over `PROVIDER_SPECS`, so a fourth provider is covered by adding its
+Each test is parametrised over `SHIPPED_PROVIDERS`, so a fourth provider is covered by adding its
 spec (and its wire to the fake server), not by copying tests.
 """
 
@@ -26,7 +26,7 @@ from drafts_pipeline.llm.offline import OfflineProvider
 from drafts_pipeline.llm.pricing import PRICES
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.llm.providers import (
-    PROVIDER_SPECS,
+    SHIPPED_PROVIDERS,
     MisconfiguredProvider,
     ProviderSpec,
     provider_resource,
@@ -53,7 +53,7 @@ CODE = '''def parse_config(path: str, strict: bool = False) -> dict:
 EXPECTED_STOP = {"anthropic": "end_turn", "openai": "stop", "moonshot": "stop"}
 CUT_SHORT = {"anthropic": "max_tokens", "openai": "length", "moonshot": "length"}
 
-providers = pytest.mark.parametrize("spec", PROVIDER_SPECS, ids=lambda spec: spec.name)
+providers = pytest.mark.parametrize("spec", SHIPPED_PROVIDERS, ids=lambda spec: spec.name)
 
 
 @pytest.fixture
@@ -247,7 +247,7 @@ def test_a_transient_fault_is_retried_then_succeeds(
     assert generation.text
 
 
-@pytest.mark.parametrize("spec", [PROVIDER_SPECS[0]], ids=["claude"])
+@pytest.mark.parametrize("spec", [SHIPPED_PROVIDERS[0]], ids=["claude"])
 def test_claude_overloaded_529_is_retried(fake: FakeProviderServer, spec: ProviderSpec) -> None:
     fake.script(spec.name).fail("overloaded", times=2)
 
@@ -495,7 +495,7 @@ def test_an_unusable_key_fails_before_any_request_naming_only_the_variable(
 def test_every_unusable_key_and_setting_is_named_in_one_message(
     fake: FakeProviderServer,
 ) -> None:
-    claude, openai, kimi = PROVIDER_SPECS
+    claude, openai, kimi = SHIPPED_PROVIDERS
     resources = [
         live(fake, claude, api_key=None),
         live(fake, openai, api_key="sk-secret-4242\n"),
@@ -554,7 +554,7 @@ def test_finish_reasons_stay_raw_and_validation_flags_them(
     assert verdict.status == "invalid"
 
 
-@pytest.mark.parametrize("spec", PROVIDER_SPECS[1:], ids=lambda spec: spec.name)
+@pytest.mark.parametrize("spec", SHIPPED_PROVIDERS[1:], ids=lambda spec: spec.name)
 def test_a_chat_refusal_is_reported_as_a_refusal(
     fake: FakeProviderServer, spec: ProviderSpec
 ) -> None:

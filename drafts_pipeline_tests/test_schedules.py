@@ -15,7 +15,7 @@ from drafts_pipeline.defs.drafting.partitions import (
 )
 from drafts_pipeline.defs.drafting.schedules import STALLED_AFTER_S, plan_retries
 from drafts_pipeline.defs.drafting.sensors import drafting_tasks_sensor
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DocumentationTask
 from drafts_pipeline_tests.factories import make_task
@@ -110,7 +110,7 @@ def test_tasks_of_a_run_that_failed_to_start_are_requested_again_after_30_minute
     """No keys set (as in a UI started without them): the sensor's run fails before any
     provider is called. The sensor has read the task past its cursor; the schedule takes it over
     once it has stalled, and asks again at each tick while runs keep failing."""
-    for spec in PROVIDER_SPECS:
+    for spec in SHIPPED_PROVIDERS:
         monkeypatch.delenv(spec.key_env, raising=False)
     store.add_tasks([make_task("lib.f0")])
     context = dg.build_sensor_context(instance=instance, resources={"store": store})
@@ -128,7 +128,7 @@ def test_tasks_of_a_run_that_failed_to_start_are_requested_again_after_30_minute
         assert not run.success
         drafted = {event.asset_key for event in run.get_asset_materialization_events()}
         assert drafted <= {dg.AssetKey("pending_tasks")}
-        assert all(not store.latest_drafts(["lib.f0"], spec.name) for spec in PROVIDER_SPECS)
+        assert all(not store.latest_drafts(["lib.f0"], spec.name) for spec in SHIPPED_PROVIDERS)
         task = store.tasks_by_id(["lib.f0"])["lib.f0"]
         assert (task.status, task.attempts) == ("drafting", 0)
 

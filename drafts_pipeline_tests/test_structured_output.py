@@ -17,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from drafts_pipeline.drafting.validation import DocDraft, validate_draft
 from drafts_pipeline.errors import ConfigurationError
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider, settings_hash
-from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec, provider_resource
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS, ProviderSpec, provider_resource
 from drafts_pipeline.llm.structured_output import (
     SCHEMA_NAME,
     TOOL_NAME,
@@ -35,10 +35,10 @@ CODE = """def parse_config(path: str, strict: bool = False) -> dict:
         raise ValueError("empty path")
     return {"path": path, "strict": strict}
 """
-SPECS = {spec.name: spec for spec in PROVIDER_SPECS}
+SPECS = {spec.name: spec for spec in SHIPPED_PROVIDERS}
 SDK_TYPES: dict[str, Any] = {
-    "anthropic": MessageCreateParamsNonStreaming,
-    "openai": CompletionCreateParamsNonStreaming,
+    "anthropic-messages": MessageCreateParamsNonStreaming,
+    "openai-chat": CompletionCreateParamsNonStreaming,
 }
 
 
@@ -272,7 +272,7 @@ def test_a_batch_item_carries_the_same_fields(fake: FakeProviderServer, name: st
     (batch,) = fake.script(name).batches
     bodies = [body for _, body in batch.items]
     assert bodies == [provider.request_body(draft_request(p)) for p in (0, 1)]
-    field = "output_config" if SPECS[name].api == "anthropic" else "response_format"
+    field = "output_config" if SPECS[name].api == "anthropic-messages" else "response_format"
     assert all(body[field] == bodies[0][field] for body in bodies) and bodies[0][field]
     assert [item.kind for item in items] == ["succeeded", "succeeded"]
 

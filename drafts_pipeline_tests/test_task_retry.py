@@ -21,7 +21,7 @@ from drafts_pipeline.defs.drafting.partitions import (
 from drafts_pipeline.defs.drafting.sensors import drafting_tasks_sensor
 from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.errors import RetryRefused
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, LLMCall
 from drafts_pipeline_tests.factories import make_task, seed_drafts
@@ -73,7 +73,7 @@ def launch(
 def live_providers(server: FakeProviderServer) -> dict[str, object]:
     """Fresh resources (a provider's memory of an account failure lasts one resource)."""
     return {
-        spec.resource_key: server.resource(spec.name, **FAST_RETRIES) for spec in PROVIDER_SPECS
+        spec.resource_key: server.resource(spec.name, **FAST_RETRIES) for spec in SHIPPED_PROVIDERS
     }
 
 
@@ -117,7 +117,7 @@ def test_failed_tasks_are_retried_by_the_sensors_next_run_calling_only_failed_pr
             "1 valid draft(s), quorum is 2; claude: server_error after 4 attempts; openai: quota"
         )
     assert not tick(instance, store, first.cursor).run_requests  # seen, and failed
-    calls_before = {spec.name: fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS}
+    calls_before = {spec.name: fake_providers.script(spec.name).calls for spec in SHIPPED_PROVIDERS}
     with store._session() as session:
         logged_before = len(session.scalars(select(LLMCall.id)).all())
 

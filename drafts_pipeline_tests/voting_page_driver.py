@@ -14,7 +14,7 @@ from sqlalchemy import select
 from starlette.types import ASGIApp
 
 from drafts_pipeline.drafting.validation import DocDraft, ParameterDoc, RaisesDoc, render_docstring
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion
 from drafts_pipeline.voting.page import SESSION_COOKIE
@@ -50,8 +50,8 @@ def blind_drafts() -> dict[str, str]:
 def forbidden_names(store: DraftStore) -> set[str]:
     """Every provider, vendor and model name the page must never serve: those of the configured
     providers and those of every stored draft."""
-    names = {name for spec in PROVIDER_SPECS for name in (spec.name, spec.kind, spec.api)}
-    names |= {spec.default_model for spec in PROVIDER_SPECS}
+    names = {name for spec in SHIPPED_PROVIDERS for name in (spec.name, spec.kind, spec.api)}
+    names |= {spec.default_model for spec in SHIPPED_PROVIDERS}
     names |= {"anthropic", "moonshot", "chatgpt", "gpt-"}
     with store._session() as session:
         for provider, model in session.execute(select(DraftVersion.provider, DraftVersion.model)):

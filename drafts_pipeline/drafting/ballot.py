@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from drafts_pipeline.store.ballots import UnusableDraft
 
 BallotDecision = Literal["voting", "drafting", "failed"]
+MAX_LABELS = len(string.ascii_uppercase)
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ def assign_labels(providers: Sequence[str], rng: random.Random) -> dict[str, str
     """
     if len(set(providers)) != len(providers):
         raise ValueError(f"providers must be distinct, got {list(providers)}")
-    if len(providers) > len(string.ascii_uppercase):
-        raise ValueError(f"at most 26 drafts per ballot, got {len(providers)}")
+    if len(providers) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} drafts per ballot, got {len(providers)}")
     labels = list(string.ascii_uppercase[: len(providers)])
     rng.shuffle(labels)
     return dict(zip(sorted(providers), labels, strict=True))

@@ -15,7 +15,7 @@ from drafts_pipeline.drafting.validation import problem_in, repair_in, validate_
 from drafts_pipeline.errors import BudgetReached, ProviderError
 from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.generation import Generation, TokenUsage
-from drafts_pipeline.llm.provider import LLMProvider
+from drafts_pipeline.llm.provider import LiveProvider, LLMProvider
 from drafts_pipeline.log_format import logging_run
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.prompts.templates import output_schema_version
@@ -359,13 +359,15 @@ def answer_record(
     answer: Answer,
 ) -> DraftRecord:
     """The answer validated (schema, completeness, blindness) into the draft to store, with
-    its provenance: the prompt as the task holds it, the model the provider says it used."""
+    its provenance: the prompt as the task holds it, the model the provider says it used.
+    The models' ids and the provider's family words are names the draft must not speak."""
+    family = provider.family if isinstance(provider, LiveProvider) else []
     verdict = validate_draft(
         answer.text,
         answer.finish_reason,
         symbol_facts(task.code, task.language),
         task.code,
-        frozenset({answer.model, provider.effective_model, *answer.attempted_models}),
+        frozenset({answer.model, provider.effective_model, *answer.attempted_models, *family}),
     )
     return DraftRecord(
         **_provenance(task, provider, settings, run_id),

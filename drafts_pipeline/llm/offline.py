@@ -3,7 +3,8 @@
 `OfflineProvider` is the provider resource `DRAFTS_LLM_MODE=offline` picks: no network, no key,
 zero cost, model `offline-<provider>`; for the demo, dry runs and graph tests. Its answers follow
 the same JSON schema as a live answer, so validation, ballots and the voting-ready set run
-unchanged. Each provider writes in its own style, so the drafts of a ballot differ.
+unchanged. Each provider writes in its own style, so the drafts of a ballot differ: the three
+shipped ones in theirs, any other in a generic style told apart by its variant.
 """
 
 import json
@@ -38,6 +39,13 @@ VERBS = {
 }  # fmt: skip
 PREPOSITIONS = {"by", "for", "from", "to", "in", "with", "of", "on", "at"}
 STYLES = ("claude", "openai", "kimi")
+# Any other provider writes in the generic style, its summary ending and its description's
+# opening chosen by its variant: 30 providers of the generic style, each drafting its own text.
+GENERIC_ENDINGS = (
+    " as asked.", " in one call.", " on request.", " and hand back what it finds.",
+    " for whoever calls it.", " step by step.",
+)  # fmt: skip
+GENERIC_OPENINGS = ("Takes", "Expects", "Reads", "Needs", "Is given")
 CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -80,16 +88,23 @@ def _parameter_text(facts: SymbolFacts, name: str, style: int) -> str:
     )[style]
 
 
-def offline_answer(provider: str, symbol: str, code: str, language: str = "python") -> str:
-    """The JSON answer an offline provider gives for one symbol written in `language`."""
-    style = STYLES.index(provider) if provider in STYLES else len(provider) % len(STYLES)
+def offline_answer(
+    provider: str, symbol: str, code: str, language: str = "python", variant: int = 0
+) -> str:
+    """The JSON answer an offline provider gives for one symbol written in `language`: in
+    the provider's own style for the three shipped ones, else in the generic style of
+    `variant` (0 to 29)."""
+    generic = provider not in STYLES
+    style = len(STYLES) - 1 if generic else STYLES.index(provider)
+    ending = GENERIC_ENDINGS[variant % len(GENERIC_ENDINGS)]
+    opening = GENERIC_OPENINGS[variant // len(GENERIC_ENDINGS) % len(GENERIC_OPENINGS)]
     facts = symbol_facts(code, language)
     name = facts.name if facts else symbol.rsplit(".", 1)[-1]
     verb, thing = _phrase(name)
     summary = (
         f"{verb} {thing}.",
         f"{verb} {thing} and report the outcome.",
-        f"{verb} {thing} for the caller.",
+        f"{verb} {thing}{ending}" if generic else f"{verb} {thing} for the caller.",
     )[style]
     answer: dict[str, object] = {"summary": summary, "description": "", "parameters": []}
     if facts is not None:
@@ -98,7 +113,7 @@ def offline_answer(provider: str, symbol: str, code: str, language: str = "pytho
         answer["description"] = (
             f"A {kind} of {inputs}.",
             f"Works on {inputs} and keeps no state between calls.",
-            f"Call it with {inputs}.",
+            f"{opening} {inputs}." if generic else f"Call it with {inputs}.",
         )[style]
         answer["parameters"] = [
             {"name": p, "description": _parameter_text(facts, p, style)} for p in facts.parameters
@@ -123,6 +138,11 @@ class OfflineProvider(dg.ConfigurableResource):
     attempt in the call log, as a live one is."""
 
     name: str = Field(description="Provider name as stored on drafts, e.g. `claude`.")
+    variant: int = Field(
+        default=0,
+        description="Which generic style a provider other than the shipped three writes in "
+        "(its place among them in the providers file), so that no two write alike.",
+    )
 
     @property
     def effective_model(self) -> str:
@@ -161,7 +181,9 @@ class OfflineProvider(dg.ConfigurableResource):
         if on_start is not None:
             on_start()
         began = time.perf_counter()
-        text = offline_answer(self.name, request.symbol, request.code, request.language)
+        text = offline_answer(
+            self.name, request.symbol, request.code, request.language, self.variant
+        )
         latency_ms = round((time.perf_counter() - began) * 1000)
         usage = TokenUsage(
             input_tokens=estimated_tokens(request.system) + estimated_tokens(request.prompt),

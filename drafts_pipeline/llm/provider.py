@@ -200,6 +200,11 @@ class LiveProvider(dg.ConfigurableResource):
         "schema, enforced by the API), `json` (any JSON object; OpenAI-compatible APIs), `tool` "
         "(a forced tool call; Anthropic) or `off` (in the prompt only); None picks by model.",
     )
+    family: list[str] = Field(
+        default_factory=list,
+        description="More words that name this provider's model family (e.g. `granite`): a "
+        "draft that speaks them, as its model id, breaks blindness.",
+    )
     backoff_jitter: str = Field(
         default="equal",
         description="`equal` waits at least half of each backoff step; "

@@ -1,8 +1,10 @@
-"""The configured providers, as data: a fourth provider is one more `ProviderSpec`.
+"""The configured providers, as data: a fourth provider is one more entry of the providers
+file (`provider_file.py`), and `DRAFTS_PROVIDERS` chooses among them for a run.
 
 `provider_resources(mode)` makes one resource per spec: `OfflineProvider` in offline mode, else
-the spec's wire API resource. Nothing here raises for a bad environment, so the code location
-always loads; a problem fails the run that needs the provider, with the variable's name:
+the spec's wire API resource. A malformed providers file fails loudly (it is what the
+definitions are built from); beyond it nothing here raises for a bad environment, so the code
+location always loads, and a problem fails the run that needs the provider, naming the variable:
 
 - The key is passed as `dg.EnvVar(<key_env>)`, which Dagster resolves when a run starts (the UI
   shows the variable's name, never the key). A variable unset when the definitions load leaves
@@ -15,7 +17,6 @@ always loads; a problem fails the run that needs the provider, with the variable
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -28,77 +29,47 @@ from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.calling import OnStart
 from drafts_pipeline.llm.generation import CallLog, Generation
 from drafts_pipeline.llm.limits import PaceBook
-from drafts_pipeline.llm.offline import OfflineProvider
+from drafts_pipeline.llm.offline import STYLES, OfflineProvider
 from drafts_pipeline.llm.openai_chat import OpenAIChatProvider
-from drafts_pipeline.llm.pricing import MOONSHOT_BATCH_FACTOR, ModelPrice
+from drafts_pipeline.llm.pricing import ModelPrice
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider, Outcome
+from drafts_pipeline.llm.provider_file import (
+    SHIPPED_PROVIDERS_FILE,
+    ProviderSpec,
+    configured_providers,
+    read_providers_file,
+)
 from drafts_pipeline.settings import LLM_MODES
 
-
-@dataclass(frozen=True)
-class ProviderSpec:
-    """One provider: its wire API, its default model and the variables that configure it."""
-
-    name: str
-    api: str
-    kind: str
-    default_model: str
-    model_env: str
-    key_env: str
-    base_url_env: str
-    default_base_url: str | None = None
-    settings: tuple[tuple[str, object], ...] = ()
-    """Resource settings of this provider that differ from its API class's defaults."""
-
-    @property
-    def resource_key(self) -> str:
-        return f"{self.name}_llm"
-
-    @property
-    def asset_name(self) -> str:
-        return f"{self.name}_draft"
-
-
-PROVIDER_SPECS: tuple[ProviderSpec, ...] = (
-    ProviderSpec(
-        name="claude",
-        api="anthropic",
-        kind="anthropic",
-        default_model="claude-sonnet-5-5",
-        model_env="DRAFTS_CLAUDE_MODEL",
-        key_env="ANTHROPIC_API_KEY",
-        base_url_env="ANTHROPIC_BASE_URL",
-    ),
-    ProviderSpec(
-        name="openai",
-        api="openai",
-        kind="openai",
-        default_model="gpt-6.2-sol",
-        model_env="DRAFTS_OPENAI_MODEL",
-        key_env="OPENAI_API_KEY",
-        base_url_env="OPENAI_BASE_URL",
-        settings=(("token_limit_parameter", "max_completion_tokens"),),
-    ),
-    ProviderSpec(
-        name="kimi",
-        api="openai",
-        kind="moonshot",
-        default_model="kimi-k3",
-        model_env="DRAFTS_KIMI_MODEL",
-        key_env="MOONSHOT_API_KEY",
-        base_url_env="MOONSHOT_BASE_URL",
-        default_base_url="https://api.moonshot.ai/v1",
-        settings=(
-            ("token_limit_parameter", "max_tokens"),
-            ("batch_price_factor", float(MOONSHOT_BATCH_FACTOR)),
-        ),
-    ),
-)
-
 API_CLASSES: dict[str, type[LiveProvider]] = {
-    "anthropic": AnthropicMessagesProvider,
-    "openai": OpenAIChatProvider,
+    "anthropic-messages": AnthropicMessagesProvider,
+    "openai-chat": OpenAIChatProvider,
 }
+
+PROVIDERS_ENV = "DRAFTS_PROVIDERS"
+SHIPPED_PROVIDERS = read_providers_file(SHIPPED_PROVIDERS_FILE)
+__all__ = ["ProviderSpec", "configured_providers"]
+"""The providers the package ships (Claude, OpenAI, Kimi): what runs without a providers file."""
+
+
+def selected_providers(
+    specs: tuple[ProviderSpec, ...], environ: Mapping[str, str] = os.environ
+) -> tuple[ProviderSpec, ...]:
+    """The providers a run drafts with: those `DRAFTS_PROVIDERS` names (comma-separated), else
+    those the file marks `default = true`, in the file's order. A name the file does not
+    list is a `ConfigurationError` naming the variable and the known names."""
+    raw = environ.get(PROVIDERS_ENV, "").strip()
+    if not raw:
+        return tuple(spec for spec in specs if spec.default)
+    wanted = {name.strip() for name in raw.split(",") if name.strip()}
+    known = [spec.name for spec in specs]
+    unknown = sorted(wanted - set(known))
+    if unknown or not wanted:
+        raise ConfigurationError(
+            f"{PROVIDERS_ENV}={raw!r} names no provider of the providers file "
+            f"({', '.join(unknown) or 'none given'}); known: {', '.join(known)}"
+        )
+    return tuple(spec for spec in specs if spec.name in wanted)
 
 
 # Settings a deployment tunes per provider, read from `DRAFTS_<PROVIDER>_<SETTING>`,
@@ -201,12 +172,13 @@ class MisconfiguredProvider(dg.ConfigurableResource):
 ProviderResource = LiveProvider | OfflineProvider | MisconfiguredProvider
 
 
-def provider_resource(spec: ProviderSpec, mode: str) -> ProviderResource:
-    """The resource for one provider, configured from the environment."""
+def provider_resource(spec: ProviderSpec, mode: str, variant: int = 0) -> ProviderResource:
+    """The resource for one provider, configured from its spec and the environment;
+    `variant` tells offline providers of no known style apart (`offline.py`)."""
     if mode not in LLM_MODES:
         raise ConfigurationError(f"LLM mode {mode!r} is not one of {', '.join(LLM_MODES)}")
     if mode == "offline":
-        return OfflineProvider(name=spec.name)
+        return OfflineProvider(name=spec.name, variant=variant)
     api = API_CLASSES[spec.api]
     tuned, problems = settings_from_environment(spec.name, api)
     if problems:
@@ -218,12 +190,26 @@ def provider_resource(spec: ProviderSpec, mode: str) -> ProviderResource:
         model=os.environ.get(spec.model_env) or spec.default_model,
         api_key=key,
         api_key_env_var=spec.key_env,
-        base_url=os.environ.get(spec.base_url_env) or spec.default_base_url,
+        base_url=(spec.base_url_env and os.environ.get(spec.base_url_env)) or spec.default_base_url,
+        family=list(spec.family),
         **options,
     )
 
 
 def provider_resources(
-    mode: str, specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS
+    mode: str, specs: tuple[ProviderSpec, ...] | None = None
 ) -> dict[str, ProviderResource]:
-    return {spec.resource_key: provider_resource(spec, mode) for spec in specs}
+    """One resource per provider of `specs` (default: the providers file's)."""
+    chosen = configured_providers() if specs is None else specs
+    variants = offline_variants(chosen)
+    return {
+        spec.resource_key: provider_resource(spec, mode, variants.get(spec.name, 0))
+        for spec in chosen
+    }
+
+
+def offline_variants(specs: tuple[ProviderSpec, ...]) -> dict[str, int]:
+    """Each provider without an offline style of its own -> its place among them, so that no
+    two offline providers write the same draft."""
+    generic = [spec.name for spec in specs if spec.name not in STYLES]
+    return {name: place for place, name in enumerate(generic)}

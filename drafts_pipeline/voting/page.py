@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from drafts_pipeline.drafting.blindness import blindness_leaks
 from drafts_pipeline.errors import StoreUnavailable, VotesRejected
+from drafts_pipeline.llm.provider_file import configured_providers, leak_names
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import Vote, column_length
 from drafts_pipeline.store.vote_results import VotingTask
@@ -226,7 +227,7 @@ class VotingPage:
     def leaks(self, task: VotingTask) -> bool:
         """Whether one of the task's drafts names a provider or model (its verdict kept)."""
         if task.task_id not in self.leaking:
-            models = frozenset(self.store.draft_models())
+            models = frozenset(self.store.draft_models() | leak_names(configured_providers()))
             self.leaking[task.task_id] = any(
                 blindness_leaks(draft.content, task.code, models) for draft in task.drafts
             )

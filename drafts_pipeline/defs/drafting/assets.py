@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from drafts_pipeline.defs.drafting.partitions import task_partitions
-from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
+from drafts_pipeline.defs.loaded_settings import LOADED_PROVIDERS, LOADED_SETTINGS
 from drafts_pipeline.drafting.batch_collect import collect_batches
 from drafts_pipeline.drafting.batch_submit import submit_batch
 from drafts_pipeline.drafting.estimates import (
@@ -40,7 +40,8 @@ from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.estimate import CallEstimator, ProviderEstimate
 from drafts_pipeline.llm.keys import require_keys
 from drafts_pipeline.llm.provider import LiveProvider, LLMProvider
-from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
+from drafts_pipeline.llm.provider_file import ProviderSpec
+from drafts_pipeline.llm.providers import selected_providers
 from drafts_pipeline.prompts.context_budget import PromptLimits
 from drafts_pipeline.prompts.templates import BuiltPrompt, prompt_for
 from drafts_pipeline.settings import SUBMIT_MODES, Settings
@@ -320,8 +321,8 @@ def plan_batch(
     for spec, provider in providers.items():
         if mode == "batch" and isinstance(provider, LiveProvider) and not batched[spec.name]:
             context.log.info(
-                f"{spec.name}: drafts live in this batch-mode run "
-                f"(DRAFTS_{spec.name.upper()}_SUBMIT_MODE=live)",
+                f"{spec.name}: drafts live in this batch-mode run (its submit_mode is live: "
+                f"providers file or DRAFTS_{spec.name.upper()}_SUBMIT_MODE)",
                 extra={"provider": spec.name},
             )
         context.log.info(estimates[spec.name].summary(), extra={"provider": spec.name})
@@ -337,8 +338,9 @@ def plan_batch(
     }
 
 
-def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.AssetsDefinition:
-    """One `<provider>_draft` asset per provider spec (their checks: `checks.py`)."""
+def build_draft_assets(specs: tuple[ProviderSpec, ...]) -> dg.AssetsDefinition:
+    """One `<provider>_draft` asset per provider spec (their checks: `checks.py`); a run
+    drafts with the providers it selects (the `draft_tasks` job: `DRAFTS_PROVIDERS`)."""
     asset_specs = [
         dg.AssetSpec(
             spec.asset_name,
@@ -372,6 +374,8 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
         settings = Settings.from_environment().require(
             "llm_mode", "claim_lease_s", "daily_budget_usd", "submit_mode"
         )
+        # The job chose its providers when the code loaded; a bad DRAFTS_PROVIDERS fails here.
+        selected_providers(specs)
         mode = (
             "collect"
             if config.collect
@@ -482,4 +486,4 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS) -> dg.A
     return provider_drafts
 
 
-provider_drafts = build_draft_assets()
+provider_drafts = build_draft_assets(LOADED_PROVIDERS)

@@ -9,12 +9,13 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
+from drafts_pipeline.defs.drafting.jobs import DRAFT_TASKS_JOB
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
+from drafts_pipeline.defs.loaded_settings import LOADED_PROVIDERS
 from drafts_pipeline.defs.runs import UNFINISHED_RUN_STATUSES
 from drafts_pipeline.errors import ConfigurationError, ProviderError
 from drafts_pipeline.llm.provider import LiveProvider
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.provider_file import ProviderSpec
 from drafts_pipeline.runner import contiguous_batches
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
@@ -109,7 +110,7 @@ def _runs(
 ) -> int:
     return instance.get_runs_count(
         dg.RunsFilter(
-            job_name=draft_tasks_job.name,
+            job_name=DRAFT_TASKS_JOB,
             tags={batch_tag(batch_id): "collect"},
             statuses=list(statuses),
         )
@@ -149,36 +150,44 @@ def collection_requests(
     return plan_collection(waiting, order, batch_size)
 
 
-@dg.sensor(
-    job=draft_tasks_job,
-    minimum_interval_seconds=BATCH_POLL_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    required_resource_keys={"store", *(spec.resource_key for spec in PROVIDER_SPECS)},
-    description="Asks the providers about their pending batches (each at most once a minute) "
-    "and, for a batch that ended, expired, failed or was cancelled, requests `draft_tasks` "
-    "runs over its tasks that collect it: answers stored at the batch price, the rest back to "
-    "drafting, then the ballot.",
-)
-def provider_batches_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    batch_size = Settings.from_environment().require("batch_size").batch_size
-    store: DraftStore = context.resources.store
-    store.require_current()
-    providers = {
-        spec.name: getattr(context.resources, spec.resource_key) for spec in PROVIDER_SPECS
-    }
-    problems = poll_batches(store, providers, context.log)
-    for problem in problems:
-        context.log.warning(problem)
-    for batch in store.stale_submissions(utcnow() - STALE_SUBMISSION):
-        context.log.warning(
-            f"{batch.provider} batch row #{batch.id} (run {batch.run_id}) is still `submitting` "
-            f"since {batch.submitted_at:%Y-%m-%d %H:%M} UTC: its run died before the provider "
-            "answered; see docs/cost.md#batch-backfills"
-        )
-    requests = collection_requests(context.instance, store, batch_size, context.log)
-    if requests:
-        return dg.SensorResult(run_requests=requests)
-    reason = "no provider batch to collect" + (
-        f"; {len(problems)} could not be asked" if problems else ""
+def build_provider_batches_sensor(specs: tuple[ProviderSpec, ...]) -> dg.SensorDefinition:
+    """The sensor over the batches of every provider of `specs`. Its collecting runs are
+    `draft_tasks` runs: a provider the job leaves out (DRAFTS_PROVIDERS) has its finished
+    batches collected once it drafts again (docs/providers.md)."""
+
+    @dg.sensor(
+        job_name=DRAFT_TASKS_JOB,
+        minimum_interval_seconds=BATCH_POLL_INTERVAL_S,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={"store", *(spec.resource_key for spec in specs)},
+        description="Asks the providers about their pending batches (each at most once a minute) "
+        "and, for a batch that ended, expired, failed or was cancelled, requests `draft_tasks` "
+        "runs over its tasks that collect it: answers stored at the batch price, the rest back to "
+        "drafting, then the ballot.",
     )
-    return dg.SensorResult(skip_reason=reason)
+    def provider_batches_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        batch_size = Settings.from_environment().require("batch_size").batch_size
+        store: DraftStore = context.resources.store
+        store.require_current()
+        providers = {spec.name: getattr(context.resources, spec.resource_key) for spec in specs}
+        problems = poll_batches(store, providers, context.log)
+        for problem in problems:
+            context.log.warning(problem)
+        for batch in store.stale_submissions(utcnow() - STALE_SUBMISSION):
+            context.log.warning(
+                f"{batch.provider} batch row #{batch.id} (run {batch.run_id}) is still "
+                f"`submitting` since {batch.submitted_at:%Y-%m-%d %H:%M} UTC: its run died "
+                "before the provider answered; see docs/cost.md#batch-backfills"
+            )
+        requests = collection_requests(context.instance, store, batch_size, context.log)
+        if requests:
+            return dg.SensorResult(run_requests=requests)
+        reason = "no provider batch to collect" + (
+            f"; {len(problems)} could not be asked" if problems else ""
+        )
+        return dg.SensorResult(skip_reason=reason)
+
+    return provider_batches_sensor
+
+
+provider_batches_sensor = build_provider_batches_sensor(LOADED_PROVIDERS)

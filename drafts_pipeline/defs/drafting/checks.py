@@ -12,8 +12,9 @@ from collections.abc import Collection, Iterator, Mapping
 import dagster as dg
 
 from drafts_pipeline.defs.drafting.partitions import run_task_ids
+from drafts_pipeline.defs.loaded_settings import LOADED_PROVIDERS
 from drafts_pipeline.drafting.validation import leak_in, problem_in
-from drafts_pipeline.llm.providers import PROVIDER_SPECS, ProviderSpec
+from drafts_pipeline.llm.provider_file import ProviderSpec
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.ballots import UnusableDraft
 
@@ -102,9 +103,7 @@ def draft_check_results(
     return results
 
 
-def build_draft_checks(
-    specs: tuple[ProviderSpec, ...] = PROVIDER_SPECS,
-) -> dg.AssetChecksDefinition:
+def build_draft_checks(specs: tuple[ProviderSpec, ...]) -> dg.AssetChecksDefinition:
     """Both checks of every provider's draft asset, in one step; any subset runs alone."""
     by_asset = {dg.AssetKey(spec.asset_name): spec for spec in specs}
 
@@ -125,4 +124,4 @@ def build_draft_checks(
     return provider_draft_checks
 
 
-provider_draft_checks = build_draft_checks()
+provider_draft_checks = build_draft_checks(LOADED_PROVIDERS)

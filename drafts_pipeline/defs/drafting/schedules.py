@@ -13,7 +13,7 @@ import hashlib
 
 import dagster as dg
 
-from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
+from drafts_pipeline.defs.drafting.jobs import DRAFT_TASKS_JOB
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.defs.runs import partitions_of_unfinished_runs
 from drafts_pipeline.settings import Settings
@@ -60,7 +60,7 @@ def plan_retries(
 
 @dg.schedule(
     cron_schedule=RETRY_CRON,
-    job=draft_tasks_job,
+    job_name=DRAFT_TASKS_JOB,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Every 15 minutes, another run for the tasks that a ballot left in `drafting` "

@@ -4,7 +4,7 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from drafts_pipeline.defs.drafting.jobs import draft_tasks_job
+from drafts_pipeline.defs.drafting.jobs import DRAFT_TASKS_JOB
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.defs.loaded_settings import LOADED_SETTINGS
 from drafts_pipeline.defs.runs import unfinished_runs
@@ -73,7 +73,7 @@ def without_runt(
 
 
 @dg.sensor(
-    job=draft_tasks_job,
+    job_name=DRAFT_TASKS_JOB,
     minimum_interval_seconds=LOADED_SETTINGS.sensor_interval_s,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reads `drafting` tasks past its cursor, new or re-queued by `tasks retry` (at "
@@ -94,7 +94,7 @@ def drafting_tasks_sensor(
     new_tasks = new_tasks[: settings.sensor_max_tasks]
     if not new_tasks:
         return dg.SensorResult(skip_reason=f"no new drafting tasks past #{cursor}")
-    drafting_runs = unfinished_runs(context.instance, draft_tasks_job.name)
+    drafting_runs = unfinished_runs(context.instance, DRAFT_TASKS_JOB)
     if more_follow:
         new_tasks = without_runt(new_tasks, settings.batch_size, ramp_up=drafting_runs == 0)
     # Added here in one statement, not returned as an AddDynamicPartitionsRequest: the daemon

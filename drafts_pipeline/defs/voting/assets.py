@@ -12,10 +12,12 @@ import dagster as dg
 
 from drafts_pipeline.defs.drafting.assets import BATCH_POLICY
 from drafts_pipeline.defs.drafting.partitions import run_task_ids, task_partitions
+from drafts_pipeline.defs.loaded_settings import LOADED_PROVIDERS
 from drafts_pipeline.defs.metadata import markdown_table
-from drafts_pipeline.drafting.ballot import cast_ballots
+from drafts_pipeline.drafting.ballot import MAX_LABELS, cast_ballots
+from drafts_pipeline.errors import ConfigurationError
 from drafts_pipeline.export_records import write_export_records
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.provider_file import ProviderSpec
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.voting_set import export_voting_set, voting_set
@@ -24,8 +26,9 @@ PREVIEW_ROWS = 10
 
 
 class BallotConfig(dg.Config):
-    min_drafts: int = 2
-    """Valid drafts a task needs before it goes to voting."""
+    min_drafts: int | None = None
+    """Valid drafts a task needs before it goes to voting (1 to 26); unset: DRAFTS_MIN_DRAFTS,
+    default 2."""
     max_attempts: int = 3
     """Ballots below quorum before a task is marked `failed`."""
 
@@ -40,48 +43,69 @@ def labels_problem(labels: list[str]) -> str | None:
     return None
 
 
-@dg.asset(
-    partitions_def=task_partitions,
-    backfill_policy=BATCH_POLICY,
-    deps=[spec.asset_name for spec in PROVIDER_SPECS],
-    group_name="voting",
-    kinds={"python", "sql"},
-    description="Holds the ballot of each task: at quorum its valid drafts get random blind "
-    "labels and the task moves to `voting` (once, atomically); below quorum the task stays in "
-    "`drafting` with one more attempt, and becomes `failed` after `max_attempts`. A task a daily "
-    "budget held back is left as it is, with no attempt counted.",
-)
-def voting_ballot(
-    context: dg.AssetExecutionContext, config: BallotConfig, store: DraftStore
-) -> dg.MaterializeResult:
-    rng = random.SystemRandom()
-    outcomes: Counter[str] = Counter()
-    ballots = cast_ballots(
-        store,
-        context.partition_keys,
-        min_drafts=config.min_drafts,
-        max_attempts=config.max_attempts,
-        rng=rng,
-        run_id=context.run.run_id,
+def quorum(config: BallotConfig) -> int:
+    """The run config's `min_drafts`, else DRAFTS_MIN_DRAFTS; one that no ballot of 1 to 26
+    labels can meet is a `ConfigurationError`."""
+    if config.min_drafts is None:
+        return Settings.from_environment().require("min_drafts").min_drafts
+    if not 1 <= config.min_drafts <= MAX_LABELS:
+        raise ConfigurationError(
+            f"voting_ballot config min_drafts={config.min_drafts} must be 1 to {MAX_LABELS}"
+        )
+    return config.min_drafts
+
+
+def build_voting_ballot(specs: tuple[ProviderSpec, ...]) -> dg.AssetsDefinition:
+    """The ballot, after the drafts of every provider of `specs` that its run drafts."""
+
+    @dg.asset(
+        partitions_def=task_partitions,
+        backfill_policy=BATCH_POLICY,
+        deps=[spec.asset_name for spec in specs],
+        group_name="voting",
+        kinds={"python", "sql"},
+        description="Holds the ballot of each task: at quorum (`min_drafts`, else "
+        "DRAFTS_MIN_DRAFTS) its valid drafts get random blind labels and the task moves to "
+        "`voting` (once, atomically); below quorum the task stays in `drafting` with one more "
+        "attempt, and becomes `failed` after `max_attempts`. A task a daily budget held back is "
+        "left as it is, with no attempt counted.",
     )
-    for key, outcome in zip(context.partition_keys, ballots, strict=True):
-        outcomes[outcome.outcome] += 1
-        if outcome.outcome in ("drafting", "failed"):
-            context.log.warning(
-                f"task {key}: below quorum ({outcome.reason}); now {outcome.outcome}",
-                extra={"task_id": key},
-            )
-    # The batch's counts belong to the run, not to each task's partition.
-    context.log.info(
-        f"{len(context.partition_keys)} ballots: {outcomes['voting']} moved to voting, "
-        f"{outcomes['drafting']} below quorum, {outcomes['failed']} failed, "
-        f"{outcomes['held']} held by a daily budget, {outcomes['unchanged']} unchanged"
-    )
-    return dg.MaterializeResult()
+    def voting_ballot(
+        context: dg.AssetExecutionContext, config: BallotConfig, store: DraftStore
+    ) -> dg.MaterializeResult:
+        rng = random.SystemRandom()
+        outcomes: Counter[str] = Counter()
+        ballots = cast_ballots(
+            store,
+            context.partition_keys,
+            min_drafts=quorum(config),
+            max_attempts=config.max_attempts,
+            rng=rng,
+            run_id=context.run.run_id,
+        )
+        for key, outcome in zip(context.partition_keys, ballots, strict=True):
+            outcomes[outcome.outcome] += 1
+            if outcome.outcome in ("drafting", "failed"):
+                context.log.warning(
+                    f"task {key}: below quorum ({outcome.reason}); now {outcome.outcome}",
+                    extra={"task_id": key},
+                )
+        # The batch's counts belong to the run, not to each task's partition.
+        context.log.info(
+            f"{len(context.partition_keys)} ballots: {outcomes['voting']} moved to voting, "
+            f"{outcomes['drafting']} below quorum, {outcomes['failed']} failed, "
+            f"{outcomes['held']} held by a daily budget, {outcomes['unchanged']} unchanged"
+        )
+        return dg.MaterializeResult()
+
+    return voting_ballot
+
+
+voting_ballot = build_voting_ballot(LOADED_PROVIDERS)
 
 
 @dg.asset_check(
-    asset=voting_ballot,
+    asset="voting_ballot",
     name="labels_complete_and_unique",
     description="Each task in voting has labels A, B, C... once each: over the run's tasks; "
     "run alone, over the partition chosen, or every task without one.",
