@@ -10,7 +10,7 @@ One server speaks for every provider, each under its own prefix and wire format:
 | claude | Anthropic Messages | `{url}/claude` | `POST /claude/v1/messages` |
 | openai | OpenAI Chat Completions | `{url}/openai/v1` | `POST /openai/v1/chat/completions` |
 | kimi | Moonshot (OpenAI-compatible) | `{url}/moonshot/v1` | `POST /moonshot/v1/chat/completions` |
-| added | OpenAI Chat Completions | `{url}/{name}/v1` | `POST /{name}/v1/chat/completions` |
+| added | OpenAI-compatible | `{url}/{name}/v1` | `POST /{name}/v1/chat/completions` |
 
 `add_provider(name)` adds one (no batch endpoints).
 
@@ -290,15 +290,16 @@ class FakeProviderServer:
     def script(self, provider: str) -> ProviderScript:
         return self.scripts[provider]
 
-    def add_provider(self, name: str) -> ProviderScript:
-        """One more provider on the OpenAI Chat wire, at `{url}/{name}/v1`, as a local
-        OpenAI-compatible server or another vendor's endpoint is (no batch API); it answers in
-        the offline generic style of its place among the added providers."""
+    def add_provider(self, name: str, wire: str = "moonshot") -> ProviderScript:
+        """One more provider at `{url}/{name}/v1`, without batch endpoints: by default an
+        OpenAI-compatible server (Chat Completions taking `max_tokens`, as a local server or
+        Moonshot's), `wire="openai"` for OpenAI's own. It answers in the offline generic
+        style of its place among the added providers."""
         added = len(self.scripts) - len(WIRES)
         self.scripts[name] = ProviderScript(
             name=name,
             api_key=f"test-{name}-key-{secrets.token_hex(12)}",
-            wire="openai",
+            wire=wire,
             prefix=f"/{name}/v1",
             variant=added,
         )

@@ -4,8 +4,9 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from drafts_pipeline.definitions import ASSETS, build_resources
+from drafts_pipeline.definitions import ASSETS, build_resources, task_assets
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
+from drafts_pipeline.llm.provider_file import ProviderSpec
 
 
 def materialize_tasks(
@@ -15,14 +16,22 @@ def materialize_tasks(
     *,
     providers: dict[str, object] | None = None,
     run_config: dict | None = None,
+    specs: tuple[ProviderSpec, ...] | None = None,
+    mode: str = "offline",
 ) -> dg.ExecuteInProcessResult:
     """Materialise the whole graph (the per-task assets for all `task_ids` in one run, and
-    the voting-ready set) with offline providers unless others are given."""
+    the voting-ready set) with offline providers unless others are given; `specs` builds it
+    for other providers than those the definitions loaded, in `mode`."""
     new = [k for k in task_ids if not instance.has_dynamic_partition(TASK_PARTITIONS_NAME, k)]
     instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, new)
-    resources = {**build_resources("offline", database_url), **(providers or {})}
+    built = (
+        build_resources(mode, database_url)
+        if specs is None
+        else build_resources(mode, database_url, specs)
+    )
+    resources = {**built, **(providers or {})}
     return dg.materialize(
-        ASSETS,
+        ASSETS if specs is None else task_assets(specs),
         instance=instance,
         resources=resources,
         tags=range_tags(task_ids[0], task_ids[-1]),

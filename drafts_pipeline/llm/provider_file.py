@@ -16,7 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from drafts_pipeline.errors import ConfigurationError
 
@@ -29,7 +36,6 @@ NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 WIRE_APIS = ("anthropic-messages", "openai-chat")
 KINDS = {"anthropic-messages": "anthropic", "openai-chat": "openai"}
-OPENAI_ONLY = {"token_limit_parameter"}
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -123,14 +129,19 @@ class ProviderEntry(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
-    @model_validator(mode="after")
-    def settings_of_its_api(self) -> "ProviderEntry":
-        if self.api != "openai-chat":
-            for name in sorted(OPENAI_ONLY & self.model_fields_set):
-                raise ValueError(f"{name} is a setting of openai-chat only")
-        if self.fallback_model is not None and self.fallback_model == self.model:
-            raise ValueError("fallback_model must name a model other than model")
-        return self
+    @field_validator("token_limit_parameter")
+    @classmethod
+    def of_openai_chat(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("api", "openai-chat") != "openai-chat":
+            raise ValueError("is a setting of the openai-chat API only")
+        return value
+
+    @field_validator("fallback_model")
+    @classmethod
+    def another_model(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value == info.data.get("model"):
+            raise ValueError("must name a model other than `model`")
+        return value
 
     def spec(self, name: str) -> ProviderSpec:
         """The provider this entry describes, under `name`."""
