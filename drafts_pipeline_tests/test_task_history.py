@@ -11,6 +11,15 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from drafts_pipeline.cli import SAMPLE_PROJECT, main
+from drafts_pipeline.drafting.regenerate import (
+    MODEL_TAG,
+    REGENERATE_TAG,
+    TEMPLATE_TAG,
+    regeneration,
+    tagged_regeneration,
+)
+from drafts_pipeline.errors import ConfigurationError
+from drafts_pipeline.llm.providers import PROVIDER_SPECS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, Vote
 from drafts_pipeline.store.votes import VoteInput
@@ -18,6 +27,7 @@ from drafts_pipeline.tasks.discover import sync_discovered
 from drafts_pipeline.voting.acceptance import accepted_drafts
 from drafts_pipeline.voting_set import voting_ready_frame
 from drafts_pipeline_tests.factories import make_task
+from drafts_pipeline_tests.fake_providers import FakeProviderServer
 from drafts_pipeline_tests.graph_runs import materialize_tasks
 
 CHANGED = "bookshop.orders.compute_total"
@@ -233,3 +243,92 @@ def test_reopen_keeps_the_ballot_and_its_votes_and_counts_only_the_current_one(
     labelled = {(d.ballot, d.label): d.provider for d in drafts_of(store, "shop.a") if d.label}
     assert {o.order[0] for o in every if o.ballot == 1} == {labelled[(1, "B")]}
     assert [o.order[0] for o in every if o.ballot == 2] == [labelled[(2, "C")]]
+
+
+def regenerate(**request: object) -> dict[str, object]:
+    return {"ops": {"provider_drafts": {"config": {"regenerate": request}}}}
+
+
+def test_regenerate_one_provider_with_another_model_and_template_through_run_config(
+    store: DraftStore, instance: dg.DagsterInstance, data_dir: Path
+) -> None:
+    store.add_tasks([make_task("shop.total", symbol="compute_total")])
+    in_voting(instance, store, ["shop.total"])
+    store.record_votes([vote("shop.total", "ada")])
+    first = history_of(store, "shop.total")
+
+    result = materialize_tasks(
+        instance, store.database_url, ["shop.total"],
+        run_config=regenerate(providers=["claude"], model="claude-next", template="any-symbol"),
+    )  # fmt: skip
+    assert result.success
+    task = store.tasks_by_id(["shop.total"])["shop.total"]
+    assert (task.status, task.ballot, task.template) == ("voting", 2, "any-symbol")
+    assert history_of(store, "shop.total")[: len(first)] == first
+    by_provider = {d.provider: d for d in drafts_of(store, "shop.total") if d.ballot == 2}
+    claude = by_provider["claude"]
+    assert (claude.version, claude.carried_from) == (2, None)
+    assert claude.model == "offline-claude:claude-next"
+    assert claude.template_version == "any-symbol-v1" and claude.input_tokens
+    originals = {d.provider: d.id for d in drafts_of(store, "shop.total") if d.ballot == 1}
+    for name in ("openai", "kimi"):
+        carried = by_provider[name]
+        assert (carried.version, carried.carried_from) == (2, originals[name])
+        assert (carried.input_tokens, carried.cost_usd, carried.attempts) == (None, None, 0)
+        assert carried.template_version != "any-symbol-v1"
+    assert {d.label for d in by_provider.values()} == {"A", "B", "C"}
+    (reopening,) = store.reopenings("shop.total")
+    assert (reopening.cause, reopening.run_id) == ("regenerate", result.run_id)
+    assert "model claude-next" in (reopening.reason or "")
+    # Carried drafts are counted once, as the drafts a provider answered.
+    scorecard = {row["provider"]: row["drafts"] for row in store.scorecard_rows()}
+    assert scorecard == {"claude": 2, "openai": 1, "kimi": 1}
+    assert [(v.ballot, v.voter) for v in votes_of(store, "shop.total")] == [(1, "ada")]
+    frame = voting_ready_frame(store)
+    assert sorted(frame["content"]) == sorted(d.content for d in by_provider.values())
+
+
+def test_regenerate_asks_the_override_model_live_and_calls_no_other_provider(
+    store: DraftStore,
+    instance: dg.DagsterInstance,
+    data_dir: Path,
+    fake_providers: FakeProviderServer,
+) -> None:
+    providers = {
+        spec.resource_key: fake_providers.resource(spec.name, initial_delay_s=0.01)
+        for spec in PROVIDER_SPECS
+    }
+    store.add_tasks([make_task("shop.total", symbol="compute_total")])
+    first = materialize_tasks(instance, store.database_url, ["shop.total"], providers=providers)
+    assert first.success and store.task_ids("voting") == ["shop.total"]
+    before = {spec.name: fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS}
+    assert before == {"claude": 1, "openai": 1, "kimi": 1}
+
+    result = materialize_tasks(
+        instance, store.database_url, ["shop.total"], providers=providers,
+        run_config=regenerate(providers=["openai"], model="gpt-6.2-mini"),
+    )  # fmt: skip
+    assert result.success
+    after = {spec.name: fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS}
+    assert after == {"claude": 1, "openai": 2, "kimi": 1}
+    assert fake_providers.script("openai").requests[-1].body["model"] == "gpt-6.2-mini"
+    current = {d.provider: d for d in drafts_of(store, "shop.total") if d.ballot == 2}
+    assert (current["openai"].version, current["openai"].model) == (2, "gpt-6.2-mini")
+    assert current["openai"].carried_from is None
+    assert {current[name].carried_from is not None for name in ("claude", "kimi")} == {True}
+    assert store.tasks_by_id(["shop.total"])["shop.total"].status == "voting"
+
+
+def test_a_regenerate_request_names_what_is_wrong() -> None:
+    with pytest.raises(ConfigurationError, match="kimi, which this run does not materialise"):
+        regeneration(["kimi"], None, None, ["claude", "openai"])
+    with pytest.raises(ConfigurationError, match="'nope' is not a template"):
+        regeneration(None, None, "nope", ["claude"])
+    with pytest.raises(ConfigurationError, match=r"regenerate\.model is empty"):
+        regeneration(None, " ", None, ["claude"])
+    assert regeneration(None, None, None, ["claude", "kimi"]).providers == ("claude", "kimi")
+    assert tagged_regeneration({}) is None
+    assert tagged_regeneration({REGENERATE_TAG: "all", MODEL_TAG: "m"}) == (None, "m", None)
+    assert tagged_regeneration({REGENERATE_TAG: "claude,kimi"}) == (["claude", "kimi"], None, None)
+    with pytest.raises(ConfigurationError, match="without drafts/regenerate"):
+        tagged_regeneration({TEMPLATE_TAG: "any-symbol"})
