@@ -332,3 +332,30 @@ def test_a_regenerate_request_names_what_is_wrong() -> None:
     assert tagged_regeneration({REGENERATE_TAG: "claude,kimi"}) == (["claude", "kimi"], None, None)
     with pytest.raises(ConfigurationError, match="without drafts/regenerate"):
         tagged_regeneration({TEMPLATE_TAG: "any-symbol"})
+
+
+def test_rows_stored_before_ballots_migrate_to_ballot_one(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from drafts_pipeline.store import schema
+
+    store = DraftStore(database_url=database_url)
+    config = schema._alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0007")
+        connection.execute(
+            text(
+                "INSERT INTO documentation_tasks (id, status, language, symbol, code, context,"
+                " template, priority, attempts, created_at, updated_at) VALUES ('old.task',"
+                " 'voting', 'python', 'f', 'def f(): pass', '', 'docstring', 0, 0,"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    store.upgrade()
+    task = store.tasks_by_id(["old.task"])["old.task"]
+    assert (task.ballot, task.source_hash, task.status) == (1, None, "voting")
+    synced = store.sync_tasks([make_task("old.task", symbol="f", code="def f(): pass", context="")])
+    assert synced.unchanged == ["old.task"]
+    assert store.tasks_by_id(["old.task"])["old.task"].source_hash is not None
