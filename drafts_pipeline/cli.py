@@ -66,20 +66,21 @@ def db_upgrade() -> None:
 
 @main.group()
 def tasks() -> None:
-    """Bring documentation tasks in, or back after they failed."""
+    """Bring documentation tasks in, follow their source, or send them back to drafting."""
 
 
 @tasks.command("discover")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def tasks_discover(path: Path) -> None:
-    """Create a task for every public function or method without a docstring under PATH."""
-    from drafts_pipeline.tasks.discover import discover_tasks
+    """Create a task for every public function or method without a docstring under PATH;
+    update the tasks whose code changed (reopening those in voting or failed on a new ballot)
+    and retire those whose file no longer defines their symbol."""
+    from drafts_pipeline.tasks.discover import sync_discovered
 
-    found = discover_tasks(path)
+    found, synced = sync_discovered(_store(), path)
     for skipped in found.skipped:
         click.echo(f"skipped {skipped}", err=True)
-    created = _store().add_tasks(found.tasks)
-    click.echo(f"{len(found.tasks)} undocumented symbol(s) found, {created} new task(s) created")
+    click.echo(f"{len(found.tasks)} undocumented symbol(s) found; tasks: {synced.summary()}")
 
 
 @tasks.command("import")
@@ -90,9 +91,26 @@ def tasks_import(file: Path) -> None:
 
     summary = import_tasks(_store(), file)
     click.echo(
-        f"{summary.read} task(s) read, {summary.created} created, "
-        f"{summary.already_present} already present"
+        f"{summary.read} task(s) read: {summary.created} new, {summary.unchanged} unchanged, "
+        f"{summary.updated} updated, {summary.reopened} reopened"
     )
+
+
+@tasks.command("reopen")
+@click.argument("task_ids", metavar="ID...", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why: recorded with the reopening.")
+def tasks_reopen(task_ids: tuple[str, ...], reason: str) -> None:
+    """Move tasks in `voting` back to `drafting` on a new ballot, to be drafted again by the
+    sensor's next run or `drafts-pipeline run`. The closed ballot's drafts, labels and votes
+    are kept as history. A task in another status is named and left as it is."""
+    if not reason.strip():
+        raise click.UsageError("--reason must say why the tasks are reopened")
+    done = _store().reopen_tasks(list(task_ids), "reopen", reason=reason.strip())
+    for task_id, why in done.refused.items():
+        click.echo(f"task {task_id}: {why}", err=True)
+    click.echo(f"{len(done.ballots)} task(s) reopened, {len(done.refused)} left as they were")
+    if done.refused:
+        sys.exit(1)
 
 
 @tasks.command("retry")

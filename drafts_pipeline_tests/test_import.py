@@ -458,8 +458,8 @@ def test_importing_twice_creates_each_task_once(
     else:
         path = write_csv(tmp_path, [csv_row(), csv_row(id="b")])
 
-    assert import_tasks(store, path) == ImportSummary(read=2, created=2, already_present=0)
-    assert import_tasks(store, path) == ImportSummary(read=2, created=0, already_present=2)
+    assert import_tasks(store, path) == ImportSummary(read=2, created=2)
+    assert import_tasks(store, path) == ImportSummary(read=2, created=0, unchanged=2)
     assert store.task_ids("drafting") == ["pkg.module.f", "b"]
 
 
@@ -467,7 +467,7 @@ def test_ids_already_stored_are_not_an_error(tmp_path: Path, store: DraftStore) 
     store.add_tasks([TaskInput(**GOOD)])
     path = write_jsonl(tmp_path, [jsonl_line(**GOOD), jsonl_line(**GOOD | {"id": "new"})])
 
-    assert import_tasks(store, path) == ImportSummary(read=2, created=1, already_present=1)
+    assert import_tasks(store, path) == ImportSummary(read=2, created=1, unchanged=1)
     assert store.task_ids("drafting") == ["pkg.module.f", "new"]
 
 

@@ -143,10 +143,20 @@ class OfflineProvider(dg.ConfigurableResource):
         description="Which generic style a provider other than the shipped three writes in "
         "(its place among them in the providers file), so that no two write alike.",
     )
+    model: str | None = Field(
+        default=None,
+        description="A regenerate's model override, recorded as `offline-<provider>:<model>`; "
+        "None for `offline-<provider>`.",
+    )
 
     @property
     def effective_model(self) -> str:
-        return f"offline-{self.name}"
+        own = f"offline-{self.name}"
+        return own if self.model is None else f"{own}:{self.model}"
+
+    def with_model(self, model: str) -> "OfflineProvider":
+        """This provider drafting as if asked `model` (a regenerate's override, offline)."""
+        return OfflineProvider(name=self.name, variant=self.variant, model=model.strip())
 
     def settings_hash(self) -> str:
         return settings_hash(self.effective_model, DEFAULT_MAX_OUTPUT_TOKENS, None)

@@ -234,6 +234,21 @@ class LiveProvider(dg.ConfigurableResource):
             self.structured_output_form,
         )
 
+    def with_model(self, model: str) -> "LiveProvider":
+        """This provider asking `model` instead of its own (a regenerate's override): the
+        same key, endpoint, limits and retries; priced by the price table's entry for `model`
+        (the configured price overrides are the configured model's), and no fallback model.
+        It shares this instance's SDK client, which this instance's teardown closes."""
+        if not model.strip():
+            raise ConfigurationError(f"{self.name}: the model override is empty")
+        kept = {name: getattr(self, name) for name in type(self).model_fields}
+        unpriced = dict.fromkeys(
+            ("input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok")
+        )
+        other = type(self)(**{**kept, **unpriced, "model": model.strip(), "fallback_model": None})
+        other._client = self.sdk_client()
+        return other
+
     @property
     def structured_output_form(self) -> str:
         """The form of structured output this provider's requests take (`structured_output.py`):

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from drafts_pipeline.store.drafts import live_claim_holders
 from drafts_pipeline.store.models import Base, DocumentationTask, DraftVersion, as_utc, utcnow
 from drafts_pipeline.store.outages import rides_out_outages
-from drafts_pipeline.store.queries import Queries
+from drafts_pipeline.store.queries import Queries, on_current_ballot
 
 
 @dataclass(frozen=True)
@@ -160,11 +160,13 @@ class BallotQueries(Queries):
             yield BallotBox(session, statuses, candidates)
 
     def ballot_labels(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
-        """task id -> labels of its drafts, for the labels check."""
+        """task id -> labels of its current ballot's drafts, for the labels check."""
         with self._session() as session:
             rows = session.execute(
                 select(DraftVersion.task_id, DraftVersion.label).where(
-                    DraftVersion.task_id.in_(task_ids), DraftVersion.label.is_not(None)
+                    DraftVersion.task_id.in_(task_ids),
+                    DraftVersion.label.is_not(None),
+                    on_current_ballot(),
                 )
             )
             labels: dict[str, list[str]] = {task_id: [] for task_id in task_ids}
@@ -207,13 +209,15 @@ class BallotQueries(Queries):
             }
 
     def voting_labels(self, task_ids: Sequence[str] | None = None) -> dict[str, list[str]]:
-        """task id -> labels of its drafts, for each task in `voting` (of `task_ids`, or every
-        one): what the labels check reads."""
+        """task id -> labels of its current ballot's drafts, for each task in `voting` (of
+        `task_ids`, or every one): what the labels check reads."""
         query = (
             select(DocumentationTask.id, DraftVersion.label)
             .outerjoin(
                 DraftVersion,
-                (DraftVersion.task_id == DocumentationTask.id) & DraftVersion.label.is_not(None),
+                (DraftVersion.task_id == DocumentationTask.id)
+                & (DraftVersion.ballot == DocumentationTask.ballot)
+                & DraftVersion.label.is_not(None),
             )
             .where(DocumentationTask.status == "voting")
         )
@@ -244,8 +248,8 @@ def _table(model: type[Base]) -> Table:
 def _newest_drafts(
     session: Session, task_ids: Sequence[str]
 ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, UnusableDraft]]]:
-    """Each provider's newest draft of each task: task id -> provider -> draft id where it is
-    valid, and task id -> provider -> the draft where it is not."""
+    """Each provider's newest draft of each task's current ballot: task id -> provider ->
+    draft id where it is valid, and task id -> provider -> the draft where it is not."""
     if not task_ids:
         return {}, {}
     rows = session.execute(
@@ -257,7 +261,7 @@ def _newest_drafts(
             DraftVersion.attempts,
             DraftVersion.validation,
         )
-        .where(DraftVersion.task_id.in_(task_ids))
+        .where(DraftVersion.task_id.in_(task_ids), on_current_ballot())
         .order_by(DraftVersion.task_id, DraftVersion.provider, DraftVersion.version.desc())
     )
     valid: dict[str, dict[str, int]] = {}

@@ -29,7 +29,7 @@ from drafts_pipeline.store.models import (
     utcnow,
 )
 from drafts_pipeline.store.outages import rides_out_outages, riding_out
-from drafts_pipeline.store.queries import Queries, store_now
+from drafts_pipeline.store.queries import Queries, on_current_ballot, store_now
 
 logger = logging.getLogger(__name__)
 
@@ -320,10 +320,15 @@ class DraftQueries(Queries):
         return StoreCallLog(self.engine, run_id)
 
     def latest_drafts(self, task_ids: Sequence[str], provider: str) -> dict[str, DraftVersion]:
-        """The newest draft version per task for one provider."""
+        """The newest draft version per task for one provider, of the task's current ballot
+        (a reopened task has none until it is drafted again)."""
         newest = (
             select(DraftVersion.task_id, func.max(DraftVersion.version).label("version"))
-            .where(DraftVersion.task_id.in_(task_ids), DraftVersion.provider == provider)
+            .where(
+                DraftVersion.task_id.in_(task_ids),
+                DraftVersion.provider == provider,
+                on_current_ballot(),
+            )
             .group_by(DraftVersion.task_id)
             .subquery()
         )
@@ -345,7 +350,8 @@ class DraftQueries(Queries):
         holder: str | None = None,
         calls: Sequence[FinishedCall] = (),
     ) -> DraftVersion | None:
-        """Store the draft as the next version of its task and provider.
+        """Store the draft as the next version of its task and provider, on the task's
+        current ballot (read in the same transaction).
 
         With `holder`, only while that run still holds the claim, which the same transaction
         deletes. Not stored (None) when the claim was lost, when the task left `drafting`
@@ -365,11 +371,12 @@ class DraftQueries(Queries):
             with self._session() as session, session.begin():
                 # Read FOR SHARE (PostgreSQL): a ballot holding the task waits this store out,
                 # or this store waits the ballot out and then sees `voting`.
-                status = session.scalar(
-                    select(DocumentationTask.status)
+                task = session.execute(
+                    select(DocumentationTask.status, DocumentationTask.ballot)
                     .where(DocumentationTask.id == record.task_id)
                     .with_for_update(read=True)
-                )
+                ).first()
+                status = None if task is None else task.status
                 if holder is not None:
                     released = session.execute(
                         delete(DraftClaim).where(
@@ -382,7 +389,7 @@ class DraftQueries(Queries):
                         record_paid_calls(session, record.task_id, record.run_id, calls)
                         return None
                 session.add_all(call.row(record.task_id, record.run_id) for call in calls)
-                if status != "drafting":
+                if task is None or status != "drafting":
                     return None
                 current = session.scalar(
                     select(func.max(DraftVersion.version)).where(
@@ -390,7 +397,7 @@ class DraftQueries(Queries):
                         DraftVersion.provider == record.provider,
                     )
                 )
-                draft = DraftVersion(**fields, version=(current or 0) + 1)
+                draft = DraftVersion(**fields, version=(current or 0) + 1, ballot=task.ballot)
                 session.add(draft)
             return draft
         except IntegrityError:

@@ -21,7 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-TASK_STATUSES = ("drafting", "voting", "failed")
+TASK_STATUSES = ("drafting", "voting", "failed", "retired")
+"""`retired`: its source no longer defines the symbol; kept, never drafted again."""
 DRAFT_STATUSES = ("valid", "invalid", "failed")
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
@@ -57,10 +58,13 @@ class DocumentationTask(Base):
 
     __tablename__ = "documentation_tasks"
     __table_args__ = (
-        CheckConstraint("status IN ('drafting', 'voting', 'failed')", name="ck_tasks_status"),
+        CheckConstraint(
+            "status IN ('drafting', 'voting', 'failed', 'retired')", name="ck_tasks_status"
+        ),
         CheckConstraint("id NOT LIKE '%,%'", name="ck_tasks_id_no_comma"),
         CheckConstraint("length(id) BETWEEN 1 AND 128", name="ck_tasks_id_length"),
         CheckConstraint("attempts >= 0", name="ck_tasks_attempts"),
+        CheckConstraint("ballot >= 1", name="ck_tasks_ballot"),
         Index("ix_tasks_status_seq", "status", "seq"),
     )
 
@@ -83,6 +87,12 @@ class DocumentationTask(Base):
     """Set when a run left the task undrafted on purpose (a daily budget reached): no ballot
     counts an attempt for it, and no schedule retries it, before this time."""
     hold_reason: Mapped[str | None] = mapped_column(Text)
+    source_hash: Mapped[str | None] = mapped_column(String(64))
+    """Hex SHA-256 of the task's code and context as discovery or import gave them (a
+    discovered Python symbol's code without its docstring); null for tasks stored before 0008."""
+    ballot: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
+    """The current ballot: 1, then one more each time the task is reopened. Drafts and votes
+    carry the ballot they belong to; earlier ballots are history."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -90,15 +100,17 @@ class DocumentationTask(Base):
 
 
 class DraftVersion(Base):
-    """One provider's answer for one task; a regenerate adds `version + 1`."""
+    """One provider's answer for one task; a regenerate adds `version + 1`. A draft belongs to
+    the ballot its task was on when it was stored; a ballot labels only its own drafts."""
 
     __tablename__ = "draft_versions"
     __table_args__ = (
         UniqueConstraint("task_id", "provider", "version", name="uq_drafts_task_provider_version"),
-        UniqueConstraint("task_id", "label", name="uq_drafts_task_label"),
+        UniqueConstraint("task_id", "ballot", "label", name="uq_drafts_task_ballot_label"),
         CheckConstraint("status IN ('valid', 'invalid', 'failed')", name="ck_drafts_status"),
         CheckConstraint("version >= 1", name="ck_drafts_version"),
         CheckConstraint("label IS NULL OR status = 'valid'", name="ck_drafts_label_valid"),
+        CheckConstraint("ballot >= 1", name="ck_drafts_ballot"),
     )
 
     id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
@@ -108,6 +120,12 @@ class DraftVersion(Base):
     provider: Mapped[str] = mapped_column(String(32), nullable=False)
     model: Mapped[str] = mapped_column(String(128), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
+    ballot: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
+    carried_from: Mapped[int | None] = mapped_column(
+        Serial, ForeignKey("draft_versions.id", name="fk_drafts_carried_from", ondelete="SET NULL")
+    )
+    """The earlier ballot's draft this one repeats (a regenerate of other providers): no call,
+    no tokens and no cost of its own; null for a draft a provider answered."""
     label: Mapped[str | None] = mapped_column(String(4))
     content: Mapped[str] = mapped_column(Text, nullable=False, default="")
     prompt_used: Mapped[str] = mapped_column(Text, nullable=False)
@@ -256,9 +274,10 @@ VOTE_KINDS = ("winner", "ranking", "tie", "all_bad")
 
 
 class Vote(Base):
-    """One voter's vote on one task, labels only (the provider behind a label is the labelled
-    draft's). A voter's newer vote on the same task replaces the older, which stays as history
-    with `replaced_at` set: at most one vote per voter and task has it null."""
+    """One voter's vote on one ballot of a task, labels only (the provider behind a label is
+    the labelled draft's of that ballot). A voter's newer vote on the same ballot replaces the
+    older, which stays as history with `replaced_at` set: at most one vote per voter, task and
+    ballot has it null."""
 
     __tablename__ = "votes"
     __table_args__ = (
@@ -266,6 +285,7 @@ class Vote(Base):
         Index(
             "uq_votes_current_per_voter",
             "task_id",
+            "ballot",
             "voter",
             unique=True,
             sqlite_where=text("replaced_at IS NULL"),
@@ -279,6 +299,7 @@ class Vote(Base):
         ForeignKey("documentation_tasks.id", ondelete="CASCADE"), nullable=False, index=True
     )
     voter: Mapped[str] = mapped_column(String(128), nullable=False)
+    ballot: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
     labels: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     """The ballot's labels when the vote was cast, in label order."""
     display_order: Mapped[list[str] | None] = mapped_column(JSON)
@@ -289,3 +310,32 @@ class Vote(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     replaced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+REOPEN_CAUSES = ("source_changed", "reopen", "regenerate")
+
+
+class TaskReopening(Base):
+    """A task sent back to `drafting` from `voting` or `failed` (or brought back from
+    `retired`): the ballot it closed, and why. The closed ballot's drafts, labels and votes
+    stay as they were."""
+
+    __tablename__ = "task_reopenings"
+    __table_args__ = (
+        CheckConstraint(
+            "cause IN ('source_changed', 'reopen', 'regenerate')", name="ck_reopenings_cause"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("documentation_tasks.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    ballot: Mapped[int] = mapped_column(Integer, nullable=False)
+    """The ballot closed; the task's new one is this plus one."""
+    from_status: Mapped[str] = mapped_column(String(16), nullable=False)
+    cause: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    """The Dagster run of a regenerate; null from the command line."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

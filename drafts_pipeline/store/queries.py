@@ -3,10 +3,10 @@ leases are measured on."""
 
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session
 
-from drafts_pipeline.store.models import utcnow
+from drafts_pipeline.store.models import DocumentationTask, DraftVersion, utcnow
 
 
 class Queries:
@@ -18,6 +18,18 @@ class Queries:
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+
+def on_current_ballot() -> ColumnElement[bool]:
+    """A draft of its task's current ballot: what ballots, reuse, labels and the voting set
+    read; the drafts of earlier ballots are history."""
+    current = (
+        select(DocumentationTask.ballot)
+        .where(DocumentationTask.id == DraftVersion.task_id)
+        .correlate(DraftVersion)
+        .scalar_subquery()
+    )
+    return DraftVersion.ballot == current
 
 
 def store_now(session: Session) -> datetime:

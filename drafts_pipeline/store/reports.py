@@ -140,7 +140,8 @@ class ReportQueries(Queries):
             ]
 
     def scorecard_rows(self) -> list[dict[str, Any]]:
-        """Per provider, over every stored draft version: drafts by status, those whose JSON
+        """Per provider, over every draft version a provider answered (a draft carried into a
+        later ballot is counted once, as its original): drafts by status, those whose JSON
         was read only after a repair (`validation.json.read_as`), the retries they took
         (attempts past the first; an offline draft makes none), tokens, cost (exact, a
         Decimal), and the latencies of the drafts that have one."""
@@ -164,6 +165,7 @@ class ReportQueries(Queries):
                     func.coalesce(func.sum(DraftVersion.output_tokens), 0).label("output_tokens"),
                     func.sum(DraftVersion.cost_usd).label("cost_usd"),
                 )
+                .where(DraftVersion.carried_from.is_(None))
                 .group_by(DraftVersion.provider)
                 .order_by(DraftVersion.provider)
             ).all()
@@ -198,7 +200,11 @@ class ReportQueries(Queries):
                     DraftVersion.content,
                     DocumentationTask.updated_at.label("voting_since"),
                 )
-                .join(DraftVersion, DraftVersion.task_id == DocumentationTask.id)
+                .join(
+                    DraftVersion,
+                    (DraftVersion.task_id == DocumentationTask.id)
+                    & (DraftVersion.ballot == DocumentationTask.ballot),
+                )
                 .where(DocumentationTask.status == "voting", DraftVersion.label.is_not(None))
                 .order_by(DocumentationTask.seq, DraftVersion.label)
             )
@@ -219,7 +225,11 @@ class ReportQueries(Queries):
                     DraftVersion.settings_hash,
                     DraftVersion.run_id,
                 )
-                .join(DocumentationTask, DraftVersion.task_id == DocumentationTask.id)
+                .join(
+                    DocumentationTask,
+                    (DraftVersion.task_id == DocumentationTask.id)
+                    & (DraftVersion.ballot == DocumentationTask.ballot),
+                )
                 .where(DocumentationTask.status == "voting", DraftVersion.label.is_not(None))
                 .order_by(DocumentationTask.seq, DraftVersion.label)
             )
@@ -227,7 +237,7 @@ class ReportQueries(Queries):
 
     def draft_outcome_counts(self) -> list[dict[str, Any]]:
         """Draft versions counted by provider, the task's language and template, and status,
-        over every version stored."""
+        over every version a provider answered (carried drafts are their originals)."""
         groups = (
             DraftVersion.provider,
             DocumentationTask.language,
@@ -238,6 +248,7 @@ class ReportQueries(Queries):
             rows = session.execute(
                 select(*groups, func.count().label("drafts"))
                 .join(DocumentationTask, DraftVersion.task_id == DocumentationTask.id)
+                .where(DraftVersion.carried_from.is_(None))
                 .group_by(*groups)
             )
             return [dict(row._mapping) for row in rows]
@@ -283,7 +294,7 @@ class ReportQueries(Queries):
                     func.count(DraftVersion.task_id.distinct()).label("drafted"),
                     func.sum(valid).label("valid"),
                 )
-                .where(DraftVersion.id > draft_id)
+                .where(DraftVersion.id > draft_id, DraftVersion.carried_from.is_(None))
                 .group_by(DraftVersion.provider)
             ):
                 of(row.provider).update(drafted=row.drafted, valid=row.valid or 0)

@@ -7,6 +7,7 @@ from drafts_pipeline.store import schema
 from drafts_pipeline.store.ballots import BallotQueries
 from drafts_pipeline.store.batches import BatchQueries
 from drafts_pipeline.store.drafts import DraftQueries
+from drafts_pipeline.store.history import HistoryQueries
 from drafts_pipeline.store.outages import riding_out
 from drafts_pipeline.store.pacing import StorePaceBook, StoreSendingTurn
 from drafts_pipeline.store.reports import ReportQueries
@@ -17,6 +18,7 @@ from drafts_pipeline.store.votes import VoteQueries
 
 class DraftStore(
     TaskQueries,
+    HistoryQueries,
     DraftQueries,
     BallotQueries,
     BatchQueries,

@@ -1,5 +1,7 @@
 """Documentation tasks: arrival, prompts, failure, and the queues the sensor and schedule read."""
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -56,6 +58,13 @@ class TaskSizeLimits:
         ]
 
 
+def source_hash(code: str, context: str) -> str:
+    """What tells a task's source changed: a hash of its code and context as given (discovery
+    gives a documented Python symbol's code without its docstring, so a docstring `apply`
+    wrote changes nothing here)."""
+    return hashlib.sha256(json.dumps([code, context]).encode()).hexdigest()
+
+
 # Oversized tasks listed in the store's refusal at most; the rest are counted.
 LISTED_OVERSIZED = 10
 
@@ -95,7 +104,7 @@ class TaskQueries(Queries):
         now = utcnow()
         rows = [
             {**asdict(task), "status": "drafting", "attempts": 0, "created_at": now,
-             "updated_at": now}
+             "updated_at": now, "source_hash": source_hash(task.code, task.context)}
             for task in tasks
         ]  # fmt: skip
         statement = (
@@ -186,7 +195,7 @@ class TaskQueries(Queries):
                 update(table)
                 .where(table.c.id == bindparam("task_id"), table.c.status == "failed")
                 .values(
-                    seq=_next_seq(table, self.engine.dialect.name),
+                    seq=next_seq(table, self.engine.dialect.name),
                     status="drafting",
                     attempts=0,
                     updated_at=now,
@@ -343,7 +352,7 @@ class TaskQueries(Queries):
             )
 
 
-def _next_seq(table: Table, dialect_name: str) -> ColumnElement[int]:
+def next_seq(table: Table, dialect_name: str) -> ColumnElement[int]:
     """The `seq` a new task would get: the next of the column's sequence on PostgreSQL, one
     past the largest on SQLite (a new row id follows the largest; the update holds the write
     lock)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.orm import aliased
 
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, Vote, as_utc
 from drafts_pipeline.store.outages import rides_out_outages
@@ -80,8 +81,18 @@ class VoteResultQueries(Queries):
         """The task in `voting` with the fewest current votes that `voter` has never voted on
         (oldest in voting first among equals), with its labelled drafts; None when there is no
         such task. `skip`: task ids the caller will not show."""
-        voted = select(Vote.task_id).where(Vote.voter == voter)
-        query = _voting_tasks().where(DocumentationTask.id.not_in(voted))
+        earlier = aliased(Vote)
+        voted = (
+            select(earlier.id)
+            .where(
+                earlier.task_id == DocumentationTask.id,
+                earlier.ballot == DocumentationTask.ballot,
+                earlier.voter == voter,
+            )
+            .correlate(DocumentationTask)
+            .exists()
+        )
+        query = _voting_tasks().where(~voted)
         if skip:
             query = query.where(DocumentationTask.id.not_in(list(skip)))
         return self._voting_task(query)
@@ -98,7 +109,11 @@ class VoteResultQueries(Queries):
             task, count = found
             drafts = session.execute(
                 select(DraftVersion.label, DraftVersion.content)
-                .where(DraftVersion.task_id == task.id, DraftVersion.label.is_not(None))
+                .where(
+                    DraftVersion.task_id == task.id,
+                    DraftVersion.ballot == task.ballot,
+                    DraftVersion.label.is_not(None),
+                )
                 .order_by(DraftVersion.label)
             )
             return VotingTask(
@@ -112,30 +127,50 @@ class VoteResultQueries(Queries):
                 votes=int(count),
             )
 
-    def vote_outcomes(self) -> list[VoteOutcome]:
+    def vote_outcomes(self, current_ballots_only: bool = False) -> list[VoteOutcome]:
         """Every current vote (not the replaced ones), oldest first, each label replaced by
-        the provider of the draft it stands for."""
-        with self._session() as session:
-            rows = session.execute(
-                select(Vote, DocumentationTask.language, DocumentationTask.template)
-                .join(DocumentationTask, DocumentationTask.id == Vote.task_id)
-                .where(Vote.replaced_at.is_(None))
-                .order_by(Vote.created_at, Vote.id)
+        the provider of the draft it stood for on the ballot voted on. With
+        `current_ballots_only`, only the votes on a task's current ballot while it is in
+        `voting` (what acceptance reads); otherwise every ballot's (the leaderboard)."""
+        query = (
+            select(Vote, DocumentationTask.language, DocumentationTask.template)
+            .join(DocumentationTask, DocumentationTask.id == Vote.task_id)
+            .where(Vote.replaced_at.is_(None))
+            .order_by(Vote.created_at, Vote.id)
+        )
+        if current_ballots_only:
+            query = query.where(
+                Vote.ballot == DocumentationTask.ballot, DocumentationTask.status == "voting"
             )
-            voted = select(Vote.task_id).where(Vote.replaced_at.is_(None))
-            providers: dict[tuple[str, str], str] = {
-                (task_id, str(label)): provider
-                for task_id, label, provider in session.execute(
-                    select(DraftVersion.task_id, DraftVersion.label, DraftVersion.provider).where(
-                        DraftVersion.label.is_not(None), DraftVersion.task_id.in_(voted)
-                    )
+        with self._session() as session:
+            rows = session.execute(query).all()
+            voted = (
+                select(Vote.id)
+                .where(
+                    Vote.task_id == DraftVersion.task_id,
+                    Vote.ballot == DraftVersion.ballot,
+                    Vote.replaced_at.is_(None),
+                )
+                .exists()
+            )
+            providers: dict[tuple[str, int, str], str] = {
+                (task_id, ballot, str(label)): provider
+                for task_id, ballot, label, provider in session.execute(
+                    select(
+                        DraftVersion.task_id,
+                        DraftVersion.ballot,
+                        DraftVersion.label,
+                        DraftVersion.provider,
+                    ).where(DraftVersion.label.is_not(None), voted)
                 )
             }
             outcomes = []
             for vote, language, template in rows:
 
-                def provider(label: str, task_id: str = vote.task_id) -> str:
-                    return providers[(task_id, label)]
+                def provider(
+                    label: str, task_id: str = vote.task_id, ballot: int = vote.ballot
+                ) -> str:
+                    return providers[(task_id, ballot, label)]
 
                 kind, order = parse_choice(vote.choice)
                 outcomes.append(
@@ -154,6 +189,7 @@ class VoteResultQueries(Queries):
                             else tuple(map(provider, vote.display_order))
                         ),
                         created_at=as_utc(vote.created_at),
+                        ballot=vote.ballot,
                     )
                 )
             return outcomes
@@ -184,11 +220,19 @@ class VoteResultQueries(Queries):
     def voted_models(self) -> dict[str, list[str]]:
         """provider -> the models of its labelled drafts on tasks with a current vote, sorted:
         the models a leaderboard's strengths speak for."""
-        voted = select(Vote.task_id).where(Vote.replaced_at.is_(None))
+        voted = (
+            select(Vote.id)
+            .where(
+                Vote.task_id == DraftVersion.task_id,
+                Vote.ballot == DraftVersion.ballot,
+                Vote.replaced_at.is_(None),
+            )
+            .exists()
+        )
         with self._session() as session:
             rows = session.execute(
                 select(DraftVersion.provider, DraftVersion.model)
-                .where(DraftVersion.label.is_not(None), DraftVersion.task_id.in_(voted))
+                .where(DraftVersion.label.is_not(None), voted)
                 .distinct()
                 .order_by(DraftVersion.provider, DraftVersion.model)
             )
@@ -198,7 +242,8 @@ class VoteResultQueries(Queries):
         return models
 
     def winning_drafts(self, winners: Mapping[str, str]) -> list[AcceptedDraft]:
-        """For each task id in `winners`, the labelled draft of the provider it names, with the
+        """For each task id in `winners`, the current ballot's labelled draft of the provider
+        it names, with the
         task's source path, symbol, language and code; in task id order. A task that has no
         labelled draft by that provider is left out."""
         if not winners:
@@ -209,6 +254,7 @@ class VoteResultQueries(Queries):
                 .join(DocumentationTask, DocumentationTask.id == DraftVersion.task_id)
                 .where(
                     DraftVersion.task_id.in_(list(winners)),
+                    DraftVersion.ballot == DocumentationTask.ballot,
                     DraftVersion.label.is_not(None),
                 )
                 .order_by(DraftVersion.task_id)
@@ -236,7 +282,12 @@ def _voting_tasks() -> Select[DocumentationTask, int]:
     votes = func.count(Vote.id).label("votes")
     return (
         select(DocumentationTask, votes)
-        .outerjoin(Vote, (Vote.task_id == DocumentationTask.id) & Vote.replaced_at.is_(None))
+        .outerjoin(
+            Vote,
+            (Vote.task_id == DocumentationTask.id)
+            & (Vote.ballot == DocumentationTask.ballot)
+            & Vote.replaced_at.is_(None),
+        )
         .where(DocumentationTask.status == "voting")
         .group_by(DocumentationTask.seq)
         .order_by(votes, DocumentationTask.updated_at, DocumentationTask.id)

@@ -28,7 +28,7 @@ from drafts_pipeline.store.models import (
     utcnow,
 )
 from drafts_pipeline.store.outages import rides_out_outages
-from drafts_pipeline.store.queries import Queries
+from drafts_pipeline.store.queries import Queries, on_current_ballot
 
 TIE = "tie"
 ALL_BAD = "all_bad"
@@ -114,6 +114,8 @@ class VoteOutcome:
     display_order: tuple[str, ...] | None
     """Providers in the order the voter saw them, when known."""
     created_at: datetime
+    ballot: int = 1
+    """The ballot voted on: each vote is resolved within its own ballot."""
 
     def pairs(self) -> list[tuple[str, str, float]]:
         """The pairwise outcomes the vote implies, as (a, b, score of a): 1.0 a beat b, 0.5 a
@@ -147,7 +149,8 @@ class VoteQueries(Queries):
         that names no task in `voting`, a label its ballot lacks, an incomplete ranking, or a
         vote id already used for a different vote.
 
-        A voter's vote replaces their current vote on the task (the older stays as history);
+        A vote is on the task's current ballot, and records it. A voter's vote replaces their
+        current vote on the same ballot (the older stays as history);
         a vote created before the current one goes straight to history. A vote id already
         recorded with the same vote changes nothing, so a re-import is a no-op.
 
@@ -158,15 +161,16 @@ class VoteQueries(Queries):
         now = utcnow()
         with self._session() as session, session.begin():
             task_ids = sorted({vote.task_id for vote in votes})
-            statuses = {
-                task_id: status
-                for task_id, status in session.execute(
-                    select(DocumentationTask.id, DocumentationTask.status)
-                    .where(DocumentationTask.id.in_(task_ids))
-                    .order_by(DocumentationTask.id)
-                    .with_for_update()
-                )
-            }
+            statuses: dict[str, str] = {}
+            ballots: dict[str, int] = {}
+            for task_id, status, ballot in session.execute(
+                select(DocumentationTask.id, DocumentationTask.status, DocumentationTask.ballot)
+                .where(DocumentationTask.id.in_(task_ids))
+                .order_by(DocumentationTask.id)
+                .with_for_update()
+            ):
+                statuses[task_id] = status
+                ballots[task_id] = ballot
             labels = _ballot_labels(session, task_ids)
             known = {
                 row.vote_id: row
@@ -196,16 +200,20 @@ class VoteQueries(Queries):
                 raise VotesRejected(problems)
             if dry_run:
                 return VotesRecorded(len(fresh), 0, len(votes) - len(fresh))
-            replaced = _insert_votes(session, fresh, labels, now)
+            replaced = _insert_votes(session, fresh, labels, ballots, now)
         return VotesRecorded(len(fresh), replaced, len(votes) - len(fresh))
 
 
 def _ballot_labels(session: Session, task_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """task id -> its drafts' labels, in label order."""
+    """task id -> its current ballot's labels, in label order."""
     labels: dict[str, list[str]] = {}
     for task_id, label in session.execute(
         select(DraftVersion.task_id, DraftVersion.label)
-        .where(DraftVersion.task_id.in_(task_ids), DraftVersion.label.is_not(None))
+        .where(
+            DraftVersion.task_id.in_(task_ids),
+            DraftVersion.label.is_not(None),
+            on_current_ballot(),
+        )
         .order_by(DraftVersion.task_id, DraftVersion.label)
     ):
         labels.setdefault(task_id, []).append(str(label))
@@ -250,9 +258,11 @@ def _insert_votes(
     session: Session,
     votes: Sequence[VoteInput],
     labels: dict[str, tuple[str, ...]],
+    ballots: dict[str, int],
     now: datetime,
 ) -> int:
-    """Insert checked votes in order; returns how many current votes they replaced."""
+    """Insert checked votes in order, each on its task's current ballot; returns how many
+    current votes they replaced."""
     keys = {(vote.task_id, vote.voter) for vote in votes}
     current: dict[tuple[str, str], Vote] = {
         (row.task_id, row.voter): row
@@ -263,7 +273,7 @@ def _insert_votes(
                 Vote.voter.in_({voter for _, voter in keys}),
             )
         )
-        if (row.task_id, row.voter) in keys
+        if (row.task_id, row.voter) in keys and row.ballot == ballots[row.task_id]
     }
     replaced = 0
     for vote in votes:
@@ -273,6 +283,7 @@ def _insert_votes(
             vote_id=vote.vote_id,
             task_id=vote.task_id,
             voter=vote.voter,
+            ballot=ballots[vote.task_id],
             labels=list(labels[vote.task_id]),
             display_order=None if vote.display_order is None else list(vote.display_order),
             kind=parse_choice(vote.choice)[0],

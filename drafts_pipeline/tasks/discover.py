@@ -5,9 +5,14 @@ tree-sitter (`drafts_pipeline.syntax`: a JSDoc, YARD/RDoc, Go doc or Javadoc com
 the definition documents it; what "public" means there is in each reader's docstring).
 
 Task ids come from the module path and the qualified name, so running discovery again over the same
-tree yields the same ids, and the store skips the ones it already holds. What cannot be a task (a
-file that does not parse, a second definition of an id, a symbol whose code or context is over
-the size limits) is skipped and reported with its file and line; the rest are tasks.
+tree yields the same ids. What cannot be a task (a file that does not parse, a second definition
+of an id, a symbol whose code or context is over the size limits) is skipped and reported with its
+file and line; the rest are tasks.
+
+Run again over a tree it has seen (`sync_discovered`), discovery follows the code: a stored task
+whose source changed is updated or reopened, and one whose file no longer defines its symbol is
+retired (`store/history.py`). A Python symbol documented since (by `apply`, or by hand) is
+compared without its docstring, so the docstring alone is no change.
 """
 
 import ast
@@ -16,11 +21,12 @@ import os
 import re
 import tokenize
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from drafts_pipeline.errors import DraftsError
-from drafts_pipeline.store import TaskInput, TaskSizeLimits
+from drafts_pipeline.store import DraftStore, TaskInput, TaskSizeLimits
+from drafts_pipeline.store.history import TaskSync
 from drafts_pipeline.store.models import DocumentationTask, column_length
 from drafts_pipeline.syntax.grammars import SUFFIX_GRAMMARS
 from drafts_pipeline.syntax.languages import undocumented_definitions
@@ -34,6 +40,8 @@ DIGEST_LENGTH = 12
 _READABLE_ID = re.compile(r"[\w-]+(?:\.[\w-]+)*")
 _UNSAFE_ID_CHARACTERS = re.compile(r"[^\w.-]+")
 _DOT_RUNS = re.compile(r"\.{2,}")
+_WORD = re.compile(r"[A-Za-z_$][\w$]*")
+_SYMBOL_PARTS = re.compile(r"\.|#|::")
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 
@@ -44,6 +52,23 @@ class Discovery:
 
     tasks: list[TaskInput]
     skipped: list[str]
+    documented: list[TaskInput] = field(default_factory=list)
+    """Public Python functions that have a docstring, as a task would hold them without it:
+    the current source of tasks stored before they were documented."""
+    defined: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Per file read: the qualified names of its Python functions (documented or not,
+    private ones too), or for another language every identifier in it."""
+
+    def defines(self, source_path: str, symbol: str, language: str) -> bool | None:
+        """Whether the file still defines `symbol`; None when the walk did not read it. For
+        a language read with tree-sitter, a documented definition is not listed, so the
+        symbol's own name anywhere in the file counts as defined."""
+        names = self.defined.get(source_path)
+        if names is None:
+            return None
+        if language == "python":
+            return symbol in names
+        return _SYMBOL_PARTS.split(symbol)[-1].rstrip("?!") in names
 
 
 def discover_tasks(root: Path, limits: TaskSizeLimits | None = None) -> Discovery:
@@ -54,14 +79,19 @@ def discover_tasks(root: Path, limits: TaskSizeLimits | None = None) -> Discover
     limits = TaskSizeLimits.from_environment() if limits is None else limits
     tasks: list[TaskInput] = []
     skipped: list[str] = []
+    documented: list[TaskInput] = []
+    defined: dict[str, frozenset[str]] = {}
     first_seen: dict[str, str] = {}
     for path in source_files(root):
         relative = path.relative_to(root).as_posix()
         try:
-            found = list(_file_tasks(path, relative))
+            found, documented_here, defined[relative] = _read_file(path, relative)
         except (OSError, SyntaxError, ValueError) as error:
             skipped.append(f"{relative}: not parsed, {type(error).__name__}: {error}")
             continue
+        documented += [
+            task for task in documented_here if not limits.problems(task.code, task.context)
+        ]
         for task, line in found:
             where = f"{relative}:{line}"
             too_large = limits.problems(task.code, task.context)
@@ -78,20 +108,58 @@ def discover_tasks(root: Path, limits: TaskSizeLimits | None = None) -> Discover
                 continue
             first_seen[task.id] = where
             tasks.append(task)
-    return Discovery(tasks=tasks, skipped=skipped)
+    return Discovery(tasks=tasks, skipped=skipped, documented=documented, defined=defined)
 
 
-def _file_tasks(path: Path, relative: str) -> Iterator[tuple[TaskInput, int]]:
-    """The tasks of one source file; raises what reading or parsing it raised."""
+def sync_discovered(
+    store: DraftStore, root: Path, limits: TaskSizeLimits | None = None
+) -> tuple[Discovery, TaskSync]:
+    """Discover `root` and bring the store in line with it in one transaction: new tasks,
+    changed sources updated or reopened, symbols gone from their files retired."""
+    limits = TaskSizeLimits.from_environment() if limits is None else limits
+    found = discover_tasks(root, limits)
+    stored = store.task_sources()
+    known = {task_id for task_id, *_ in stored}
+    current = [*found.tasks, *(task for task in found.documented if task.id in known)]
+    return found, store.sync_tasks(current, gone_from(found, root, stored), limits)
+
+
+def gone_from(
+    found: Discovery, root: Path, stored: list[tuple[str, str, str, str, str]]
+) -> list[str]:
+    """The stored tasks (`id, status, source_path, symbol, language`) whose symbol `root` no
+    longer defines: their file read and without it, or deleted from a folder still there. A
+    file the walk could not read, or outside `root`, leaves its tasks alone."""
+    gone = []
+    for task_id, _status, source_path, symbol, language in stored:
+        defines = found.defines(source_path, symbol, language)
+        if defines is None:
+            path = root / source_path
+            defines = path.exists() or not path.parent.is_dir() or not _is_source(path.name)
+        if not defines:
+            gone.append(task_id)
+    return gone
+
+
+_FileRead = tuple[list[tuple[TaskInput, int]], list[TaskInput], frozenset[str]]
+
+
+def _read_file(path: Path, relative: str) -> _FileRead:
+    """One source file's tasks (each with its line), its documented Python functions as
+    tasks without their docstrings, and the names it defines (`Discovery.defined`); raises
+    what reading or parsing it raised."""
     if path.suffix == ".py":
         with tokenize.open(path) as handle:
             source = handle.read()
-        return file_tasks(ast.parse(source, filename=relative), source, relative)
+        tree = ast.parse(source, filename=relative)
+        names = frozenset(qualname for qualname, _ in _all_functions(tree))
+        documented = [task for task, _ in file_tasks(tree, source, relative, documented=True)]
+        return list(file_tasks(tree, source, relative)), documented, names
     language, grammar = SUFFIX_GRAMMARS[path.suffix]
     source = path.read_bytes().decode("utf-8").replace("\r\n", "\n")
     definitions = undocumented_definitions(source.encode("utf-8"), language, grammar)
     module = module_name(relative)
-    return (
+    tasks = [
         (
             TaskInput(
                 id=task_id(module, definition.key),
@@ -104,7 +172,8 @@ def _file_tasks(path: Path, relative: str) -> Iterator[tuple[TaskInput, int]]:
             definition.line,
         )
         for definition in definitions
-    )
+    ]
+    return tasks, [], frozenset(_WORD.findall(source))
 
 
 def source_files(root: Path) -> list[Path]:
@@ -149,13 +218,17 @@ def task_id(module: str, qualname: str) -> str:
     return f"{readable[: MAX_ID_LENGTH - DIGEST_LENGTH - 1]}-{digest}"
 
 
-def file_tasks(tree: ast.Module, source: str, relative: str) -> Iterator[tuple[TaskInput, int]]:
-    """The tasks of one parsed file, each with the line of its definition."""
+def file_tasks(
+    tree: ast.Module, source: str, relative: str, documented: bool = False
+) -> Iterator[tuple[TaskInput, int]]:
+    """The tasks of one parsed file, each with the line of its definition. With `documented`,
+    the public functions that have a docstring instead, each as its task would read without
+    the docstring."""
     lines = source.split("\n")
     module = module_name(relative)
     module_header = _module_header(tree, source)
     for function, classes in _definitions(tree, ()):
-        if not _wants_docstring(function):
+        if not _is_candidate(function) or _has_docstring(function) != documented:
             continue
         qualname = ".".join([*(cls.name for cls in classes), function.name])
         context = (
@@ -165,7 +238,9 @@ def file_tasks(tree: ast.Module, source: str, relative: str) -> Iterator[tuple[T
             id=task_id(module, qualname),
             symbol=qualname,
             language="python",
-            code=_source_lines(lines, function),
+            code=_code_without_docstring(lines, function)
+            if documented
+            else _source_lines(lines, function),
             context=context,
             source_path=relative,
         )
@@ -187,10 +262,45 @@ def _definitions(
             yield from _definitions(child, classes)
 
 
-def _wants_docstring(function: Function) -> bool:
-    """Public, undocumented, and not an `@overload` stub or a property's setter or deleter,
-    whose documentation belongs to the implementation and the getter."""
-    if not _is_public(function.name) or (ast.get_docstring(function) or "").strip():
+def _all_functions(node: ast.AST, prefix: str = "") -> Iterator[tuple[str, Function]]:
+    """Every function outside a function body, with its dotted qualified name: what a file
+    defines, public or not."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield f"{prefix}{child.name}", child
+        elif isinstance(child, ast.ClassDef):
+            yield from _all_functions(child, f"{prefix}{child.name}.")
+        else:
+            yield from _all_functions(child, prefix)
+
+
+def _has_docstring(function: Function) -> bool:
+    return bool((ast.get_docstring(function) or "").strip())
+
+
+def _code_without_docstring(lines: list[str], function: Function) -> str:
+    """The definition's lines without the lines of its docstring: what discovery stored before
+    `apply` inserted them. A docstring sharing a line with other code is left in."""
+    code = _source_lines(lines, function)
+    statement = function.body[0]
+    end = statement.end_lineno or statement.lineno
+    first_line = lines[statement.lineno - 1]
+    if (
+        statement.lineno == function.lineno
+        or first_line[: statement.col_offset].strip()
+        or lines[end - 1].encode("utf-8")[statement.end_col_offset or 0 :].strip()
+    ):
+        return code
+    offset = _first_line(function)
+    kept = code.split("\n")
+    del kept[statement.lineno - offset : end - offset + 1]
+    return "\n".join(kept)
+
+
+def _is_candidate(function: Function) -> bool:
+    """Public, and not an `@overload` stub or a property's setter or deleter, whose
+    documentation belongs to the implementation and the getter."""
+    if not _is_public(function.name):
         return False
     for decorator in function.decorator_list:
         target = decorator.func if isinstance(decorator, ast.Call) else decorator

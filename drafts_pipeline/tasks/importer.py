@@ -3,7 +3,8 @@
 A file with one bad row imports nothing, and the rejection lists every bad row by its line number,
 so a person fixes the file in one pass. A row whose code or context is over the size limits
 (`DRAFTS_MAX_CODE_CHARS`, `DRAFTS_MAX_CONTEXT_CHARS`) is a bad row. Ids already stored are not an
-error: importing the same file twice creates its tasks once.
+error: importing the same file twice creates its tasks once, and a row whose code or context
+changed updates its task, or reopens it on a new ballot (`store/history.py`).
 """
 
 import re
@@ -31,22 +32,36 @@ _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 @dataclass(frozen=True)
 class ImportSummary:
-    """How many tasks a file held, how many were new, and how many the store already had."""
+    """How many tasks a file held, how many were new, and of those the store had, how many
+    were unchanged, updated (in `drafting`) or reopened (source changed)."""
 
     read: int
     created: int
-    already_present: int
+    unchanged: int = 0
+    updated: int = 0
+    reopened: int = 0
+
+    @property
+    def already_present(self) -> int:
+        return self.unchanged + self.updated + self.reopened
 
 
 def import_tasks(
     store: DraftStore, path: Path, limits: TaskSizeLimits | None = None
 ) -> ImportSummary:
-    """Read the file, then store its tasks in one transaction; stored ids are left as they are.
-    `limits`: the size limits, else the environment's."""
+    """Read the file, then store its tasks in one transaction: new ids created, stored ones
+    whose code or context changed updated or reopened. `limits`: the size limits, else the
+    environment's."""
     limits = TaskSizeLimits.from_environment() if limits is None else limits
     tasks = read_task_file(path, limits)
-    created = store.add_tasks(tasks, limits)
-    return ImportSummary(read=len(tasks), created=created, already_present=len(tasks) - created)
+    synced = store.sync_tasks(tasks, limits=limits)
+    return ImportSummary(
+        read=len(tasks),
+        created=len(synced.new),
+        unchanged=len(synced.unchanged),
+        updated=len(synced.updated),
+        reopened=len(synced.reopened),
+    )
 
 
 def read_task_file(path: Path, limits: TaskSizeLimits | None = None) -> list[TaskInput]:

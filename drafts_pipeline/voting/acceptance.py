@@ -85,7 +85,7 @@ def task_verdicts(outcomes: Sequence[VoteOutcome], min_votes: int) -> list[TaskV
 def accepted_drafts(store: "DraftStore", min_votes: int) -> list["AcceptedDraft"]:
     """The draft accepted for each task whose current votes accept one, with its task's
     source path, symbol, language and code: what applying accepted drafts needs."""
-    verdicts = task_verdicts(store.vote_outcomes(), min_votes)
+    verdicts = task_verdicts(store.vote_outcomes(current_ballots_only=True), min_votes)
     return store.winning_drafts(
         {verdict.task_id: verdict.winner for verdict in verdicts if verdict.winner is not None}
     )

@@ -35,6 +35,12 @@ from drafts_pipeline.drafting.provider_batch import (
     TaskDraft,
     draft_with_provider,
 )
+from drafts_pipeline.drafting.regenerate import (
+    Regeneration,
+    regeneration,
+    tagged_regeneration,
+    with_model,
+)
 from drafts_pipeline.errors import ConfigurationError, TaskValidationError
 from drafts_pipeline.llm.budget import DailyBudget
 from drafts_pipeline.llm.estimate import CallEstimator, ProviderEstimate
@@ -63,7 +69,13 @@ BATCH_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=LOADED_SETTING
 )
 def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.MaterializeResult:
     store.require_current()
-    keys = context.partition_keys
+    build_prompts(context, store, context.partition_keys)
+    return dg.MaterializeResult()
+
+
+def build_prompts(context: dg.AssetExecutionContext, store: DraftStore, keys: list[str]) -> None:
+    """Validate each task of `keys` still in `drafting` and record the prompt its template
+    builds; a task whose prompt cannot be built is failed with the reason."""
     tasks = store.tasks_by_id(keys)
     outcomes: Counter[str] = Counter()
     prompts: list[tuple[str, BuiltPrompt]] = []
@@ -91,7 +103,6 @@ def pending_tasks(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Ma
         outcomes["ready"] += 1
     store.record_prompts(prompts)
     context.log.info(f"{len(keys)} tasks: " + ", ".join(f"{n} {o}" for o, n in outcomes.items()))
-    return dg.MaterializeResult()
 
 
 # What a draft partition shows from the start of its run's drafting step until its figures come.
@@ -111,6 +122,20 @@ class SubmitMode(enum.Enum):
 SUBMIT_TAG = "drafts/submit"
 
 
+class RegenerateConfig(dg.Config):
+    """Redraft the run's tasks on purpose, as new versions (`drafting/regenerate.py`)."""
+
+    providers: list[str] | None = None
+    """The providers to call again (their draft assets must be in the run); None: every
+    provider the run materialises. The others are not called: a task reopened from `voting`
+    gets their labelled drafts carried into its new ballot."""
+    model: str | None = None
+    """The model to ask instead of each regenerated provider's own (priced from the price
+    table); None: the configured model."""
+    template: str | None = None
+    """The prompt template the tasks use from now on (their `template`); None: theirs."""
+
+
 class DraftConfig(dg.Config):
     force: bool = False
     """Regenerate (a new version) even where a reusable valid draft exists."""
@@ -121,6 +146,47 @@ class DraftConfig(dg.Config):
     collect: bool = False
     """Collect the finished provider batches that hold these tasks instead of drafting (what
     `provider_batches_sensor` asks for)."""
+    regenerate: RegenerateConfig | None = None
+    """Regenerate the tasks on purpose, reopening those in `voting`; unset: the run's
+    `drafts/regenerate*` tags, else no regenerate."""
+
+
+def requested_regeneration(
+    config: DraftConfig, tags: Mapping[str, str], selected: list[str]
+) -> Regeneration | None:
+    """The run config's regenerate, else the run's tags', checked; None when neither asks."""
+    if config.regenerate is not None:
+        asked = config.regenerate
+        return regeneration(asked.providers, asked.model, asked.template, selected)
+    tagged = tagged_regeneration(tags)
+    return None if tagged is None else regeneration(*tagged, selected)
+
+
+def prepare_regeneration(
+    context: dg.AssetExecutionContext,
+    store: DraftStore,
+    keys: list[str],
+    request: Regeneration,
+    providers: list[str],
+) -> None:
+    """Before a regenerate's calls: reopen its tasks in `voting` (the labelled drafts of the
+    `providers` not regenerated carried into the new ballot), give the tasks the template
+    override, and build their prompts as `pending_tasks` does."""
+    found = store.tasks_by_id(keys)
+    voting = [key for key in keys if key in found and found[key].status == "voting"]
+    carry = [name for name in providers if name not in request.providers]
+    reopened = store.reopen_tasks(
+        voting, "regenerate", reason=request.reason(), run_id=context.run.run_id, carry=carry
+    )
+    left = [key for key in keys if key in found and found[key].status in ("failed", "retired")]
+    context.log.info(
+        f"{request.reason()}: {len(reopened.ballots)} task(s) reopened from voting"
+        + (f", their {', '.join(carry)} drafts carried forward" if carry and voting else "")
+        + (f"; {len(left)} failed or retired task(s) left alone" if left else "")
+    )
+    if request.template is not None:
+        store.set_templates(keys, request.template)
+    build_prompts(context, store, keys)
 
 
 def submit_mode(config: DraftConfig, tags: Mapping[str, str], setting: str) -> str:
@@ -201,7 +267,7 @@ def batch_summary(report: ProviderBatchReport, tasks: int) -> str:
     )  # fmt: skip
     extra = "".join(
         f", {report.outcomes[name]} {name.replace('_', ' ')}"
-        for name in ("submitted", "submitting", "returned", "nothing_to_collect")
+        for name in ("submitted", "submitting", "returned", "nothing_to_collect", "kept")
         if report.outcomes[name]
     )
     batches = f" (provider batch {', '.join(report.batch_ids)})" if report.batch_ids else ""
@@ -215,15 +281,20 @@ def batch_summary(report: ProviderBatchReport, tasks: int) -> str:
 
 
 def untouched(
-    store: DraftStore, provider: LLMProvider, task_ids: list[str], on_task: OnTask
+    store: DraftStore,
+    provider: LLMProvider,
+    task_ids: list[str],
+    on_task: OnTask,
+    outcome: str = "nothing_to_collect",
 ) -> ProviderBatchReport:
-    """A provider's share of a collecting run whose provider has no batches (offline): every
-    task as it stands."""
+    """A provider's share of a run that does not call it: a collecting run whose provider has
+    no batches (offline), or a regenerate of other providers (`kept`). Every task as it
+    stands."""
     report = ProviderBatchReport(provider.name, provider.effective_model)
     newest = store.latest_drafts(task_ids, provider.name)
     for task_id in task_ids:
-        report.tasks[task_id] = TaskDraft("nothing_to_collect", newest.get(task_id))
-        report.outcomes["nothing_to_collect"] += 1
+        report.tasks[task_id] = TaskDraft(outcome, newest.get(task_id))
+        report.outcomes[outcome] += 1
         on_task(task_id, report.tasks[task_id])
     return report
 
@@ -383,16 +454,29 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...]) -> dg.AssetsDefinition:
         )
         store: DraftStore = context.resources.store
         keys = context.partition_keys
-        found = store.tasks_by_id(keys)
-        tasks = [t for t in found.values() if t.status == "drafting" and t.prompt]
-        drafting = {task.id for task in tasks}
-        others = [key for key in keys if key not in drafting]
         chosen = [spec for key, spec in by_asset.items() if key in context.selected_asset_keys]
         providers: dict[ProviderSpec, LLMProvider] = {
             spec: getattr(context.resources, spec.resource_key) for spec in chosen
         }
+        request = requested_regeneration(config, context.run.tags, [s.name for s in chosen])
+        if request is not None and mode == "collect":
+            raise ConfigurationError("a collecting run cannot regenerate: run them apart")
+        # Providers a regenerate leaves as they are: not called, their drafts kept.
+        kept = set() if request is None else {s for s in chosen if s.name not in request.providers}
         # Every unusable key named at once, before any claim or call.
-        require_keys(providers.values())
+        require_keys(provider for spec, provider in providers.items() if spec not in kept)
+        if request is not None:
+            prepare_regeneration(context, store, keys, request, [spec.name for spec in specs])
+            if request.model is not None:
+                providers = {
+                    spec: provider if spec in kept else with_model(provider, request.model)
+                    for spec, provider in providers.items()
+                }
+        force = config.force or request is not None
+        found = store.tasks_by_id(keys)
+        tasks = [t for t in found.values() if t.status == "drafting" and t.prompt]
+        drafting = {task.id for task in tasks}
+        others = [key for key in keys if key not in drafting]
         if mode != "live" and not all(isinstance(p, LiveProvider) for p in providers.values()):
             what = "collects nothing" if mode == "collect" else "drafts live (offline)"
             context.log.warning(
@@ -402,7 +486,15 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...]) -> dg.AssetsDefinition:
         plans = (
             {}
             if mode == "collect"
-            else plan_batch(context, store, providers, tasks, config.force, settings, mode)
+            else plan_batch(
+                context,
+                store,
+                {spec: provider for spec, provider in providers.items() if spec not in kept},
+                tasks,
+                force,
+                settings,
+                mode,
+            )
         )
 
         # Each task's figures as its provider's thread learns them, then each finished thread.
@@ -412,6 +504,8 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...]) -> dg.AssetsDefinition:
         def run(spec: ProviderSpec) -> ProviderBatchReport:
             provider = providers[spec]
             on_task = lambda task_id, task: figures.put((spec, task_id, task))  # noqa: E731
+            if spec in kept:
+                return untouched(store, provider, keys, on_task, "kept")
             if isinstance(provider, LiveProvider) and mode == "collect":
                 # Tasks out of `drafting` too: their batch's claims are released, its calls
                 # recorded, and no draft stored.
@@ -421,7 +515,7 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...]) -> dg.AssetsDefinition:
                 )  # fmt: skip
             if isinstance(provider, LiveProvider) and plans[spec].batched:
                 return submit_batch(
-                    store, provider, tasks, run_id=context.run.run_id, force=config.force,
+                    store, provider, tasks, run_id=context.run.run_id, force=force,
                     others=others, on_task=on_task, estimator=plans[spec].estimator,
                     budget=plans[spec].budget,
                 )  # fmt: skip
@@ -434,7 +528,7 @@ def build_draft_assets(specs: tuple[ProviderSpec, ...]) -> dg.AssetsDefinition:
                 provider,
                 tasks,
                 run_id=context.run.run_id,
-                force=config.force,
+                force=force,
                 lease_s=settings.claim_lease_s,
                 others=others,
                 on_task=on_task,
