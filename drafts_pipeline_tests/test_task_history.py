@@ -19,7 +19,7 @@ from drafts_pipeline.drafting.regenerate import (
     tagged_regeneration,
 )
 from drafts_pipeline.errors import ConfigurationError
-from drafts_pipeline.llm.providers import PROVIDER_SPECS
+from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, Vote
 from drafts_pipeline.store.votes import VoteInput
@@ -296,12 +296,12 @@ def test_regenerate_asks_the_override_model_live_and_calls_no_other_provider(
 ) -> None:
     providers = {
         spec.resource_key: fake_providers.resource(spec.name, initial_delay_s=0.01)
-        for spec in PROVIDER_SPECS
+        for spec in SHIPPED_PROVIDERS
     }
     store.add_tasks([make_task("shop.total", symbol="compute_total")])
     first = materialize_tasks(instance, store.database_url, ["shop.total"], providers=providers)
     assert first.success and store.task_ids("voting") == ["shop.total"]
-    before = {spec.name: fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS}
+    before = {spec.name: fake_providers.script(spec.name).calls for spec in SHIPPED_PROVIDERS}
     assert before == {"claude": 1, "openai": 1, "kimi": 1}
 
     result = materialize_tasks(
@@ -309,7 +309,7 @@ def test_regenerate_asks_the_override_model_live_and_calls_no_other_provider(
         run_config=regenerate(providers=["openai"], model="gpt-6.2-mini"),
     )  # fmt: skip
     assert result.success
-    after = {spec.name: fake_providers.script(spec.name).calls for spec in PROVIDER_SPECS}
+    after = {spec.name: fake_providers.script(spec.name).calls for spec in SHIPPED_PROVIDERS}
     assert after == {"claude": 1, "openai": 2, "kimi": 1}
     assert fake_providers.script("openai").requests[-1].body["model"] == "gpt-6.2-mini"
     current = {d.provider: d for d in drafts_of(store, "shop.total") if d.ballot == 2}
