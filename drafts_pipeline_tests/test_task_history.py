@@ -353,9 +353,52 @@ def test_rows_stored_before_ballots_migrate_to_ballot_one(database_url: str) -> 
                 " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
             )
         )
+        # Rows that reference the task: rebuilding its table must not cascade to them.
+        for provider, label in (("claude", "A"), ("openai", "B")):
+            connection.execute(
+                text(
+                    "INSERT INTO draft_versions (task_id, provider, model, version, label,"
+                    " content, prompt_used, prompt_hash, template_version, settings_hash,"
+                    " status, validation, attempts, created_at) VALUES ('old.task', :provider,"
+                    " 'm', 1, :label, 'Does f.', 'p', 'h', 'v1', 's', 'valid', '{}', 1,"
+                    " CURRENT_TIMESTAMP)"
+                ),
+                {"provider": provider, "label": label},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO votes (vote_id, task_id, voter, labels, kind, choice, created_at,"
+                " recorded_at) VALUES ('v1', 'old.task', 'ada', '[\"A\", \"B\"]', 'winner',"
+                " 'A', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO draft_claims (task_id, provider, run_id, claimed_at,"
+                " lease_expires_at) VALUES ('old.task', 'kimi', 'r1', CURRENT_TIMESTAMP,"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
     store.upgrade()
     task = store.tasks_by_id(["old.task"])["old.task"]
     assert (task.ballot, task.source_hash, task.status) == (1, None, "voting")
+    drafts = drafts_of(store, "old.task")
+    assert [(d.provider, d.label, d.ballot) for d in drafts] == [
+        ("claude", "A", 1),
+        ("openai", "B", 1),
+    ]
+    assert [(v.voter, v.choice, v.ballot) for v in votes_of(store, "old.task")] == [("ada", "A", 1)]
+    assert store.live_claims(["old.task"]) == {} and _claims(store) == [("old.task", "kimi")]
     synced = store.sync_tasks([make_task("old.task", symbol="f", code="def f(): pass", context="")])
     assert synced.unchanged == ["old.task"]
     assert store.tasks_by_id(["old.task"])["old.task"].source_hash is not None
+
+
+def _claims(store: DraftStore) -> list[tuple[str, str]]:
+    from drafts_pipeline.store.models import DraftClaim
+
+    with store.engine.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(select(DraftClaim.task_id, DraftClaim.provider))
+        ]

@@ -113,12 +113,44 @@ def upgrade(url: str) -> None:
     from alembic import command
 
     config = _alembic_config()
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # Concurrent first runs would otherwise race to create the same tables.
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724242)")
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        on_sqlite = connection.dialect.name == "sqlite"
+        if on_sqlite:
+            # A migration that changes a constraint rebuilds the table on SQLite (Alembic's
+            # batch mode: copy, drop, rename). With foreign keys enforced, dropping it would
+            # cascade to every row that references it: drafts, votes and claims. The pragma
+            # only takes effect outside a transaction, so it goes to the driver's connection
+            # before SQLAlchemy begins one.
+            _sqlite_pragma(connection, "foreign_keys=OFF")
+        try:
+            with connection.begin():
+                if not on_sqlite:
+                    # Concurrent first runs would otherwise race to create the same tables.
+                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724242)")
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                broken = (
+                    connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if on_sqlite
+                    else []
+                )
+                if broken:
+                    raise RuntimeError(
+                        f"migrating {safe_url(url)} left {len(broken)} row(s) whose foreign key "
+                        f"points nowhere (first: {tuple(broken[0])}); nothing was changed"
+                    )
+        finally:
+            if on_sqlite:
+                _sqlite_pragma(connection, "foreign_keys=ON")
+
+
+def _sqlite_pragma(connection: Connection, pragma: str) -> None:
+    """Run `PRAGMA pragma` on the driver's connection, outside any transaction."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA {pragma}")
+    finally:
+        cursor.close()
 
 
 def migrations_head() -> str | None:
