@@ -402,3 +402,31 @@ def _claims(store: DraftStore) -> list[tuple[str, str]]:
             tuple(row)
             for row in connection.execute(select(DraftClaim.task_id, DraftClaim.provider))
         ]
+
+
+def test_discover_retires_only_tasks_it_found_under_the_same_path(
+    tmp_path: Path, store: DraftStore
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, name in ((first, "tool"), (second, "other")):
+        root.mkdir()
+        (root / f"{name}.py").write_text(f"def {name}_run(x):\n    return x\n")
+        (root / "shared.py").write_text(f"def {name}_shared(y):\n    return y\n")
+    store.add_tasks(
+        [make_task("imported.load", source_path="loader.py", symbol="load", code="def load(): 1")]
+    )
+    _, found_first = sync_discovered(store, first)
+    assert sorted(found_first.new) == ["shared.tool_shared", "tool.tool_run"]
+
+    # Another tree, with a file of the same name that defines other symbols: the first
+    # tree's tasks and the imported one are not this walk's to retire.
+    _, found_second = sync_discovered(store, second)
+    assert found_second.retired == []
+    assert set(store.task_ids("drafting")) >= {
+        "imported.load", "shared.tool_shared", "tool.tool_run"
+    }  # fmt: skip
+
+    # Under its own tree, a task whose symbol is gone is retired as before.
+    (first / "tool.py").unlink()
+    _, again = sync_discovered(store, first)
+    assert again.retired == ["tool.tool_run"]

@@ -166,6 +166,7 @@ class HistoryQueries(Queries):
         retire: Sequence[str] = (),
         limits: TaskSizeLimits | None = None,
         reason: str | None = None,
+        root: str | None = None,
     ) -> TaskSync:
         """Bring the store in line with `tasks` as discovery or import found them, and retire
         the ids `retire` (their source no longer defines the symbol), in one transaction.
@@ -175,6 +176,8 @@ class HistoryQueries(Queries):
         for the next run to rebuild; in `voting` or `failed` it is reopened (cause
         `source_changed`) on a new ballot, the old one kept as history. A `retired` task
         found again is reopened too. Nothing is written when a task is over the size limits.
+        `root`: the folder discovery walked, recorded on every task of `tasks` as the one
+        whose walk may retire it (`task_sources`); None (an import) records none.
         """
         refusal = oversized_tasks_error(
             tasks, TaskSizeLimits.from_environment() if limits is None else limits
@@ -191,7 +194,7 @@ class HistoryQueries(Queries):
                 for row in session.execute(
                     select(
                         table.c.id, table.c.status, table.c.ballot, table.c.code,
-                        table.c.context, table.c.source_hash,
+                        table.c.context, table.c.source_hash, table.c.source_root,
                     )
                     .where(table.c.id.in_(ids))
                     .order_by(table.c.id)
@@ -199,7 +202,7 @@ class HistoryQueries(Queries):
                 )
             }  # fmt: skip
             fresh = [task for task in tasks if task.id not in stored]
-            self._insert(session, fresh)
+            self._insert(session, fresh, root)
             result.new = [task.id for task in fresh]
             dialect = session.get_bind().dialect.name
             for task in tasks:
@@ -212,6 +215,7 @@ class HistoryQueries(Queries):
                     **{name: getattr(task, name) for name in _SOURCE_FIELDS},
                     "source_hash": new_hash, "prompt": None, "prompt_hash": None,
                     "template_version": None,
+                    **({} if root is None else {"source_root": root}),
                 }  # fmt: skip
                 if row.status == "retired" or (new_hash != old_hash and row.status in REOPENABLE):
                     reopen_in(
@@ -223,9 +227,12 @@ class HistoryQueries(Queries):
                     )
                     result.reopened.append(task.id)
                 elif new_hash == old_hash:
-                    if row.source_hash is None:
+                    found_here = {} if root in (None, row.source_root) else {"source_root": root}
+                    if row.source_hash is None or found_here:
                         session.execute(
-                            update(table).where(table.c.id == task.id).values(source_hash=new_hash)
+                            update(table)
+                            .where(table.c.id == task.id)
+                            .values(source_hash=new_hash, **found_here)
                         )
                     result.unchanged.append(task.id)
                 else:
@@ -251,7 +258,7 @@ class HistoryQueries(Queries):
                 result.retired.append(task_id)
         return result
 
-    def _insert(self, session: Session, tasks: Sequence[TaskInput]) -> None:
+    def _insert(self, session: Session, tasks: Sequence[TaskInput], root: str | None) -> None:
         if not tasks:
             return
         now = utcnow()
@@ -263,7 +270,7 @@ class HistoryQueries(Queries):
                     "code": task.code, "context": task.context, "source_path": task.source_path,
                     "template": task.template, "priority": task.priority, "status": "drafting",
                     "attempts": 0, "created_at": now, "updated_at": now,
-                    "source_hash": source_hash(task.code, task.context),
+                    "source_hash": source_hash(task.code, task.context), "source_root": root,
                 }
                 for task in tasks
             ],
@@ -337,9 +344,10 @@ class HistoryQueries(Queries):
                 )
             )
 
-    def task_sources(self) -> list[tuple[str, str, str, str, str]]:
-        """`(id, status, source_path, symbol, language)` of every task with a source path that
-        is not retired: what discovery checks for symbols gone from their files."""
+    def task_sources(self, root: str) -> list[tuple[str, str, str, str, str]]:
+        """`(id, status, source_path, symbol, language)` of every task discovery last found
+        under `root` that is not retired: what it checks for symbols gone from their files.
+        Tasks of another folder, and imported ones, are not its to retire."""
         with self._session() as session:
             rows = session.execute(
                 select(
@@ -350,6 +358,7 @@ class HistoryQueries(Queries):
                     DocumentationTask.language,
                 ).where(
                     DocumentationTask.source_path.is_not(None),
+                    DocumentationTask.source_root == root,
                     DocumentationTask.status != "retired",
                 )
             )

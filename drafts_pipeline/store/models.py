@@ -90,6 +90,9 @@ class DocumentationTask(Base):
     source_hash: Mapped[str | None] = mapped_column(String(64))
     """Hex SHA-256 of the task's code and context as discovery or import gave them (a
     discovered Python symbol's code without its docstring); null for tasks stored before 0008."""
+    source_root: Mapped[str | None] = mapped_column(Text)
+    """The folder (absolute) `tasks discover` last found the task under: only that folder's
+    walk may retire it. Null for imported tasks and tasks not found again since 0009."""
     ballot: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
     """The current ballot: 1, then one more each time the task is reopened. Drafts and votes
     carry the ballot they belong to; earlier ballots are history."""

@@ -19,7 +19,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # command, step and sensor tick check the schema with two small queries, without importing
 # Alembic (and the template and highlighting libraries it brings, 0.3 s), which only an actual
 # upgrade needs.
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 
 
 # `engine.connect().execution_options(**READ_ONLY)` for a connection that never writes: on SQLite

@@ -115,13 +115,15 @@ def sync_discovered(
     store: DraftStore, root: Path, limits: TaskSizeLimits | None = None
 ) -> tuple[Discovery, TaskSync]:
     """Discover `root` and bring the store in line with it in one transaction: new tasks,
-    changed sources updated or reopened, symbols gone from their files retired."""
+    changed sources updated or reopened, symbols gone from their files retired (only tasks
+    found under this same folder before: `source_root`)."""
     limits = TaskSizeLimits.from_environment() if limits is None else limits
     found = discover_tasks(root, limits)
-    stored = store.task_sources()
+    folder = str(root.resolve())
+    stored = store.task_sources(folder)
     known = {task_id for task_id, *_ in stored}
     current = [*found.tasks, *(task for task in found.documented if task.id in known)]
-    return found, store.sync_tasks(current, gone_from(found, root, stored), limits)
+    return found, store.sync_tasks(current, gone_from(found, root, stored), limits, root=folder)
 
 
 def gone_from(
