@@ -26,7 +26,7 @@ from drafts_pipeline.store.votes import VoteInput
 from drafts_pipeline.tasks.discover import sync_discovered
 from drafts_pipeline.voting.acceptance import accepted_drafts
 from drafts_pipeline.voting_set import voting_ready_frame
-from drafts_pipeline_tests.factories import make_task
+from drafts_pipeline_tests.factories import make_task, seed_drafts
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
 from drafts_pipeline_tests.graph_runs import materialize_tasks
 
@@ -430,3 +430,23 @@ def test_discover_retires_only_tasks_it_found_under_the_same_path(
     (first / "tool.py").unlink()
     _, again = sync_discovered(store, first)
     assert again.retired == ["tool.tool_run"]
+
+
+def test_a_changed_source_in_drafting_leaves_no_draft_of_the_old_one_on_the_ballot(
+    store: DraftStore,
+) -> None:
+    task = make_task("pkg.area", code="def area(w, h):\n    return w * h\n")
+    store.add_tasks([task])
+    # Below quorum: one provider's valid draft of the old code waits for a second.
+    seed_drafts(store, task.id, {"claude": "valid", "openai": "failed"})
+    before = history_of(store, task.id)
+
+    changed = make_task(task.id, code="def area(w, h, depth=1):\n    return w * h * depth\n")
+    assert store.sync_tasks([changed]).updated == [task.id]
+
+    # A run of another provider alone (DRAFTS_PROVIDERS=openai) must not reach quorum with
+    # claude's draft of the old signature.
+    with store.ballot_box([task.id], None) as box:
+        assert box.candidates[task.id].valid_drafts == {}
+    assert history_of(store, task.id) == before
+    assert store.tasks_by_id([task.id])[task.id].status == "drafting"

@@ -40,7 +40,8 @@ class TaskSync:
     new: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
-    """In `drafting`: source rewritten, prompt cleared."""
+    """In `drafting`: source rewritten, prompt cleared, and on a new ballot when it had drafts
+    (no reopening row: no ballot was voted on)."""
     reopened: list[str] = field(default_factory=list)
     """From `voting`, `failed` or `retired`: back to `drafting` on a new ballot."""
     retired: list[str] = field(default_factory=list)
@@ -173,7 +174,8 @@ class HistoryQueries(Queries):
 
         A new id is inserted. A stored one whose source (code and context) is unchanged is
         left as it is. One whose source changed gets it: in `drafting` its prompt is cleared
-        for the next run to rebuild; in `voting` or `failed` it is reopened (cause
+        for the next run to rebuild, and drafts of the old source are left on the ballot they
+        were on while it moves to the next; in `voting` or `failed` it is reopened (cause
         `source_changed`) on a new ballot, the old one kept as history. A `retired` task
         found again is reopened too. Nothing is written when a task is over the size limits.
         `root`: the folder discovery walked, recorded on every task of `tasks` as the one
@@ -236,11 +238,25 @@ class HistoryQueries(Queries):
                         )
                     result.unchanged.append(task.id)
                 else:
+                    # Drafts of the old source on the open ballot would still count towards
+                    # its quorum (a run of other providers): they go to a ballot of their own.
+                    drafted = session.scalar(
+                        select(DraftVersion.id)
+                        .where(DraftVersion.task_id == task.id, DraftVersion.ballot == row.ballot)
+                        .limit(1)
+                    )
                     session.execute(
                         update(table)
-                        .where(table.c.id == task.id, table.c.status == "drafting")
-                        .values(seq=next_seq(table, dialect), updated_at=utcnow(), **changes)
-                    )
+                        .where(
+                            table.c.id == task.id,
+                            table.c.status == "drafting",
+                            table.c.ballot == row.ballot,
+                        )
+                        .values(
+                            seq=next_seq(table, dialect), updated_at=utcnow(),
+                            ballot=row.ballot + (drafted is not None), **changes,
+                        )
+                    )  # fmt: skip
                     result.updated.append(task.id)
             for task_id in retire:
                 row = stored.get(task_id)
