@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from drafts_pipeline.drafting.provider_batch import draft_with_provider
 from drafts_pipeline.drafting.turns import TURNS
@@ -79,6 +79,29 @@ def test_a_shared_pause_longer_than_the_caller_accepts_raises(store: DraftStore)
 
     assert fake.slept == []
     assert second.paused_for_s == pytest.approx(3600)
+
+
+def test_the_store_book_books_from_when_it_was_asked_not_when_it_got_in(
+    store: DraftStore,
+) -> None:
+    """A booking that waits 0.1 s for its transaction (another writer holds the lock) still
+    gets the start that was due when it asked."""
+    fake = FakeTime()
+    book = StorePaceBook(store.engine, "kimi", clock=fake.clock)
+    book.book(1.0, None)
+    fake.advance(1.0)  # the next start is due now
+
+    def wait_for_the_lock(*_: object) -> None:
+        fake.advance(0.1)
+
+    event.listen(store.engine, "begin", wait_for_the_lock)
+    try:
+        start, _ = book.book(1.0, None)
+    finally:
+        event.remove(store.engine, "begin", wait_for_the_lock)
+
+    assert start == pytest.approx(1001.0)
+    assert fake.now == pytest.approx(1001.1)
 
 
 def test_the_store_book_and_the_local_book_keep_one_pace(store: DraftStore) -> None:

@@ -18,6 +18,7 @@ from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.calling import ProviderReply, RetryingCaller
 from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.limits import (
+    BOOKING_WAIT_CREDIT_S,
     MIN_RATE_FACTOR,
     PACE_HEADROOM,
     LimiterPaused,
@@ -490,6 +491,25 @@ def test_the_pace_books_one_interval_per_start_scaled_by_the_rate() -> None:
 
     assert (first, second, third) == (100.0, 100.5, 101.0)
     assert slow.next_start == 102.0
+
+
+def test_a_booking_that_waited_for_the_book_keeps_the_start_it_asked_for() -> None:
+    due = PaceState(next_start=100.0, paused_until=0.0)
+
+    # Asked at 100.0 for the start due then; the book let it in 0.1 s later.
+    waited, start = book_start(due, 100.1, 0.1, None, asked_at=100.0)
+    # The book was idle: the start it asked for, not when it got in.
+    idle, idle_start = book_start(due, 100.5, 0.1, None, asked_at=100.45)
+    # A long wait: credited up to BOOKING_WAIT_CREDIT_S only.
+    long, long_start = book_start(due, 101.0, 0.1, None, asked_at=100.0)
+    # Asked on time with no wait: as before.
+    prompt, prompt_start = book_start(due, 99.0, 0.1, None, asked_at=99.0)
+
+    assert (start, waited.next_start) == (100.0, pytest.approx(100.1))
+    assert (idle_start, idle.next_start) == (100.45, pytest.approx(100.55))
+    assert long_start == pytest.approx(101.0 - BOOKING_WAIT_CREDIT_S)
+    assert long.next_start == pytest.approx(101.0 - BOOKING_WAIT_CREDIT_S + 0.1)
+    assert (prompt_start, prompt.next_start) == (100.0, pytest.approx(100.1))
 
 
 def replace_factor(state: PaceState, factor: float) -> PaceState:

@@ -33,6 +33,11 @@ RATE_RECOVERY_PER_SUCCESS = 0.05
 # under the limit leaves three requests a minute of room, so arrivals up to 0.3 s late never
 # cross the limit.
 PACE_HEADROOM = 0.995
+# A booking that had to wait for the book (the store's write lock, behind another run's
+# transaction) keeps the start it asked for, up to this much earlier than the moment it got in:
+# a wait of the book is not a gap in the pace. Its request then goes out that much closer to the
+# one before, so this stays well inside the room PACE_HEADROOM leaves (0.3 s a minute).
+BOOKING_WAIT_CREDIT_S = 0.15
 # A 429 halves the rate only when the pause before it ended less than this long ago (a fresh pace
 # counts as a pause that has just ended).
 RECENT_PAUSE_S = 60.0
@@ -55,7 +60,8 @@ class PaceBook(Protocol):
 
     def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
         """Reserve the next start, `interval_s / rate factor` after the one before and no
-        sooner than now or the end of a pause; returns (start, pause end seen).
+        sooner than the end of a pause or when the caller asked (a wait for the book itself
+        does not count, up to `BOOKING_WAIT_CREDIT_S`); returns (start, pause end seen).
 
         Raises `LimiterPaused`, booking nothing, when the pause has longer than `max_pause_s`
         to run."""
@@ -89,15 +95,21 @@ class PaceState:
 
 
 def book_start(
-    state: PaceState, now: float, interval_s: float, max_pause_s: float | None
+    state: PaceState,
+    now: float,
+    interval_s: float,
+    max_pause_s: float | None,
+    asked_at: float | None = None,
 ) -> tuple[PaceState, float]:
-    """The next start, `interval_s / rate factor` after the one before and no sooner than now or
-    the end of a pause, and the pace after booking it; `LimiterPaused` when the pause has
-    longer than `max_pause_s` to run."""
+    """The next start, `interval_s / rate factor` after the one before and no sooner than the
+    end of a pause or the moment the caller asked (`asked_at`, else `now`; at most
+    `BOOKING_WAIT_CREDIT_S` before `now`), and the pace after booking it; `LimiterPaused` when
+    the pause has longer than `max_pause_s` to run. A start before `now` goes at once."""
     pause = state.paused_until - now
     if max_pause_s is not None and pause > max_pause_s:
         raise LimiterPaused(pause)
-    start = max(now, state.next_start, state.paused_until)
+    asked = now if asked_at is None else min(now, max(asked_at, now - BOOKING_WAIT_CREDIT_S))
+    start = max(asked, state.next_start, state.paused_until)
     return replace(state, next_start=start + interval_s / state.rate_factor), start
 
 
@@ -134,9 +146,12 @@ class LocalPaceBook:
         return self._clock()
 
     def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
+        asked_at = self._clock()
         with self._lock:
             before = self._state
-            self._state, start = book_start(before, self._clock(), interval_s, max_pause_s)
+            self._state, start = book_start(
+                before, self._clock(), interval_s, max_pause_s, asked_at
+            )
             return start, before.paused_until
 
     def paused_until(self) -> float:

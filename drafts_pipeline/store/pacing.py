@@ -95,8 +95,10 @@ class StorePaceBook:
 
     @riding_out
     def book(self, interval_s: float, max_pause_s: float | None) -> tuple[float, float]:
+        # Read before the transaction: waiting for the write lock must not cost the pace.
+        asked_at = self._clock()
         before, start = self._change(
-            lambda state, now: book_start(state, now, interval_s, max_pause_s)
+            lambda state, now: book_start(state, now, interval_s, max_pause_s, asked_at)
         )
         return start, before.paused_until
 
