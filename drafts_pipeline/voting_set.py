@@ -1,4 +1,5 @@
-"""The voting-ready set: what the voting application reads. It never names a provider or model."""
+"""The voting-ready set: what the voting application reads. It never names a provider or model.
+Each row carries its task's ballot, so that a vote cast from it says which drafts it judged."""
 
 import os
 import tempfile
@@ -21,6 +22,7 @@ COLUMNS = [
     "language",
     "source_path",
     "code",
+    "ballot",
     "label",
     "content",
     "voting_since",
@@ -49,7 +51,7 @@ def voting_set(store: DraftStore) -> VotingSet:
     import pandas as pd
 
     frame = pd.DataFrame(store.voting_ready_rows(), columns=COLUMNS)
-    frame = frame.astype({"label": "string", "content": "string"})
+    frame = frame.astype({"ballot": "int64", "label": "string", "content": "string"})
     # UTC on every database (SQLite hands back naive times, all of them written in UTC).
     frame["voting_since"] = pd.to_datetime(frame["voting_since"], utc=True)
     reasons = row_leaks(frame, store.draft_models() | leak_names(configured_providers()))

@@ -67,6 +67,29 @@ def in_voting(
     label -> provider, which only tests may know. `contents`: provider -> draft text, for
     drafts that must not name their provider (the default text does)."""
     store.add_tasks([make_task(task_id, **task)])
+    return _balloted(store, task_id, providers, seed, contents)
+
+
+def reopened_in_voting(
+    store: DraftStore,
+    task_id: str,
+    providers: tuple[str, ...] = ("claude", "openai", "kimi"),
+    seed: int = 1,
+    contents: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """A task of `in_voting` reopened and in `voting` again on its next ballot, with fresh
+    drafts; returns that ballot's label -> provider."""
+    assert task_id in store.reopen_tasks([task_id], "reopen", reason="test").ballots
+    return _balloted(store, task_id, providers, seed, contents)
+
+
+def _balloted(
+    store: DraftStore,
+    task_id: str,
+    providers: tuple[str, ...],
+    seed: int,
+    contents: Mapping[str, str] | None,
+) -> dict[str, str]:
     for provider in providers:
         text = {} if contents is None else {"content": contents[provider]}
         assert store.add_draft(make_draft(task_id, provider, "valid", **text)) is not None

@@ -327,14 +327,15 @@ def test_valid_drafts_are_reused_not_sent_again(
 ) -> None:
     store = sqlite_store
     ids = add_tasks(store, 3)
-    tasks = with_prompts(store, ids)
     claude = server.resource("claude", **FAST)
+    # Another prompt's valid draft, stored before the task's prompt was built (the store
+    # refuses it once the task has another prompt), is not reusable.
+    assert store.add_draft(make_draft(ids[1], "claude", settings_hash=claude.settings_hash()))
+    tasks = with_prompts(store, ids)
     same = make_draft(
         ids[0], "claude", prompt_hash=tasks[0].prompt_hash, settings_hash=claude.settings_hash()
     )
     assert store.add_draft(same) is not None
-    # Another prompt's valid draft is not reusable.
-    assert store.add_draft(make_draft(ids[1], "claude", settings_hash=claude.settings_hash()))
 
     report = submit_batch(store, claude, tasks, run_id="run-1")
     assert (report.outcomes["reused"], report.outcomes["submitted"]) == (1, 2)

@@ -22,10 +22,11 @@ from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS, ProviderSpec
 from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.prompts.templates import build_prompt
 from drafts_pipeline.store import DraftStore
-from drafts_pipeline.voting_set import voting_ready_frame, voting_set
-from drafts_pipeline_tests.factories import make_draft, make_task
+from drafts_pipeline.voting_set import FORBIDDEN_COLUMNS, voting_ready_frame, voting_set
+from drafts_pipeline_tests.factories import in_voting, make_draft, make_task, reopened_in_voting
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
 from drafts_pipeline_tests.graph_runs import materialize_tasks
+from drafts_pipeline_tests.voting_page_driver import blind_drafts
 
 NAMES_RULE = "names a provider or model"
 OPENAI_CLIENT_CODE = (
@@ -573,3 +574,17 @@ def test_a_leaking_draft_already_in_voting_fails_the_check_and_is_left_out(
     assert [json.loads(line)["content"] for line in output.read_text().splitlines()] == [
         "Pick the route for a name."
     ]
+
+
+def test_the_voting_ready_set_says_which_ballot_each_row_is_of(store: DraftStore) -> None:
+    """So that a vote cast from it names the ballot its voter saw: a number, no author."""
+    in_voting(store, "t.one", contents=blind_drafts())
+    in_voting(store, "t.two", seed=3, contents=blind_drafts())
+    reopened_in_voting(store, "t.one", seed=5, contents=blind_drafts())
+    found = voting_set(store)
+    assert found.leaks == [] and not FORBIDDEN_COLUMNS & set(found.frame.columns)
+    rows = found.frame.sort_values(["task_id", "label"])
+    assert list(zip(rows["task_id"], rows["ballot"], rows["label"], strict=True)) == [
+        ("t.one", 2, "A"), ("t.one", 2, "B"), ("t.one", 2, "C"),
+        ("t.two", 1, "A"), ("t.two", 1, "B"), ("t.two", 1, "C"),
+    ]  # fmt: skip

@@ -1,5 +1,6 @@
 """Claims: each (task, provider) is drafted by one live run; a dead run's claims expire."""
 
+import dataclasses
 import random
 import threading
 from datetime import UTC, datetime, timedelta
@@ -10,10 +11,12 @@ from sqlalchemy import select, update
 
 from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
+from drafts_pipeline.prompts.templates import prompt_for
 from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.drafts import FinishedCall
 from drafts_pipeline.store.models import DocumentationTask, DraftClaim, LLMCall
 from drafts_pipeline.voting_set import export_voting_set
-from drafts_pipeline_tests.factories import make_draft, make_task, seed_drafts
+from drafts_pipeline_tests.factories import make_draft, make_task, seed_drafts, with_prompts
 
 LEASE_S = 60.0
 
@@ -100,6 +103,84 @@ def _attempt(provider: str, **outcome: object) -> CallAttempt:
         provider=provider, model=f"{provider}-model", attempt=1, started_at=datetime.now(UTC),
         **outcome,  # type: ignore[arg-type]
     )  # fmt: skip
+
+
+def _claims(store: DraftStore) -> list[tuple[str, str, str]]:
+    with store._session() as session:
+        found = session.execute(select(DraftClaim.task_id, DraftClaim.provider, DraftClaim.run_id))
+        return sorted((task_id, provider, run_id) for task_id, provider, run_id in found)
+
+
+def test_a_draft_of_a_prompt_the_task_no_longer_has_is_refused_and_its_call_kept(
+    store: DraftStore,
+) -> None:
+    store.add_tasks([make_task("t.x")])
+    [task] = with_prompts(store, ["t.x"])
+    old = task.prompt_hash
+    assert old is not None
+    store.claim_drafts(["t.x"], "claude", "batch-1", LEASE_S)
+    store.claim_drafts(["t.x"], "openai", "run-a", LEASE_S)
+    # The task's prompt is rebuilt (another template) while both calls are out.
+    rebuilt = dataclasses.replace(prompt_for(task), text="Another prompt.", prompt_hash="n" * 64)
+    store.record_prompts([("t.x", rebuilt)])
+    paid = [
+        FinishedCall(_attempt("claude", status_code=200, request_id="msg_1"), datetime.now(UTC))
+    ]
+    stale = make_draft("t.x", "claude", prompt_hash=old)
+    assert store.add_draft(stale, holder="batch-1", calls=paid) is None
+    assert store.add_draft(make_draft("t.x", "openai", prompt_hash=old), holder="run-a") is None
+    assert store.add_draft(make_draft("t.x", "kimi", prompt_hash=old)) is None
+    assert _claims(store) == []
+    with store._session() as session:
+        rows = session.scalars(select(LLMCall).where(LLMCall.task_id == "t.x")).all()
+    assert [row.request_id for row in rows] == ["msg_1"]
+    assert store.latest_drafts(["t.x"], "claude") == {}
+    # A draft of the current prompt is stored; so is any draft of a task with no prompt yet.
+    current = store.add_draft(make_draft("t.x", "claude", prompt_hash="n" * 64))
+    assert current is not None and current.version == 1
+    store.add_tasks([make_task("t.unbuilt")])
+    assert store.add_draft(make_draft("t.unbuilt", "claude", prompt_hash="q" * 64)) is not None
+
+
+def test_a_reopening_drops_the_claims_of_runs_still_drafting_the_old_ballot(
+    store: DraftStore,
+) -> None:
+    store.add_tasks([make_task("t.x")])
+    [task] = with_prompts(store, ["t.x"])
+    for provider in ("claude", "openai"):
+        record = make_draft("t.x", provider, prompt_hash=task.prompt_hash)
+        assert store.add_draft(record) is not None
+    # kimi's call is out when the ballot closes with two drafts, and the task is reopened.
+    store.claim_drafts(["t.x"], "kimi", "run-old", LEASE_S)
+    [outcome] = cast_ballots(
+        store, ["t.x"], min_drafts=2, max_attempts=3, rng=random.Random(1), run_id="run-old"
+    )
+    assert outcome.outcome == "voting"
+    assert store.reopen_tasks(["t.x"], "reopen", reason="new style").ballots == {"t.x": 2}
+    assert _claims(store) == []
+    late = make_draft("t.x", "kimi", prompt_hash=task.prompt_hash, run_id="run-old")
+    assert store.add_draft(late, holder="run-old") is None
+    assert store.latest_drafts(["t.x"], "kimi") == {}
+
+
+def test_a_changed_source_drops_the_claims_on_the_old_one(store: DraftStore) -> None:
+    store.add_tasks([make_task("t.x"), make_task("t.same")])
+    [task, _] = with_prompts(store, ["t.x", "t.same"])
+    for task_id in ("t.x", "t.same"):
+        store.claim_drafts([task_id], "claude", "run-old", LEASE_S)
+    changed = make_task("t.x", code="def compute_total(lines):\n    return sum(lines)\n")
+    assert store.sync_tasks([changed, make_task("t.same")]).updated == ["t.x"]
+    # The unchanged task's claim stays with its run.
+    assert _claims(store) == [("t.same", "claude", "run-old")]
+    old = make_draft("t.x", "claude", prompt_hash=task.prompt_hash, run_id="run-old")
+    assert store.add_draft(old, holder="run-old") is None
+    assert store.latest_drafts(["t.x"], "claude") == {}
+    # Once the next run builds the new prompt, a draft of the old one is refused too.
+    [rebuilt] = with_prompts(store, ["t.x"])
+    assert rebuilt.prompt_hash != task.prompt_hash
+    assert store.add_draft(make_draft("t.x", "claude", prompt_hash=task.prompt_hash)) is None
+    fresh = make_draft("t.x", "claude", prompt_hash=rebuilt.prompt_hash)
+    assert store.add_draft(fresh) is not None
 
 
 def test_a_call_is_logged_when_sent_and_completed_when_answered(store: DraftStore) -> None:

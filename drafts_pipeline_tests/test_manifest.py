@@ -114,6 +114,7 @@ def expected_rows_sha256(store: DraftStore, labels: dict[str, dict[str, str]]) -
                 "language": task.language,
                 "source_path": task.source_path,
                 "code": task.code,
+                "ballot": task.ballot,
                 "label": label,
                 "content": content,
                 "voting_since": since.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),

@@ -13,7 +13,7 @@ import pytest
 from drafts_pipeline.errors import ImportRejected
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.voting.importer import import_votes
-from drafts_pipeline_tests.factories import in_voting, make_task
+from drafts_pipeline_tests.factories import in_voting, make_task, reopened_in_voting
 
 CSV_HEADER = ["vote_id", "task_id", "voter", "winner", "ranking", "created_at"]
 
@@ -140,6 +140,50 @@ def test_every_bad_record_is_reported_and_nothing_recorded(
         "'tie' or 'all_bad'",
     ]
     assert store.vote_outcomes() == []
+
+
+def test_a_vote_names_the_ballot_it_was_cast_on(store: DraftStore, tmp_path: Path) -> None:
+    in_voting(store, "t.one")
+    in_voting(store, "t.two", seed=3)
+    # Votes cast on t.one's first ballot, imported after it was reopened and balloted again.
+    second = reopened_in_voting(store, "t.one", seed=5)
+    vote = {"task_id": "t.one", "winner": "A"}
+    stale = write_jsonl(
+        tmp_path,
+        [
+            {**vote, "vote_id": "v1", "voter": "ann", "ballot": 2},
+            {**vote, "vote_id": "v2", "voter": "bob", "ballot": 1},
+            {**vote, "vote_id": "v3", "voter": "cy", "ballot": "2"},
+            {**vote, "vote_id": "v4", "voter": "dee", "ballot": 0},
+            {"vote_id": "v5", "task_id": "t.two", "voter": "ann", "winner": "B", "ballot": 1},
+        ],
+    )
+    assert rejection(store, stale) == [
+        "line 2: task 't.one' was reopened: the vote is for ballot 1, its current ballot is 2",
+        "line 3: field 'ballot' must be an integer, got a string ('2')",
+        "line 4: field 'ballot' is 0: ballots are numbered from 1",
+    ]
+    assert store.vote_outcomes() == []
+
+    csv_rows = [
+        {"vote_id": "v1", "task_id": "t.one", "voter": "ann", "winner": "A", "ballot": "2"},
+        {"vote_id": "v5", "task_id": "t.two", "voter": "ann", "winner": "B", "ballot": "1"},
+        # Written before votes carried their ballot: the current one.
+        {"vote_id": "v6", "task_id": "t.one", "voter": "bob", "winner": "C", "ballot": ""},
+    ]
+    path = write_csv(tmp_path, csv_rows, header=[*CSV_HEADER, "ballot"])
+    assert import_votes(store, path).recorded == 3
+    outcomes = {outcome.vote_id: outcome for outcome in store.vote_outcomes()}
+    assert {vote_id: o.ballot for vote_id, o in outcomes.items()} == {"v1": 2, "v5": 1, "v6": 2}
+    assert outcomes["v1"].order == (second["A"],)
+    bad = write_csv(
+        tmp_path,
+        [{"vote_id": "v7", "task_id": "t.one", "voter": "cy", "winner": "A", "ballot": "1"}],
+        header=[*CSV_HEADER, "ballot"],
+    )
+    assert rejection(store, bad) == [
+        "line 2: task 't.one' was reopened: the vote is for ballot 1, its current ballot is 2"
+    ]
 
 
 def test_a_bad_csv_header_and_rows(store: DraftStore, tmp_path: Path) -> None:

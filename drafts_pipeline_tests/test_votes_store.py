@@ -11,7 +11,7 @@ from drafts_pipeline.errors import VotesRejected
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import Vote
 from drafts_pipeline.store.votes import VoteInput, VoteOutcome, choice_problem, parse_choice
-from drafts_pipeline_tests.factories import in_voting, make_task
+from drafts_pipeline_tests.factories import in_voting, make_task, reopened_in_voting
 
 BALLOT = ("A", "B", "C")
 
@@ -150,6 +150,30 @@ def test_a_second_vote_replaces_the_first_and_keeps_it_as_history(store: DraftSt
             row.vote_id: row.replaced_at is not None for row in session.scalars(select(Vote))
         }
     assert history == {"v0": True, "v1": True, "v2": False}
+
+
+def test_a_vote_on_a_ballot_since_closed_is_refused_not_moved_to_the_next(
+    store: DraftStore,
+) -> None:
+    first = in_voting(store, "t.one", seed=0)
+    # Cast on ballot 1, recorded only after the task was reopened and is in voting again:
+    # its label A is another draft now.
+    second = reopened_in_voting(store, "t.one", seed=4)
+    assert first["A"] != second["A"]
+    stale = VoteInput("v1", "t.one", "ann", "A", ballot=1)
+    with pytest.raises(VotesRejected) as raised:
+        store.record_votes([stale, VoteInput("v2", "t.one", "bob", "B", ballot=2)])
+    assert raised.value.problems == [
+        (0, "task 't.one' was reopened: the vote is for ballot 1, its current ballot is 2")
+    ]
+    assert store.vote_outcomes() == []
+    # Naming the current ballot, or none (files written before ballots), it is recorded there.
+    store.record_votes(
+        [VoteInput("v2", "t.one", "bob", "B", ballot=2), VoteInput("v3", "t.one", "cy", "C")]
+    )
+    outcomes = {outcome.voter: outcome for outcome in store.vote_outcomes()}
+    assert {voter: outcome.ballot for voter, outcome in outcomes.items()} == {"bob": 2, "cy": 2}
+    assert outcomes["bob"].order == (second["B"],)
 
 
 def test_the_next_task_for_a_voter(store: DraftStore) -> None:

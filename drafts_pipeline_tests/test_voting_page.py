@@ -29,7 +29,7 @@ from drafts_pipeline.voting.page import (
     loopback_hosts,
     voting_app,
 )
-from drafts_pipeline_tests.factories import in_voting
+from drafts_pipeline_tests.factories import in_voting, reopened_in_voting
 from drafts_pipeline_tests.voting_page_driver import (
     SUMMARIES,
     ServedResponses,
@@ -61,6 +61,12 @@ def shown_labels(html: str) -> list[str]:
 def shown_task(html: str) -> str:
     found = re.search(r'name="task_id" value="([^"]+)"', html)
     assert found is not None, "the page shows no task"
+    return found[1]
+
+
+def shown_ballot(html: str) -> str:
+    found = re.search(r'name="ballot" value="([^"]+)"', html)
+    assert found is not None, "the page's form carries no ballot"
     return found[1]
 
 
@@ -275,6 +281,40 @@ def test_a_rejected_vote_shows_the_reason_and_the_next_task(
     assert "label(s) D not on the ballot (it has A, B, C)" in response.text
     assert shown_task(response.text) == "t.two"
     assert store.vote_outcomes() == []
+
+
+def test_a_vote_on_a_ballot_reopened_since_it_was_shown_is_refused(
+    store: DraftStore, client: TestClient
+) -> None:
+    voting_task(store, "t.one", seed=1)
+    voting_task(store, "t.two", seed=2)
+    page = signed_in(client, "ann")
+    assert (shown_task(page), shown_ballot(page)) == ("t.one", "1")
+    # Reopened and balloted again while ann looks at ballot 1: its labels are other drafts now.
+    reopened_in_voting(store, "t.one", seed=5, contents=blind_drafts())
+    vote = {"csrf_token": csrf_token(page), "task_id": "t.one", "ballot": "1", "choice": "A"}
+    response = client.post("/vote", data=vote)
+    assert (
+        "Your vote was not recorded: task &#39;t.one&#39; was reopened after it was shown to "
+        "you, and its drafts are now those of ballot 2. Here they are." in response.text
+    )
+    assert store.vote_outcomes() == []
+    # The page shows that task again, on its current ballot, rather than the next one.
+    assert (shown_task(response.text), shown_ballot(response.text)) == ("t.one", "2")
+    response = client.post("/vote", data={**vote, "ballot": "2"})
+    assert "Your vote was recorded." in response.text
+    assert [(o.task_id, o.ballot) for o in store.vote_outcomes()] == [("t.one", 2)]
+    # A form with no ballot (a page served before the field) votes on the current one; a
+    # ballot that is no number is refused.
+    response = client.post("/vote", data={**vote, "task_id": "t.two", "ballot": "x"})
+    assert "Your vote was not recorded: the form&#39;s ballot &#39;x&#39; is not a number." in (
+        response.text
+    )
+    del vote["ballot"]
+    client.post("/vote", data={**vote, "task_id": "t.two"})
+    assert sorted((o.task_id, o.ballot) for o in store.vote_outcomes()) == [
+        ("t.one", 2), ("t.two", 1)
+    ]  # fmt: skip
 
 
 def test_no_task_left(store: DraftStore, client: TestClient) -> None:

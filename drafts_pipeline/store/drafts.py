@@ -242,6 +242,12 @@ def claim_in(
     return inserted | taken
 
 
+def _stale(record: DraftRecord, prompt_hash: str | None) -> bool:
+    """Whether `record` answers a prompt its task no longer has (a task whose prompt is not
+    built yet has none to compare with)."""
+    return prompt_hash is not None and record.prompt_hash != prompt_hash
+
+
 @rides_out_outages
 class DraftQueries(Queries):
     # --- claims ------------------------------------------------------------------------
@@ -354,9 +360,11 @@ class DraftQueries(Queries):
         current ballot (read in the same transaction).
 
         With `holder`, only while that run still holds the claim, which the same transaction
-        deletes. Not stored (None) when the claim was lost, when the task left `drafting`
-        meanwhile, or when a concurrent writer stored that version first (the unique key
-        decides).
+        deletes. Not stored (None) when the claim was lost (a reopening or a changed source
+        drops the task's claims), when the task left `drafting` meanwhile, when the task's
+        prompt is no longer the one the draft answers (its `prompt_hash` differs from the
+        task's recorded one), or when a concurrent writer stored that version first (the
+        unique key decides).
 
         `calls` are rows of the call log written in the same transaction once the claim is
         released (a provider batch's items, paid whether or not the task still wants the
@@ -372,7 +380,11 @@ class DraftQueries(Queries):
                 # Read FOR SHARE (PostgreSQL): a ballot holding the task waits this store out,
                 # or this store waits the ballot out and then sees `voting`.
                 task = session.execute(
-                    select(DocumentationTask.status, DocumentationTask.ballot)
+                    select(
+                        DocumentationTask.status,
+                        DocumentationTask.ballot,
+                        DocumentationTask.prompt_hash,
+                    )
                     .where(DocumentationTask.id == record.task_id)
                     .with_for_update(read=True)
                 ).first()
@@ -389,7 +401,7 @@ class DraftQueries(Queries):
                         record_paid_calls(session, record.task_id, record.run_id, calls)
                         return None
                 session.add_all(call.row(record.task_id, record.run_id) for call in calls)
-                if task is None or status != "drafting":
+                if task is None or status != "drafting" or _stale(record, task.prompt_hash):
                     return None
                 current = session.scalar(
                     select(func.max(DraftVersion.version)).where(

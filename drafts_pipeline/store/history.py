@@ -10,12 +10,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from drafts_pipeline.errors import TaskValidationError
 from drafts_pipeline.store import schema
-from drafts_pipeline.store.models import DocumentationTask, DraftVersion, TaskReopening, utcnow
+from drafts_pipeline.store.models import (
+    DocumentationTask,
+    DraftClaim,
+    DraftVersion,
+    ProviderBatch,
+    TaskReopening,
+    utcnow,
+)
 from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries
 from drafts_pipeline.store.tasks import (
@@ -25,6 +32,11 @@ from drafts_pipeline.store.tasks import (
     oversized_tasks_error,
     source_hash,
 )
+
+REOPENED_PROMPT = ""
+"""The prompt hash a provider batch records for a task reopened or changed after it was sent:
+no task has it, so the batch's answer is returned at collection (its call recorded), never
+stored."""
 
 REOPENABLE = ("voting", "failed")
 """The statuses a changed source sends back to `drafting` on a new ballot."""
@@ -109,8 +121,39 @@ def reopen_in(
             reason=reason, run_id=run_id, created_at=now,
         )
     )  # fmt: skip
+    drop_claims(session, task.id)
     carry_forward(session, task.id, carry, task.ballot, ballot, run_id)
     return ballot
+
+
+def drop_claims(session: Session, task_id: str) -> None:
+    """End every claim on the task, inside the caller's transaction (a reopening, a changed
+    source): a run still calling for the old ballot or prompt then finds its claim gone and
+    stores nothing. A provider batch's claim stays until the batch is collected, so that its
+    paid answer is still recorded, but the batch's prompt for the task becomes
+    `REOPENED_PROMPT`, so collection returns that answer instead of storing it."""
+    batches = session.scalars(
+        select(ProviderBatch)
+        .where(
+            ProviderBatch.status != "collected",
+            ProviderBatch.holder.in_(
+                select(DraftClaim.run_id).where(DraftClaim.task_id == task_id)
+            ),
+        )
+        .order_by(ProviderBatch.id)
+        .with_for_update()
+    ).all()
+    for batch in batches:
+        batch.prompt_hashes = [
+            REOPENED_PROMPT if held == task_id else prompt_hash
+            for held, prompt_hash in zip(batch.task_ids, batch.prompt_hashes, strict=True)
+        ]
+    session.execute(
+        delete(DraftClaim).where(
+            DraftClaim.task_id == task_id,
+            DraftClaim.run_id.not_in([batch.holder for batch in batches]),
+        )
+    )
 
 
 def carry_forward(
@@ -257,6 +300,7 @@ class HistoryQueries(Queries):
                             ballot=row.ballot + (drafted is not None), **changes,
                         )
                     )  # fmt: skip
+                    drop_claims(session, task.id)
                     result.updated.append(task.id)
             for task_id in retire:
                 row = stored.get(task_id)

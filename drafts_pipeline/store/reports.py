@@ -196,6 +196,7 @@ class ReportQueries(Queries):
                     DocumentationTask.language,
                     DocumentationTask.source_path,
                     DocumentationTask.code,
+                    DocumentationTask.ballot,
                     DraftVersion.label,
                     DraftVersion.content,
                     DocumentationTask.updated_at.label("voting_since"),

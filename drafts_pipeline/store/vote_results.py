@@ -37,6 +37,8 @@ class VotingTask:
     drafts: tuple[BallotDraft, ...]
     votes: int
     """Current votes on it, from every voter."""
+    ballot: int = 1
+    """The ballot the drafts are of: a vote from the page names it."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class VoteResultQueries(Queries):
                 context=task.context,
                 drafts=tuple(BallotDraft(str(label), content) for label, content in drafts),
                 votes=int(count),
+                ballot=task.ballot,
             )
 
     def vote_outcomes(self, current_ballots_only: bool = False) -> list[VoteOutcome]:

@@ -47,6 +47,8 @@ class VoteInput:
     display_order: tuple[str, ...] | None = None
     """The labels in the order they were shown, when known (the voting page records it)."""
     created_at: datetime | None = None
+    ballot: int | None = None
+    """The ballot the voter saw; None (votes written before ballots): the task's current one."""
 
 
 def parse_choice(choice: str) -> tuple[str, tuple[str, ...]]:
@@ -149,7 +151,9 @@ class VoteQueries(Queries):
         that names no task in `voting`, a label its ballot lacks, an incomplete ranking, or a
         vote id already used for a different vote.
 
-        A vote is on the task's current ballot, and records it. A voter's vote replaces their
+        A vote is on the task's current ballot, and records it; a vote naming another ballot
+        (cast before the task was reopened) is refused, never moved to the current one, whose
+        labels stand for other drafts. A voter's vote replaces their
         current vote on the same ballot (the older stays as history);
         a vote created before the current one goes straight to history. A vote id already
         recorded with the same vote changes nothing, so a re-import is a no-op.
@@ -182,7 +186,10 @@ class VoteQueries(Queries):
             fresh: list[VoteInput] = []
             in_batch: dict[str, VoteInput] = {}
             for index, vote in enumerate(votes):
-                problem = _vote_problem(vote, statuses, labels)
+                before = known.get(vote.vote_id)
+                if before is not None and vote.ballot == before.ballot and _same_vote(before, vote):
+                    continue  # the very vote recorded, its ballot named: a re-import
+                problem = _vote_problem(vote, statuses, ballots, labels)
                 if problem is None and vote.vote_id in known:
                     if _same_vote(known[vote.vote_id], vote):
                         continue
@@ -221,7 +228,10 @@ def _ballot_labels(session: Session, task_ids: Sequence[str]) -> dict[str, tuple
 
 
 def _vote_problem(
-    vote: VoteInput, statuses: dict[str, str], labels: dict[str, tuple[str, ...]]
+    vote: VoteInput,
+    statuses: dict[str, str],
+    ballots: dict[str, int],
+    labels: dict[str, tuple[str, ...]],
 ) -> str | None:
     """Why `vote` cannot be recorded; None when it can."""
     for name, value in (("vote_id", vote.vote_id), ("voter", vote.voter)):
@@ -234,6 +244,14 @@ def _vote_problem(
         return f"task {vote.task_id!r} does not exist"
     if status != "voting":
         return f"task {vote.task_id!r} is in {status}, not voting: it takes no votes"
+    current = ballots[vote.task_id]
+    if vote.ballot is not None and vote.ballot < current:
+        return (
+            f"task {vote.task_id!r} was reopened: the vote is for ballot {vote.ballot}, "
+            f"its current ballot is {current}"
+        )
+    if vote.ballot is not None and vote.ballot != current:
+        return f"task {vote.task_id!r} has no ballot {vote.ballot}: its current ballot is {current}"
     ballot = labels.get(vote.task_id, ())
     problem = choice_problem(vote.choice, ballot)
     if problem is None and vote.display_order is not None:
@@ -247,10 +265,12 @@ def _canonical_choice(choice: str) -> str:
 
 
 def _same_vote(row: Vote, vote: VoteInput) -> bool:
-    return (row.task_id, row.voter, row.choice) == (
+    """Whether `row` records `vote` (on the ballot it names, when it names one)."""
+    return (row.task_id, row.voter, row.choice, row.ballot) == (
         vote.task_id,
         vote.voter,
         _canonical_choice(vote.choice),
+        row.ballot if vote.ballot is None else vote.ballot,
     )
 
 

@@ -2,12 +2,16 @@
 
 Each record has `vote_id`, `task_id`, `voter`, and `winner` (a label, `tie` or `all_bad`) or
 `ranking` (every label of the ballot, best first: `B>A>C`), and may have `created_at` (ISO 8601;
-without a timezone it is UTC). A file with one bad record records nothing, and the rejection
+without a timezone it is UTC) and `ballot` (the ballot the voter saw, as the voting-ready set
+gives it: a vote on a ballot since closed is refused; without it, the current ballot).
+
+A file with one bad record records nothing, and the rejection
 lists every bad record by its line: malformed ones, then those the store refuses (a task not in
 voting, a label its ballot lacks, a vote id already used for another vote). A vote id already
 recorded with the same vote is not an error, so importing a file twice records it once.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +23,8 @@ from drafts_pipeline.store.votes import VoteInput, parse_choice
 
 REQUIRED_FIELDS = ("vote_id", "task_id", "voter")
 CHOICE_FIELDS = ("winner", "ranking")
-KNOWN_FIELDS = frozenset({*REQUIRED_FIELDS, *CHOICE_FIELDS, "created_at"})
+KNOWN_FIELDS = frozenset({*REQUIRED_FIELDS, *CHOICE_FIELDS, "created_at", "ballot"})
+_NUMBER = re.compile(r"\d+")
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,12 @@ def import_votes(store: DraftStore, path: Path) -> VoteImportSummary:
 
 
 def _filled_cells(cells: dict[str, str]) -> dict[str, object]:
-    """A CSV row as a JSON object would hold it: empty optional cells are absent."""
+    """A CSV row as a JSON object would hold it: empty optional cells are absent, a ballot
+    written in digits a number."""
     return {
-        name: value for name, value in cells.items() if name in REQUIRED_FIELDS or value.strip()
+        name: int(value) if name == "ballot" and _NUMBER.fullmatch(value.strip()) else value
+        for name, value in cells.items()
+        if name in REQUIRED_FIELDS or value.strip()
     }
 
 
@@ -93,6 +101,11 @@ def vote_from_fields(fields: dict[str, object]) -> tuple[VoteInput | None, list[
         else:
             if created_at.tzinfo is None:
                 created_at = created_at.replace(tzinfo=UTC)
+    ballot = fields.get("ballot")
+    if ballot is not None and (not isinstance(ballot, int) or isinstance(ballot, bool)):
+        problems.append(f"field 'ballot' must be an integer, got {describe(ballot)}")
+    elif ballot is not None and ballot < 1:
+        problems.append(f"field 'ballot' is {ballot}: ballots are numbered from 1")
     if problems:
         return None, problems
     return (
@@ -102,6 +115,7 @@ def vote_from_fields(fields: dict[str, object]) -> tuple[VoteInput | None, list[
             voter=text["voter"],
             choice=text[present[0]],
             created_at=created_at,
+            ballot=ballot if isinstance(ballot, int) else None,
         ),
         [],
     )

@@ -44,6 +44,8 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "drafts_voting"
 SESSION_MAX_AGE_S = 30 * 24 * 3600
 CSRF_FIELD = "csrf_token"
+AGAIN = "again"
+"""The session key of a task to show again: a vote on it was refused as it had been reopened."""
 KEYED_POSITIONS = 9
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -164,7 +166,8 @@ class VotingPage:
         voter = request.session.get("voter")
         if not voter:
             return self.render(request, "name.html")
-        task = await run_in_threadpool(self.next_task, voter)
+        again = request.session.pop(AGAIN, None)
+        task = await run_in_threadpool(self.next_task, voter, again)
         if task is None:
             return self.render(request, "done.html")
         return self.render(request, "task.html", task=task, drafts=shown_drafts(voter, task))
@@ -188,7 +191,7 @@ class VotingPage:
         return RedirectResponse("/", status_code=303)
 
     async def vote(self, request: Request) -> Response:
-        form = await request.form(max_files=0, max_fields=4)
+        form = await request.form(max_files=0, max_fields=5)
         if not _csrf_ok(request, form):
             return self.refused(request)
         voter = request.session.get("voter")
@@ -196,9 +199,18 @@ class VotingPage:
             request.session["notice"] = "Enter your name first; your vote was not recorded."
             return RedirectResponse("/", status_code=303)
         task_id, choice = str(form.get("task_id", "")), str(form.get("choice", ""))
-        request.session["notice"] = await run_in_threadpool(
-            self.record_vote, voter, task_id, choice
+        shown = str(form.get("ballot", "")).strip()
+        if shown and not shown.isdecimal():
+            request.session["notice"] = (
+                f"Your vote was not recorded: the form's ballot {shown!r} is not a number."
+            )
+            return RedirectResponse("/", status_code=303)
+        notice, again = await run_in_threadpool(
+            self.record_vote, voter, task_id, choice, int(shown) if shown else None
         )
+        request.session["notice"] = notice
+        if again:
+            request.session[AGAIN] = task_id
         return RedirectResponse("/", status_code=303)
 
     def refused(self, request: Request) -> Response:
@@ -215,9 +227,14 @@ class VotingPage:
             message="The draft store is out of reach just now. Try again in a minute.",
         )
 
-    def next_task(self, voter: str) -> VotingTask | None:
+    def next_task(self, voter: str, again: str | None = None) -> VotingTask | None:
         """The task `voter` should see next, leaving out every task with a draft whose text
-        names a provider or model."""
+        names a provider or model. `again`: a task whose vote was refused because it was
+        reopened, shown first on its current ballot while it is in `voting`."""
+        if again is not None:
+            task = self.store.voting_task(again)
+            if task is not None and not self.leaks(task):
+                return task
         while True:
             skip = [task_id for task_id, leaks in self.leaking.items() if leaks]
             task = self.store.voting_task_for(voter, skip=skip)
@@ -233,21 +250,40 @@ class VotingPage:
             )
         return self.leaking[task.task_id]
 
-    def record_vote(self, voter: str, task_id: str, choice: str) -> str:
-        """Record one vote, its display order recomputed here; returns what to tell the voter.
-        A task the page never shows (a draft names its author) takes no vote from it either."""
+    def record_vote(
+        self, voter: str, task_id: str, choice: str, ballot: int | None = None
+    ) -> tuple[str, bool]:
+        """Record one vote on `ballot`, the one the page showed (None: a form from before
+        ballots, the current one), its display order recomputed here. Returns what to tell
+        the voter, and whether to show the task again: it was reopened and is on another
+        ballot now. A task the page never shows (a draft names its author) takes no vote
+        from it either."""
         task = self.store.voting_task(task_id)
         if task is not None and self.leaks(task):
-            return f"Your vote was not recorded: task {task_id!r} is not open to votes here."
+            return f"Your vote was not recorded: task {task_id!r} is not open to votes here.", False
+        if task is not None and ballot is not None and ballot != task.ballot:
+            return _reopened(task), True
         labels = [draft.label for draft in task.drafts] if task is not None else []
         order = display_order(voter, task_id, labels)
-        vote = VoteInput(uuid.uuid4().hex, task_id, voter, choice, display_order=order or None)
+        vote = VoteInput(
+            uuid.uuid4().hex, task_id, voter, choice, display_order=order or None, ballot=ballot
+        )
         try:
             self.store.record_votes([vote])
         except VotesRejected as rejected:
+            now = self.store.voting_task(task_id)
+            if now is not None and ballot is not None and ballot != now.ballot:
+                return _reopened(now), True  # reopened while this vote was on its way
             reasons = "; ".join(reason for _, reason in rejected.problems)
-            return f"Your vote was not recorded: {reasons}."
-        return "Your vote was recorded."
+            return f"Your vote was not recorded: {reasons}.", False
+        return "Your vote was recorded.", False
+
+
+def _reopened(task: VotingTask) -> str:
+    return (
+        f"Your vote was not recorded: task {task.task_id!r} was reopened after it was shown to "
+        f"you, and its drafts are now those of ballot {task.ballot}. Here they are."
+    )
 
 
 def _csrf_token(request: Request) -> str:
