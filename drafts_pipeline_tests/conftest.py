@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh database per test, on SQLite and on PostgreSQL."""
 
 import contextlib
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,18 @@ from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.schema import engine_for
 from drafts_pipeline_tests.fake_providers import fake_providers  # noqa: F401  (a shared fixture)
 from drafts_pipeline_tests.postgres_server import create_database, drop_database, postgres_server
+
+
+@pytest.fixture(autouse=True)
+def default_sigterm() -> None:
+    """Each test starts with SIGTERM's default action. Dagster's interrupt handling, run in
+    the main thread, gives SIGTERM whatever SIGINT has, and an xdist worker ignores SIGINT.
+    A process started with SIGTERM ignored passes that on to everything it starts, including
+    the `tail` behind Dagster's compute-log capture on a DAGSTER_HOME instance: `tail` then
+    outlives its `terminate()`, and each run of a command-line test waits 30 s for it twice,
+    and again at exit."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")
