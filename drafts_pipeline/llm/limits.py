@@ -3,7 +3,8 @@
 `RequestLimiter` keeps the provider's quotas from being the thing that stops us: at most
 `max_in_flight` requests at once from this limiter, and request starts spaced
 `60 / requests_per_minute` seconds apart, plus half a percent (a pacer rather than a bucket, so
-no burst can trip a per-second limit). A 429 pauses every caller until the wait the provider
+no burst can trip a per-second limit; a start that waited for the book to let it in comes at
+most `BOOKING_WAIT_CREDIT_S` early). A 429 pauses every caller until the wait the provider
 asked for has passed; one within a minute of the last pause also halves the rate, and each
 success then wins back a little of it (additive increase, multiplicative decrease), so a crowd
 of threads cannot turn 429s into a storm.
