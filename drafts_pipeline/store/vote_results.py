@@ -7,13 +7,26 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Exists, Select, func, select
 from sqlalchemy.orm import aliased
 
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, Vote, as_utc
 from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries
 from drafts_pipeline.store.votes import VoteOutcome, parse_choice
+
+
+def has_current_vote() -> Exists:
+    """A draft's ballot has a current vote (correlated to `DraftVersion`)."""
+    return (
+        select(Vote.id)
+        .where(
+            Vote.task_id == DraftVersion.task_id,
+            Vote.ballot == DraftVersion.ballot,
+            Vote.replaced_at.is_(None),
+        )
+        .exists()
+    )
 
 
 @dataclass(frozen=True)
@@ -147,15 +160,7 @@ class VoteResultQueries(Queries):
             )
         with self._session() as session:
             rows = session.execute(query).all()
-            voted = (
-                select(Vote.id)
-                .where(
-                    Vote.task_id == DraftVersion.task_id,
-                    Vote.ballot == DraftVersion.ballot,
-                    Vote.replaced_at.is_(None),
-                )
-                .exists()
-            )
+            voted = has_current_vote()
             providers: dict[tuple[str, int, str], str] = {
                 (task_id, ballot, str(label)): provider
                 for task_id, ballot, label, provider in session.execute(
@@ -223,15 +228,7 @@ class VoteResultQueries(Queries):
     def voted_models(self) -> dict[str, list[str]]:
         """provider -> the models of its labelled drafts on tasks with a current vote, sorted:
         the models a leaderboard's strengths speak for."""
-        voted = (
-            select(Vote.id)
-            .where(
-                Vote.task_id == DraftVersion.task_id,
-                Vote.ballot == DraftVersion.ballot,
-                Vote.replaced_at.is_(None),
-            )
-            .exists()
-        )
+        voted = has_current_vote()
         with self._session() as session:
             rows = session.execute(
                 select(DraftVersion.provider, DraftVersion.model)
