@@ -86,7 +86,8 @@ def down_provider(name: str, max_attempts: int = 1) -> DownProvider:
 
 class RecordingCallLog:
     """A `CallLog` that keeps what it was told, in order: ("sent", task id, attempt) and
-    ("finished", task id, attempt); `fail_on_send` makes `call_sent` raise it."""
+    ("finished", task id, attempt), a withdrawn attempt's "sent" taken out again; `fail_on_send`
+    makes `call_sent` raise it."""
 
     def __init__(self, fail_on_send: Exception | None = None) -> None:
         self.events: list[tuple[str, str, CallAttempt]] = []
@@ -103,3 +104,9 @@ class RecordingCallLog:
     def call_finished(self, handle: object, call: CallAttempt) -> None:
         with self._lock:
             self.events.append(("finished", str(handle), call))
+
+    def call_withdrawn(self, handle: object) -> None:
+        with self._lock:
+            last_sent = max(i for i, (kind, task_id, _) in enumerate(self.events)
+                            if kind == "sent" and task_id == handle)  # fmt: skip
+            del self.events[last_sent]

@@ -212,6 +212,27 @@ def test_a_call_is_logged_when_sent_and_completed_when_answered(store: DraftStor
     assert (usage["openai"]["calls"], usage["openai"]["unfinished"]) == (1, 1)
 
 
+def test_a_row_written_ahead_of_its_start_takes_the_real_start_or_goes(
+    store: DraftStore,
+) -> None:
+    """Rows are written in the pace's wait, due at the booked start: completing one records
+    when the request went out; a withdrawn one (never sent) leaves no row."""
+    store.add_tasks([make_task("t.x")])
+    log = store.call_log("run-w")
+    due = _attempt("claude")
+    sent_at = due.started_at + timedelta(milliseconds=40)
+    answered = log.call_sent("t.x", due)
+    log.call_finished(
+        answered, dataclasses.replace(due, started_at=sent_at, latency_ms=900, status_code=200)
+    )
+    log.call_withdrawn(log.call_sent("t.x", _attempt("openai")))
+    with store._session() as session:
+        rows = session.scalars(select(LLMCall).where(LLMCall.run_id == "run-w")).all()
+    assert [(row.provider, row.started_at.replace(tzinfo=UTC)) for row in rows] == [
+        ("claude", sent_at)
+    ]
+
+
 def test_runs_claiming_at_once_each_get_a_share_and_no_task_twice(store: DraftStore) -> None:
     ids = [f"t.{n}" for n in range(40)]
     store.add_tasks([make_task(task_id) for task_id in ids])

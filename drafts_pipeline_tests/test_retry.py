@@ -6,7 +6,7 @@ import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import anthropic
@@ -16,7 +16,7 @@ import pytest
 
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.calling import ProviderReply, RetryingCaller
-from drafts_pipeline.llm.generation import TokenUsage
+from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
 from drafts_pipeline.llm.limits import (
     BOOKING_WAIT_CREDIT_S,
     MIN_RATE_FACTOR,
@@ -630,6 +630,64 @@ def test_a_call_log_that_cannot_record_stops_the_request() -> None:
         )
 
     assert sent == []
+
+
+class ClockedCallLog(RecordingCallLog):
+    """Notes the fake time at which each row is written."""
+
+    def __init__(self, fake: FakeTime) -> None:
+        super().__init__()
+        self.fake = fake
+        self.written_at: list[float] = []
+
+    def call_sent(self, task_id: str, call: CallAttempt) -> object:
+        self.written_at.append(self.fake.now)
+        return super().call_sent(task_id, call)
+
+
+def test_the_row_is_written_in_the_pace_wait_due_at_the_start() -> None:
+    """The second call's start is booked a pace interval ahead: its row is written at once, due
+    at that start, and the request goes out when it comes, not after the write."""
+    fake = FakeTime()
+    log = ClockedCallLog(fake)
+    caller = caller_on(fake)
+    caller.call(scripted(fake, REPLY, took_s=0), task_id="t1", call_log=log)
+
+    generation = caller.call(scripted(fake, REPLY, took_s=0), task_id="t2", call_log=log)
+
+    interval = timedelta(seconds=1 / PACE_HEADROOM)
+    assert log.written_at == [1000.0, 1000.0]
+    assert fake.slept == [pytest.approx(1 / PACE_HEADROOM)]
+    due, finished = log.events[2][2], log.events[3][2]
+    assert due.started_at == finished.started_at == EPOCH + interval
+    assert generation.calls[0].started_at == EPOCH + interval
+
+
+def test_a_long_pause_that_comes_in_during_the_wait_withdraws_the_row() -> None:
+    """The row is written, then a 429 elsewhere pauses the provider longer than the caller
+    waits: nothing is sent, and the row of the attempt that never went out is gone."""
+    fake = FakeTime()
+    log = RecordingCallLog()
+
+    def sleep_through_a_429(seconds: float) -> None:
+        limiter.on_rate_limited(3600)
+        fake.sleep(seconds)
+
+    limiter = RequestLimiter(4, 60, clock=fake.clock, sleep=sleep_through_a_429)
+    caller = caller_on(fake, retry_after_cap_s=60)
+    caller.limiter = limiter
+    caller.call(scripted(fake, REPLY, took_s=0), task_id="t1", call_log=log)
+    sent: list[int] = []
+
+    def send() -> ProviderReply:
+        sent.append(1)
+        return REPLY
+
+    with pytest.raises(ProviderError, match="retry_after_cap_s=60"):
+        caller.call(send, task_id="t2", call_log=log)
+
+    assert sent == []
+    assert [(kind, task) for kind, task, _ in log.events] == [("sent", "t1"), ("finished", "t1")]
 
 
 def test_the_loop_gives_up_after_its_attempts_without_leaking_the_key() -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from drafts_pipeline.errors import ProviderError
@@ -76,6 +76,9 @@ class NoCallLog:
     def call_finished(self, handle: object, call: CallAttempt) -> None:
         return None
 
+    def call_withdrawn(self, handle: object) -> None:
+        return None
+
 
 class RetryingCaller:
     """One provider's calls: the retry policy, the shared limiter, cost and redaction.
@@ -120,11 +123,13 @@ class RetryingCaller:
     ) -> Generation:
         """Attempts of `send` until one succeeds or the policy gives up (`ProviderError`).
 
-        `admit` is asked once, in the limiter's slot right before the first attempt, so that
-        as little time as possible passes between a budget's check and the call's row; its
-        exception propagates and nothing is sent. The retries of a call it admitted are part
-        of that call. `on_start` is called once, as the first attempt is sent. An exception
-        from `call_log.call_sent` propagates as it is: the request was not sent."""
+        `admit` is asked once, in the limiter's slot as the first attempt's start is booked and
+        right before its row is written, so that as little time as possible passes between a
+        budget's check and the call's row; its exception propagates and nothing is sent. The
+        retries of a call it admitted are part of that call. `on_start` is called once, as the
+        first attempt is sent. An exception from `call_log.call_sent` propagates as it is: the
+        request was not sent. An attempt's row is written in the pace's wait for its start;
+        one that a long pause then keeps from going out is withdrawn."""
         log = call_log or NoCallLog()
         policy = self.policy
         with self._lock:
@@ -135,12 +140,24 @@ class RetryingCaller:
         calls: list[CallAttempt] = []
         first_started: float | None = None
         for attempt in range(1, policy.max_attempts + 1):
+            announced: list[object] = []
+
+            def prepare(
+                wait_s: float, attempt: int = attempt, announced: list[object] = announced
+            ) -> None:
+                # In the pace's wait: the budget's check, then the row, due at the start.
+                now = self._clock.utcnow()
+                if attempt == 1 and admit is not None:
+                    admit(now)
+                due = CallAttempt(
+                    self.provider, self.model, attempt, now + timedelta(seconds=wait_s)
+                )
+                announced.append(log.call_sent(task_id, due))
+
             try:
-                with self.limiter.slot(max_pause_s=policy.retry_after_cap_s):
-                    if attempt == 1 and admit is not None:
-                        admit(self._clock.utcnow())
+                with self.limiter.slot(max_pause_s=policy.retry_after_cap_s, prepare=prepare):
                     sent = CallAttempt(self.provider, self.model, attempt, self._clock.utcnow())
-                    handle = log.call_sent(task_id, sent)
+                    handle = announced[0]
                     began = self._clock.monotonic()
                     if first_started is None:
                         first_started = began
@@ -149,6 +166,8 @@ class RetryingCaller:
                     reply, error = _attempt(send)
                     latency_ms = self._elapsed_ms(began)
             except LimiterPaused as paused:
+                if announced:
+                    log.call_withdrawn(announced[0])
                 failure = Failure(True, "rate_limited", str(paused), status_code=429)
                 message = (
                     f"{paused}, more than retry_after_cap_s={policy.retry_after_cap_s:g}: "

@@ -64,10 +64,17 @@ class CallLog(Protocol):
     a crash leaves an unfinished row rather than no row."""
 
     def call_sent(self, task_id: str, call: CallAttempt) -> object:
-        """Called right before the attempt goes out; returns a handle for `call_finished`.
-        If it raises, the request is not sent."""
+        """Called right before the attempt goes out (in the pace's wait for its start, which
+        `call.started_at` gives); returns a handle for `call_finished`. If it raises, the
+        request is not sent."""
         ...
 
     def call_finished(self, handle: object, call: CallAttempt) -> None:
-        """Called as the attempt's answer or error arrives, with the completed attempt."""
+        """Called as the attempt's answer or error arrives, with the completed attempt (its
+        `started_at` the moment it went out)."""
+        ...
+
+    def call_withdrawn(self, handle: object) -> None:
+        """The attempt `call_sent` announced was never sent (a rate-limit pause longer than
+        the caller waits came in before its start): forget it."""
         ...

@@ -205,22 +205,37 @@ class RequestLimiter:
         return max(0.0, self._book.paused_until() - self._book.now())
 
     @contextmanager
-    def slot(self, max_pause_s: float | None = None) -> Iterator[None]:
+    def slot(
+        self,
+        max_pause_s: float | None = None,
+        prepare: Callable[[float], None] | None = None,
+    ) -> Iterator[None]:
         """Hold one in-flight place, starting no sooner than the pacer and any pause allow.
 
+        `prepare(wait_s)` is called once, as soon as the start is booked and before waiting
+        for it (`wait_s` seconds ahead, 0 when it is due): work the request needs before it
+        goes out (its row in the call log) is done in the wait, so that it does not push the
+        request past its start. A request that leaves late arrives bunched with the next one,
+        and a bunch of them puts one too many in some minute of the provider's count.
+
         Raises `LimiterPaused` at once, holding nothing, when a 429 pause has longer to run
-        than `max_pause_s`.
+        than `max_pause_s` (also after `prepare`, when the pause came in during the wait).
         """
         self._slots.acquire()
         try:
-            self._wait_for_start(max_pause_s)
+            self._wait_for_start(max_pause_s, prepare)
             yield
         finally:
             self._slots.release()
 
-    def _wait_for_start(self, max_pause_s: float | None) -> None:
+    def _wait_for_start(
+        self, max_pause_s: float | None, prepare: Callable[[float], None] | None
+    ) -> None:
         while True:
             start, pause_seen = self._book.book(self._interval_s, max_pause_s)
+            if prepare is not None:
+                prepare(max(0.0, start - self._book.now()))
+                prepare = None
             wait = start - self._book.now()
             if wait <= 0:
                 return

@@ -115,8 +115,9 @@ class StoreCallLog:
 
     @riding_out
     def call_sent(self, task_id: str, call: CallAttempt) -> int:
-        """The attempt's row, before it is sent: while the store is out of reach, nothing is
-        sent (this waits, or fails the step past `DRAFTS_DB_RETRY_S`)."""
+        """The attempt's row, before it is sent (in the pace's wait for its start): while the
+        store is out of reach, nothing is sent (this waits, or fails the step past
+        `DRAFTS_DB_RETRY_S`)."""
         with self._engine.begin() as connection:
             return connection.execute(
                 insert(LLMCall)
@@ -127,11 +128,19 @@ class StoreCallLog:
 
     @riding_out
     def _complete(self, handle: object, call: CallAttempt) -> None:
+        # `started_at` too: the row was written in the pace's wait, with the start it was due.
         with self._engine.begin() as connection:
             connection.execute(
                 update(LLMCall).where(LLMCall.id == handle).values(**_call_outcome(call),
+                                                                    started_at=call.started_at,
                                                                     finished_at=utcnow())
             )  # fmt: skip
+
+    @riding_out
+    def call_withdrawn(self, handle: object) -> None:
+        """Delete the row of an attempt that was never sent."""
+        with self._engine.begin() as connection:
+            connection.execute(delete(LLMCall).where(LLMCall.id == handle))
 
     def call_finished(self, handle: object, call: CallAttempt) -> None:
         """Complete the attempt's row (through a short outage). A failure to write it is
