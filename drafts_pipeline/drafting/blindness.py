@@ -272,7 +272,7 @@ def blindness_leaks(
     models the drafts came from), and their leading words more model family words. The task's
     context is deliberately not an argument."""
     plain = normalise(text)
-    known = rules(derived_words(model_ids))
+    known = rules(_derived_words(frozenset(model_ids)))
     has_name = known.any_name.search(plain) is not None
     named: list[tuple[str, str]] = []
     if has_name:
@@ -288,8 +288,8 @@ def blindness_leaks(
             )
         ]
     for model_id in sorted(model_ids):
-        wanted = normalise(model_id)
-        if wanted and re.search(rf"(?<![\w-]){re.escape(wanted)}(?![\w-])", plain):
+        wanted, pattern = _model_id_pattern(model_id)
+        if wanted and pattern.search(plain):
             named.append((wanted, _model_key(wanted)))
     if not named and not has_name:
         return _self_identification(known, plain)
@@ -302,6 +302,19 @@ def blindness_leaks(
         if not terms.carries(key)
     ]
     return leaks
+
+
+# The same few model ids are looked for in every draft: their words and patterns once each.
+@functools.lru_cache(maxsize=64)
+def _derived_words(model_ids: frozenset[str]) -> tuple[str, ...]:
+    return derived_words(model_ids)
+
+
+@functools.lru_cache(maxsize=256)
+def _model_id_pattern(model_id: str) -> tuple[str, re.Pattern[str]]:
+    """A model id as the patterns read it, and the pattern finding it as a word of its own."""
+    wanted = normalise(model_id)
+    return wanted, re.compile(rf"(?<![\w-]){re.escape(wanted)}(?![\w-])")
 
 
 def _self_identification(known: Rules, spoken: str) -> list[BlindnessLeak]:
