@@ -192,7 +192,8 @@ def _run_drafting(
     # objects) lives until the command ends. Python's full collections would walk all of it
     # every 15 s or so while the runs go, stopping every thread for 0.3 s; the requests such a
     # stop holds back then leave together, and a provider that counts a sliding minute answers
-    # the bunch's 429 a minute later. Frozen, it is left out of collections (0.1 s each).
+    # the bunch's 429 a minute later. Frozen, it is left out of collections (0.1 s each); what
+    # little of it is garbage already is never freed, a one-off cost of a command that exits.
     gc.freeze()
     with (
         _progress(store, len(task_ids), settings.log_format)

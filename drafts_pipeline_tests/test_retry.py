@@ -690,6 +690,56 @@ def test_a_long_pause_that_comes_in_during_the_wait_withdraws_the_row() -> None:
     assert [(kind, task) for kind, task, _ in log.events] == [("sent", "t1"), ("finished", "t1")]
 
 
+def test_a_short_pause_during_the_wait_rebooks_the_start_and_keeps_one_row() -> None:
+    """A 429 elsewhere pauses the provider 2 s while the attempt waits: it books again behind
+    the pause, keeps the one row it wrote, and completes it with the moment it really went
+    out, not the start first booked."""
+    fake = FakeTime()
+    log = RecordingCallLog()
+    paused: list[float] = []
+
+    def sleep_through_one_429(seconds: float) -> None:
+        if not paused:
+            paused.append(fake.now)
+            limiter.on_rate_limited(2.0)
+        fake.sleep(seconds)
+
+    limiter = RequestLimiter(4, 60, clock=fake.clock, sleep=sleep_through_one_429)
+    caller = caller_on(fake)
+    caller.limiter = limiter
+    caller.call(scripted(fake, REPLY, took_s=0), task_id="t1", call_log=log)
+
+    generation = caller.call(scripted(fake, REPLY, took_s=0), task_id="t2", call_log=log)
+
+    events = [(kind, task) for kind, task, _ in log.events]
+    assert events == [("sent", "t1"), ("finished", "t1"), ("sent", "t2"), ("finished", "t2")]
+    due, finished = log.events[2][2].started_at, log.events[3][2].started_at
+    assert due == EPOCH + timedelta(seconds=1 / PACE_HEADROOM)
+    # Behind the pause (1002.0) and its own first booking's interval (two from 1000).
+    assert (
+        finished == EPOCH + timedelta(seconds=2 / PACE_HEADROOM) == generation.calls[0].started_at
+    )
+
+
+def test_an_attempt_stopped_before_it_goes_out_takes_its_row_back() -> None:
+    """Anything but the send failing after the row was written (here `on_start`): the row of
+    the attempt that never went out is withdrawn, and the error goes on up."""
+    log = RecordingCallLog()
+    sent: list[int] = []
+
+    def send() -> ProviderReply:
+        sent.append(1)
+        return REPLY
+
+    def on_start() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        caller_on(FakeTime()).call(send, task_id="t1", call_log=log, on_start=on_start)
+
+    assert sent == [] and log.events == []
+
+
 def test_the_loop_gives_up_after_its_attempts_without_leaking_the_key() -> None:
     fake = FakeTime()
     echo = anthropic_error(500, "api_error", f"bad key {SECRET}")

@@ -3,8 +3,8 @@
 `RetryingCaller.call` takes a `send` callable (one HTTP attempt through an SDK, returning a
 `ProviderReply` or raising the SDK's exception) and runs it under the retry policy (`retry.py`)
 and the limiter every thread of the provider shares (`limits.py`). Each attempt is recorded twice
-in the call log: as it is sent and as its answer or error arrives. The clock is injectable, so
-tests drive waits and latencies without sleeping.
+in the call log: in the pace's wait just before it is sent, and as its answer or error arrives.
+The clock is injectable, so tests drive waits and latencies without sleeping.
 """
 
 import logging
@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 OnStart = Callable[[], None]
 Admit = Callable[[datetime], None]
-"""Asked, with the caller's time, right before a call's first attempt is sent; raises (e.g.
-`BudgetReached`) to keep the call from being sent at all."""
+"""Asked, with the time the call's first attempt is due to start, as that start is booked and
+right before the attempt's row is written; raises (e.g. `BudgetReached`) to keep the call from
+being sent at all."""
 REDACTED = "[redacted]"
 # Failures that every later call of the same provider instance would repeat: stop calling.
 ACCOUNT_FAILURES = {"authentication", "quota"}
@@ -145,15 +146,16 @@ class RetryingCaller:
             def prepare(
                 wait_s: float, attempt: int = attempt, announced: list[object] = announced
             ) -> None:
-                # In the pace's wait: the budget's check, then the row, due at the start.
-                now = self._clock.utcnow()
+                # In the pace's wait: the budget's check, then the row, both at the start due
+                # (the day the call counts in).
+                due_at = self._clock.utcnow() + timedelta(seconds=wait_s)
                 if attempt == 1 and admit is not None:
-                    admit(now)
-                due = CallAttempt(
-                    self.provider, self.model, attempt, now + timedelta(seconds=wait_s)
-                )
-                announced.append(log.call_sent(task_id, due))
+                    admit(due_at)
+                announced.append(log.call_sent(task_id, CallAttempt(
+                    self.provider, self.model, attempt, due_at
+                )))  # fmt: skip
 
+            sending = False
             try:
                 with self.limiter.slot(max_pause_s=policy.retry_after_cap_s, prepare=prepare):
                     sent = CallAttempt(self.provider, self.model, attempt, self._clock.utcnow())
@@ -163,17 +165,23 @@ class RetryingCaller:
                         first_started = began
                         if on_start is not None:
                             on_start()
+                    sending = True
                     reply, error = _attempt(send)
                     latency_ms = self._elapsed_ms(began)
             except LimiterPaused as paused:
-                if announced:
-                    log.call_withdrawn(announced[0])
+                self._withdraw(log, announced)
                 failure = Failure(True, "rate_limited", str(paused), status_code=429)
                 message = (
                     f"{paused}, more than retry_after_cap_s={policy.retry_after_cap_s:g}: "
                     "try again later or raise the cap"
                 )
                 raise self._provider_error(failure, message, tuple(calls)) from None
+            except BaseException:
+                # Whatever stopped the attempt before it went out (an interrupt in the wait, the
+                # store out of reach, `on_start`): its row goes, it was never sent.
+                if not sending:
+                    self._withdraw(log, announced)
+                raise
             if reply is not None:
                 call = self._succeeded(sent, latency_ms, reply)
                 log.call_finished(handle, call)
@@ -204,6 +212,19 @@ class RetryingCaller:
             )  # fmt: skip
             self._clock.sleep(decision.delay_s)
         raise AssertionError("the retry loop returns or raises")
+
+    def _withdraw(self, log: CallLog, announced: list[object]) -> None:
+        """Take back the row of an attempt that was written but never sent; a failure to is
+        logged, and the row stays marked unfinished."""
+        if not announced:
+            return
+        try:
+            log.call_withdrawn(announced[0])
+        except Exception as error:
+            logger.warning(
+                "%s: could not take back the row of an attempt never sent (%s); it stays "
+                "marked unfinished", self.provider, type(error).__name__,
+            )  # fmt: skip
 
     def _elapsed_ms(self, since: float) -> int:
         return round((self._clock.monotonic() - since) * 1000)

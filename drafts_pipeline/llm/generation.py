@@ -60,8 +60,8 @@ class Generation:
 
 
 class CallLog(Protocol):
-    """Where each HTTP attempt is recorded the moment it is sent (the store implements it), so
-    a crash leaves an unfinished row rather than no row."""
+    """Where each HTTP attempt is recorded just before it is sent (the store implements it),
+    so a crash leaves an unfinished row rather than no row."""
 
     def call_sent(self, task_id: str, call: CallAttempt) -> object:
         """Called right before the attempt goes out (in the pace's wait for its start, which

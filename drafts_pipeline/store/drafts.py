@@ -102,8 +102,8 @@ class FinishedCall:
 
 
 class StoreCallLog:
-    """`CallLog` over `llm_calls`: a row when an attempt is sent, completed when it ends, so a
-    crash leaves an unfinished row (`finished_at` null), never a missing one."""
+    """`CallLog` over `llm_calls`: a row just before an attempt is sent, completed when it
+    ends, so a crash leaves an unfinished row (`finished_at` null), never a missing one."""
 
     def __init__(self, engine: Engine, run_id: str | None) -> None:
         self._engine = engine

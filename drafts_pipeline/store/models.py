@@ -157,8 +157,8 @@ class DraftVersion(Base):
 
 
 class LLMCall(Base):
-    """One HTTP attempt at a provider, successful or not: written as it is sent, completed
-    when its answer or error arrives."""
+    """One HTTP attempt at a provider, successful or not: written just before it is sent (in
+    the pace's wait, due at its start), completed when its answer or error arrives."""
 
     __tablename__ = "llm_calls"
 

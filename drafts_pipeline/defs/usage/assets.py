@@ -61,8 +61,9 @@ llm_calls = dg.AssetSpec(
     kinds={"sql"},
     description="The call log: the `llm_calls` table of the draft store, one row per HTTP "
     "attempt to a provider (task, provider, model, attempt, status code or error, request id, "
-    "tokens, cost, latency, run), written when the request is sent and completed on its "
-    "answer. The provider calls of the drafting runs write it; Dagster does not materialise it.",
+    "tokens, cost, latency, run), written just before the request is sent and completed on "
+    "its answer. The provider calls of the drafting runs write it; Dagster does not "
+    "materialise it.",
 )
 
 
@@ -72,10 +73,10 @@ llm_calls = dg.AssetSpec(
     group_name="usage",
     kinds={"pandas"},
     description="Per UTC day, provider and model: HTTP attempts to the provider (retries "
-    "included), failed attempts, unfinished attempts (sent, never answered: the run died), "
-    "input, output, cached, cache-write and reasoning tokens, the cache hit rate (cached "
-    "input tokens over input tokens), and cost in USD (exact decimals), from the `llm_calls` "
-    "table.",
+    "included), failed attempts, unfinished attempts (written, never answered: the run died "
+    "in the call or just before it went out), input, output, cached, cache-write and "
+    "reasoning tokens, the cache hit rate (cached input tokens over input tokens), and cost "
+    "in USD (exact decimals), from the `llm_calls` table.",
 )
 def daily_llm_usage(context: dg.AssetExecutionContext, store: DraftStore) -> dg.Output:
     Settings.from_environment().require("usage_start_date")
