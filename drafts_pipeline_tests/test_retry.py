@@ -454,6 +454,24 @@ def test_a_pause_longer_than_the_caller_accepts_raises_without_waiting() -> None
     assert limiter.paused_for_s == pytest.approx(3600)
 
 
+def test_a_429_that_comes_in_while_the_caller_prepares_moves_it_behind_the_pause() -> None:
+    """Its start is due at once, but a 429 elsewhere paused the provider while it wrote its
+    row: it goes when the pause ends, not at the start it first booked."""
+    fake = FakeTime()
+    limiter = limiter_on(fake)
+    waits: list[float] = []
+
+    def prepare(wait_s: float) -> None:
+        waits.append(wait_s)
+        limiter.on_rate_limited(2.0)
+
+    with limiter.slot(prepare=prepare):
+        started = fake.now
+
+    assert waits == [0.0]
+    assert started == pytest.approx(1002.0)
+
+
 def test_the_in_flight_cap_holds_across_threads() -> None:
     """Ten threads, a cap of 3: inside the slot, callers meet in threes (a lower cap would never
     fill the barrier) and never more than three are inside at once."""

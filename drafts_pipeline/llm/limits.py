@@ -233,11 +233,15 @@ class RequestLimiter:
     ) -> None:
         while True:
             start, pause_seen = self._book.book(self._interval_s, max_pause_s)
+            prepared = prepare is not None
             if prepare is not None:
                 prepare(max(0.0, start - self._book.now()))
                 prepare = None
             wait = start - self._book.now()
             if wait <= 0:
+                # A 429 that arrived while this caller prepared moves it behind the new pause.
+                if prepared and self._book.paused_until() > pause_seen:
+                    continue
                 return
             self._sleep(wait)
             # A 429 that arrived while this caller slept moves it behind the new pause.
