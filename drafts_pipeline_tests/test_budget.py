@@ -389,6 +389,7 @@ def test_a_ballot_leaves_a_held_task_as_it_is_until_the_hold_is_lifted(store: Dr
     assert outcome.outcome == "voting"
 
 
+@pytest.mark.slow
 def test_run_skips_held_tasks_and_says_so(tmp_path: Path, store: DraftStore) -> None:
     store.add_tasks([make_task("svc.free"), make_task("svc.waiting", symbol="waiting")])
     tomorrow = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)

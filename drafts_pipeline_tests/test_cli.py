@@ -112,6 +112,7 @@ def test_a_run_with_an_unusable_key_stops_before_any_request(
     assert_nothing_sent(fake_providers, store)
 
 
+@pytest.mark.slow
 def test_a_run_names_every_unusable_key_in_one_line(
     env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
 ) -> None:
@@ -135,6 +136,7 @@ def test_a_run_names_every_unusable_key_in_one_line(
     assert_nothing_sent(fake_providers, store)
 
 
+@pytest.mark.slow
 def test_import_of_a_bad_file_reports_every_row_and_imports_nothing(
     env: dict[str, str], tmp_path: Path, database_url: str
 ) -> None:
@@ -151,6 +153,7 @@ def test_import_of_a_bad_file_reports_every_row_and_imports_nothing(
     assert store.task_ids("drafting") == []
 
 
+@pytest.mark.slow
 def test_import_applies_the_size_limits_the_environment_sets(
     env: dict[str, str], tmp_path: Path, database_url: str
 ) -> None:
@@ -232,6 +235,7 @@ def test_overlapping_batch_runs_draft_each_task_once_with_each_provider(
         assert drafted == sorted(task.rsplit(".", 1)[-1] for task in ids), spec.name
 
 
+@pytest.mark.slow
 def test_a_bad_setting_is_one_line_and_status_2(env: dict[str, str], tmp_path: Path) -> None:
     result = cli("run", env={**env, "DRAFTS_BATCH_SIZE": "abc"}, cwd=tmp_path)
     assert result.returncode == 2

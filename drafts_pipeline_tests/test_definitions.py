@@ -142,6 +142,7 @@ def test_the_call_log_is_an_external_asset_upstream_of_daily_usage() -> None:
     assert graph.get(dg.AssetKey("daily_llm_usage")).parent_keys == {dg.AssetKey("llm_calls")}
 
 
+@pytest.mark.slow
 def test_loading_the_definitions_imports_no_numerical_library() -> None:
     """Every run process loads the code location; the drafting runs never need numpy, pandas
     or scipy (the usage, voting-set and leaderboard assets import them when they run)."""

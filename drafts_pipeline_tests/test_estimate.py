@@ -150,6 +150,7 @@ def live_env(tmp_path: Path, database_url: str, server: FakeProviderServer) -> d
     return env
 
 
+@pytest.mark.slow
 def test_the_command_prints_the_hand_computed_figures_and_calls_nobody(
     tmp_path: Path, store: DraftStore, fake_providers: FakeProviderServer
 ) -> None:

@@ -278,6 +278,7 @@ def test_the_voting_ready_set_carries_the_stats_and_writes_its_records(
     ]
 
 
+@pytest.mark.slow
 def test_export_voting_set_writes_the_manifest_and_stats_beside_the_export(
     sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -300,6 +300,7 @@ def test_a_sending_turn_is_one_batch_at_a_time_across_stores(database_url: str) 
     waiter.join()
 
 
+@pytest.mark.slow
 def test_a_sending_turn_is_released_when_its_process_dies(database_url: str) -> None:
     DraftStore(database_url=database_url).upgrade()
     holder = subprocess.Popen(

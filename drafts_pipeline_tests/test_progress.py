@@ -217,6 +217,7 @@ def test_a_failed_read_is_skipped_and_the_closing_line_keeps_the_last_figures_re
 # --- the command ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_limit_drafts_the_highest_priority_tasks_and_prints_plain_progress(
     env: dict[str, str], tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -242,6 +243,7 @@ def test_run_limit_drafts_the_highest_priority_tasks_and_prints_plain_progress(
     assert all(line.startswith(("progress ", "drafted in ")) for line in lines), lines
 
 
+@pytest.mark.slow
 def test_json_logs_carry_task_provider_attempt_and_run_id(
     env: dict[str, str], tmp_path: Path, sqlite_url: str, fake_providers: FakeProviderServer
 ) -> None:
@@ -292,6 +294,7 @@ def test_json_logs_carry_task_provider_attempt_and_run_id(
     assert store.task_ids("voting") == ids
 
 
+@pytest.mark.slow
 def test_a_bad_log_format_is_one_line_naming_the_variable(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -97,6 +97,7 @@ def seqs(store: DraftStore) -> dict[str, int]:
         return {task_id: seq for task_id, seq in rows}
 
 
+@pytest.mark.slow
 def test_failed_tasks_are_retried_by_the_sensors_next_run_calling_only_failed_providers(
     instance: dg.DagsterInstance,
     store: DraftStore,
@@ -196,6 +197,7 @@ def test_named_tasks_are_retried_with_a_new_place_in_the_queue(store: DraftStore
     assert store.requeue_failed(None) == []
 
 
+@pytest.mark.slow
 def test_a_bad_id_refuses_the_whole_retry_and_changes_nothing(
     store: DraftStore, tmp_path: Path
 ) -> None:
@@ -217,6 +219,7 @@ def test_a_bad_id_refuses_the_whole_retry_and_changes_nothing(
     assert seqs(store) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [(), ("t.a", "--all-failed")], ids=["nothing", "both"])
 def test_retry_needs_ids_or_all_failed(
     args: tuple[str, ...], store: DraftStore, tmp_path: Path

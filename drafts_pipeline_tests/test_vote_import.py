@@ -208,6 +208,7 @@ def test_a_bad_csv_header_and_rows(store: DraftStore, tmp_path: Path) -> None:
     assert store.vote_outcomes() == []
 
 
+@pytest.mark.slow
 def test_the_command_exits_2_naming_each_bad_line(store: DraftStore, tmp_path: Path) -> None:
     in_voting(store, "t.one")
     good = write_jsonl(

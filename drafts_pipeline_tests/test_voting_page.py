@@ -427,6 +427,7 @@ def chromium_or_skip() -> Path:
     return CHROMIUM
 
 
+@pytest.mark.slow
 def test_voting_in_a_real_browser(sqlite_url: str) -> None:
     from playwright.sync_api import Page, Response, sync_playwright
 
