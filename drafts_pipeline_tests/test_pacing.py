@@ -166,6 +166,7 @@ def two_runs_at_once(
         return [outcome for batch in batches for outcome in batch.values()]
 
 
+@pytest.mark.slow
 def test_concurrent_runs_split_one_rate_at_the_server(
     store: DraftStore, fake_providers: FakeProviderServer
 ) -> None:
@@ -197,6 +198,7 @@ def prompted_tasks(store: DraftStore, prefix: str, count: int) -> list[Documenta
     return list(store.tasks_by_id(ids).values())
 
 
+@pytest.mark.slow
 def test_overlapping_batches_take_turns_sending_not_waiting_for_answers(
     store: DraftStore, fake_providers: FakeProviderServer
 ) -> None:
