@@ -137,10 +137,25 @@ class StoreCallLog:
             )  # fmt: skip
 
     @riding_out
-    def call_withdrawn(self, handle: object) -> None:
-        """Delete the row of an attempt that was never sent."""
+    def _delete(self, handle: object) -> None:
         with self._engine.begin() as connection:
             connection.execute(delete(LLMCall).where(LLMCall.id == handle))
+
+    def call_withdrawn(self, handle: object) -> None:
+        """Delete the row of an attempt that was never sent (through a short outage). A
+        failure to is logged, not raised, and the row stays marked unfinished, as in
+        `call_finished`."""
+        try:
+            self._delete(handle)
+        except StoreUnavailable:
+            # Past the outage's limit: the step fails at its next store operation and its
+            # error line names the outage; a line per row would only repeat it.
+            logger.info("row %s of an attempt never sent stays marked unfinished", handle)
+        except SQLAlchemyError as error:
+            logger.warning(
+                "could not take back call row %s of an attempt never sent (%s); it stays "
+                "marked unfinished", handle, type(error).__name__,
+            )  # fmt: skip
 
     def call_finished(self, handle: object, call: CallAttempt) -> None:
         """Complete the attempt's row (through a short outage). A failure to write it is
