@@ -213,18 +213,11 @@ class RetryingCaller:
             self._clock.sleep(decision.delay_s)
         raise AssertionError("the retry loop returns or raises")
 
-    def _withdraw(self, log: CallLog, announced: list[object]) -> None:
-        """Take back the row of an attempt that was written but never sent; a failure to is
-        logged, and the row stays marked unfinished."""
-        if not announced:
-            return
-        try:
+    @staticmethod
+    def _withdraw(log: CallLog, announced: list[object]) -> None:
+        """Take back the row of an attempt that was written but never sent."""
+        if announced:
             log.call_withdrawn(announced[0])
-        except Exception as error:
-            logger.warning(
-                "%s: could not take back the row of an attempt never sent (%s); it stays "
-                "marked unfinished", self.provider, type(error).__name__,
-            )  # fmt: skip
 
     def _elapsed_ms(self, since: float) -> int:
         return round((self._clock.monotonic() - since) * 1000)

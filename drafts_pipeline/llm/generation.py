@@ -75,6 +75,7 @@ class CallLog(Protocol):
         ...
 
     def call_withdrawn(self, handle: object) -> None:
-        """The attempt `call_sent` announced was never sent (a rate-limit pause longer than
-        the caller waits came in before its start): forget it."""
+        """The attempt `call_sent` announced was never sent (something stopped it in the wait
+        for its start: a rate-limit pause longer than the caller waits, an interrupt): forget
+        it. Like `call_finished`, a failure to is logged rather than raised."""
         ...

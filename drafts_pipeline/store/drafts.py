@@ -8,7 +8,8 @@ the claim in the transaction that stores the draft.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -143,37 +144,34 @@ class StoreCallLog:
 
     def call_withdrawn(self, handle: object) -> None:
         """Delete the row of an attempt that was never sent (through a short outage). A
-        failure to is logged, not raised, and the row stays marked unfinished, as in
-        `call_finished`."""
-        try:
+        failure to is logged, not raised, and the row stays marked unfinished."""
+        with self._left_unfinished_on_failure(handle, "take back"):
             self._delete(handle)
-        except StoreUnavailable:
-            # Past the outage's limit: the step fails at its next store operation and its
-            # error line names the outage; a line per row would only repeat it.
-            logger.info("row %s of an attempt never sent stays marked unfinished", handle)
-        except SQLAlchemyError as error:
-            logger.warning(
-                "could not take back call row %s of an attempt never sent (%s); it stays "
-                "marked unfinished", handle, type(error).__name__,
-            )  # fmt: skip
 
     def call_finished(self, handle: object, call: CallAttempt) -> None:
         """Complete the attempt's row (through a short outage). A failure to write it is
         logged, not raised: the answer in hand matters more, and the row stays marked
         unfinished."""
-        try:
+        with self._left_unfinished_on_failure(handle, "complete", call):
             self._complete(handle, call)
+
+    @contextmanager
+    def _left_unfinished_on_failure(
+        self, handle: object, doing: str, call: CallAttempt | None = None
+    ) -> Iterator[None]:
+        """Log, not raise, a failure to `doing` the row: it stays marked unfinished."""
+        prefix = f"{call.provider}: " if call is not None else ""
+        extra = self._log_fields(call) if call is not None else {"run_id": self._run_id}
+        try:
+            yield
         except StoreUnavailable:
-            # Past the outage's limit: the batch fails at its next store operation, and its
+            # Past the outage's limit: the step fails at its next store operation, and its
             # error line names the outage; a line per unfinished row would only repeat it.
-            logger.info(
-                "%s: call row %s stays marked unfinished", call.provider, handle,
-                extra=self._log_fields(call),
-            )  # fmt: skip
+            logger.info("%scall row %s stays marked unfinished", prefix, handle, extra=extra)
         except SQLAlchemyError as error:
             logger.warning(
-                "%s: could not complete call row %s (%s); it stays marked unfinished",
-                call.provider, handle, type(error).__name__, extra=self._log_fields(call),
+                "%scould not %s call row %s (%s); it stays marked unfinished",
+                prefix, doing, handle, type(error).__name__, extra=extra,
             )  # fmt: skip
 
     def _log_fields(self, call: CallAttempt) -> dict[str, object]:
