@@ -6,6 +6,7 @@ spec (and its wire to the fake server), not by copying tests.
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -22,6 +23,7 @@ from drafts_pipeline.drafting.validation import (
 from drafts_pipeline.errors import ConfigurationError, ProviderError
 from drafts_pipeline.llm.generation import Generation, TokenUsage
 from drafts_pipeline.llm.keys import UnusableKey, key_problem, require_keys
+from drafts_pipeline.llm.limits import RequestLimiter
 from drafts_pipeline.llm.offline import OfflineProvider
 from drafts_pipeline.llm.pricing import PRICES
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
@@ -664,25 +666,44 @@ def test_the_configured_rate_keeps_clear_of_the_provider_limit(
 
 @providers
 def test_after_a_429_no_thread_calls_until_the_wait_is_over(
-    fake: FakeProviderServer, spec: ProviderSpec
+    fake: FakeProviderServer, spec: ProviderSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Configured far above the provider's limit: a 429 pauses every thread, not only the one
-    that got it, so the provider sees silence for as long as it asked."""
+    that got it, so no request goes out for as long as the provider asked.
+
+    Observed where the client stands: when each pause began and when each attempt was really
+    sent. (At the server, a busy machine blurs the order: a 429 can reach its thread after
+    requests that other threads sent meanwhile.)"""
     script = fake.script(spec.name)
     script.rate_limit, script.rate_window_s, script.latency_s = 4, 0.3, 0.15
     requests = [draft_request(f"task-{n}") for n in range(12)]
+    pauses: list[tuple[float, float]] = []
+    pause = RequestLimiter.on_rate_limited
 
-    outcomes = live(fake, spec, max_in_flight=8, max_attempts=4).generate_many(requests)
+    def recorded_pause(limiter: RequestLimiter, pause_s: float) -> None:
+        pause(limiter, pause_s)
+        pauses.append((time.time(), pause_s))
 
-    seen = script.requests
-    limited = [request for request in seen if request.status == 429]
+    monkeypatch.setattr(RequestLimiter, "on_rate_limited", recorded_pause)
+    log = RecordingCallLog()
+    # Each pause lets at least one request in (the wait runs until a place frees), so as many
+    # attempts as requests always suffice; fewer failed on a slow machine, where the requests
+    # a pause released arrived spread out and took its freed places one at a time.
+    provider = live(fake, spec, max_in_flight=8, max_attempts=len(requests) + 1)
+
+    outcomes = dict(provider.generate_each(requests, call_log=log))
+
     assert all(isinstance(outcome, Generation) for outcome in outcomes.values())
-    assert limited
-    for refusal in limited:
-        wait = retry_after_seconds(refusal.response_headers)
-        assert wait is not None
-        quiet = (refusal.received_at + 0.1, refusal.received_at + wait - 0.02)
-        assert not [r for r in seen if quiet[0] < r.received_at < quiet[1]]
+    limited = [request for request in script.requests if request.status == 429]
+    asked = [retry_after_seconds(refusal.response_headers) for refusal in limited]
+    # Every 429 paused everyone for exactly what it asked.
+    assert limited and sorted(pause_s for _, pause_s in pauses) == pytest.approx(sorted(asked))
+    sent = [call.started_at.timestamp() for kind, _, call in log.events if kind == "finished"]
+    assert len(sent) == len(script.requests)
+    for began, pause_s in pauses:
+        # A thread past its start when the pause began may still send a moment after it.
+        quiet = (began + 0.1, began + pause_s - 0.02)
+        assert not [at for at in sent if quiet[0] < at < quiet[1]], (began, pause_s)
 
 
 @providers
