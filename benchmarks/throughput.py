@@ -54,6 +54,20 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 PROVIDERS = [spec.name for spec in SHIPPED_PROVIDERS]
 
 
+def machine_yardstick_s(rounds: int = 3) -> float:
+    """Seconds a fixed pure-Python loop (twenty million additions) takes here, best of
+    `rounds`: the figures below depend on the machine's single-core speed, and this says how
+    fast the machine that printed them was."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for number in range(20_000_000):
+            total += number
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def serve_fake_providers(connection: Connection, latency_s: float, rate_per_minute: int) -> None:
     """Child process: run the fake server until told to stop, answering stats on request."""
     from drafts_pipeline_tests.fake_providers import FakeProviderServer
@@ -638,6 +652,8 @@ def main() -> None:
         print(f"N={args.tasks} tasks, L={args.latency} s, R={args.rate}/min per provider, "
               f"in-flight cap {args.in_flight}, batch {args.batch_size}; "
               f"bound {bound_min * 60:.1f} s")  # fmt: skip
+        print(f"machine: {os.cpu_count()} cores; a pure-Python loop of 20 million additions "
+              f"takes {machine_yardstick_s():.2f} s")  # fmt: skip
         print(f"storage: {'PostgreSQL' if args.postgres else 'SQLite'}; sensor interval "
               f"{args.sensor_interval} s; planned events per "
               f"{'partition' if args.planned_events_per_partition else 'range'}")  # fmt: skip
