@@ -653,7 +653,7 @@ def main() -> None:
               f"in-flight cap {args.in_flight}, batch {args.batch_size}; "
               f"bound {bound_min * 60:.1f} s")  # fmt: skip
         print(f"machine: {os.cpu_count()} cores; a pure-Python loop of 20 million additions "
-              f"takes {machine_yardstick_s():.2f} s")  # fmt: skip
+              f"takes {machine_yardstick_s():.2f} s (best of 3; again at the end)")  # fmt: skip
         print(f"storage: {'PostgreSQL' if args.postgres else 'SQLite'}; sensor interval "
               f"{args.sensor_interval} s; planned events per "
               f"{'partition' if args.planned_events_per_partition else 'range'}")  # fmt: skip
@@ -690,6 +690,7 @@ def main() -> None:
                     calls = rerun_calls(path_env, server, url, task_ids)
                     print(f"  re-run over the {args.tasks} tasks: {calls} provider call(s)")
                 engine_for(url).dispose()
+        print(f"\nmachine at the end: the same loop takes {machine_yardstick_s():.2f} s")
     finally:
         server.stop()
 
