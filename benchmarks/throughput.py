@@ -56,8 +56,8 @@ PROVIDERS = [spec.name for spec in SHIPPED_PROVIDERS]
 
 def machine_yardstick_s(rounds: int = 3) -> float:
     """Seconds a fixed pure-Python loop (twenty million additions) takes here, best of
-    `rounds`: the figures below depend on the machine's single-core speed, and this says how
-    fast the machine that printed them was."""
+    `rounds`: the benchmark's figures depend on the machine's single-core speed, and this says
+    how fast the machine that printed them was."""
     best = float("inf")
     for _ in range(rounds):
         started = time.perf_counter()
