@@ -1,5 +1,6 @@
 """`below_quorum_schedule`: tasks a ballot left in `drafting` get another run."""
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +25,14 @@ from drafts_pipeline_tests.provider_doubles import down_provider
 
 TASKS = [f"lib.f{i}" for i in range(6)]
 OUTAGE = {"openai_llm": down_provider("openai"), "kimi_llm": down_provider("kimi")}
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance on disk, not the suite's ephemeral one: a schedule's context opens its
+    own instance from the instance's reference, which an ephemeral instance has not."""
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
 
 
 def evaluate(instance: dg.DagsterInstance, store: DraftStore) -> list[dg.RunRequest]:
