@@ -18,8 +18,8 @@ from drafts_pipeline_tests.postgres_server import create_database, drop_database
 
 # Scratch files (SQLite stores, Dagster instances, data folders) go to a RAM disk when the
 # machine has a roomy one and TMPDIR is not set: the suite commits to SQLite thousands of times,
-# and on a disk each commit waits for the write to land (24% of the time of the graph tests on
-# a 2-core machine).
+# and on a disk each commit waits for the write to land (the graph tests took 24% less time on
+# a 2-core machine, measured while their Dagster instances were on disk too).
 RAM_DISK = "/dev/shm"
 RAM_DISK_MIN_FREE_BYTES = 2 << 30
 
