@@ -102,9 +102,9 @@ class ReportQueries(Queries):
     def usage_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Per provider and model, the calls started in [start, end) (UTC): attempts, failed
         attempts, unfinished attempts (no answer recorded: the run died in the call or just
-        before it went out), tokens, the
-        cache hit rate (input tokens read from a cache, a share of the input tokens; None
-        without input) and cost (exact, a Decimal; calls without a cost count as zero)."""
+        before it went out), tokens, the cache hit rate (input tokens read from a cache, a
+        share of the input tokens; None without input) and cost (exact, a Decimal; calls
+        without a cost count as zero)."""
         failed = case((LLMCall.error_type.is_not(None), 1), else_=0)
         unfinished = case((LLMCall.finished_at.is_(None), 1), else_=0)
         with self._session() as session:
