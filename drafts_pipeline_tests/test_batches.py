@@ -401,6 +401,57 @@ def test_an_errored_item_gets_a_failed_draft_and_the_others_still_make_the_quoru
     assert sorted(errors, key=str) == sorted([BATCH_ITEM_ERROR, None, None], key=str)
 
 
+def test_answers_and_errors_about_an_old_source_are_recorded_and_not_stored(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    """The tasks' source changes while Claude's batch runs (after the others' drafts came in):
+    what the batch then says about them, answers and an error alike, is recorded in the call
+    log, and none of it becomes a draft of the new ballot."""
+    store = sqlite_store
+    ids = add_tasks(store, 3)
+    claude = server.script("claude")
+    claude.batch_polls_until_done = 100
+    claude.batch_item_errors = {1: "server_error"}
+    assert run(instance, store, server, ids, BATCH).success
+    [request] = tick(instance, store, server).run_requests or []  # OpenAI's and Kimi's
+    collect(instance, store, server, request)
+    changed = [
+        make_task(task_id, code=f"def handler_{i}(event, context=None, retries=0):\n    pass\n")
+        for i, task_id in enumerate(ids)
+    ]
+    assert store.sync_tasks(changed).updated == ids
+    assert {task.ballot for task in store.tasks_by_id(ids).values()} == {2}
+
+    [pending] = claude.batches
+    pending.polls_until_done = pending.polls + 1
+    with store._session() as session, session.begin():
+        session.execute(
+            update(ProviderBatch).values(
+                polled_at=utcnow() - timedelta(seconds=BATCH_POLL_INTERVAL_S + 1)
+            )
+        )
+    [request] = tick(instance, store, server).run_requests or []
+    collect(instance, store, server, request)
+
+    assert store.task_ids("drafting") == ids and claims(store) == []
+    with store._session() as session:
+        drafts = session.scalars(select(DraftVersion).where(DraftVersion.provider == "claude"))
+        assert drafts.all() == []
+        calls = session.scalars(select(LLMCall.error_type).where(LLMCall.provider == "claude"))
+        assert sorted(calls.all(), key=str) == sorted([BATCH_ITEM_ERROR, None, None], key=str)
+    for task_id in ids:
+        assert this_run(instance, "claude_draft", task_id).endswith(
+            "for a prompt the task no longer has"
+        )
+    # The next run drafts the new source live: Claude's first draft, the others' second.
+    assert run(instance, store, server, ids).success
+    assert store.task_ids("voting") == ids
+    assert {d.version for d in store.latest_drafts(ids, "claude").values()} == {1}
+
+
 @pytest.mark.parametrize(
     "database",
     ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow])],

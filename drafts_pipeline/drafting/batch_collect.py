@@ -49,8 +49,9 @@ def collect_batches(
     batch price, and recorded in the call log as one call. An item the provider answered with
     an error gets a `failed` draft (as a live call that fails for good), so the reason shows
     where failed drafts show and the ballot need not wait for it. An item that expired or was
-    cancelled before it ran, and an answer to a prompt the task no longer has (its template
-    changed since), go back to `drafting` with no draft. A batch that holds no claim
+    cancelled before it ran goes back to `drafting` with no draft; so does an answer or an
+    error about a prompt the task no longer has (its template changed since, or the task was
+    reopened or its source changed), with its call recorded. A batch that holds no claim
     afterwards is `collected`. The provider's error while reading the results is raised: the
     claims stay, and the next collection tries again.
     """
@@ -107,14 +108,11 @@ class _Collector:
             wanted.discard(task_id)
             task = tasks[task_id]
             if item.kind == "succeeded" and item.reply is not None:
-                if task.prompt_hash != batch.prompt_hashes[int(item.custom_id)]:
-                    call = self._answered_call(batch, item, finished_at)
-                    self.store.release_item(task_id, batch.provider, batch.holder, [call],
-                                            self.run_id)  # fmt: skip
-                    note = f"answered in batch {name} for a prompt the task no longer has"
-                    self._returned(task_id, note)
+                call = self._answered_call(batch, item, finished_at)
+                if self._outdated(batch, task):
+                    self._return_outdated(batch, task, [call], f"answered in batch {name}")
                     continue
-                self._store_answer(batch, name, task, item, finished_at)
+                self._store_answer(batch, name, task, item, call)
             elif item.kind == "errored":
                 self._store_error(batch, name, task, item.error or "errored", finished_at)
             else:
@@ -131,6 +129,20 @@ class _Collector:
     def _returned(self, task_id: str, detail: str) -> None:
         self.report.outcomes["returned"] += 1
         self.outcomes.later(task_id, "returned", detail)
+
+    @staticmethod
+    def _outdated(batch: ProviderBatch, task: DocumentationTask) -> bool:
+        """Whether the batch asked about a prompt the task no longer has: its template changed,
+        or the task was reopened or its source changed since (`REOPENED_PROMPT`)."""
+        return task.prompt_hash != batch.prompt_hashes[batch.task_ids.index(task.id)]
+
+    def _return_outdated(
+        self, batch: ProviderBatch, task: DocumentationTask, calls: list[FinishedCall], what: str
+    ) -> None:
+        """Record the item's call and give the task back to `drafting` with no draft: whatever
+        the provider said, it was about a prompt or a ballot the task has left."""
+        self.store.release_item(task.id, batch.provider, batch.holder, calls, self.run_id)
+        self._returned(task.id, f"{what} for a prompt the task no longer has")
 
     def _results(self, batch: ProviderBatch) -> list[BatchItemResult]:
         assert batch.batch_id is not None
@@ -181,12 +193,11 @@ class _Collector:
         name: str,
         task: DocumentationTask,
         item: BatchItemResult,
-        finished_at: datetime,
+        call: FinishedCall,
     ) -> None:
         """Store an answer, unless another collection stored it first."""
         reply = item.reply
         assert reply is not None
-        call = self._answered_call(batch, item, finished_at)
         answer = Answer(
             text=reply.text,
             model=reply.model or self.provider.model,
@@ -218,10 +229,7 @@ class _Collector:
         finished_at: datetime,
     ) -> None:
         """Store a `failed` draft for an item the provider could not answer, unless another
-        collection stored it first."""
-        error = ProviderError(
-            batch.provider, f"batch {name}: {message}", error_type=BATCH_ITEM_ERROR
-        )
+        collection stored it first or the task has left the prompt the batch asked about."""
         attempt = CallAttempt(
             provider=batch.provider,
             model=self.provider.model,
@@ -230,10 +238,15 @@ class _Collector:
             error_type=BATCH_ITEM_ERROR,
             error_message=message,
         )
-        record = failed_record(task, self.provider, batch.settings_hash, error, self.run_id, 1)
-        stored = self.store.add_draft(
-            record, holder=batch.holder, calls=[FinishedCall(attempt, finished_at)]
+        call = FinishedCall(attempt, finished_at)
+        if self._outdated(batch, task):
+            self._return_outdated(batch, task, [call], f"{message} in batch {name}")
+            return
+        error = ProviderError(
+            batch.provider, f"batch {name}: {message}", error_type=BATCH_ITEM_ERROR
         )
+        record = failed_record(task, self.provider, batch.settings_hash, error, self.run_id, 1)
+        stored = self.store.add_draft(record, holder=batch.holder, calls=[call])
         if stored is None:
             self.report.outcomes["superseded"] += 1
             self.outcomes.later(task.id, "superseded")
