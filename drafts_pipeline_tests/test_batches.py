@@ -60,13 +60,6 @@ USAGE = FixedUsage(input_tokens=1_000, output_tokens=200)
 
 
 @pytest.fixture
-def sqlite_store(sqlite_url: str) -> DraftStore:
-    store = DraftStore(database_url=sqlite_url)
-    store.upgrade()
-    return store
-
-
-@pytest.fixture
 def server(fake_providers: FakeProviderServer) -> FakeProviderServer:
     for name in NAMES:
         fake_providers.script(name).usage = USAGE
