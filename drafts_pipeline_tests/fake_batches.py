@@ -158,6 +158,25 @@ class BatchBook:
                      batch.outcomes]  # fmt: skip
         return BatchReply(200, b"".join(lines), "application/binary")
 
+    def anthropic_delete(self, script: "ProviderScript", batch_id: str) -> BatchReply:
+        with self._lock:
+            batch = self._batch(script, batch_id)
+            if batch.outcomes is None:
+                raise BatchRefused(
+                    "bad_request",
+                    f"Message Batch {batch_id} is still processing: cancel it before deleting",
+                )
+            del self._batches[batch.id]
+        return _json({"id": batch.id, "type": "message_batch_deleted"})
+
+    def held(self, provider: str) -> tuple[list[str], list[str]]:
+        """The ids of the batches and the files the server still holds for `provider`."""
+        with self._lock:
+            return (
+                [b.id for b in self._batches.values() if b.provider == provider],
+                [f.id for f in self._files.values() if f.provider == provider],
+            )
+
     def _anthropic_batch(self, batch: FakeBatch) -> dict[str, Any]:
         with self._lock:
             outcomes = batch.outcomes

@@ -20,7 +20,8 @@ The batch endpoints (`fake_batches.py`) sit under the same prefixes, in each API
 
 | provider | endpoints (under the provider's prefix) |
 |---|---|
-| claude | `POST /v1/messages/batches`, `GET …/{id}`, `POST …/{id}/cancel`, `GET …/{id}/results` |
+| claude | `POST /v1/messages/batches`, `GET …/{id}`, `POST …/{id}/cancel`, `GET …/{id}/results`, |
+| | `DELETE …/{id}` (once ended) |
 | openai, kimi | `POST /files` (multipart), `GET /files/{id}/content`, `DELETE /files/{id}`, |
 | | `POST /batches`, `GET /batches/{id}`, `POST /batches/{id}/cancel` |
 
@@ -31,7 +32,8 @@ ends it expired with only the first `batch_expire_answered` items answered; `bat
 answers 200 with a body off the schema); `fail_batch(endpoint, kind)` queues faults for one batch
 endpoint's own requests, `batch_faults` for the next batch request whatever its endpoint.
 Counters: `batches` (each batch as the fake holds it), `batch_items_answered` (items answered
-with a draft: what a provider bills), `batch_requests`.
+with a draft: what a provider bills), `batch_requests`; `batch_book.held(provider)` lists the
+batches and files the server still holds (deleted ones are gone).
 
 Each provider has a `ProviderScript`: its latency, a rate limit (requests per window, then 429 with
 `retry-after`), a queue of faults (`script.fail("rate_limit", retry_after="0.2")`), a probability of
@@ -565,6 +567,7 @@ BATCH_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(r"^/claude/v1/messages/batches/([^/]+)$"), "retrieve"),
     ("POST", re.compile(r"^/claude/v1/messages/batches/([^/]+)/cancel$"), "cancel"),
     ("GET", re.compile(r"^/claude/v1/messages/batches/([^/]+)/results$"), "results"),
+    ("DELETE", re.compile(r"^/claude/v1/messages/batches/([^/]+)$"), "discard"),
     ("POST", re.compile(r"^/(?:openai|moonshot)/v1/files()$"), "upload"),
     ("GET", re.compile(r"^/(?:openai|moonshot)/v1/files/([^/]+)/content$"), "content"),
     ("DELETE", re.compile(r"^/(?:openai|moonshot)/v1/files/([^/]+)$"), "delete"),
@@ -572,7 +575,9 @@ BATCH_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(r"^/(?:openai|moonshot)/v1/batches/([^/]+)$"), "retrieve"),
     ("POST", re.compile(r"^/(?:openai|moonshot)/v1/batches/([^/]+)/cancel$"), "cancel"),
 )
-BATCH_ENDPOINTS = ("create", "retrieve", "cancel", "results", "upload", "content", "delete")
+BATCH_ENDPOINTS = (
+    "create", "retrieve", "cancel", "results", "discard", "upload", "content", "delete",
+)  # fmt: skip
 
 
 def batch_route(method: str, path: str) -> tuple[str, str, str] | None:
@@ -610,6 +615,7 @@ def _dispatch(
         "retrieve": book.anthropic_retrieve if anthropic else book.openai_retrieve,
         "cancel": book.anthropic_cancel if anthropic else book.openai_cancel,
         "results": book.anthropic_results,
+        "discard": book.anthropic_delete,
         "content": book.file_content,
         "delete": book.delete_file,
     }

@@ -254,6 +254,32 @@ def test_a_cancelled_batch_ends_with_its_items_cancelled(
 
 
 @providers
+def test_a_collected_batch_is_discarded_once_it_has_ended_and_again_harmlessly(
+    fake: FakeProviderServer, provider: str
+) -> None:
+    """Anthropic's batch is deleted (only once it has ended); OpenAI's and Moonshot's input
+    and result files are (their batch objects cannot be). A second discard finds them gone."""
+    script = fake.script(provider)
+    script.batch_polls_until_done = 2
+    script.batch_item_errors = {1: "server_error"}  # an error file too, on the OpenAI wires
+    api = resource(fake, provider).batch_api()
+    submission = api.submit(REQUESTS)
+    anthropic = WIRES[provider] == "anthropic"
+    if anthropic:
+        with pytest.raises(ProviderError, match="still processing") as raised:
+            api.discard(submission.batch_id)
+        assert raised.value.status_code == 400
+    poll_until_ended(api, submission.batch_id)
+    held_batches, held_files = fake.batch_book.held(provider)
+    assert len(held_batches) == 1 and len(held_files) == (0 if anthropic else 3)
+
+    api.discard(submission.batch_id)
+    api.discard(submission.batch_id)
+
+    assert fake.batch_book.held(provider) == ([] if anthropic else held_batches, [])
+
+
+@providers
 def test_results_before_the_end_are_refused(fake: FakeProviderServer, provider: str) -> None:
     fake.script(provider).batch_polls_until_done = 5
     api = resource(fake, provider).batch_api()

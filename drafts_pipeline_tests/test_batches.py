@@ -34,6 +34,7 @@ from drafts_pipeline.defs.drafting.partitions import (
     TASK_PARTITIONS_NAME,
     range_tags,
 )
+from drafts_pipeline.drafting import batch_collect
 from drafts_pipeline.drafting.batch_collect import BATCH_ITEM_ERROR, collect_batches
 from drafts_pipeline.drafting.batch_submit import CLAIM_MARGIN, submit_batch
 from drafts_pipeline.drafting.estimates import call_estimator
@@ -283,6 +284,11 @@ def test_a_batch_submitted_by_run_config_is_collected_once_at_the_batch_price(
     for spec in SHIPPED_PROVIDERS:
         batch_id = rows[spec.name].batch_id
         assert this_run(instance, spec.asset_name, ids[-1]) == f"collected from batch {batch_id}"
+    # What the providers kept of the batches is deleted: Claude's batch, the input and result
+    # files of OpenAI's and Kimi's (their batch objects cannot be deleted).
+    for name in NAMES:
+        kept = [] if name == "claude" else [rows[name].batch_id]
+        assert server.batch_book.held(name) == (kept, [])
 
     # Nothing left to collect; collecting again stores and records nothing more.
     assert not tick(instance, store, server).run_requests
@@ -290,12 +296,19 @@ def test_a_batch_submitted_by_run_config_is_collected_once_at_the_batch_price(
     assert (count(store, DraftVersion), count(store, LLMCall)) == (12, 12)
 
 
+@pytest.mark.parametrize("second_reads", ["before_the_discard", "after_the_discard"])
 def test_two_collections_of_one_batch_store_each_answer_once(
-    sqlite_store: DraftStore, server: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
+    second_reads: str,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Both see the batch holding the tasks (as two runs that start together do): the second
-    stores no draft and records no call."""
+    stores no draft and records no call, whether it reads the results before the first has
+    deleted the batch at the provider or finds it gone."""
     store = sqlite_store
+    if second_reads == "before_the_discard":
+        monkeypatch.setattr(batch_collect, "_discard", lambda provider, batch: None)
     ids = add_tasks(store, 3)
     tasks = with_prompts(store, ids)
     claude = server.resource("claude", **FAST)
@@ -313,6 +326,8 @@ def test_two_collections_of_one_batch_store_each_answer_once(
     assert second.outcomes["superseded"] == 3
     assert (count(store, DraftVersion), count(store, LLMCall)) == (3, 3)
     assert store.settle_batch(row.id)
+    gone = second_reads == "after_the_discard"
+    assert server.batch_book.held("claude")[0] == ([] if gone else [row.batch_id])
 
 
 def test_valid_drafts_are_reused_not_sent_again(

@@ -6,6 +6,7 @@ by the transaction that releases the batch's claim on its task, so two collectio
 batch store each answer once.
 """
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +29,8 @@ from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import HeldBatch
 from drafts_pipeline.store.drafts import FinishedCall
 from drafts_pipeline.store.models import DocumentationTask, ProviderBatch, utcnow
+
+logger = logging.getLogger(__name__)
 
 BATCH_ITEM_ERROR = "batch_item_error"
 """The error type of a draft whose batch item the provider answered with an error."""
@@ -52,7 +55,8 @@ def collect_batches(
     cancelled before it ran goes back to `drafting` with no draft; so does an answer or an
     error about a prompt the task no longer has (its template changed since, or the task was
     reopened or its source changed), with its call recorded. A batch that holds no claim
-    afterwards is `collected`. The provider's error while reading the results is raised: the
+    afterwards is `collected`, and what the provider keeps of it (the batch, its files) is
+    deleted, best effort. The provider's error while reading the results is raised: the
     claims stay, and the next collection tries again.
     """
     report = ProviderBatchReport(provider.name, provider.effective_model)
@@ -65,7 +69,8 @@ def collect_batches(
     for held in store.finished_batches_holding(list(by_id), provider.name):
         report.batch_ids.append(held.batch.batch_id or f"#{held.batch.id}")
         collector.collect(held, by_id)
-        store.settle_batch(held.batch.id)
+        if store.settle_batch(held.batch.id):
+            _discard(provider, held.batch)
     for task_id in by_id:
         if not outcomes.known(task_id):
             outcomes.later(task_id, "nothing_to_collect")
@@ -101,6 +106,11 @@ class _Collector:
         wanted = set(held.task_ids)
         finished_at = batch.finished_at or utcnow()
         items = self._results(batch) if batch.batch_id is not None else []
+        if items is None:  # another collection took every item, then discarded the batch
+            for gone in wanted:
+                self.report.outcomes["superseded"] += 1
+                self.outcomes.later(gone, "superseded")
+            return
         for item in items:
             task_id = _task_of(batch, item.custom_id)
             if task_id is None or task_id not in wanted:
@@ -144,11 +154,15 @@ class _Collector:
         self.store.release_item(task.id, batch.provider, batch.holder, calls, self.run_id)
         self._returned(task.id, f"{what} for a prompt the task no longer has")
 
-    def _results(self, batch: ProviderBatch) -> list[BatchItemResult]:
+    def _results(self, batch: ProviderBatch) -> list[BatchItemResult] | None:
+        """The batch's items; None when the provider no longer has them because another
+        collection stored every one and discarded the batch (it holds no claim any more)."""
         assert batch.batch_id is not None
         try:
             return list(self.provider.batch_api().results(batch.batch_id))
         except ProviderError as error:
+            if error.status_code == 404 and self.store.settle_batch(batch.id):
+                return None
             raise ProviderError(
                 self.provider.name,
                 f"could not read the results of batch {batch.batch_id}: {error}; its tasks "
@@ -255,6 +269,18 @@ class _Collector:
         self.outcomes.settle(
             task.id, TaskDraft("collected", stored, f"collected from batch {name}")
         )
+
+
+def _discard(provider: LiveProvider, batch: ProviderBatch) -> None:
+    """Best effort, once the batch is collected: delete what the provider keeps of it. What
+    stays costs a place in the provider's file quota (and keeps prompts there), not a draft."""
+    if batch.batch_id is None:
+        return
+    try:
+        provider.batch_api().discard(batch.batch_id)
+    except ProviderError as error:
+        logger.warning("%s: batch %s stays at the provider: %s", provider.name, batch.batch_id,
+                       error)  # fmt: skip
 
 
 def _task_of(batch: ProviderBatch, custom_id: str) -> str | None:

@@ -134,6 +134,12 @@ class BatchAPI(Protocol):
         """Ask the provider to stop; items already answered stay answered (and billed)."""
         ...
 
+    def discard(self, batch_id: str) -> None:
+        """Delete what the provider keeps of an ended batch whose items are all collected: the
+        prompts and answers would otherwise stay there, and files count against a quota. What
+        is already gone is no error."""
+        ...
+
 
 @dataclass(frozen=True)
 class BatchCalls:
@@ -266,6 +272,17 @@ class AnthropicMessageBatches:
             lambda: client.messages.batches.cancel(batch_id),
         )
 
+    def discard(self, batch_id: str) -> None:
+        """Delete the batch and its results (Anthropic deletes only ended batches, and keeps
+        results for 29 days otherwise)."""
+        client = self._provider.sdk_client()
+        _unless_gone(
+            lambda: self._calls.run(
+                f"deleting Message Batch {batch_id}",
+                lambda: client.messages.batches.delete(batch_id),
+            )
+        )
+
     def _retrieve(self, batch_id: str) -> MessageBatch:
         client = self._provider.sdk_client()
         return self._calls.run(
@@ -389,6 +406,26 @@ class OpenAIBatches:
         client = self._provider.sdk_client()
         self._calls.run(f"cancelling batch {batch_id}", lambda: client.batches.cancel(batch_id))
 
+    def discard(self, batch_id: str) -> None:
+        """Delete the batch's input file and its result files (the batch object itself cannot
+        be deleted). Moonshot keeps at most 1,000 batch files an organization: files left
+        behind would stop its batches after some 300 to 500 of them."""
+        batch = _unless_gone(lambda: self._retrieve(batch_id))
+        if batch is None:
+            return
+        for file_id in (batch.input_file_id, batch.output_file_id, batch.error_file_id):
+            if file_id:
+                self._delete(file_id, batch_id)
+
+    def _delete(self, file_id: str, batch_id: str) -> None:
+        client = self._provider.sdk_client()
+        _unless_gone(
+            lambda: self._calls.run(
+                f"deleting file {file_id} of batch {batch_id}",
+                lambda: client.files.delete(file_id),
+            )
+        )
+
     def _retrieve(self, batch_id: str) -> Batch:
         client = self._provider.sdk_client()
         return self._calls.run(
@@ -481,6 +518,17 @@ def openai_state(batch: Batch) -> BatchState:
         else {}
     )
     return BatchState(OPENAI_STATUSES.get(batch.status, "in_progress"), reported, batch.status)
+
+
+def _unless_gone(call: Callable[[], T]) -> T | None:
+    """`call()`, or None when the provider answers 404: deleted already (by another
+    collection of the same batch), or never there."""
+    try:
+        return call()
+    except ProviderError as error:
+        if error.status_code == 404:
+            return None
+        raise
 
 
 def _check_size(requests: Sequence["DraftRequest"], most: int) -> None:
