@@ -13,6 +13,7 @@ from drafts_pipeline.drafting.ballot import cast_ballots
 from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
 from drafts_pipeline.prompts.templates import prompt_for
 from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store.batches import NewBatch
 from drafts_pipeline.store.drafts import FinishedCall
 from drafts_pipeline.store.models import DocumentationTask, DraftClaim, LLMCall
 from drafts_pipeline.voting_set import export_voting_set
@@ -307,3 +308,31 @@ def test_exports_written_at_once_to_one_path_each_land_whole(tmp_path: Path) -> 
     assert errors == []
     assert pd.read_parquet(output).equals(frame)
     assert [path.name for path in tmp_path.iterdir()] == ["voting_ready_set.parquet"]
+
+
+def test_a_batch_answer_read_before_the_source_changed_is_recorded_and_not_stored(
+    store: DraftStore,
+) -> None:
+    """A batch keeps its claim through a changed source, which marks the batch's prompt for
+    the task as gone. A collection that read the task and the batch before that must still
+    not store the answer: the task's prompt is cleared (its ballot stays, as it has no draft),
+    and the answer is about the old code."""
+    store.add_tasks([make_task("t.x")])
+    [task] = with_prompts(store, ["t.x"])
+    assert task.prompt_hash is not None
+    new = NewBatch("claude", "m", "s" * 64, "batch-1", "run-1")
+    assert store.open_batch(new, [("t.x", task.prompt_hash)], datetime.now(UTC)) is not None
+    changed = make_task("t.x", code="def compute_total(lines):\n    return sum(lines)\n")
+    assert store.sync_tasks([changed]).updated == ["t.x"]
+    assert _claims(store) == [("t.x", "claude", "batch-1")]  # kept for the collection
+    paid = [
+        FinishedCall(_attempt("claude", status_code=200, request_id="msg_1"), datetime.now(UTC))
+    ]
+    answer = make_draft("t.x", "claude", prompt_hash=task.prompt_hash)
+
+    assert store.add_draft(answer, holder="batch-1", calls=paid, for_ballot=task.ballot) is None
+
+    assert _claims(store) == [] and store.latest_drafts(["t.x"], "claude") == {}
+    with store._session() as session:
+        rows = session.scalars(select(LLMCall.request_id).where(LLMCall.task_id == "t.x")).all()
+    assert rows == ["msg_1"]

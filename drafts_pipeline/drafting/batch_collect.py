@@ -223,7 +223,9 @@ class _Collector:
             attempts=1,
         )
         record = answer_record(task, self.provider, batch.settings_hash, self.run_id, answer)
-        stored = self.store.add_draft(record, holder=batch.holder, calls=[call])
+        stored = self.store.add_draft(
+            record, holder=batch.holder, calls=[call], for_ballot=task.ballot
+        )
         if stored is None:
             self.report.outcomes["superseded"] += 1
             self.outcomes.later(task.id, "superseded")
@@ -260,7 +262,9 @@ class _Collector:
             batch.provider, f"batch {name}: {message}", error_type=BATCH_ITEM_ERROR
         )
         record = failed_record(task, self.provider, batch.settings_hash, error, self.run_id, 1)
-        stored = self.store.add_draft(record, holder=batch.holder, calls=[call])
+        stored = self.store.add_draft(
+            record, holder=batch.holder, calls=[call], for_ballot=task.ballot
+        )
         if stored is None:
             self.report.outcomes["superseded"] += 1
             self.outcomes.later(task.id, "superseded")

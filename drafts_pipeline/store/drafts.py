@@ -377,9 +377,16 @@ class DraftQueries(Queries):
         *,
         holder: str | None = None,
         calls: Sequence[FinishedCall] = (),
+        for_ballot: int | None = None,
     ) -> DraftVersion | None:
         """Store the draft as the next version of its task and provider, on the task's
         current ballot (read in the same transaction).
+
+        `for_ballot`: the ballot the caller read the task on. Then the draft is stored only
+        while the task is still on it and still has the draft's prompt (a prompt cleared by a
+        changed source counts as another): a provider batch keeps its claims through a
+        reopening or a changed source, so a collection that read the task before one must
+        not store what the batch answered for the old one.
 
         With `holder`, only while that run still holds the claim, which the same transaction
         deletes. Not stored (None) when the claim was lost (a reopening or a changed source
@@ -424,6 +431,10 @@ class DraftQueries(Queries):
                         return None
                 session.add_all(call.row(record.task_id, record.run_id) for call in calls)
                 if task is None or status != "drafting" or _stale(record, task.prompt_hash):
+                    return None
+                if for_ballot is not None and (
+                    task.ballot != for_ballot or task.prompt_hash != record.prompt_hash
+                ):
                     return None
                 current = session.scalar(
                     select(func.max(DraftVersion.version)).where(
