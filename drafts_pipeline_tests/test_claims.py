@@ -55,12 +55,29 @@ def test_an_expired_claim_is_taken_over_and_a_renewed_one_is_not(store: DraftSto
 
 def test_only_the_holder_stores_the_draft_and_that_releases_the_claim(store: DraftStore) -> None:
     store.add_tasks([make_task("t.x")])
+    [task] = with_prompts(store, ["t.x"])
     store.claim_drafts(["t.x"], "claude", "run-a", LEASE_S)
-    assert store.add_draft(make_draft("t.x", "claude"), holder="run-b") is None
-    stored = store.add_draft(make_draft("t.x", "claude"), holder="run-a")
+    draft = make_draft("t.x", "claude", prompt_hash=task.prompt_hash)
+    assert store.add_draft(draft, holder="run-b") is None
+    stored = store.add_draft(draft, holder="run-a")
     assert stored is not None and stored.version == 1
-    assert store.add_draft(make_draft("t.x", "claude"), holder="run-a") is None
+    assert store.add_draft(draft, holder="run-a") is None
     assert store.live_claims(["t.x"]) == {}
+
+
+def test_a_run_that_read_the_old_source_and_claimed_after_the_change_stores_nothing(
+    store: DraftStore,
+) -> None:
+    """The run read the task (and its prompt) before a changed source dropped the claims and
+    cleared the prompt, and claimed it after: its answer is about the old code."""
+    store.add_tasks([make_task("t.x")])
+    [task] = with_prompts(store, ["t.x"])
+    changed = make_task("t.x", code="def compute_total(lines):\n    return sum(lines)\n")
+    assert store.sync_tasks([changed]).updated == ["t.x"]
+    assert store.claim_drafts(["t.x"], "claude", "run-a", LEASE_S) == {"t.x"}
+    old = make_draft("t.x", "claude", prompt_hash=task.prompt_hash, run_id="run-a")
+    assert store.add_draft(old, holder="run-a") is None
+    assert store.latest_drafts(["t.x"], "claude") == {} and _claims(store) == []
 
 
 def test_release_drops_only_the_runs_own_claims(store: DraftStore) -> None:

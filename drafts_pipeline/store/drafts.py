@@ -382,18 +382,19 @@ class DraftQueries(Queries):
         """Store the draft as the next version of its task and provider, on the task's
         current ballot (read in the same transaction).
 
-        `for_ballot`: the ballot the caller read the task on. Then the draft is stored only
-        while the task is still on it and still has the draft's prompt (a prompt cleared by a
-        changed source counts as another): a provider batch keeps its claims through a
-        reopening or a changed source, so a collection that read the task before one must
-        not store what the batch answered for the old one.
-
         With `holder`, only while that run still holds the claim, which the same transaction
-        deletes. Not stored (None) when the claim was lost (a reopening or a changed source
-        drops the task's claims), when the task left `drafting` meanwhile, when the task's
-        prompt is no longer the one the draft answers (its `prompt_hash` differs from the
-        task's recorded one), or when a concurrent writer stored that version first (the
-        unique key decides).
+        deletes, and only while the task's prompt is exactly the one the draft answers (a
+        prompt cleared by a changed source counts as another: a run that read the task before
+        the change may have claimed it after the change dropped the claims). Not stored (None)
+        when the claim was lost (a reopening or a changed source drops the task's claims),
+        when the task left `drafting` meanwhile, when the task's prompt is no longer the one
+        the draft answers (its `prompt_hash` differs from the task's recorded one), or when a
+        concurrent writer stored that version first (the unique key decides).
+
+        `for_ballot`: the ballot the caller read the task on; the draft is stored only while
+        the task is still on it. A provider batch keeps its claims through a reopening, so a
+        collection that read the task before one must not store what the batch answered for
+        the closed ballot.
 
         `calls` are rows of the call log written in the same transaction once the claim is
         released (a provider batch's items, paid whether or not the task still wants the
@@ -432,9 +433,9 @@ class DraftQueries(Queries):
                 session.add_all(call.row(record.task_id, record.run_id) for call in calls)
                 if task is None or status != "drafting" or _stale(record, task.prompt_hash):
                     return None
-                if for_ballot is not None and (
-                    task.ballot != for_ballot or task.prompt_hash != record.prompt_hash
-                ):
+                if holder is not None and task.prompt_hash != record.prompt_hash:
+                    return None
+                if for_ballot is not None and task.ballot != for_ballot:
                     return None
                 current = session.scalar(
                     select(func.max(DraftVersion.version)).where(
