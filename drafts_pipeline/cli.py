@@ -360,6 +360,7 @@ def batches_collect(wait: bool, every: int) -> None:
 
     from drafts_pipeline.definitions import defs
     from drafts_pipeline.defs.drafting.batch_sensors import poll_batches
+    from drafts_pipeline.drafting.batch_collect import settle_unheld
     from drafts_pipeline.llm.providers import configured_providers, provider_resources
     from drafts_pipeline.runner import run_in_process
     from drafts_pipeline.store.models import utcnow
@@ -384,7 +385,9 @@ def batches_collect(wait: bool, every: int) -> None:
     finished = store.batches_to_collect()
     for held in finished:
         if not held.task_ids:
-            store.settle_batch(held.batch.id)
+            unsettled = settle_unheld(store, providers.get(held.batch.provider), held)
+            if unsettled is not None:
+                click.echo(f"warning: {unsettled}", err=True)
     task_ids = list(dict.fromkeys(task_id for held in finished for task_id in held.task_ids))
     if not task_ids:
         click.echo(f"no finished batch to collect ({len(pending)} in progress)")

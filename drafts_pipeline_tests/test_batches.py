@@ -805,6 +805,51 @@ def test_a_bad_submit_mode_of_a_provider_fails_its_start_naming_the_variable(
         provider_resource(kimi, "live").setup_for_execution(dg.build_init_resource_context())
 
 
+@pytest.mark.parametrize("taken_over", ["one_task", "every_task"])
+def test_answers_for_tasks_live_runs_took_over_after_the_lease_are_recorded_once(
+    taken_over: str,
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    """No daemon for longer than the batches' leases: a live run took their claims on some
+    tasks over and drafted them. The batches' answers for those tasks were paid: each is
+    recorded in the call log once, with no draft, whether a collecting run still has other
+    tasks to collect (one task taken over) or the sensor settles a batch that holds none
+    (every task); either way the batches are then deleted at the provider."""
+    store = sqlite_store
+    ids = add_tasks(store, 2)
+    assert run(instance, store, server, ids, BATCH).success
+    with store._session() as session, session.begin():
+        session.execute(update(DraftClaim).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    gone = ids[:1] if taken_over == "one_task" else ids
+    assert run(instance, store, server, gone).success
+    assert store.task_ids("voting") == gone
+
+    requests = tick(instance, store, server).run_requests or []
+    if taken_over == "one_task":
+        [request] = requests
+        collect(instance, store, server, request)
+    else:
+        assert requests == []
+    assert not tick(instance, store, server).run_requests
+
+    assert store.task_ids("voting") == ids
+    assert {row.status for row in batches(store).values()} == {"collected"}
+    with store._session() as session:
+        calls = Counter(session.execute(select(LLMCall.task_id, LLMCall.provider)).all())
+        versions = session.execute(select(DraftVersion.task_id, DraftVersion.version)).all()
+    # Every task: one answer from its provider's batch; a task taken over: one live call more.
+    assert calls == Counter(
+        {(task_id, name): 2 if task_id in gone else 1 for task_id in ids for name in NAMES}
+    )
+    assert {version for _, version in versions} == {1}
+    for name in NAMES:
+        kept = [] if name == "claude" else [batches(store)[name].batch_id]
+        assert server.batch_book.held(name) == (kept, [])
+
+
 def test_answers_collected_after_a_live_run_took_the_task_are_counted_once(
     sqlite_store: DraftStore,
 ) -> None:

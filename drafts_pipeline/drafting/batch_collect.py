@@ -62,10 +62,7 @@ def collect_batches(
     report = ProviderBatchReport(provider.name, provider.effective_model)
     outcomes = Outcomes(report, on_task)
     by_id = {task.id: task for task in tasks}
-    price = provider.price()
-    collector = _Collector(
-        store, provider, run_id, price.batch() if price else None, report, outcomes
-    )
+    collector = _Collector(store, provider, run_id, report, outcomes)
     for held in store.finished_batches_holding(list(by_id), provider.name):
         report.batch_ids.append(held.batch.batch_id or f"#{held.batch.id}")
         collector.collect(held, by_id)
@@ -88,14 +85,14 @@ class _Collector:
         store: DraftStore,
         provider: LiveProvider,
         run_id: str | None,
-        price: ModelPrice | None,
         report: ProviderBatchReport,
         outcomes: Outcomes,
     ) -> None:
         self.store = store
         self.provider = provider
         self.run_id = run_id
-        self.price = price
+        price = provider.price()
+        self.price = price.batch() if price else None
         self.report = report
         self.outcomes = outcomes
 
@@ -111,8 +108,14 @@ class _Collector:
                 self.report.outcomes["superseded"] += 1
                 self.outcomes.later(gone, "superseded")
             return
+        lost = set(held.lost)
+        paid_elsewhere: list[tuple[str, FinishedCall]] = []
         for item in items:
             task_id = _task_of(batch, item.custom_id)
+            if task_id in lost and item.kind == "succeeded" and item.reply is not None:
+                # Its claim went to another run after the batch's lease: not stored, but paid.
+                paid_elsewhere.append((task_id, self._answered_call(batch, item, finished_at)))
+                continue
             if task_id is None or task_id not in wanted:
                 continue
             wanted.discard(task_id)
@@ -128,6 +131,7 @@ class _Collector:
             else:
                 self.store.release_item(task_id, batch.provider, batch.holder)
                 self._returned(task_id, f"{item.kind} in batch {name}; back in drafting")
+        self.store.record_lost_items(paid_elsewhere, self.run_id)
         for task_id in wanted:  # items the results did not mention
             if batch.status == "failed":
                 reason = f"batch failed: {batch.error or 'the provider gave no reason'}"
@@ -248,7 +252,7 @@ class _Collector:
         collection stored it first or the task has left the prompt the batch asked about."""
         attempt = CallAttempt(
             provider=batch.provider,
-            model=self.provider.model,
+            model=batch.model,
             attempt=1,
             started_at=batch.submitted_at,
             error_type=BATCH_ITEM_ERROR,
@@ -273,6 +277,24 @@ class _Collector:
         self.outcomes.settle(
             task.id, TaskDraft("collected", stored, f"collected from batch {name}")
         )
+
+
+def settle_unheld(store: DraftStore, provider: object, held: HeldBatch) -> str | None:
+    """A finished batch that holds none of its tasks any more (each collected or returned, or
+    taken over by another run after the batch's lease): record the answers it was paid for
+    that the call log lacks, mark it `collected` and delete it at the provider. Returns a
+    warning when the provider could not be asked: the batch then waits for the next look."""
+    batch = held.batch
+    if isinstance(provider, LiveProvider) and batch.batch_id is not None:
+        report = ProviderBatchReport(provider.name, provider.effective_model)
+        collector = _Collector(store, provider, None, report, Outcomes(report, None))
+        try:
+            collector.collect(held, {})
+        except ProviderError as error:
+            return f"batch {batch.batch_id}: {error}"
+    if store.settle_batch(batch.id) and isinstance(provider, LiveProvider):
+        _discard(provider, batch)
+    return None
 
 
 def _discard(provider: LiveProvider, batch: ProviderBatch) -> None:

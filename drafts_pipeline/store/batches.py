@@ -8,7 +8,7 @@ answers. A crash in between leaves a `submitting` row whose claims run out with 
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -39,6 +39,9 @@ class HeldBatch:
 
     batch: ProviderBatch
     task_ids: list[str]
+    lost: list[str] = field(default_factory=list)
+    """The batch's tasks it holds no claim on any more (collected, returned, or taken over by
+    another run after its lease), in the batch's order."""
 
 
 def _held(session: Session, batches: Sequence[ProviderBatch]) -> list[HeldBatch]:
@@ -57,7 +60,11 @@ def _held(session: Session, batches: Sequence[ProviderBatch]) -> list[HeldBatch]
         if provider == by_holder[holder].provider:
             held[holder].add(task_id)
     return [
-        HeldBatch(batch, [task_id for task_id in batch.task_ids if task_id in held[batch.holder]])
+        HeldBatch(
+            batch,
+            [task_id for task_id in batch.task_ids if task_id in held[batch.holder]],
+            [task_id for task_id in batch.task_ids if task_id not in held[batch.holder]],
+        )
         for batch in batches
     ]
 
@@ -210,6 +217,17 @@ class BatchQueries(Queries):
             session.add_all(call.row(task_id, run_id) for call in calls)
             return True
 
+    def record_lost_items(
+        self, calls: Sequence[tuple[str, FinishedCall]], run_id: str | None
+    ) -> None:
+        """Record the answered items (task id, call) of a batch that no longer holds their
+        tasks, in one transaction: paid all the same, each recorded once, by its request id."""
+        if not calls:
+            return
+        with self._session() as session, session.begin():
+            for task_id, call in calls:
+                record_paid_calls(session, task_id, run_id, [call])
+
     def batches_to_poll(self, limit: int, polled_before: datetime) -> list[ProviderBatch]:
         """Up to `limit` batches the provider is working on, not asked about since
         `polled_before`, those asked about longest ago first."""
@@ -290,7 +308,11 @@ class BatchQueries(Queries):
                 .order_by(ProviderBatch.id)
             ).all()
             return [
-                HeldBatch(held.batch, [task_id for task_id in held.task_ids if task_id in wanted])
+                HeldBatch(
+                    held.batch,
+                    [task_id for task_id in held.task_ids if task_id in wanted],
+                    held.lost,
+                )
                 for held in _held(session, batches)
             ]
 

@@ -13,6 +13,7 @@ from drafts_pipeline.defs.drafting.jobs import DRAFT_TASKS_JOB
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
 from drafts_pipeline.defs.loaded_settings import LOADED_PROVIDERS
 from drafts_pipeline.defs.runs import UNFINISHED_RUN_STATUSES
+from drafts_pipeline.drafting.batch_collect import settle_unheld
 from drafts_pipeline.errors import ConfigurationError, ProviderError
 from drafts_pipeline.llm.provider import LiveProvider
 from drafts_pipeline.llm.provider_file import ProviderSpec
@@ -120,15 +121,18 @@ def _runs(
 def collection_requests(
     instance: dg.DagsterInstance,
     store: DraftStore,
+    providers: Mapping[str, object],
     batch_size: int,
     log: logging.Logger | dg.DagsterLogManager,
 ) -> list[dg.RunRequest]:
     """Runs for the finished batches that hold tasks and have no collecting run queued or
-    going; a finished batch that holds none is marked collected."""
+    going; a finished batch that holds none is settled here (`settle_unheld`)."""
     waiting: list[tuple[HeldBatch, int]] = []
     for held in store.batches_to_collect():
         if not held.task_ids:
-            store.settle_batch(held.batch.id)
+            problem = settle_unheld(store, providers.get(held.batch.provider), held)
+            if problem is not None:
+                log.warning(problem)
             continue
         if _runs(instance, held.batch.id, UNFINISHED_RUN_STATUSES):
             continue
@@ -179,7 +183,7 @@ def build_provider_batches_sensor(specs: tuple[ProviderSpec, ...]) -> dg.SensorD
                 f"`submitting` since {batch.submitted_at:%Y-%m-%d %H:%M} UTC: its run died "
                 "before the provider answered; see docs/cost.md#batch-backfills"
             )
-        requests = collection_requests(context.instance, store, batch_size, context.log)
+        requests = collection_requests(context.instance, store, providers, batch_size, context.log)
         if requests:
             return dg.SensorResult(run_requests=requests)
         reason = "no provider batch to collect" + (
