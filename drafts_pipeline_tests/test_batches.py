@@ -3,6 +3,7 @@ batch endpoints, `provider_batches_sensor` sees it end and requests the collecti
 stores each answer once at the batch price and holds the ballot; claims keep live runs off the
 tasks meanwhile."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from drafts_pipeline.defs.drafting.assets import HELD
 from drafts_pipeline.defs.drafting.batch_sensors import (
     BATCH_POLL_INTERVAL_S,
     COLLECT_CONFIG,
+    batch_tag,
+    collection_requests,
     plan_collection,
     provider_batches_sensor,
 )
@@ -611,6 +614,30 @@ def test_the_sensor_asks_about_a_batch_at_most_once_a_minute(
         )
     [request] = tick(instance, store, server).run_requests or []
     assert retrieves() == 6 and request.run_config == COLLECT_CONFIG
+
+
+def test_no_collecting_run_is_asked_for_a_provider_the_job_does_not_draft_with(
+    instance: dg.DagsterInstance, sqlite_store: DraftStore, server: FakeProviderServer
+) -> None:
+    """Kimi left out of DRAFTS_PROVIDERS while its batch ran: the job's runs cannot collect
+    it, so the sensor asks for none (a run every tick would collect nothing) until Kimi drafts
+    again."""
+    store = sqlite_store
+    ids = add_tasks(store, 2)
+    tasks = with_prompts(store, ids)
+    resources = providers_of(server)
+    for spec in SHIPPED_PROVIDERS:
+        submit_batch(store, resources[spec.resource_key], tasks, run_id="run-1")
+    for row in batches(store).values():
+        store.batch_polled(row.id, "ended")
+    for spec in SHIPPED_PROVIDERS[:2]:
+        collect_batches(store, resources[spec.resource_key], tasks, run_id="run-2")
+    assert [spec.name for spec in SHIPPED_PROVIDERS[2:]] == ["kimi"]
+    log = logging.getLogger(__name__)
+
+    assert collection_requests(instance, store, resources, 100, log, {"claude", "openai"}) == []
+    [request] = collection_requests(instance, store, resources, 100, log, set(NAMES))
+    assert request.tags[batch_tag(batches(store)["kimi"].id)] == "collect"
 
 
 def test_collection_runs_share_batches_and_cover_neighbouring_partitions_only() -> None:

@@ -4,14 +4,14 @@ requests the runs that collect those they are done with."""
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import dagster as dg
 
 from drafts_pipeline.defs.drafting.jobs import DRAFT_TASKS_JOB
 from drafts_pipeline.defs.drafting.partitions import TASK_PARTITIONS_NAME, range_tags
-from drafts_pipeline.defs.loaded_settings import LOADED_PROVIDERS
+from drafts_pipeline.defs.loaded_settings import LOADED_PROVIDERS, drafting_providers
 from drafts_pipeline.defs.runs import UNFINISHED_RUN_STATUSES
 from drafts_pipeline.drafting.batch_collect import settle_unheld
 from drafts_pipeline.errors import ConfigurationError, ProviderError
@@ -124,15 +124,19 @@ def collection_requests(
     providers: Mapping[str, object],
     batch_size: int,
     log: logging.Logger | dg.DagsterLogManager,
+    collecting: Collection[str],
 ) -> list[dg.RunRequest]:
-    """Runs for the finished batches that hold tasks and have no collecting run queued or
-    going; a finished batch that holds none is settled here (`settle_unheld`)."""
+    """Runs for the finished batches of the providers `collecting` (those the job drafts
+    with: its runs collect no other provider's) that hold tasks and have no collecting run
+    queued or going; a finished batch that holds none is settled here (`settle_unheld`)."""
     waiting: list[tuple[HeldBatch, int]] = []
     for held in store.batches_to_collect():
         if not held.task_ids:
             problem = settle_unheld(store, providers.get(held.batch.provider), held)
             if problem is not None:
                 log.warning(problem)
+            continue
+        if held.batch.provider not in collecting:
             continue
         if _runs(instance, held.batch.id, UNFINISHED_RUN_STATUSES):
             continue
@@ -158,6 +162,8 @@ def build_provider_batches_sensor(specs: tuple[ProviderSpec, ...]) -> dg.SensorD
     """The sensor over the batches of every provider of `specs`. Its collecting runs are
     `draft_tasks` runs: a provider the job leaves out (DRAFTS_PROVIDERS) has its finished
     batches collected once it drafts again (docs/providers.md)."""
+    # The providers the job drafts with, chosen as the job chose them when the code loaded.
+    collecting = frozenset(spec.name for spec in drafting_providers(specs))
 
     @dg.sensor(
         job_name=DRAFT_TASKS_JOB,
@@ -183,7 +189,9 @@ def build_provider_batches_sensor(specs: tuple[ProviderSpec, ...]) -> dg.SensorD
                 f"`submitting` since {batch.submitted_at:%Y-%m-%d %H:%M} UTC: its run died "
                 "before the provider answered; see docs/cost.md#batch-backfills"
             )
-        requests = collection_requests(context.instance, store, providers, batch_size, context.log)
+        requests = collection_requests(
+            context.instance, store, providers, batch_size, context.log, collecting
+        )
         if requests:
             return dg.SensorResult(run_requests=requests)
         reason = "no provider batch to collect" + (
