@@ -518,6 +518,7 @@ def test_a_batch_that_fails_validation_reports_every_item_errored_with_the_reaso
     api = live.batch_api()
 
     assert poll_until_ended(api, batch.id) == ["failed"]
+    assert api.state(batch.id).error == "Line is not valid JSON."
     (item,) = api.results(batch.id)
 
     assert (item.custom_id, item.kind, item.reply) == ("0", "errored", None)

@@ -99,6 +99,9 @@ class BatchState:
     Anthropic's `processing`, `cancelled`, `expired` too."""
     raw_status: str
     """The API's own word, for logs."""
+    error: str | None = None
+    """Why the provider failed the whole batch, where it says (OpenAI's and Moonshot's
+    validation errors), secret-free."""
 
     @property
     def ended(self) -> bool:
@@ -376,7 +379,9 @@ class OpenAIBatches:
         return BatchSubmission(batch.id, expires_at, uploaded.id)
 
     def state(self, batch_id: str) -> BatchState:
-        return openai_state(self._retrieve(batch_id))
+        batch = self._retrieve(batch_id)
+        said = _batch_errors(batch)
+        return replace(openai_state(batch), error=self._calls.redact(said) if said else None)
 
     def results(self, batch_id: str) -> Iterator[BatchItemResult]:
         batch = self._retrieve(batch_id)

@@ -63,7 +63,9 @@ def poll_batches(
             store.batch_polled(batch.id, None, error=str(error))
             problems.append(f"batch {batch.batch_id}: {error}")
             continue
-        store.batch_polled(batch.id, state.status, state.counts)
+        # A failed batch's reason is kept: its items may be in no result line (a batch that
+        # failed validation reports none), and their failed drafts then give it.
+        store.batch_polled(batch.id, state.status, state.counts, error=state.error)
         if state.status != "in_progress":
             log.info(f"{batch.provider} batch {batch.batch_id}: {state.raw_status} {state.counts}")
     return problems
