@@ -2,9 +2,11 @@
 the run with one line per failed step and exit status 2, and nothing paid for is lost or paid
 twice. A PostgreSQL server of the test's own is stopped and started again."""
 
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from drafts_pipeline.errors import DraftsError
 from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
+from drafts_pipeline.store.outages import OUTAGES, run_riding_out
 from drafts_pipeline.store.schema import engine_for
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
@@ -206,3 +209,54 @@ def test_a_database_url_the_store_cannot_use_is_one_clear_error(url: str, expect
         DraftStore(database_url=url).upgrade()
     assert expected in str(raised.value)
     assert "s3cret-pw" not in str(raised.value) and "\n" not in str(raised.value)
+
+
+LOCK = "SELECT 1 FROM documentation_tasks WHERE id = '{}' FOR UPDATE"
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_deadlock_victim_runs_again_and_is_no_outage(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two transactions lock two task rows in opposite orders; PostgreSQL rolls the store
+    operation back as the deadlock's victim. The operation runs again and succeeds, and no
+    outage is declared: a real outage afterwards still gets its whole retry budget."""
+    store = DraftStore(database_url=postgres_url)
+    store.upgrade()
+    store.add_tasks([make_task("t.a"), make_task("t.b")])
+    engine = engine_for(postgres_url)
+    other_holds_a = threading.Event()
+    operation_holds_b = threading.Event()
+    runs: list[int] = []
+
+    def other() -> None:
+        # Waits long before checking for a deadlock, so the operation is the one rolled back.
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL deadlock_timeout = '20s'")
+            connection.exec_driver_sql(LOCK.format("t.a"))
+            other_holds_a.set()
+            assert operation_holds_b.wait(10)
+            connection.exec_driver_sql(LOCK.format("t.b"))
+
+    def operation() -> str:
+        runs.append(1)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL deadlock_timeout = '100ms'")
+            connection.exec_driver_sql(LOCK.format("t.b"))
+            operation_holds_b.set()
+            connection.exec_driver_sql(LOCK.format("t.a"))
+        return "done"
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert other_holds_a.wait(10)
+    with caplog.at_level(logging.INFO, logger="drafts_pipeline.store.outages"):
+        assert run_riding_out(engine, operation) == "done"
+    thread.join(10)
+
+    assert len(runs) == 2
+    assert "rolled a transaction back (40P01)" in caplog.text
+    assert "lost the draft store" not in caplog.text
+    assert engine not in OUTAGES._since
+    engine.dispose()

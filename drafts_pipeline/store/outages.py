@@ -8,6 +8,10 @@ not each operation's: operations that start later in the same outage do not wait
 operations wait, nothing new is sent to a provider (its call log row cannot be written), and
 answers already received wait in memory for their turn to be stored.
 
+A transaction PostgreSQL rolled back to let another go on (a deadlock victim, a serialization
+failure) is no outage: the connection is alive, and the operation is run again whole, at most
+`ROLLBACK_ATTEMPTS` times in all, without waiting on the outage clock.
+
 A database this process has never reached fails at once: a wrong host, port, database or
 password is likelier than an outage at that very moment. SQLite is a file, not a server: its
 errors are never retried here (its busy timeout already waits for a writer).
@@ -42,6 +46,14 @@ C = TypeVar("C", bound=type)
 # with jitter so that the threads of many runs do not come back in step.
 FIRST_WAIT_S = 0.25
 LONGEST_WAIT_S = 5.0
+
+# SQLSTATEs of a transaction the server rolled back so that another could go on: a deadlock's
+# victim, a serialization failure. Either leaves the connection alive and nothing written.
+ROLLED_BACK = frozenset({"40P01", "40001"})
+ROLLBACK_ATTEMPTS = 4
+# SQL errors the server sent over a live connection: the statement failed, not the connection
+# (the class "40" of rolled-back transactions, a lock not available, a statement cancelled).
+LIVE_CONNECTION_CLASSES = ("40", "55P03", "57014")
 
 
 class _Outages:
@@ -101,13 +113,43 @@ def _cause(error: DBAPIError, url: URL) -> str:
     return text[:200]
 
 
+def sqlstate(error: DBAPIError) -> str | None:
+    """The SQLSTATE the server sent with the error (psycopg 3 or psycopg2), if any."""
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
 def is_connection_loss(engine: Engine, error: BaseException) -> bool:
     """A PostgreSQL error that a new connection may not meet: the server is gone or restarting
-    (operational and interface errors, and anything SQLAlchemy saw invalidate the
-    connection)."""
+    (operational and interface errors, and anything SQLAlchemy saw invalidate the connection),
+    not an SQL error the server sent over a live one (a deadlock, a lock not available)."""
     if engine.url.get_backend_name() == "sqlite" or not isinstance(error, DBAPIError):
         return False
-    return error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError))
+    if error.connection_invalidated:
+        return True
+    code = sqlstate(error)
+    if code is not None and code.startswith(LIVE_CONNECTION_CLASSES):
+        return False
+    return isinstance(error, (OperationalError, InterfaceError))
+
+
+def _again_after_rollback(operation: Callable[[], T]) -> Callable[[], T]:
+    """`operation`, run again (after a short random pause) when the server rolled its
+    transaction back for another's sake, up to `ROLLBACK_ATTEMPTS` runs in all."""
+
+    def run() -> T:
+        for attempt in range(1, ROLLBACK_ATTEMPTS + 1):
+            try:
+                return operation()
+            except DBAPIError as error:
+                if attempt == ROLLBACK_ATTEMPTS or sqlstate(error) not in ROLLED_BACK:
+                    raise
+                logger.info("the draft store rolled a transaction back (%s); running it again",
+                            sqlstate(error))  # fmt: skip
+                time.sleep(random.uniform(0.01, 0.05) * attempt)
+        raise AssertionError("unreachable")
+
+    return run
 
 
 def _never_reached(engine: Engine, error: DBAPIError) -> StoreUnavailable:
@@ -123,8 +165,11 @@ def _never_reached(engine: Engine, error: DBAPIError) -> StoreUnavailable:
 
 
 def run_riding_out(engine: Engine, operation: Callable[[], T]) -> T:
-    """`operation()` (one whole transaction), retried through an outage of `engine`'s
-    database; `StoreUnavailable` when it cannot be reached."""
+    """`operation()` (one whole transaction), run again after a rollback for another
+    transaction's sake and retried through an outage of `engine`'s database;
+    `StoreUnavailable` when it cannot be reached."""
+    if engine.url.get_backend_name() != "sqlite":
+        operation = _again_after_rollback(operation)
     try:
         return operation()
     except DBAPIError as error:
@@ -154,7 +199,7 @@ def run_riding_out(engine: Engine, operation: Callable[[], T]) -> T:
         reraise=True,
     )
     try:
-        return retrying(operation)
+        result = retrying(operation)
     except DBAPIError as error:
         if not is_connection_loss(engine, error):
             raise
@@ -164,6 +209,9 @@ def run_riding_out(engine: Engine, operation: Callable[[], T]) -> T:
             "stay in drafting; bring the database back and run again "
             "(DRAFTS_DB_RETRY_S sets how long to wait)"
         ) from error
+    # Reached again, perhaps on a pooled connection that opened none: the outage is over.
+    OUTAGES.reachable(engine)
+    return result
 
 
 class HasEngine(Protocol):
