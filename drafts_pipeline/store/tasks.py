@@ -141,10 +141,11 @@ class TaskQueries(Queries):
                 template_version=bindparam("new_version"),
             )
         )
+        # In id order, as every writer of task rows locks them, so as not to deadlock.
         rows = [
             {"task_id": task_id, "new_prompt": prompt.text, "new_hash": prompt.prompt_hash,
              "new_version": prompt.template_version}
-            for task_id, prompt in prompts
+            for task_id, prompt in sorted(prompts, key=lambda pair: pair[0])
         ]  # fmt: skip
         with self.engine.begin() as connection:
             connection.execute(statement, rows)
@@ -169,12 +170,15 @@ class TaskQueries(Queries):
         again, as it reaches a new task.
         """
         with self._session() as session, session.begin():
-            query = select(DocumentationTask.id, DocumentationTask.status)
+            query = select(DocumentationTask.id, DocumentationTask.status, DocumentationTask.seq)
             if ids is None:
                 query = query.where(DocumentationTask.status == "failed")
             else:
                 query = query.where(DocumentationTask.id.in_(ids))
-            rows = session.execute(query.order_by(DocumentationTask.seq).with_for_update()).all()
+            # Locked in id order, as every other writer of task rows locks them (a ballot, a
+            # claim): another order could deadlock with them on PostgreSQL.
+            locked = session.execute(query.order_by(DocumentationTask.id).with_for_update())
+            rows = sorted(locked.all(), key=lambda row: row.seq)
             found = {row.id: row.status for row in rows}
             problems = [
                 f"no task {task_id!r}"
