@@ -3,10 +3,12 @@
 import dataclasses
 import random
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from sqlalchemy import select, update
 
 from drafts_pipeline.drafting.ballot import cast_ballots
@@ -16,6 +18,7 @@ from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import NewBatch
 from drafts_pipeline.store.drafts import FinishedCall
 from drafts_pipeline.store.models import DocumentationTask, DraftClaim, LLMCall
+from drafts_pipeline.store.schema import engine_for
 from drafts_pipeline.voting_set import export_voting_set
 from drafts_pipeline_tests.factories import make_draft, make_task, seed_drafts, with_prompts
 
@@ -353,3 +356,40 @@ def test_a_batch_answer_read_before_the_source_changed_is_recorded_and_not_store
     with store._session() as session:
         rows = session.scalars(select(LLMCall.request_id).where(LLMCall.task_id == "t.x")).all()
     assert rows == ["msg_1"]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_claim_that_waited_for_the_task_row_longer_than_its_lease_still_gets_a_whole_lease(
+    postgres_url: str,
+) -> None:
+    """A ballot (or a reopening) holds the task row while a run asks for its claim: the lease
+    runs from when the claim is taken, not from when the run began to wait, so another run
+    asking right after finds it live."""
+    store = DraftStore(database_url=postgres_url)
+    store.upgrade()
+    store.add_tasks([make_task("t.x")])
+    engine = engine_for(postgres_url)
+    lease_s = 1.0
+    claimed: list[set[str]] = []
+    waiter = threading.Thread(
+        target=lambda: claimed.append(store.claim_drafts(["t.x"], "claude", "run-a", lease_s))
+    )
+    with engine.begin() as holder, engine.connect() as watcher:
+        holder.exec_driver_sql("SELECT 1 FROM documentation_tasks WHERE id = 't.x' FOR UPDATE")
+        waiter.start()
+        deadline = time.monotonic() + 10
+        # Each look in a transaction of its own: the activity view is a snapshot per transaction.
+        while not watcher.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        ).scalar():
+            watcher.rollback()
+            assert time.monotonic() < deadline, "the claim never waited for the row"
+            time.sleep(0.01)
+        time.sleep(lease_s + 0.5)  # the claim waits for longer than its lease
+    waiter.join(10)
+
+    assert claimed == [{"t.x"}]
+    assert store.claim_drafts(["t.x"], "claude", "run-b", lease_s) == set()
+    engine.dispose()

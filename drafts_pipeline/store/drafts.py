@@ -217,11 +217,13 @@ def claim_in(
     task_ids: Sequence[str],
     provider: str,
     holder: str,
-    now: datetime,
-    expires: datetime,
+    now: datetime | None,
+    lease: datetime | timedelta,
 ) -> set[str]:
     """`DraftQueries.claim_drafts` inside the caller's transaction, with the lease ending at
-    `expires`: the ids of `task_ids` that `holder` now holds."""
+    `lease` (a moment, or a length from now): the ids of `task_ids` that `holder` now holds.
+    `now` None: the store's clock, read once the task rows are locked, so that a long wait
+    for them neither shortens the lease nor lets a lease that passed meanwhile stand."""
     ids = sorted(set(task_ids))
     if not ids:
         return set()
@@ -235,6 +237,8 @@ def claim_in(
     )
     if not drafting:
         return set()
+    now = now or store_now(session)
+    expires = now + lease if isinstance(lease, timedelta) else lease
     rows = [
         {"task_id": task_id, "provider": provider, "run_id": holder, "claimed_at": now,
          "lease_expires_at": expires}
@@ -290,10 +294,7 @@ class DraftQueries(Queries):
         to it. Ids are taken in sorted order, so that two runs cannot deadlock on them.
         """
         with self._session() as session, session.begin():
-            now = now or store_now(session)
-            return claim_in(
-                session, task_ids, provider, run_id, now, now + timedelta(seconds=lease_s)
-            )
+            return claim_in(session, task_ids, provider, run_id, now, timedelta(seconds=lease_s))
 
     def renew_claims(
         self,

@@ -35,9 +35,10 @@ def on_current_ballot() -> ColumnElement[bool]:
 def store_now(session: Session) -> datetime:
     """The time leases are measured in: the database's clock on PostgreSQL, so that machines
     whose clocks disagree still agree on which lease has passed; this process's elsewhere
-    (SQLite is one machine's file)."""
+    (SQLite is one machine's file). The moment of the call (`clock_timestamp()`), not the
+    transaction's start (`now()`), which a wait for locks may have left far behind."""
     if session.get_bind().dialect.name == "postgresql":
-        moment = session.scalar(select(func.now()))
+        moment = session.scalar(select(func.clock_timestamp()))
         if isinstance(moment, datetime):
             return moment
     return utcnow()
