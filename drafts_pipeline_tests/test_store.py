@@ -1,6 +1,7 @@
 """The draft store on SQLite and PostgreSQL: schema, invariants, ballots."""
 
 import random
+import threading
 from decimal import Decimal
 
 import pytest
@@ -205,3 +206,27 @@ def test_failed_task_is_not_drafted(store: DraftStore) -> None:
     assert store.add_draft(make_draft("t.x", "claude")) is None
     with store._session() as session:
         assert session.scalar(select(DocumentationTask.last_error)) == "bad template"
+
+
+def test_reads_do_not_queue_behind_a_writer_on_sqlite(sqlite_url: str) -> None:
+    """A long write holds SQLite's write lock (a discovery of many tasks, a big ballot): the
+    store's reads go on beside it, from the last committed state, instead of waiting for the
+    lock (and failing after the busy timeout)."""
+    store = DraftStore(database_url=sqlite_url)
+    store.upgrade()
+    store.add_tasks([make_task("t.x")])
+    found: list[object] = []
+
+    def read() -> None:
+        found.append(sorted(store.tasks_by_id(["t.x"])))
+        found.append(store.latest_drafts(["t.x"], "claude"))
+        found.append(store.live_claims(["t.x"]))
+
+    with schema.engine_for(sqlite_url).begin() as writer:  # BEGIN IMMEDIATE: the write lock
+        writer.execute(update(DocumentationTask).values(attempts=1))
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join(5)
+        assert not reader.is_alive(), "a read waited for the write lock"
+    assert found == [["t.x"], {}, {}]
+    assert store.tasks_by_id(["t.x"])["t.x"].attempts == 1

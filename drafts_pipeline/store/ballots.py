@@ -161,7 +161,7 @@ class BallotQueries(Queries):
 
     def ballot_labels(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
         """task id -> labels of its current ballot's drafts, for the labels check."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(DraftVersion.task_id, DraftVersion.label).where(
                     DraftVersion.task_id.in_(task_ids),
@@ -185,7 +185,7 @@ class BallotQueries(Queries):
         if task_ids is not None:
             newest = newest.where(DraftVersion.task_id.in_(task_ids))
         latest = newest.group_by(DraftVersion.task_id).subquery()
-        with self._session() as session:
+        with self._reading() as session:
             checked = session.scalar(select(func.count()).select_from(latest)) or 0
             rows = session.execute(
                 select(
@@ -224,7 +224,7 @@ class BallotQueries(Queries):
         if task_ids is not None:
             query = query.where(DocumentationTask.id.in_(task_ids))
         labels: dict[str, list[str]] = {}
-        with self._session() as session:
+        with self._reading() as session:
             for task_id, label in session.execute(query):
                 found = labels.setdefault(task_id, [])
                 if label is not None:

@@ -231,7 +231,7 @@ class BatchQueries(Queries):
     def batches_to_poll(self, limit: int, polled_before: datetime) -> list[ProviderBatch]:
         """Up to `limit` batches the provider is working on, not asked about since
         `polled_before`, those asked about longest ago first."""
-        with self._session() as session:
+        with self._reading() as session:
             return list(
                 session.scalars(
                     select(ProviderBatch)
@@ -278,7 +278,7 @@ class BatchQueries(Queries):
     def batches_to_collect(self) -> list[HeldBatch]:
         """Batches the provider is done with and not yet collected, with the tasks they still
         hold."""
-        with self._session() as session:
+        with self._reading() as session:
             batches = session.scalars(
                 select(ProviderBatch)
                 .where(ProviderBatch.status.in_(FINISHED_BATCH_STATUSES))
@@ -292,7 +292,7 @@ class BatchQueries(Queries):
         if not task_ids:
             return []
         wanted = set(task_ids)
-        with self._session() as session:
+        with self._reading() as session:
             batches = session.scalars(
                 select(ProviderBatch)
                 .where(
@@ -333,7 +333,7 @@ class BatchQueries(Queries):
     def stale_submissions(self, started_before: datetime) -> list[ProviderBatch]:
         """Batches still `submitting` that began before `started_before`: the run that sent
         them died before it learnt the provider's batch id (an operator's case)."""
-        with self._session() as session:
+        with self._reading() as session:
             return list(
                 session.scalars(
                     select(ProviderBatch)
@@ -350,5 +350,5 @@ class BatchQueries(Queries):
         query = select(ProviderBatch).order_by(ProviderBatch.id)
         if statuses is not None:
             query = query.where(ProviderBatch.status.in_(list(statuses)))
-        with self._session() as session:
+        with self._reading() as session:
             return _held(session, session.scalars(query).all())

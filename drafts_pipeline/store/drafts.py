@@ -339,7 +339,7 @@ class DraftQueries(Queries):
 
     def live_claims(self, task_ids: Sequence[str]) -> dict[str, str]:
         """task id -> run id of a claim on it whose lease has not passed (any provider)."""
-        with self._session() as session:
+        with self._reading() as session:
             return live_claim_holders(session, task_ids)
 
     # --- drafts and calls --------------------------------------------------------------
@@ -361,7 +361,7 @@ class DraftQueries(Queries):
             .group_by(DraftVersion.task_id)
             .subquery()
         )
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.scalars(
                 select(DraftVersion).join(
                     newest,

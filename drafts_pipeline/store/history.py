@@ -395,7 +395,7 @@ class HistoryQueries(Queries):
 
     def reopenings(self, task_id: str) -> list[TaskReopening]:
         """The task's reopenings, oldest first."""
-        with self._session() as session:
+        with self._reading() as session:
             return list(
                 session.scalars(
                     select(TaskReopening)
@@ -408,7 +408,7 @@ class HistoryQueries(Queries):
         """`(id, status, source_path, symbol, language)` of every task discovery last found
         under `root` that is not retired: what it checks for symbols gone from their files.
         Tasks of another folder, and imported ones, are not its to retire."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(
                     DocumentationTask.id,

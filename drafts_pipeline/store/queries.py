@@ -7,6 +7,7 @@ from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session
 
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, utcnow
+from drafts_pipeline.store.schema import READ_ONLY
 
 
 class Queries:
@@ -17,7 +18,15 @@ class Queries:
         raise NotImplementedError
 
     def _session(self) -> Session:
+        """A session whose transactions may write: on SQLite each takes the write lock as it
+        begins (`BEGIN IMMEDIATE`)."""
         return Session(self.engine, expire_on_commit=False)
+
+    def _reading(self) -> Session:
+        """A session that only reads: on SQLite its transactions read the last committed state
+        beside a writer instead of queueing for the write lock (WAL), so reads neither wait
+        behind a long write nor hold up the writers."""
+        return Session(self.engine.execution_options(**READ_ONLY), expire_on_commit=False)
 
 
 def on_current_ballot() -> ColumnElement[bool]:

@@ -26,7 +26,7 @@ from drafts_pipeline.store.queries import Queries
 @rides_out_outages
 class ReportQueries(Queries):
     def draft_models(self) -> set[str]:
-        with self._session() as session:
+        with self._reading() as session:
             return set(session.scalars(select(DraftVersion.model).distinct()))
 
     def spend_between(self, start: datetime, end: datetime) -> dict[str, ProviderSpend]:
@@ -36,7 +36,7 @@ class ReportQueries(Queries):
         with the batch's submission time, only when collected). What a daily budget reads
         before each call: two grouped queries on indexed columns."""
         unanswered = case((LLMCall.finished_at.is_(None), 1), else_=0)
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(
                     LLMCall.provider,
@@ -71,7 +71,7 @@ class ReportQueries(Queries):
         """The newest `limit` valid drafts of `provider` by `model` (or a dated snapshot of it)
         with input tokens counted: the characters of each prompt and its tokens (cached and
         cache-write ones among them), for the estimate's calibration."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(
                     DraftVersion.model,
@@ -107,7 +107,7 @@ class ReportQueries(Queries):
         without a cost count as zero)."""
         failed = case((LLMCall.error_type.is_not(None), 1), else_=0)
         unfinished = case((LLMCall.finished_at.is_(None), 1), else_=0)
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(
                     LLMCall.provider,
@@ -152,7 +152,7 @@ class ReportQueries(Queries):
         ]
         read_as = DraftVersion.validation[("json", "read_as")].as_string()
         repaired = func.sum(case((read_as == "repaired", 1), else_=0)).label("repaired")
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(
                     DraftVersion.provider,
@@ -189,7 +189,7 @@ class ReportQueries(Queries):
 
     def voting_ready_rows(self) -> list[dict[str, Any]]:
         """One row per task in `voting` and label; no provider or model in it, by construction."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(
                     DocumentationTask.id.label("task_id"),
@@ -216,7 +216,7 @@ class ReportQueries(Queries):
         """Per labelled draft of a task in `voting` (the drafts `voting_ready_rows` shows), who
         made it and how: provider, model, template version, settings hash and run id. For the
         team's records only: joined to the rows it tells a voter who wrote each draft."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(
                     DraftVersion.task_id,
@@ -246,7 +246,7 @@ class ReportQueries(Queries):
             DocumentationTask.template,
             DraftVersion.status,
         )
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(*groups, func.count().label("drafts"))
                 .join(DocumentationTask, DraftVersion.task_id == DocumentationTask.id)
@@ -257,7 +257,7 @@ class ReportQueries(Queries):
 
     def unsuccessful_drafts(self) -> list[tuple[str, dict[str, Any]]]:
         """`(status, validation)` of every draft version that is not valid, oldest first."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(DraftVersion.status, DraftVersion.validation)
                 .where(DraftVersion.status != "valid")
@@ -268,7 +268,7 @@ class ReportQueries(Queries):
     def last_row_ids(self) -> tuple[int, int]:
         """The newest `draft_versions` id and the newest `llm_calls` id (0 for none): a mark
         from which `progress_since` counts."""
-        with self._session() as session:
+        with self._reading() as session:
             return (
                 session.scalar(select(func.coalesce(func.max(DraftVersion.id), 0))) or 0,
                 session.scalar(select(func.coalesce(func.max(LLMCall.id), 0))) or 0,
@@ -289,7 +289,7 @@ class ReportQueries(Queries):
                 {"drafted": 0, "valid": 0, "calls": 0, "rate_limited": 0, "cost_usd": Decimal(0)},
             )
 
-        with self._session() as session:
+        with self._reading() as session:
             for row in session.execute(
                 select(
                     DraftVersion.provider,

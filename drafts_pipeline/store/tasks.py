@@ -116,7 +116,7 @@ class TaskQueries(Queries):
             return len(list(session.scalars(statement, rows)))
 
     def tasks_by_id(self, ids: Sequence[str]) -> dict[str, DocumentationTask]:
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.scalars(select(DocumentationTask).where(DocumentationTask.id.in_(ids)))
             return {row.id: row for row in rows}
 
@@ -211,7 +211,7 @@ class TaskQueries(Queries):
     def drafting_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
         """`(seq, id)` of the next `limit` drafting tasks past a cursor, in the order they
         arrived or were re-queued."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(DocumentationTask.seq, DocumentationTask.id)
                 .where(DocumentationTask.status == "drafting", DocumentationTask.seq > seq)
@@ -228,7 +228,7 @@ class TaskQueries(Queries):
         time now past, or stalled (in `drafting`, unchanged for `stalled_after_s`, and no live
         claim on it: the run that had it died, or a ballot left it to a run that then died).
         A task held until a time still to come is not one of them."""
-        with self._session() as session:
+        with self._reading() as session:
             now = now or store_now(session)
             live_claim = (
                 select(DraftClaim.task_id)
@@ -292,7 +292,7 @@ class TaskQueries(Queries):
 
     def held_tasks(self, now: datetime | None = None) -> dict[str, tuple[datetime, str]]:
         """task id -> (held until, why) of each task in `drafting` held beyond `now`."""
-        with self._session() as session:
+        with self._reading() as session:
             moment = now or store_now(session)
             rows = session.execute(
                 select(
@@ -314,7 +314,7 @@ class TaskQueries(Queries):
 
     def tasks_with_status(self, status: str) -> list[DocumentationTask]:
         """Every task in `status`, in arrival order."""
-        with self._session() as session:
+        with self._reading() as session:
             return list(
                 session.scalars(
                     select(DocumentationTask)
@@ -328,7 +328,7 @@ class TaskQueries(Queries):
         then in the order they arrived or were re-queued (`seq`); the first `limit` of them.
         Tasks a daily budget holds back beyond now are not in it. (The sensor's cursor follows
         `seq` alone: `drafting_after`.)"""
-        with self._session() as session:
+        with self._reading() as session:
             now = store_now(session)
             return list(
                 session.scalars(
@@ -346,7 +346,7 @@ class TaskQueries(Queries):
             )
 
     def task_ids(self, status: str) -> list[str]:
-        with self._session() as session:
+        with self._reading() as session:
             return list(
                 session.scalars(
                     select(DocumentationTask.id)

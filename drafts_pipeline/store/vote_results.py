@@ -117,7 +117,7 @@ class VoteResultQueries(Queries):
         return self._voting_task(_voting_tasks().where(DocumentationTask.id == task_id))
 
     def _voting_task(self, query: Select[DocumentationTask, int]) -> VotingTask | None:
-        with self._session() as session:
+        with self._reading() as session:
             found = session.execute(query.limit(1)).first()
             if found is None:
                 return None
@@ -158,7 +158,7 @@ class VoteResultQueries(Queries):
             query = query.where(
                 Vote.ballot == DocumentationTask.ballot, DocumentationTask.status == "voting"
             )
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(query).all()
             voted = has_current_vote()
             providers: dict[tuple[str, int, str], str] = {
@@ -206,7 +206,7 @@ class VoteResultQueries(Queries):
         """Votes per UTC day (of `created_at`, when cast) and voter, current and replaced,
         by day then voter."""
         counts: Counter[tuple[date, str, bool]] = Counter()
-        with self._session() as session:
+        with self._reading() as session:
             for created_at, voter, current in session.execute(
                 select(Vote.created_at, Vote.voter, Vote.replaced_at.is_(None))
             ):
@@ -219,7 +219,7 @@ class VoteResultQueries(Queries):
 
     def vote_rows_after(self, row_id: int) -> VoteRows:
         """The vote rows recorded past `row_id` (a sensor's cursor)."""
-        with self._session() as session:
+        with self._reading() as session:
             added, newest = session.execute(
                 select(func.count(), func.max(Vote.id)).where(Vote.id > row_id)
             ).one()
@@ -229,7 +229,7 @@ class VoteResultQueries(Queries):
         """provider -> the models of its labelled drafts on tasks with a current vote, sorted:
         the models a leaderboard's strengths speak for."""
         voted = has_current_vote()
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(DraftVersion.provider, DraftVersion.model)
                 .where(DraftVersion.label.is_not(None), voted)
@@ -248,7 +248,7 @@ class VoteResultQueries(Queries):
         labelled draft by that provider is left out."""
         if not winners:
             return []
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(DraftVersion, DocumentationTask)
                 .join(DocumentationTask, DocumentationTask.id == DraftVersion.task_id)
