@@ -370,7 +370,7 @@ def test_a_claim_that_waited_for_the_task_row_longer_than_its_lease_still_gets_a
     store.upgrade()
     store.add_tasks([make_task("t.x")])
     engine = engine_for(postgres_url)
-    lease_s = 1.0
+    lease_s = 3.0  # past the wait by far more than a busy machine stalls
     claimed: list[set[str]] = []
     waiter = threading.Thread(
         target=lambda: claimed.append(store.claim_drafts(["t.x"], "claude", "run-a", lease_s))
