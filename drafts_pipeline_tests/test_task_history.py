@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from drafts_pipeline.cli import SAMPLE_PROJECT, main
+from drafts_pipeline.defs.voting.results import accepted_drafts as accepted_drafts_asset
 from drafts_pipeline.drafting.regenerate import (
     MODEL_TAG,
     REGENERATE_TAG,
@@ -225,6 +226,10 @@ def test_reopen_keeps_the_ballot_and_its_votes_and_counts_only_the_current_one(
     assert store.voting_task("shop.a") is None
 
     in_voting(instance, store, ["shop.a"])
+    # Nor does the accepted_drafts asset count them for the new ballot, which has no vote yet.
+    monkeypatch.setenv("DRAFTS_MIN_VOTES", "3")
+    assets = dg.materialize([accepted_drafts_asset], resources={"store": store}, instance=instance)
+    assert assets.output_for_node("accepted_drafts").empty
     assert history_of(store, "shop.a")[: len(first)] == first
     current = [d for d in drafts_of(store, "shop.a") if d.ballot == 2]
     assert {d.label for d in current} == {"A", "B", "C"}

@@ -148,7 +148,9 @@ def accepted_drafts(store: DraftStore) -> dg.Output:
 
     min_votes = Settings.from_environment().require("min_votes").min_votes
     store.require_current()
-    verdicts = task_verdicts(store.vote_outcomes(), min_votes)
+    # As `drafts-pipeline apply` reads them: the votes on each task's current ballot while it
+    # is in `voting` (a reopened task has no verdict until its new ballot is voted on).
+    verdicts = task_verdicts(store.vote_outcomes(current_ballots_only=True), min_votes)
     winners = {v.task_id: v.winner for v in verdicts if v.winner is not None}
     by_task = {v.task_id: v for v in verdicts}
     rows = [
