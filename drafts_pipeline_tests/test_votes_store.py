@@ -193,7 +193,10 @@ def test_the_next_task_for_a_voter(store: DraftStore) -> None:
     assert last is not None and (last.task_id, last.votes) == (first.task_id, 1)
     store.record_votes([VoteInput("a2", first.task_id, "ann", "tie")])
     assert store.voting_task_for("ann") is None
-    assert store.voting_task_for("cy", skip={first.task_id, other.task_id}) is None
+    skip = {(first.task_id, first.ballot), (other.task_id, other.ballot)}
+    assert store.voting_task_for("cy", skip=skip) is None
+    # The same task on another ballot is not skipped.
+    assert store.voting_task_for("cy", skip={(first.task_id, first.ballot + 1)}) is not None
 
 
 def test_the_database_keeps_one_current_vote_per_voter_and_task(store: DraftStore) -> None:

@@ -342,6 +342,26 @@ def test_a_task_whose_drafts_name_their_providers_is_never_shown(
     assert [vote.task_id for vote in store.vote_outcomes()] == ["t.blind"]
 
 
+def test_a_reopened_task_is_judged_again_on_its_new_ballot(
+    store: DraftStore, client: TestClient
+) -> None:
+    """The page keeps its verdict per ballot: a leaking ballot replaced by a clean one is shown
+    (and takes votes), a clean ballot replaced by a leaking one is not."""
+    in_voting(store, "t.fixed", seed=1)  # drafts that read "Draft by claude."
+    voting_task(store, "t.spoilt", seed=2)
+    assert shown_task(signed_in(client, "ann")) == "t.spoilt"  # t.fixed judged: it leaks
+    reopened_in_voting(store, "t.fixed", contents=blind_drafts())
+    reopened_in_voting(store, "t.spoilt")  # its new drafts name their providers
+
+    page = signed_in(client, "bob")
+    assert shown_task(page) == "t.fixed"
+    response = client.post(
+        "/vote", data={"csrf_token": csrf_token(page), "task_id": "t.fixed", "choice": "A"}
+    )
+    assert "No task is waiting for your vote" in response.text
+    assert [(o.task_id, o.ballot) for o in store.vote_outcomes()] == [("t.fixed", 2)]
+
+
 def test_security_headers_on_every_response(store: DraftStore, client: TestClient) -> None:
     voting_task(store, "t.one")
     page = client.get("/")

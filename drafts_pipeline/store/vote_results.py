@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Exists, Select, func, select
+from sqlalchemy import Exists, Select, and_, func, not_, select
 from sqlalchemy.orm import aliased
 
 from drafts_pipeline.store.models import DocumentationTask, DraftVersion, Vote, as_utc
@@ -92,10 +92,13 @@ class AcceptedDraft:
 
 @rides_out_outages
 class VoteResultQueries(Queries):
-    def voting_task_for(self, voter: str, skip: Collection[str] = ()) -> VotingTask | None:
+    def voting_task_for(
+        self, voter: str, skip: Collection[tuple[str, int]] = ()
+    ) -> VotingTask | None:
         """The task in `voting` with the fewest current votes that `voter` has never voted on
         (oldest in voting first among equals), with its labelled drafts; None when there is no
-        such task. `skip`: task ids the caller will not show."""
+        such task. `skip`: (task id, ballot) pairs the caller will not show; the same task on
+        another ballot is shown."""
         earlier = aliased(Vote)
         voted = (
             select(earlier.id)
@@ -108,8 +111,10 @@ class VoteResultQueries(Queries):
             .exists()
         )
         query = _voting_tasks().where(~voted)
-        if skip:
-            query = query.where(DocumentationTask.id.not_in(list(skip)))
+        for task_id, ballot in skip:
+            query = query.where(
+                not_(and_(DocumentationTask.id == task_id, DocumentationTask.ballot == ballot))
+            )
         return self._voting_task(query)
 
     def voting_task(self, task_id: str) -> VotingTask | None:

@@ -141,9 +141,10 @@ class VotingPage:
             undefined=jinja2.StrictUndefined,
         )
         self.templates = Jinja2Templates(env=environment)
-        # Task id -> whether one of its drafts names a provider or model. Labelled drafts never
-        # change once a task is in voting, so a verdict holds for the life of the process.
-        self.leaking: dict[str, bool] = {}
+        # (Task id, ballot) -> whether one of its drafts names a provider or model. A ballot's
+        # labelled drafts never change, so a verdict holds for the life of the process; a task
+        # reopened or regenerated is judged again on its new ballot.
+        self.leaking: dict[tuple[str, int], bool] = {}
 
     def routes(self) -> list[Route | Mount]:
         return [
@@ -236,19 +237,20 @@ class VotingPage:
             if task is not None and not self.leaks(task):
                 return task
         while True:
-            skip = [task_id for task_id, leaks in self.leaking.items() if leaks]
+            skip = [key for key, leaks in self.leaking.items() if leaks]
             task = self.store.voting_task_for(voter, skip=skip)
             if task is None or not self.leaks(task):
                 return task
 
     def leaks(self, task: VotingTask) -> bool:
         """Whether one of the task's drafts names a provider or model (its verdict kept)."""
-        if task.task_id not in self.leaking:
+        key = (task.task_id, task.ballot)
+        if key not in self.leaking:
             models = frozenset(self.store.draft_models() | leak_names(configured_providers()))
-            self.leaking[task.task_id] = any(
+            self.leaking[key] = any(
                 blindness_leaks(draft.content, task.code, models) for draft in task.drafts
             )
-        return self.leaking[task.task_id]
+        return self.leaking[key]
 
     def record_vote(
         self, voter: str, task_id: str, choice: str, ballot: int | None = None
