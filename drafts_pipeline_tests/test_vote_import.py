@@ -118,6 +118,9 @@ def test_every_bad_record_is_reported_and_nothing_recorded(
         json.dumps({"vote_id": "v13", "task_id": "t.one", "voter": "bob", "ranking": "A>B"}),
         json.dumps({**good, "winner": "B"}),
         json.dumps({"vote_id": "v15", "task_id": "t.one", "voter": "bob", "winner": "best"}),
+        json.dumps({"vote_id": "v16", "task_id": "t.one", "voter": "bob", "winner": None}),
+        json.dumps({"vote_id": "v17", "task_id": "t.one", "voter": "bob", "winner": None,
+                    "ranking": "A>B"}),
     ]  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
     problems = rejection(store, path)
@@ -138,6 +141,9 @@ def test_every_bad_record_is_reported_and_nothing_recorded(
         "line 14: vote id 'ok' is given twice for different votes",
         "line 15: field 'winner': choice 'best' is not a label (A), a ranking (B>A>C), "
         "'tie' or 'all_bad'",
+        # A null choice is no choice: the record is judged by the other field.
+        "line 16: missing field 'winner' or 'ranking'",
+        "line 17: task 't.one': ranking A>B leaves out C: rank every label",
     ]
     assert store.vote_outcomes() == []
 

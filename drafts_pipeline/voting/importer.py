@@ -85,7 +85,8 @@ def vote_from_fields(fields: dict[str, object]) -> tuple[VoteInput | None, list[
             problems.append(f"field {name!r} is empty")
         else:
             text[name] = value
-    present = [name for name in CHOICE_FIELDS if name in fields]
+    # A null choice field counts as absent, as an empty CSV cell does.
+    present = [name for name in CHOICE_FIELDS if fields.get(name) is not None]
     if not present:
         problems.append("missing field 'winner' or 'ranking'")
     elif len(present) > 1:
