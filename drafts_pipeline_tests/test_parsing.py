@@ -161,6 +161,25 @@ def test_an_answer_without_json_is_invalid_with_the_strict_error() -> None:
     assert reading(result) == (None, False, False)
 
 
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        ('{"summary": "Adds.", "returns": ' + "9" * 4400 + "}", "integer string conversion"),
+        ("[" * 100_000 + "]" * 100_000, "recursion"),
+        ("```json\n" + "[" * 100_000 + "]" * 100_000 + "\n```", "recursion"),
+    ],
+    ids=["a-4400-digit-number", "nesting-past-the-recursion-limit", "the-same-fenced"],
+)
+def test_json_python_will_not_read_is_an_invalid_draft_not_an_error(answer: str, said: str) -> None:
+    """Valid JSON syntax that `json.loads` refuses with another error than a decode error: the
+    draft is invalid, with the reason, and the step goes on."""
+    result = verdict(answer)
+
+    assert result.status == "invalid"
+    [reason] = result.reasons
+    assert reason.startswith("json: not readable as JSON: ") and said in reason
+
+
 def test_json_that_is_no_draft_fails_the_schema() -> None:
     result = verdict(json.dumps({"doc": "Load the configuration."}))
 

@@ -63,6 +63,8 @@ def read_json(text: str) -> JsonReading:
         return JsonReading(json.loads(text), STRICT, "")
     except json.JSONDecodeError as error:
         not_json = defect = _said(error)
+    except (ValueError, RecursionError) as error:
+        return JsonReading(None, None, _unreadable(error))
     blocks = fenced_blocks(text)
     objects = [block for block in blocks if block.lstrip().startswith("{")]
     if len(objects) > 1:
@@ -73,6 +75,8 @@ def read_json(text: str) -> JsonReading:
             return JsonReading(json.loads(candidate), FENCED, "read from a fenced block")
         except json.JSONDecodeError as error:
             defect = f"{_said(error)} in the fenced block"
+        except (ValueError, RecursionError) as error:
+            return JsonReading(None, None, f"{_unreadable(error)} in the fenced block")
     if "{" not in candidate:
         return JsonReading(None, None, not_json)
     if (count := top_level_objects(candidate)) > 1:
@@ -112,6 +116,12 @@ def top_level_objects(text: str) -> int:
 
 def _said(error: json.JSONDecodeError) -> str:
     return f"not JSON: {error.msg} (character {error.pos})"
+
+
+def _unreadable(error: BaseException) -> str:
+    """JSON that Python will not read: an integer of thousands of digits (`ValueError`),
+    nesting deeper than the recursion limit (`RecursionError`)."""
+    return f"not readable as JSON: {str(error)[:200]}"
 
 
 def _ambiguous(count: int, what: str) -> str:
