@@ -37,3 +37,19 @@ def materialize_tasks(
         tags=range_tags(task_ids[0], task_ids[-1]),
         run_config=run_config,
     )
+
+
+# Retries and pace fast enough for a test against the fake provider server.
+FAST = {"initial_delay_s": 0.01, "max_delay_s": 0.05, "requests_per_minute": 60_000}
+
+
+def latest_metadata(instance: dg.DagsterInstance, asset: str, task_id: str) -> dict[str, object]:
+    """What the UI shows for the partition: its latest materialisation's metadata, by value."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(dg.AssetKey(asset), asset_partitions=[task_id]), limit=1
+    ).records
+    materialisation = records[0].asset_materialization
+    assert materialisation is not None
+    return {"run_id": records[0].run_id} | {
+        name: value.value for name, value in materialisation.metadata.items()
+    }

@@ -56,6 +56,25 @@ def test_no_module_of_the_package_imports_private_dagster() -> None:
     assert offenders == {}
 
 
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in conftest, factories and the other helper modules, so that each
+    test module can be read, run and deleted on its own."""
+    tests = Path(__file__).resolve().parent
+    modules = {path.stem for path in tests.glob("test_*.py")}
+    offenders = {}
+    for path in sorted(tests.glob("*.py")):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.rsplit(".", 1)[-1])
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name.rsplit(".", 1)[-1] for alias in node.names}
+        if found := sorted((imported & modules) - {path.stem}):
+            offenders[path.name] = found
+    assert offenders == {}
+
+
 def test_definitions_load_and_every_job_runs_in_one_process() -> None:
     repository = defs.get_repository_def()
     keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}

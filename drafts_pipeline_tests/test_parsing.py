@@ -15,8 +15,7 @@ from drafts_pipeline.prompts.code_facts import symbol_facts
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
-from drafts_pipeline_tests.graph_runs import materialize_tasks
-from drafts_pipeline_tests.test_partition_metadata import FAST, latest_metadata
+from drafts_pipeline_tests.graph_runs import FAST, latest_metadata, materialize_tasks
 
 LOAD_CONFIG = (
     "def load_config(path, strict=False):\n"

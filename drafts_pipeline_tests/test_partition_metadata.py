@@ -21,23 +21,10 @@ from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline_tests.factories import make_task, with_prompts
 from drafts_pipeline_tests.fake_providers import HOLD_LIMIT_S, FakeProviderServer
-from drafts_pipeline_tests.graph_runs import materialize_tasks
+from drafts_pipeline_tests.graph_runs import FAST, latest_metadata, materialize_tasks
 from drafts_pipeline_tests.provider_doubles import DownProvider, down_provider
 
-FAST = {"initial_delay_s": 0.01, "max_delay_s": 0.05, "requests_per_minute": 60_000}
 BATCH_TOTALS = {"valid", "invalid", "failed", "reused", "latency_p50_ms", "latency_p95_ms"}
-
-
-def latest_metadata(instance: dg.DagsterInstance, asset: str, task_id: str) -> dict[str, object]:
-    """What the UI shows for the partition: its latest materialisation's metadata, by value."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(dg.AssetKey(asset), asset_partitions=[task_id]), limit=1
-    ).records
-    materialisation = records[0].asset_materialization
-    assert materialisation is not None
-    return {"run_id": records[0].run_id} | {
-        name: value.value for name, value in materialisation.metadata.items()
-    }
 
 
 def test_each_partition_shows_its_task_draft_and_a_later_run_keeps_it(
