@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.exc import OperationalError
 
 from drafts_pipeline.drafting.provider_batch import draft_with_provider
 from drafts_pipeline.drafting.turns import TURNS
@@ -350,3 +351,30 @@ def test_reading_the_pause_does_not_wait_for_a_writer(store: DraftStore) -> None
         finished_while_held = not reader.is_alive()
     reader.join()
     assert finished_while_held and len(read) == 1
+
+
+class UnwritablePace(LocalPaceBook):
+    """A shared pace whose store cannot take a change just now (locked, out of reach)."""
+
+    def slow_down(self, pause_s: float) -> None:
+        raise OperationalError("UPDATE provider_pace", {}, Exception("database is locked"))
+
+    def speed_up(self, step: float) -> None:
+        raise OperationalError("UPDATE provider_pace", {}, Exception("database is locked"))
+
+
+def test_a_pace_the_store_cannot_update_costs_no_answer(
+    fake_providers: FakeProviderServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Telling the pace about a success or a 429 is advice to the other callers: when the
+    store cannot take it, the answer already paid for is still returned (and a 429 still
+    retried), with a warning."""
+    fake_providers.script("claude").fail("rate_limit", times=1, retry_after="0.01")
+    resource = fake_providers.resource("claude", initial_delay_s=0.01, max_delay_s=0.05)
+    resource.share_pace(UnwritablePace())
+
+    [(task_id, outcome)] = list(resource.generate_each(requests("t.", 1)))
+
+    assert task_id == "t.0" and not isinstance(outcome, Exception)
+    assert [call.status_code for call in outcome.calls] == [429, 200]
+    assert caplog.text.count("the request pace could not be updated") == 2

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 from drafts_pipeline.errors import ProviderError
@@ -186,18 +187,18 @@ class RetryingCaller:
                 call = self._succeeded(sent, latency_ms, reply)
                 log.call_finished(handle, call)
                 calls.append(call)
-                self.limiter.on_success()
+                self._tell_pace(self.limiter.on_success)
                 return self._generation(reply, calls, first_started)
             assert error is not None
             failure = classify(error, key_env_var=self.key_env_var)
+            decision = decide(failure, attempt, policy)
+            if failure.kind in SLOW_DOWN_KINDS:
+                # The pause first: the other callers must stop now, not once the row is written.
+                pause_s = decision.delay_s if decision.retry else failure.retry_after_s or 0.0
+                self._tell_pace(partial(self.limiter.on_rate_limited, pause_s))
             call = self._failed(sent, latency_ms, failure)
             log.call_finished(handle, call)
             calls.append(call)
-            decision = decide(failure, attempt, policy)
-            if failure.kind in SLOW_DOWN_KINDS:
-                self.limiter.on_rate_limited(
-                    decision.delay_s if decision.retry else failure.retry_after_s or 0.0
-                )
             if not decision.retry:
                 if failure.kind in ACCOUNT_FAILURES:
                     with self._lock:
@@ -212,6 +213,18 @@ class RetryingCaller:
             )  # fmt: skip
             self._clock.sleep(decision.delay_s)
         raise AssertionError("the retry loop returns or raises")
+
+    def _tell_pace(self, change: Callable[[], None]) -> None:
+        """Tell the (perhaps shared) pace what an answer said. That is advice to the other
+        callers, not part of the answer: a store that cannot take it just now (locked, out of
+        reach) costs a warning, never an answer already paid for."""
+        try:
+            change()
+        except Exception as error:
+            logger.warning(
+                "%s: the request pace could not be updated: %s",
+                self.provider, self._redact(str(error)),
+            )  # fmt: skip
 
     @staticmethod
     def _withdraw(log: CallLog, announced: list[object]) -> None:
