@@ -120,22 +120,24 @@ def _copy_store(template: Path, url: str) -> None:
         source.backup(target)
 
 
+def _upgraded(url: str) -> DraftStore:
+    draft_store = DraftStore(database_url=url)
+    draft_store.upgrade()  # on a copy of the migrated store, one query that finds it current
+    return draft_store
+
+
 @pytest.fixture
 def store(database_url: str, request: pytest.FixtureRequest) -> DraftStore:
     if database_url.startswith("sqlite:///"):
         _copy_store(request.getfixturevalue("migrated_sqlite"), database_url)
-    draft_store = DraftStore(database_url=database_url)
-    draft_store.upgrade()  # on a copy, one query that finds it current
-    return draft_store
+    return _upgraded(database_url)
 
 
 @pytest.fixture
 def sqlite_store(sqlite_url: str, migrated_sqlite: Path) -> DraftStore:
     """A test's store on SQLite only."""
     _copy_store(migrated_sqlite, sqlite_url)
-    draft_store = DraftStore(database_url=sqlite_url)
-    draft_store.upgrade()
-    return draft_store
+    return _upgraded(sqlite_url)
 
 
 @pytest.fixture

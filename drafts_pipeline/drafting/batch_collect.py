@@ -65,8 +65,9 @@ def collect_batches(
     collector = _Collector(store, provider, run_id, report, outcomes)
     for held in store.finished_batches_holding(list(by_id), provider.name):
         report.batch_ids.append(held.batch.batch_id or f"#{held.batch.id}")
-        collector.collect(held, by_id)
+        items = collector.collect(held, by_id)
         if store.settle_batch(held.batch.id):
+            collector.record_lost(held, items)
             _discard(provider, held.batch)
     for task_id in by_id:
         if not outcomes.known(task_id):
@@ -96,65 +97,76 @@ class _Collector:
         self.report = report
         self.outcomes = outcomes
 
-    def collect(self, held: HeldBatch, tasks: dict[str, DocumentationTask]) -> None:
-        """Store or return each item of `held` on a task of `tasks`."""
+    def collect(
+        self, held: HeldBatch, tasks: dict[str, DocumentationTask]
+    ) -> list[BatchItemResult]:
+        """Store or return each item of `held` on a task of `tasks`; returns every item the
+        provider reported (none when another collection discarded the batch)."""
         batch = held.batch
         name = batch.batch_id or f"#{batch.id}"
         wanted = set(held.task_ids)
         finished_at = batch.finished_at or utcnow()
+        asked = dict(zip(batch.task_ids, batch.prompt_hashes, strict=True))
         items = self._results(batch) if batch.batch_id is not None else []
         if items is None:  # another collection took every item, then discarded the batch
             for gone in wanted:
                 self.report.outcomes["superseded"] += 1
                 self.outcomes.later(gone, "superseded")
-            return
-        lost = set(held.lost)
-        paid_elsewhere: list[tuple[str, FinishedCall]] = []
+            return []
         for item in items:
             task_id = _task_of(batch, item.custom_id)
-            if task_id in lost and item.kind == "succeeded" and item.reply is not None:
-                # Its claim went to another run after the batch's lease: not stored, but paid.
-                paid_elsewhere.append((task_id, self._answered_call(batch, item, finished_at)))
-                continue
             if task_id is None or task_id not in wanted:
                 continue
             wanted.discard(task_id)
             task = tasks[task_id]
             if item.kind == "succeeded" and item.reply is not None:
                 call = self._answered_call(batch, item, finished_at)
-                if self._outdated(batch, task):
+                if task.prompt_hash != asked[task_id]:
                     self._return_outdated(batch, task, [call], f"answered in batch {name}")
                     continue
                 self._store_answer(batch, name, task, item, call)
             elif item.kind == "errored":
-                self._store_error(batch, name, task, item.error or "errored", finished_at)
+                message = item.error or "errored"
+                self._store_error(batch, name, task, message, finished_at, asked[task_id])
             else:
                 self.store.release_item(task_id, batch.provider, batch.holder)
                 self._returned(task_id, f"{item.kind} in batch {name}; back in drafting")
-        self.store.record_lost_items(paid_elsewhere, self.run_id)
         for task_id in wanted:  # items the results did not mention
             if batch.status == "failed":
                 reason = f"batch failed: {batch.error or 'the provider gave no reason'}"
-                self._store_error(batch, name, tasks[task_id], reason, finished_at)
+                self._store_error(batch, name, tasks[task_id], reason, finished_at, asked[task_id])
             else:
                 self.store.release_item(task_id, batch.provider, batch.holder)
                 self._returned(task_id, f"no result in batch {name}; back in drafting")
+        return items
+
+    def record_lost(self, held: HeldBatch, items: list[BatchItemResult]) -> None:
+        """Once the batch is collected, record the answers for its tasks whose claims it had
+        lost before this collection: collected or returned earlier (recorded then), or taken
+        over by another run after the batch's lease (not stored, but paid). Each is recorded
+        once, by its request id, in one pass per batch."""
+        batch = held.batch
+        lost = set(held.lost)
+        finished_at = batch.finished_at or utcnow()
+        paid = [
+            (task_id, self._answered_call(batch, item, finished_at))
+            for item in items
+            if (task_id := _task_of(batch, item.custom_id)) in lost
+            and item.kind == "succeeded"
+            and item.reply is not None
+        ]
+        self.store.record_lost_items(paid, self.run_id)
 
     def _returned(self, task_id: str, detail: str) -> None:
         self.report.outcomes["returned"] += 1
         self.outcomes.later(task_id, "returned", detail)
 
-    @staticmethod
-    def _outdated(batch: ProviderBatch, task: DocumentationTask) -> bool:
-        """Whether the batch asked about a prompt the task no longer has: its template changed,
-        or the task was reopened or its source changed since (`REOPENED_PROMPT`)."""
-        return task.prompt_hash != batch.prompt_hashes[batch.task_ids.index(task.id)]
-
     def _return_outdated(
         self, batch: ProviderBatch, task: DocumentationTask, calls: list[FinishedCall], what: str
     ) -> None:
         """Record the item's call and give the task back to `drafting` with no draft: whatever
-        the provider said, it was about a prompt or a ballot the task has left."""
+        the provider said, it was about a prompt the task no longer has (its template changed,
+        or the task was reopened or its source changed since: `REOPENED_PROMPT`)."""
         self.store.release_item(task.id, batch.provider, batch.holder, calls, self.run_id)
         self._returned(task.id, f"{what} for a prompt the task no longer has")
 
@@ -247,9 +259,11 @@ class _Collector:
         task: DocumentationTask,
         message: str,
         finished_at: datetime,
+        asked: str,
     ) -> None:
         """Store a `failed` draft for an item the provider could not answer, unless another
-        collection stored it first or the task has left the prompt the batch asked about."""
+        collection stored it first or the task has left the prompt the batch asked about
+        (`asked`, its hash)."""
         attempt = CallAttempt(
             provider=batch.provider,
             model=batch.model,
@@ -259,7 +273,7 @@ class _Collector:
             error_message=message,
         )
         call = FinishedCall(attempt, finished_at)
-        if self._outdated(batch, task):
+        if task.prompt_hash != asked:
             self._return_outdated(batch, task, [call], f"{message} in batch {name}")
             return
         error = ProviderError(
@@ -289,11 +303,14 @@ def settle_unheld(store: DraftStore, provider: object, held: HeldBatch) -> str |
         report = ProviderBatchReport(provider.name, provider.effective_model)
         collector = _Collector(store, provider, None, report, Outcomes(report, None))
         try:
-            collector.collect(held, {})
+            items = collector.collect(held, {})  # holds no task: only reads the items
         except ProviderError as error:
             return f"batch {batch.batch_id}: {error}"
-    if store.settle_batch(batch.id) and isinstance(provider, LiveProvider):
-        _discard(provider, batch)
+        if store.settle_batch(batch.id):
+            collector.record_lost(held, items)
+            _discard(provider, batch)
+        return None
+    store.settle_batch(batch.id)
     return None
 
 

@@ -17,7 +17,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from drafts_pipeline.store.drafts import FinishedCall, claim_in, record_paid_calls
-from drafts_pipeline.store.models import FINISHED_BATCH_STATUSES, DraftClaim, ProviderBatch
+from drafts_pipeline.store.models import (
+    FINISHED_BATCH_STATUSES,
+    DraftClaim,
+    LLMCall,
+    ProviderBatch,
+)
 from drafts_pipeline.store.outages import rides_out_outages
 from drafts_pipeline.store.queries import Queries, store_now
 
@@ -75,6 +80,10 @@ def _release_all(session: Session, batch: ProviderBatch) -> None:
             DraftClaim.run_id == batch.holder, DraftClaim.provider == batch.provider
         )
     )
+
+
+# Request ids looked up per query (well under SQLite's limit on bound parameters).
+LOOKUP_CHUNK = 1_000
 
 
 @rides_out_outages
@@ -221,12 +230,27 @@ class BatchQueries(Queries):
         self, calls: Sequence[tuple[str, FinishedCall]], run_id: str | None
     ) -> None:
         """Record the answered items (task id, call) of a batch that no longer holds their
-        tasks, in one transaction: paid all the same, each recorded once, by its request id."""
-        if not calls:
+        tasks, in one transaction: paid all the same, each recorded once, by its provider's
+        request id (one without is left out, as `record_paid_calls` does). Most are known
+        already (collected earlier): they are looked up together, not one by one."""
+        identified = [(task_id, call) for task_id, call in calls if call.attempt.request_id]
+        if not identified:
             return
         with self._session() as session, session.begin():
-            for task_id, call in calls:
-                record_paid_calls(session, task_id, run_id, [call])
+            known: set[tuple[str, str | None]] = set()
+            for start in range(0, len(identified), LOOKUP_CHUNK):
+                chunk = identified[start : start + LOOKUP_CHUNK]
+                rows = session.execute(
+                    select(LLMCall.provider, LLMCall.request_id).where(
+                        LLMCall.request_id.in_([c.attempt.request_id for _, c in chunk])
+                    )
+                )
+                known |= {(provider, request_id) for provider, request_id in rows}
+            session.add_all(
+                call.row(task_id, run_id)
+                for task_id, call in identified
+                if (call.attempt.provider, call.attempt.request_id) not in known
+            )
 
     def batches_to_poll(self, limit: int, polled_before: datetime) -> list[ProviderBatch]:
         """Up to `limit` batches the provider is working on, not asked about since

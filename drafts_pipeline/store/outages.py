@@ -133,23 +133,26 @@ def is_connection_loss(engine: Engine, error: BaseException) -> bool:
     return isinstance(error, (OperationalError, InterfaceError))
 
 
+def _rolled_back(error: BaseException) -> bool:
+    return isinstance(error, DBAPIError) and sqlstate(error) in ROLLED_BACK
+
+
+def _log_rollback(state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    code = sqlstate(error) if isinstance(error, DBAPIError) else None
+    logger.info("the draft store rolled a transaction back (%s); running it again", code)
+
+
 def _again_after_rollback(operation: Callable[[], T]) -> Callable[[], T]:
     """`operation`, run again (after a short random pause) when the server rolled its
     transaction back for another's sake, up to `ROLLBACK_ATTEMPTS` runs in all."""
-
-    def run() -> T:
-        for attempt in range(1, ROLLBACK_ATTEMPTS + 1):
-            try:
-                return operation()
-            except DBAPIError as error:
-                if attempt == ROLLBACK_ATTEMPTS or sqlstate(error) not in ROLLED_BACK:
-                    raise
-                logger.info("the draft store rolled a transaction back (%s); running it again",
-                            sqlstate(error))  # fmt: skip
-                time.sleep(random.uniform(0.01, 0.05) * attempt)
-        raise AssertionError("unreachable")
-
-    return run
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_rolled_back),
+        stop=tenacity.stop_after_attempt(ROLLBACK_ATTEMPTS),
+        wait=tenacity.wait_random(0.01, 0.05),
+        before_sleep=_log_rollback,
+        reraise=True,
+    ).wraps(operation)
 
 
 def _never_reached(engine: Engine, error: DBAPIError) -> StoreUnavailable:

@@ -82,10 +82,16 @@ def task_verdicts(outcomes: Sequence[VoteOutcome], min_votes: int) -> list[TaskV
     return [task_verdict(task_id, by_task[task_id], min_votes) for task_id in sorted(by_task)]
 
 
+def current_verdicts(store: "DraftStore", min_votes: int) -> list[TaskVerdict]:
+    """The verdicts acceptance goes by: on each task's current ballot while it is in
+    `voting` (a reopened task has none until its new ballot is voted on)."""
+    return task_verdicts(store.vote_outcomes(current_ballots_only=True), min_votes)
+
+
 def accepted_drafts(store: "DraftStore", min_votes: int) -> list["AcceptedDraft"]:
     """The draft accepted for each task whose current votes accept one, with its task's
     source path, symbol, language and code: what applying accepted drafts needs."""
-    verdicts = task_verdicts(store.vote_outcomes(current_ballots_only=True), min_votes)
+    verdicts = current_verdicts(store, min_votes)
     return store.winning_drafts(
         {verdict.task_id: verdict.winner for verdict in verdicts if verdict.winner is not None}
     )

@@ -15,7 +15,7 @@ import dagster as dg
 from drafts_pipeline.defs.metadata import markdown_table
 from drafts_pipeline.settings import Settings
 from drafts_pipeline.store import DraftStore
-from drafts_pipeline.voting.acceptance import task_verdicts
+from drafts_pipeline.voting.acceptance import current_verdicts
 from drafts_pipeline.voting.leaderboard import (
     DEFAULT_ROUNDS,
     DEFAULT_SEED,
@@ -148,9 +148,7 @@ def accepted_drafts(store: DraftStore) -> dg.Output:
 
     min_votes = Settings.from_environment().require("min_votes").min_votes
     store.require_current()
-    # As `drafts-pipeline apply` reads them: the votes on each task's current ballot while it
-    # is in `voting` (a reopened task has no verdict until its new ballot is voted on).
-    verdicts = task_verdicts(store.vote_outcomes(current_ballots_only=True), min_votes)
+    verdicts = current_verdicts(store, min_votes)  # as `drafts-pipeline apply` reads them
     winners = {v.task_id: v.winner for v in verdicts if v.winner is not None}
     by_task = {v.task_id: v for v in verdicts}
     rows = [
