@@ -37,6 +37,7 @@ MOONSHOT_WINDOW = re.compile(r"^\d+[hd]$")
 BATCH_ITEM_FAULTS = (
     "rate_limit", "overloaded", "server_error", "unavailable", "request_timeout", "conflict",
     "bad_request", "forbidden", "not_found", "unprocessable", "quota", "malformed", "schema",
+    "unreadable",
 )  # fmt: skip
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 CANCELLED_MESSAGE = "This request was not executed because the batch was cancelled."
@@ -385,6 +386,10 @@ class BatchBook:
             return custom_id, "malformed", ItemAnswer(200, None, malformed=True)
         if fault == "schema":
             return custom_id, "succeeded", ItemAnswer(200, {"unexpected": True})
+        if fault == "unreadable":  # answered and billed, but with no content to read
+            answer = self._answer_item(script, batch.wire, body, None)
+            script.batch_items_answered += 1
+            return custom_id, "succeeded", ItemAnswer(200, without_content(answer.body))
         answer = self._answer_item(script, batch.wire, body, fault)
         if answer.status != 200:
             return custom_id, "errored", answer
@@ -425,6 +430,14 @@ class BatchBook:
         if found is None or found.provider != script.name:
             raise BatchRefused("not_found", f"No such File object: {file_id}")
         return found
+
+
+def without_content(answer: dict[str, Any]) -> dict[str, Any]:
+    """A Message or a completion as billed (its usage kept) but with no content a client can
+    read: the Message's `content` null, the completion without choices."""
+    if answer.get("type") == "message":
+        return {**answer, "content": None}
+    return {**answer, "choices": []}
 
 
 def _openai_status(batch: FakeBatch) -> str:

@@ -29,7 +29,8 @@ A batch ends at its `batch_polls_until_done`-th retrieve (default 1), or at the 
 cancel; its items are then answered as live requests with the same bodies would be. `batch_expire`
 ends it expired with only the first `batch_expire_answered` items answered; `batch_item_errors`
 ({position: fault kind}) errors those items (`malformed` cuts their result line short, `schema`
-answers 200 with a body off the schema); `fail_batch(endpoint, kind)` queues faults for one batch
+answers 200 with a body off the schema, `unreadable` answers the item billed but with no content
+a client can read); `fail_batch(endpoint, kind)` queues faults for one batch
 endpoint's own requests, `batch_faults` for the next batch request whatever its endpoint.
 Counters: `batches` (each batch as the fake holds it), `batch_items_answered` (items answered
 with a draft: what a provider bills), `batch_requests`; `batch_book.held(provider)` lists the
@@ -83,6 +84,7 @@ from drafts_pipeline_tests.fake_batches import (
     BatchReply,
     FakeBatch,
     ItemAnswer,
+    without_content,
 )
 from drafts_pipeline_tests.fake_prompt_cache import FakePromptCache, prompt_text, tokens
 from drafts_pipeline_tests.provider_doubles import HOOKED_CLASSES, with_clock
@@ -96,8 +98,8 @@ ENDPOINTS = {
 }
 FAULT_KINDS = (
     "rate_limit", "overloaded", "server_error", "unavailable", "request_timeout", "conflict",
-    "timeout", "disconnect", "malformed", "schema", "unauthorized", "bad_request", "forbidden",
-    "not_found", "unprocessable", "quota",
+    "timeout", "disconnect", "malformed", "schema", "unreadable", "unauthorized", "bad_request",
+    "forbidden", "not_found", "unprocessable", "quota",
 )  # fmt: skip
 DOWN_MODES = ("500", "disconnect")
 SOURCE_BLOCK = re.compile(r"The symbol's source:\n(`{3,})([^\n]*)\n(.*?)\n\1\n", re.DOTALL)
@@ -542,6 +544,8 @@ class _Handler(BaseHTTPRequestHandler):
             return _Answer(200, truncated, {"content-type": "application/json"})
         if fault.kind == "schema":
             return _json(200, {"unexpected": True}, {})
+        if fault.kind == "unreadable":
+            return _unreadable(_success(wire, script, body))
         extra: dict[str, str] = {}
         if fault.retry_after is not None:
             extra["retry-after"] = fault.retry_after
@@ -883,6 +887,12 @@ def _anthropic_message(
         },
     }
     return _json(200, message, {"request-id": f"req_{secrets.token_hex(12)}"})
+
+
+def _unreadable(answer: _Answer) -> _Answer:
+    """`answer` billed as it is, with no content a client can read (`without_content`)."""
+    value = without_content(json.loads(answer.body))
+    return _Answer(answer.status, json.dumps(value).encode(), answer.headers)
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

@@ -211,9 +211,30 @@ def test_errored_and_unreadable_items_are_errored_results_and_the_rest_succeed(
     assert items[2].error is not None and "no readable result" in items[2].error
     assert items[3].error is not None and "unreadable" in items[3].error
     assert all(item.reply is None for item in items[1:4])
+    assert all(item.usage is None for item in items[1:4])
     assert (
         items[4].reply is not None and items[4].reply.text == live.generate(draft_request(4)).text
     )
+
+
+@providers
+def test_an_item_answered_without_readable_content_is_errored_with_its_billed_tokens(
+    fake: FakeProviderServer, provider: str
+) -> None:
+    fake.script(provider).batch_item_errors = {1: "unreadable"}
+    api = resource(fake, provider).batch_api()
+    submission = api.submit(REQUESTS)
+    poll_until_ended(api, submission.batch_id)
+
+    items = by_position(api.results(submission.batch_id))
+
+    assert [item.kind for item in items] == ["succeeded", "errored", "succeeded"]
+    answered, unreadable, _ = items
+    assert unreadable.reply is None and unreadable.error and "unreadable" in unreadable.error
+    assert answered.reply is not None and answered.reply.usage is not None
+    assert unreadable.usage is not None
+    assert unreadable.usage.output_tokens > 0
+    assert fake.script(provider).batch_items_answered == 3
 
 
 @providers

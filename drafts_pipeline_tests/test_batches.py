@@ -44,7 +44,8 @@ from drafts_pipeline.drafting.estimates import call_estimator
 from drafts_pipeline.drafting.requests import draft_request
 from drafts_pipeline.errors import ConfigurationError, DraftsError
 from drafts_pipeline.llm.budget import DailyBudget, daily_caps, utc_day
-from drafts_pipeline.llm.generation import CallAttempt
+from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
+from drafts_pipeline.llm.pricing import cost_usd, resolve_price
 from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS, provider_resource
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.batches import HeldBatch, NewBatch
@@ -410,6 +411,40 @@ def test_an_errored_item_gets_a_failed_draft_and_the_others_still_make_the_quoru
     with store._session() as session:
         errors = session.scalars(select(LLMCall.error_type).where(LLMCall.task_id == ids[1])).all()
     assert sorted(errors, key=str) == sorted([BATCH_ITEM_ERROR, None, None], key=str)
+
+
+def test_an_item_billed_without_readable_content_costs_its_batch_price_in_the_call_log(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    """The provider answered the item and billed it, but its content could not be read: a
+    failed draft, and a call row with the tokens at the batch price, which the spend counts."""
+    store = sqlite_store
+    ids = add_tasks(store, 2)
+    server.script("openai").batch_item_errors = {1: "unreadable"}
+    assert run(instance, store, server, ids, BATCH).success
+    [request] = tick(instance, store, server).run_requests or []
+    collect(instance, store, server, request)
+
+    failed = store.latest_drafts([ids[1]], "openai")[ids[1]]
+    assert failed.status == "failed"
+    with store._session() as session:
+        rows = session.scalars(select(LLMCall).where(LLMCall.provider == "openai")).all()
+    by_task = {row.task_id: row for row in rows}
+    answered, unreadable = by_task[ids[0]], by_task[ids[1]]
+    assert unreadable.error_type == BATCH_ITEM_ERROR
+    assert unreadable.output_tokens and unreadable.input_tokens
+    assert unreadable.cost_usd is not None and unreadable.cost_usd > 0
+    billed = TokenUsage(
+        unreadable.input_tokens, unreadable.output_tokens, unreadable.cached_tokens or 0
+    )
+    price = resolve_price(unreadable.model)
+    assert price is not None
+    assert unreadable.cost_usd == cost_usd(billed, price.batch())  # the batch price
+    spent = store.spend_between(utcnow() - timedelta(days=1), utcnow() + timedelta(days=1))
+    assert spent["openai"].cost_usd == answered.cost_usd + unreadable.cost_usd
 
 
 def test_answers_and_errors_about_an_old_source_are_recorded_and_not_stored(

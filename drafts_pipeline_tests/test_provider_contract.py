@@ -25,7 +25,7 @@ from drafts_pipeline.llm.generation import Generation, TokenUsage
 from drafts_pipeline.llm.keys import UnusableKey, key_problem, require_keys
 from drafts_pipeline.llm.limits import RequestLimiter
 from drafts_pipeline.llm.offline import OfflineProvider
-from drafts_pipeline.llm.pricing import PRICES
+from drafts_pipeline.llm.pricing import PRICES, cost_usd
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
 from drafts_pipeline.llm.providers import (
     SHIPPED_PROVIDERS,
@@ -269,6 +269,29 @@ def test_a_malformed_answer_is_caught_without_strict_validation(
 
     assert generation.calls[0].error_type == "malformed_response"
     assert generation.attempts == 2
+
+
+@providers
+def test_a_billed_answer_without_readable_content_keeps_its_tokens_and_cost(
+    fake: FakeProviderServer, spec: ProviderSpec
+) -> None:
+    """A 200 whose usage is readable but whose content is not (a null `content`, no choices)
+    was paid for: its attempt's row carries the tokens and their cost, so spend and budget
+    count it, and the draft is asked for again."""
+    fake.script(spec.name).fail("unreadable")
+    provider = live(fake, spec, strict=False)
+
+    generation = provider.generate(draft_request())
+
+    first, second = generation.calls
+    assert (first.error_type, second.error_type) == ("malformed_response", None)
+    assert first.usage is not None and first.usage.output_tokens > 0
+    assert second.usage is not None
+    assert first.usage.output_tokens == second.usage.output_tokens
+    assert first.cost_usd is not None and first.cost_usd > 0
+    assert first.cost_usd == cost_usd(first.usage, PRICES[provider.model], provider.model)
+    assert first.request_id
+    assert fake.script(spec.name).calls == 2
 
 
 PERMANENT_FAULTS = {

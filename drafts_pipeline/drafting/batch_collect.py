@@ -22,7 +22,7 @@ from drafts_pipeline.drafting.provider_batch import (
 )
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.batches import BatchItemResult
-from drafts_pipeline.llm.generation import CallAttempt
+from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
 from drafts_pipeline.llm.pricing import ModelPrice, cost_usd, resolve_price
 from drafts_pipeline.llm.provider import LiveProvider
 from drafts_pipeline.store import DraftStore
@@ -127,7 +127,9 @@ class _Collector:
                 self._store_answer(batch, name, task, item, call)
             elif item.kind == "errored":
                 message = item.error or "errored"
-                self._store_error(batch, name, task, message, finished_at, asked[task_id])
+                self._store_error(
+                    batch, name, task, message, finished_at, asked[task_id], item.usage
+                )
             else:
                 self.store.release_item(task_id, batch.provider, batch.holder)
                 self._returned(task_id, f"{item.kind} in batch {name}; back in drafting")
@@ -260,10 +262,12 @@ class _Collector:
         message: str,
         finished_at: datetime,
         asked: str,
+        billed: TokenUsage | None = None,
     ) -> None:
         """Store a `failed` draft for an item the provider could not answer, unless another
         collection stored it first or the task has left the prompt the batch asked about
-        (`asked`, its hash)."""
+        (`asked`, its hash). `billed`: the tokens of an answer that came but could not be read,
+        on its call row at the batch price."""
         attempt = CallAttempt(
             provider=batch.provider,
             model=batch.model,
@@ -271,6 +275,8 @@ class _Collector:
             started_at=batch.submitted_at,
             error_type=BATCH_ITEM_ERROR,
             error_message=message,
+            usage=billed,
+            cost_usd=cost_usd(billed, self._price_of(batch), batch.model) if billed else None,
         )
         call = FinishedCall(attempt, finished_at)
         if task.prompt_hash != asked:

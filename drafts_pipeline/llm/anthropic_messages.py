@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 from anthropic.types import Message
 
-from drafts_pipeline.llm.calling import ProviderReply
+from drafts_pipeline.llm.calling import ProviderReply, answer_request_id
 from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.pricing import token_count
 from drafts_pipeline.llm.prompt_cache import anthropic_caches
@@ -73,11 +73,19 @@ def messages_reply(message: Any) -> ProviderReply:
     """The reply in a Messages API answer: its text blocks (thinking blocks are not the answer),
     or, when the draft came as the forced tool's call, that call's input as JSON text (read and
     validated as any answer); its raw `stop_reason`; and usage made whole (`input_tokens`
-    excludes cache reads and writes)."""
+    excludes cache reads and writes). Usage is read first: an answer whose content cannot be
+    read raises `MalformedResponseError` carrying the tokens it was billed for."""
     if not isinstance(message, Message):
         raise MalformedResponseError(
             f"expected a Messages API object, got {type(message).__name__}"
         )
+    request_id = answer_request_id(message)
+    try:
+        tokens = _usage(message.usage)
+    except (AttributeError, TypeError) as error:
+        raise MalformedResponseError(
+            f"unreadable Messages API answer: {error}", request_id=request_id
+        ) from error
     try:
         calls = [
             block.input
@@ -88,23 +96,27 @@ def messages_reply(message: Any) -> ProviderReply:
             text = json.dumps(calls[0], ensure_ascii=False)
         else:
             text = "".join(block.text for block in message.content if block.type == "text")
-        usage = message.usage
-        cache_read = token_count(usage.cache_read_input_tokens)
-        cache_write = token_count(usage.cache_creation_input_tokens)
-        details = usage.output_tokens_details
-        tokens = TokenUsage(
-            input_tokens=token_count(usage.input_tokens) + cache_read + cache_write,
-            output_tokens=token_count(usage.output_tokens),
-            cached_tokens=cache_read,
-            cache_write_tokens=cache_write,
-            reasoning_tokens=token_count(details.thinking_tokens) if details is not None else 0,
-        )
         return ProviderReply(
             text=text,
             model=message.model,
             finish_reason=message.stop_reason,
-            request_id=getattr(message, "_request_id", None) or message.id,
+            request_id=request_id,
             usage=tokens,
         )
     except (AttributeError, TypeError) as error:
-        raise MalformedResponseError(f"unreadable Messages API answer: {error}") from error
+        raise MalformedResponseError(
+            f"unreadable Messages API answer: {error}", usage=tokens, request_id=request_id
+        ) from error
+
+
+def _usage(usage: Any) -> TokenUsage:
+    cache_read = token_count(usage.cache_read_input_tokens)
+    cache_write = token_count(usage.cache_creation_input_tokens)
+    details = usage.output_tokens_details
+    return TokenUsage(
+        input_tokens=token_count(usage.input_tokens) + cache_read + cache_write,
+        output_tokens=token_count(usage.output_tokens),
+        cached_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=token_count(details.thinking_tokens) if details is not None else 0,
+    )

@@ -45,6 +45,7 @@ from openai.types.chat import ChatCompletion
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.anthropic_messages import messages_reply
 from drafts_pipeline.llm.calling import ProviderReply, redact
+from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.openai_chat import chat_reply
 from drafts_pipeline.llm.retry import (
     MalformedResponseError,
@@ -117,6 +118,9 @@ class BatchItemResult:
     kind: ItemKind
     reply: ProviderReply | None
     error: str | None
+    usage: TokenUsage | None = None
+    """An `errored` item's billed tokens: its answer came, with readable usage, but its content
+    could not be read."""
 
 
 class BatchAPI(Protocol):
@@ -309,7 +313,7 @@ class AnthropicMessageBatches:
             raise MalformedResponseError(f"unknown result type {result.type!r}")
         except (MalformedResponseError, AttributeError, TypeError) as error:
             message = self._calls.redact(f"unreadable result: {clean_message(str(error))}")
-            return _failed(custom_id, "errored", message)
+            return _failed(custom_id, "errored", message, _billed(error))
 
 
 class OpenAIBatches:
@@ -469,7 +473,7 @@ class OpenAIBatches:
             reply = chat_reply(_model(ChatCompletion, body))
         except (MalformedResponseError, AttributeError, TypeError) as error:
             message = self._calls.redact(f"unreadable answer: {clean_message(str(error))}")
-            return _failed(custom_id, "errored", message)
+            return _failed(custom_id, "errored", message, _billed(error))
         request_id = _text(response.get("request_id")) or reply.request_id
         return BatchItemResult(custom_id, "succeeded", replace(reply, request_id=request_id), None)
 
@@ -589,8 +593,15 @@ def _text(value: object) -> str | None:
     return str(value) if value is not None else None
 
 
-def _failed(custom_id: str, kind: ItemKind, error: str) -> BatchItemResult:
-    return BatchItemResult(custom_id, kind, None, error)
+def _failed(
+    custom_id: str, kind: ItemKind, error: str, usage: TokenUsage | None = None
+) -> BatchItemResult:
+    return BatchItemResult(custom_id, kind, None, error, usage)
+
+
+def _billed(error: Exception) -> TokenUsage | None:
+    """The tokens an unreadable answer was billed for, when it said so readably."""
+    return error.usage if isinstance(error, MalformedResponseError) else None
 
 
 def _anthropic_error(result: Any) -> str:

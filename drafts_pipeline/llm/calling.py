@@ -252,6 +252,9 @@ class RetryingCaller:
         )
 
     def _failed(self, sent: CallAttempt, latency_ms: int, failure: Failure) -> CallAttempt:
+        """A failed attempt's row: with its tokens and cost when the answer was billed anyway
+        (readable usage, unreadable content), so that the spend and the budget count it."""
+        usage = failure.usage
         return CallAttempt(
             provider=sent.provider,
             model=sent.model,
@@ -262,6 +265,8 @@ class RetryingCaller:
             error_type=failure.kind,
             error_message=self._redact(failure.message),
             request_id=failure.request_id,
+            usage=usage,
+            cost_usd=cost_usd(usage, self.price, self.model) if usage else None,
         )
 
     def _generation(
@@ -305,6 +310,13 @@ def _attempt(send: Callable[[], ProviderReply]) -> tuple[ProviderReply | None, E
         return send(), None
     except Exception as error:  # classified by the caller: every SDK error is an outcome
         return None, error
+
+
+def answer_request_id(answer: object) -> str | None:
+    """The request id of an SDK answer: the `x-request-id` header the SDK keeps, else the
+    answer's own id (None when neither is a string)."""
+    found = getattr(answer, "_request_id", None) or getattr(answer, "id", None)
+    return found if isinstance(found, str) else None
 
 
 def redact(text: str, secret: str) -> str:

@@ -7,7 +7,7 @@ import openai
 from openai.types.chat import ChatCompletion
 from pydantic import Field
 
-from drafts_pipeline.llm.calling import ProviderReply
+from drafts_pipeline.llm.calling import ProviderReply, answer_request_id
 from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.pricing import token_count
 from drafts_pipeline.llm.prompt_cache import openai_breakpoint_after
@@ -117,9 +117,19 @@ def chat_reply(completion: Any) -> ProviderReply:
         raise MalformedResponseError(
             f"expected a Chat Completions object, got {type(completion).__name__}"
         )
+    # Usage first: an answer whose content cannot be read was billed all the same.
+    request_id = answer_request_id(completion)
+    try:
+        usage = _usage(completion.usage)
+    except (AttributeError, TypeError) as error:
+        raise MalformedResponseError(
+            f"unreadable Chat Completions answer: {error}", request_id=request_id
+        ) from error
     try:
         if not completion.choices:
-            raise MalformedResponseError("Chat Completions answer without choices")
+            raise MalformedResponseError(
+                "Chat Completions answer without choices", usage=usage, request_id=request_id
+            )
         choice = completion.choices[0]
         message = choice.message
         refused = bool(message.refusal)
@@ -127,11 +137,13 @@ def chat_reply(completion: Any) -> ProviderReply:
             text=message.content or "",
             model=completion.model,
             finish_reason="refusal" if refused else choice.finish_reason,
-            request_id=getattr(completion, "_request_id", None) or completion.id,
-            usage=_usage(completion.usage),
+            request_id=request_id,
+            usage=usage,
         )
     except (AttributeError, TypeError) as error:
-        raise MalformedResponseError(f"unreadable Chat Completions answer: {error}") from error
+        raise MalformedResponseError(
+            f"unreadable Chat Completions answer: {error}", usage=usage, request_id=request_id
+        ) from error
 
 
 def _usage(usage: Any) -> TokenUsage | None:

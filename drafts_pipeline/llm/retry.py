@@ -21,6 +21,7 @@ import anthropic
 import openai
 
 from drafts_pipeline.errors import DraftsError
+from drafts_pipeline.llm.generation import TokenUsage
 
 JITTERS = ("equal", "full")
 
@@ -57,7 +58,18 @@ MAX_PROVIDER_MESSAGE = 300
 
 
 class MalformedResponseError(DraftsError):
-    """A 2xx answer that is not the documented wire format (truncated JSON, missing fields)."""
+    """A 2xx answer that is not the documented wire format (truncated JSON, missing fields).
+
+    `usage` is what the answer says was billed, when it says so readably: an answer whose
+    content cannot be read is paid for all the same, and its cost counts against the budget.
+    `request_id` likewise."""
+
+    def __init__(
+        self, message: str, *, usage: TokenUsage | None = None, request_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.usage = usage
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,8 @@ class Failure:
     request_id: str | None = None
     retry_after_s: float | None = None
     provider_type: str | None = None
+    usage: TokenUsage | None = None
+    """The tokens a failed answer was billed for (a 2xx answer whose content is unreadable)."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +191,13 @@ def classify(error: BaseException, *, key_env_var: str = "the API key variable")
     short and stripped of key-like tokens, and an authentication error repeats none of them.
     """
     if isinstance(error, MalformedResponseError):
-        return Failure(True, "malformed_response", f"malformed answer: {error}")
+        return Failure(
+            True,
+            "malformed_response",
+            f"malformed answer: {error}",
+            request_id=error.request_id,
+            usage=error.usage,
+        )
     if isinstance(error, INVALID_RESPONSE_ERRORS):
         return Failure(
             True,
