@@ -4,6 +4,7 @@ twice. A PostgreSQL server of the test's own is stopped and started again."""
 
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,11 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from drafts_pipeline.errors import DraftsError
+from drafts_pipeline.errors import DraftsError, StoreUnavailable
 from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
-from drafts_pipeline.store import DraftStore
+from drafts_pipeline.store import DraftStore, schema
 from drafts_pipeline.store.models import DraftVersion, LLMCall
-from drafts_pipeline.store.outages import OUTAGES, run_riding_out
+from drafts_pipeline.store.outages import BUSY_ATTEMPTS, OUTAGES, run_riding_out
 from drafts_pipeline.store.schema import engine_for
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
@@ -260,3 +261,61 @@ def test_a_deadlock_victim_runs_again_and_is_no_outage(
     assert "lost the draft store" not in caplog.text
     assert engine not in OUTAGES._since
     engine.dispose()
+
+
+@pytest.fixture
+def busy_sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A migrated SQLite store whose busy timeout is 0.2 s instead of 30."""
+    monkeypatch.setattr(schema, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    url = f"sqlite:///{tmp_path / 'busy.sqlite3'}"
+    DraftStore(database_url=url).upgrade()
+    yield url
+    engine_for(url).dispose()
+
+
+def hold_write_lock(url: str, seconds: float) -> threading.Thread:
+    """Another writer holds SQLite's write lock for `seconds` (as a long import would), from a
+    connection of its own; returns once the lock is taken."""
+    taken = threading.Event()
+
+    def hold() -> None:
+        connection = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+        taken.set()
+        time.sleep(seconds)
+        connection.execute("COMMIT")
+        connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(5)
+    return holder
+
+
+def test_a_write_that_finds_sqlite_locked_past_the_busy_timeout_runs_again(
+    busy_sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lock is held for longer than one busy timeout but less than the tries together:
+    the write waits it out and is stored once."""
+    store = DraftStore(database_url=busy_sqlite_url)
+    holder = hold_write_lock(busy_sqlite_url, 0.35)
+
+    with caplog.at_level(logging.WARNING, logger="drafts_pipeline.store.outages"):
+        assert store.add_tasks([make_task("t.locked")]) == 1
+    holder.join()
+
+    assert store.task_ids("drafting") == ["t.locked"]
+    assert any("locked by another writer" in r.getMessage() for r in caplog.records)
+
+
+def test_a_write_that_stays_locked_fails_naming_the_file_and_writes_nothing(
+    busy_sqlite_url: str,
+) -> None:
+    store = DraftStore(database_url=busy_sqlite_url)
+    holder = hold_write_lock(busy_sqlite_url, 0.2 * BUSY_ATTEMPTS + 1.0)
+
+    with pytest.raises(StoreUnavailable, match=r"busy\.sqlite3\) stayed locked by another writer"):
+        store.add_tasks([make_task("t.locked")])
+    holder.join()
+
+    assert store.task_ids("drafting") == []

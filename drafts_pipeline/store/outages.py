@@ -13,8 +13,10 @@ failure) is no outage: the connection is alive, and the operation is run again w
 `ROLLBACK_ATTEMPTS` times in all, without waiting on the outage clock.
 
 A database this process has never reached fails at once: a wrong host, port, database or
-password is likelier than an outage at that very moment. SQLite is a file, not a server: its
-errors are never retried here (its busy timeout already waits for a writer).
+password is likelier than an outage at that very moment. SQLite is a file, not a server: it has
+no outage, but another process can hold its write lock for long (a large import, a long
+ballot). The driver's busy timeout waits for it; an operation that still finds the file locked
+is run again whole, at most `BUSY_ATTEMPTS` times in all, then fails naming the file.
 
 Either way the error is `StoreUnavailable`, one line naming the host and database, never the
 password.
@@ -51,6 +53,9 @@ LONGEST_WAIT_S = 5.0
 # victim, a serialization failure. Either leaves the connection alive and nothing written.
 ROLLED_BACK = frozenset({"40P01", "40001"})
 ROLLBACK_ATTEMPTS = 4
+# Runs in all of an SQLite operation that found the file locked after the busy timeout
+# (`schema.SQLITE_BUSY_TIMEOUT_S` each).
+BUSY_ATTEMPTS = 3
 # SQL errors the server sent over a live connection: the statement failed, not the connection
 # (the class "40" of rolled-back transactions, a lock not available, a statement cancelled).
 LIVE_CONNECTION_CLASSES = ("40", "55P03", "57014")
@@ -155,6 +160,48 @@ def _again_after_rollback(operation: Callable[[], T]) -> Callable[[], T]:
     ).wraps(operation)
 
 
+def is_busy(engine: Engine, error: BaseException) -> bool:
+    """SQLite's "database is locked" (or "busy"): another connection held the write lock past
+    the busy timeout."""
+    if engine.url.get_backend_name() != "sqlite" or not isinstance(error, OperationalError):
+        return False
+    said = str(error.orig).lower()
+    return "database is locked" in said or "database is busy" in said
+
+
+def _again_while_busy(engine: Engine, operation: Callable[[], T]) -> Callable[[], T]:
+    """`operation`, run again while SQLite's write lock stays taken past the busy timeout, up
+    to `BUSY_ATTEMPTS` runs in all; then `StoreUnavailable` naming the file."""
+
+    def log(state: tenacity.RetryCallState) -> None:
+        logger.warning(
+            "the draft store (%s) is locked by another writer; trying again (%d of %d)",
+            where(engine.url), state.attempt_number + 1, BUSY_ATTEMPTS,
+        )  # fmt: skip
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda error: is_busy(engine, error)),
+        stop=tenacity.stop_after_attempt(BUSY_ATTEMPTS),
+        before_sleep=log,
+        reraise=True,
+    )
+
+    def run() -> T:
+        try:
+            return retrying(operation)
+        except OperationalError as error:
+            if not is_busy(engine, error):
+                raise
+            raise StoreUnavailable(
+                f"the draft store ({where(engine.url)}) stayed locked by another writer "
+                f"through {BUSY_ATTEMPTS} tries: answers not yet stored are lost and their "
+                "tasks stay in drafting; run again once the other writer is done (many "
+                "processes writing at once are what PostgreSQL is for)"
+            ) from error
+
+    return run
+
+
 def _never_reached(engine: Engine, error: DBAPIError) -> StoreUnavailable:
     check = (
         "that its folder exists and can be written"
@@ -173,6 +220,8 @@ def run_riding_out(engine: Engine, operation: Callable[[], T]) -> T:
     `StoreUnavailable` when it cannot be reached."""
     if engine.url.get_backend_name() != "sqlite":
         operation = _again_after_rollback(operation)
+    else:
+        operation = _again_while_busy(engine, operation)
     try:
         return operation()
     except DBAPIError as error:

@@ -28,13 +28,18 @@ READ_ONLY_OPTION = "drafts_read_only"
 READ_ONLY = {READ_ONLY_OPTION: True}
 
 
+# How long an SQLite statement waits for another connection's write lock before it fails
+# with "database is locked" (then `outages.BUSY_ATTEMPTS` runs the operation again).
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
 @cache
 def engine_for(url: str) -> Engine:
     """A pooled engine; SQLite gets WAL, a busy timeout and enforced foreign keys. Its new
     connections tell `OUTAGES` that the database is reachable."""
     _require_supported(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         OUTAGES.watch(engine)
 
         @event.listens_for(engine, "connect")
