@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -131,9 +131,64 @@ class Storage:
     env: dict[str, str]
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline and process.poll() is None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"{what} on port {port} did not start (exit {process.poll()})")
+
+
 @contextmanager
-def storage(postgres: bool, folder: Path) -> Iterator[Storage]:
-    """Where one path keeps its drafts and its Dagster instance, removed afterwards."""
+def pgbouncer_in_front(pg_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """PgBouncer (Debian's `pgbouncer` package) in session pooling between the Dagster instance
+    and its database, on a free loopback port, as docs/operations.md shows; yields the
+    instance's variables pointed at it. The database's own server sessions are then the
+    bouncer's few, kept open, instead of one per query."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        raise SystemExit("--pgbouncer: no pgbouncer found (Debian: apt-get install pgbouncer)")
+    # A folder of its own under /tmp: PgBouncer may run as another user, who must reach it.
+    folder = Path(tempfile.mkdtemp(prefix="drafts-bench-pgbouncer-"))
+    port, database = free_port(), pg_env["DAGSTER_PG_DB"]
+    ini = folder / "pgbouncer.ini"
+    # `auth_type = any`: local and throwaway, the server's own (trust) authentication applies.
+    ini.write_text(
+        f"[databases]\n{database} = host={pg_env['DAGSTER_PG_HOST']} "
+        f"port={pg_env['DAGSTER_PG_PORT']} dbname={database} "
+        f"user={pg_env['DAGSTER_PG_USERNAME']}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        "auth_type = any\npool_mode = session\ndefault_pool_size = 20\n"
+        f"max_client_conn = 500\nlogfile = {folder}/pgbouncer.log\n"
+    )
+    command = [binary, str(ini)]
+    if os.geteuid() == 0:  # PgBouncer will not run as root
+        shutil.chown(folder, "postgres")
+        command[1:1] = ["-u", "postgres"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        wait_for_port(port, process, "PgBouncer")
+        yield {**pg_env, "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port)}
+    finally:
+        process.terminate()
+        process.wait(30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def storage(postgres: bool, folder: Path, pgbouncer: bool = False) -> Iterator[Storage]:
+    """Where one path keeps its drafts and its Dagster instance, removed afterwards (with
+    `pgbouncer`, the instance's database behind PgBouncer)."""
     if not postgres:
         yield Storage(f"sqlite:///{folder}.sqlite3", REPOSITORY / "dagster.yaml", {})
         return
@@ -159,7 +214,8 @@ def storage(postgres: bool, folder: Path) -> Iterator[Storage]:
             "DAGSTER_PG_DB": instance_url.database or "",
         }
         try:
-            yield Storage(store_url, REPOSITORY / "deploy" / "dagster.yaml", env)
+            with pgbouncer_in_front(env) if pgbouncer else nullcontext(env) as instance_env:
+                yield Storage(store_url, REPOSITORY / "deploy" / "dagster.yaml", instance_env)
         finally:
             engine_for(store_url).dispose()
             drop_database(admin, f"drafts_bench_{suffix}")
@@ -397,9 +453,7 @@ def run_in_process_path(
 def start_code_server(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
     """`dagster api grpc` serving the definitions on a free loopback port, in a session of its
     own, and a workspace file that points the daemon at it; returns once it answers."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster"), "api", "grpc",
          "-m", "drafts_pipeline.definitions", "-h", "127.0.0.1", "-p", str(port),
@@ -412,13 +466,8 @@ def start_code_server(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen
         "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
         f"      port: {port}\n      location_name: drafts_pipeline\n"
     )
-    deadline = time.perf_counter() + 120
-    while time.perf_counter() < deadline and process.poll() is None:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return process, workspace
-        time.sleep(0.1)
-    raise SystemExit(f"the code server on port {port} did not start (exit {process.poll()})")
+    wait_for_port(port, process, "the code server")
+    return process, workspace
 
 
 def run_daemon_path(
@@ -627,6 +676,12 @@ def main() -> None:
         "temporary database, instead of SQLite files",
     )
     parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="with --postgres: the Dagster instance reaches its database through PgBouncer "
+        "(session pooling, Debian's pgbouncer package), as docs/operations.md shows",
+    )
+    parser.add_argument(
         "--code-server",
         action="store_true",
         help="the daemon reaches a code server of the deployment's own (`dagster api grpc`) "
@@ -654,7 +709,10 @@ def main() -> None:
               f"bound {bound_min * 60:.1f} s")  # fmt: skip
         print(f"machine: {os.cpu_count()} cores; a pure-Python loop of 20 million additions "
               f"takes {machine_yardstick_s():.2f} s (best of 3; again at the end)")  # fmt: skip
-        print(f"storage: {'PostgreSQL' if args.postgres else 'SQLite'}; sensor interval "
+        if args.pgbouncer and not args.postgres:
+            parser.error("--pgbouncer needs --postgres")
+        bouncer = " (the instance's through PgBouncer)" if args.pgbouncer else ""
+        print(f"storage: {'PostgreSQL' + bouncer if args.postgres else 'SQLite'}; sensor interval "
               f"{args.sensor_interval} s; planned events per "
               f"{'partition' if args.planned_events_per_partition else 'range'}")  # fmt: skip
         baseline = sequential_baseline(server, env, args.baseline_sample)
@@ -665,7 +723,9 @@ def main() -> None:
                 [] if args.skip_daemon else ["daemon"]
             )
             for name in paths:
-                setup = stack.enter_context(storage(args.postgres, Path(folder, name)))
+                setup = stack.enter_context(
+                    storage(args.postgres, Path(folder, name), args.pgbouncer)
+                )
                 url = setup.store_url
                 path_env = {**env, **setup.env, "DRAFTS_DATABASE_URL": url,
                             "DRAFTS_DATA_DIR": f"{folder}/{name}"}  # fmt: skip
