@@ -173,31 +173,26 @@ def _again_while_busy(engine: Engine, operation: Callable[[], T]) -> Callable[[]
     """`operation`, run again while SQLite's write lock stays taken past the busy timeout, up
     to `BUSY_ATTEMPTS` runs in all; then `StoreUnavailable` naming the file."""
 
-    def log(state: tenacity.RetryCallState) -> None:
-        logger.warning(
-            "the draft store (%s) is locked by another writer; trying again (%d of %d)",
-            where(engine.url), state.attempt_number + 1, BUSY_ATTEMPTS,
-        )  # fmt: skip
-
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(lambda error: is_busy(engine, error)),
-        stop=tenacity.stop_after_attempt(BUSY_ATTEMPTS),
-        before_sleep=log,
-        reraise=True,
-    )
-
     def run() -> T:
-        try:
-            return retrying(operation)
-        except OperationalError as error:
-            if not is_busy(engine, error):
-                raise
-            raise StoreUnavailable(
-                f"the draft store ({where(engine.url)}) stayed locked by another writer "
-                f"through {BUSY_ATTEMPTS} tries: answers not yet stored are lost and their "
-                "tasks stay in drafting; run again once the other writer is done (many "
-                "processes writing at once are what PostgreSQL is for)"
-            ) from error
+        for attempt in range(1, BUSY_ATTEMPTS + 1):
+            try:
+                return operation()
+            except OperationalError as error:
+                if not is_busy(engine, error):
+                    raise
+                if attempt == BUSY_ATTEMPTS:
+                    raise StoreUnavailable(
+                        f"the draft store ({where(engine.url)}) stayed locked by another "
+                        f"writer through {BUSY_ATTEMPTS} tries: answers not yet stored are "
+                        "lost and their tasks stay in drafting; run again once the other "
+                        "writer is done (many processes writing at once are what PostgreSQL "
+                        "is for)"
+                    ) from error
+                logger.warning(
+                    "the draft store (%s) is locked by another writer; trying again (%d of %d)",
+                    where(engine.url), attempt + 1, BUSY_ATTEMPTS,
+                )  # fmt: skip
+        raise AssertionError("the loop returns or raises")
 
     return run
 
