@@ -435,6 +435,8 @@ def test_an_item_billed_without_readable_content_costs_its_batch_price_in_the_ca
     by_task = {row.task_id: row for row in rows}
     answered, unreadable = by_task[ids[0]], by_task[ids[1]]
     assert unreadable.error_type == BATCH_ITEM_ERROR
+    assert unreadable.request_id  # so that a taken-over task's billed item is recorded once
+    assert failed.cost_usd == unreadable.cost_usd
     assert unreadable.output_tokens and unreadable.input_tokens
     assert unreadable.cost_usd is not None and unreadable.cost_usd > 0
     billed = TokenUsage(

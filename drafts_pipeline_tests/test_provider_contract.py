@@ -292,6 +292,9 @@ def test_a_billed_answer_without_readable_content_keeps_its_tokens_and_cost(
     assert first.cost_usd == cost_usd(first.usage, PRICES[provider.model], provider.model)
     assert first.request_id
     assert fake.script(spec.name).calls == 2
+    # The draft's cost is what it was paid: both answers.
+    assert second.cost_usd is not None
+    assert generation.cost_usd == first.cost_usd + second.cost_usd
 
 
 PERMANENT_FAULTS = {

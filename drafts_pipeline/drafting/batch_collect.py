@@ -22,7 +22,7 @@ from drafts_pipeline.drafting.provider_batch import (
 )
 from drafts_pipeline.errors import ProviderError
 from drafts_pipeline.llm.batches import BatchItemResult
-from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
+from drafts_pipeline.llm.generation import CallAttempt
 from drafts_pipeline.llm.pricing import ModelPrice, cost_usd, resolve_price
 from drafts_pipeline.llm.provider import LiveProvider
 from drafts_pipeline.store import DraftStore
@@ -127,16 +127,16 @@ class _Collector:
                 self._store_answer(batch, name, task, item, call)
             elif item.kind == "errored":
                 message = item.error or "errored"
-                self._store_error(
-                    batch, name, task, message, finished_at, asked[task_id], item.usage
-                )
+                call = self._errored_call(batch, item, message, finished_at)
+                self._store_error(batch, name, task, message, call, asked[task_id])
             else:
                 self.store.release_item(task_id, batch.provider, batch.holder)
                 self._returned(task_id, f"{item.kind} in batch {name}; back in drafting")
         for task_id in wanted:  # items the results did not mention
             if batch.status == "failed":
                 reason = f"batch failed: {batch.error or 'the provider gave no reason'}"
-                self._store_error(batch, name, tasks[task_id], reason, finished_at, asked[task_id])
+                call = self._errored_call(batch, None, reason, finished_at)
+                self._store_error(batch, name, tasks[task_id], reason, call, asked[task_id])
             else:
                 self.store.release_item(task_id, batch.provider, batch.holder)
                 self._returned(task_id, f"no result in batch {name}; back in drafting")
@@ -156,6 +156,13 @@ class _Collector:
             if (task_id := _task_of(batch, item.custom_id)) in lost
             and item.kind == "succeeded"
             and item.reply is not None
+        ] + [
+            (task_id, self._errored_call(batch, item, item.error or "errored", finished_at))
+            for item in items
+            if (task_id := _task_of(batch, item.custom_id)) in lost
+            and item.kind == "errored"
+            and item.usage is not None
+            and item.request_id is not None
         ]
         self.store.record_lost_items(paid, self.run_id)
 
@@ -219,6 +226,30 @@ class _Collector:
         )
         return FinishedCall(attempt, finished_at)
 
+    def _errored_call(
+        self,
+        batch: ProviderBatch,
+        item: BatchItemResult | None,
+        message: str,
+        finished_at: datetime,
+    ) -> FinishedCall:
+        """The call-log row of an item the provider did not answer with a draft; with the
+        tokens, at the batch price, and the request id of one whose answer came but could not
+        be read (it was billed)."""
+        billed = item.usage if item is not None else None
+        attempt = CallAttempt(
+            provider=batch.provider,
+            model=batch.model,
+            attempt=1,
+            started_at=batch.submitted_at,
+            error_type=BATCH_ITEM_ERROR,
+            error_message=message,
+            request_id=item.request_id if billed is not None and item is not None else None,
+            usage=billed,
+            cost_usd=cost_usd(billed, self._price_of(batch), batch.model) if billed else None,
+        )
+        return FinishedCall(attempt, finished_at)
+
     def _store_answer(
         self,
         batch: ProviderBatch,
@@ -260,30 +291,21 @@ class _Collector:
         name: str,
         task: DocumentationTask,
         message: str,
-        finished_at: datetime,
+        call: FinishedCall,
         asked: str,
-        billed: TokenUsage | None = None,
     ) -> None:
-        """Store a `failed` draft for an item the provider could not answer, unless another
-        collection stored it first or the task has left the prompt the batch asked about
-        (`asked`, its hash). `billed`: the tokens of an answer that came but could not be read,
-        on its call row at the batch price."""
-        attempt = CallAttempt(
-            provider=batch.provider,
-            model=batch.model,
-            attempt=1,
-            started_at=batch.submitted_at,
-            error_type=BATCH_ITEM_ERROR,
-            error_message=message,
-            usage=billed,
-            cost_usd=cost_usd(billed, self._price_of(batch), batch.model) if billed else None,
-        )
-        call = FinishedCall(attempt, finished_at)
+        """Store a `failed` draft for an item the provider could not answer, with its `call`,
+        unless another collection stored it first or the task has left the prompt the batch
+        asked about (`asked`, its hash)."""
         if task.prompt_hash != asked:
             self._return_outdated(batch, task, [call], f"{message} in batch {name}")
             return
         error = ProviderError(
-            batch.provider, f"batch {name}: {message}", error_type=BATCH_ITEM_ERROR
+            batch.provider,
+            f"batch {name}: {message}",
+            error_type=BATCH_ITEM_ERROR,
+            request_id=call.attempt.request_id,
+            calls=(call.attempt,),
         )
         record = failed_record(task, self.provider, batch.settings_hash, error, self.run_id, 1)
         stored = self.store.add_draft(
@@ -293,6 +315,8 @@ class _Collector:
             self.report.outcomes["superseded"] += 1
             self.outcomes.later(task.id, "superseded")
             return
+        if call.attempt.usage is not None:
+            self.report.add_usage(call.attempt.usage, call.attempt.cost_usd)
         self.report.outcomes["failed"] += 1
         self.outcomes.settle(
             task.id, TaskDraft("collected", stored, f"collected from batch {name}")

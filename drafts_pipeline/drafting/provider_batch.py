@@ -14,7 +14,7 @@ from drafts_pipeline.drafting.turns import sending_turn
 from drafts_pipeline.drafting.validation import problem_in, repair_in, validate_draft
 from drafts_pipeline.errors import BudgetReached, ProviderError
 from drafts_pipeline.llm.budget import DailyBudget
-from drafts_pipeline.llm.generation import Generation, TokenUsage
+from drafts_pipeline.llm.generation import Generation, TokenUsage, billed_cost
 from drafts_pipeline.llm.provider import LiveProvider, LLMProvider
 from drafts_pipeline.log_format import logging_run
 from drafts_pipeline.prompts.code_facts import symbol_facts
@@ -266,7 +266,10 @@ def _record(
     report: ProviderBatchReport,
 ) -> DraftRecord:
     if isinstance(result, ProviderError):
-        return failed_record(task, provider, settings, result, run_id)
+        record = failed_record(task, provider, settings, result, run_id)
+        if record.cost_usd is not None:
+            report.add_usage(None, record.cost_usd)
+        return record
     report.add(result)
     return answer_record(
         task,
@@ -336,7 +339,8 @@ def failed_record(
     attempts: int | None = None,
 ) -> DraftRecord:
     """A `failed` draft: the provider could not answer, for the reason `error` gives, after
-    `attempts` requests (by default the calls `error` carries)."""
+    `attempts` requests (by default the calls `error` carries). Its cost is what the calls
+    `error` carries were billed (answers whose content could not be read), if any."""
     return DraftRecord(
         **_provenance(task, provider, settings, run_id),
         model=provider.effective_model,
@@ -346,6 +350,7 @@ def failed_record(
             "provider": {"ok": False, "reason": str(error), "error_type": error.error_type}
         },
         request_id=error.request_id,
+        cost_usd=billed_cost(error.calls),
         attempts=len(error.calls) if attempts is None else attempts,
         attempted_models=attempted_models(error.attempted_models, provider),
     )

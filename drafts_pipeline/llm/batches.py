@@ -121,6 +121,8 @@ class BatchItemResult:
     usage: TokenUsage | None = None
     """An `errored` item's billed tokens: its answer came, with readable usage, but its content
     could not be read."""
+    request_id: str | None = None
+    """Such an item's request id, when its answer gave one."""
 
 
 class BatchAPI(Protocol):
@@ -313,7 +315,7 @@ class AnthropicMessageBatches:
             raise MalformedResponseError(f"unknown result type {result.type!r}")
         except (MalformedResponseError, AttributeError, TypeError) as error:
             message = self._calls.redact(f"unreadable result: {clean_message(str(error))}")
-            return _failed(custom_id, "errored", message, _billed(error))
+            return _failed(custom_id, "errored", message, *_billed(error))
 
 
 class OpenAIBatches:
@@ -473,7 +475,9 @@ class OpenAIBatches:
             reply = chat_reply(_model(ChatCompletion, body))
         except (MalformedResponseError, AttributeError, TypeError) as error:
             message = self._calls.redact(f"unreadable answer: {clean_message(str(error))}")
-            return _failed(custom_id, "errored", message, _billed(error))
+            usage, answer_id = _billed(error)
+            item_id = _text(response.get("request_id")) or answer_id
+            return _failed(custom_id, "errored", message, usage, item_id)
         request_id = _text(response.get("request_id")) or reply.request_id
         return BatchItemResult(custom_id, "succeeded", replace(reply, request_id=request_id), None)
 
@@ -594,14 +598,21 @@ def _text(value: object) -> str | None:
 
 
 def _failed(
-    custom_id: str, kind: ItemKind, error: str, usage: TokenUsage | None = None
+    custom_id: str,
+    kind: ItemKind,
+    error: str,
+    usage: TokenUsage | None = None,
+    request_id: str | None = None,
 ) -> BatchItemResult:
-    return BatchItemResult(custom_id, kind, None, error, usage)
+    return BatchItemResult(custom_id, kind, None, error, usage, request_id)
 
 
-def _billed(error: Exception) -> TokenUsage | None:
-    """The tokens an unreadable answer was billed for, when it said so readably."""
-    return error.usage if isinstance(error, MalformedResponseError) else None
+def _billed(error: Exception) -> tuple[TokenUsage | None, str | None]:
+    """The tokens an unreadable answer was billed for, when it said so readably, and its
+    request id."""
+    if isinstance(error, MalformedResponseError) and error.usage is not None:
+        return error.usage, error.request_id
+    return None, None
 
 
 def _anthropic_error(result: Any) -> str:

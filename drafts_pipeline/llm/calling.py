@@ -17,7 +17,13 @@ from functools import partial
 from typing import Protocol
 
 from drafts_pipeline.errors import ProviderError
-from drafts_pipeline.llm.generation import CallAttempt, CallLog, Generation, TokenUsage
+from drafts_pipeline.llm.generation import (
+    CallAttempt,
+    CallLog,
+    Generation,
+    TokenUsage,
+    billed_cost,
+)
 from drafts_pipeline.llm.limits import LimiterPaused, RequestLimiter
 from drafts_pipeline.llm.pricing import ModelPrice, cost_usd
 from drafts_pipeline.llm.retry import Failure, RetryPolicy, classify, decide
@@ -273,7 +279,8 @@ class RetryingCaller:
         self, reply: ProviderReply, calls: list[CallAttempt], first_started: float | None
     ) -> Generation:
         """`latency_ms` is what the caller waited: first attempt sent to answer, retries
-        included."""
+        included; `cost_usd` what it paid: the answer and any attempt billed before it (an
+        answer whose content could not be read)."""
         return Generation(
             provider=self.provider,
             model=reply.model or self.model,
@@ -281,7 +288,7 @@ class RetryingCaller:
             finish_reason=reply.finish_reason,
             request_id=reply.request_id,
             usage=reply.usage,
-            cost_usd=calls[-1].cost_usd,
+            cost_usd=billed_cost(calls),
             latency_ms=self._elapsed_ms(first_started) if first_started is not None else 0,
             attempts=len(calls),
             calls=tuple(calls),

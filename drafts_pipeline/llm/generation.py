@@ -79,3 +79,12 @@ class CallLog(Protocol):
         for its start: a rate-limit pause longer than the caller waits, an interrupt): forget
         it. Like `call_finished`, a failure to is logged rather than raised."""
         ...
+
+
+def billed_cost(calls: "tuple[CallAttempt, ...] | list[CallAttempt]") -> Decimal | None:
+    """What the attempts that were billed (those with usage: answers, readable or not) cost
+    together; None when none was billed or one's price is unknown."""
+    billed = [call.cost_usd for call in calls if call.usage is not None]
+    if not billed or any(cost is None for cost in billed):
+        return None
+    return sum((cost for cost in billed if cost is not None), Decimal(0))
