@@ -170,8 +170,11 @@ def pgbouncer_in_front(pg_env: dict[str, str]) -> Iterator[dict[str, str]]:
         f"max_client_conn = 500\nlogfile = {folder}/pgbouncer.log\n"
     )
     command = [binary, str(ini)]
-    if os.geteuid() == 0:  # PgBouncer will not run as root
-        shutil.chown(folder, "postgres")
+    if os.geteuid() == 0:  # PgBouncer will not run as root: as the server's own user
+        try:
+            shutil.chown(folder, "postgres")
+        except LookupError:
+            raise SystemExit("--pgbouncer as root needs a `postgres` user to run it as") from None
         command[1:1] = ["-u", "postgres"]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -181,7 +184,10 @@ def pgbouncer_in_front(pg_env: dict[str, str]) -> Iterator[dict[str, str]]:
         yield {**pg_env, "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port)}
     finally:
         process.terminate()
-        process.wait(30)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -693,6 +699,8 @@ def main() -> None:
         help="Dagster's default for the daemon path: one planned event per partition of a run",
     )
     args = parser.parse_args()
+    if args.pgbouncer and not args.postgres:
+        parser.error("--pgbouncer needs --postgres")
 
     server = start_fake_server(args.latency, args.rate)
     try:
@@ -709,8 +717,6 @@ def main() -> None:
               f"bound {bound_min * 60:.1f} s")  # fmt: skip
         print(f"machine: {os.cpu_count()} cores; a pure-Python loop of 20 million additions "
               f"takes {machine_yardstick_s():.2f} s (best of 3; again at the end)")  # fmt: skip
-        if args.pgbouncer and not args.postgres:
-            parser.error("--pgbouncer needs --postgres")
         bouncer = " (the instance's through PgBouncer)" if args.pgbouncer else ""
         print(f"storage: {'PostgreSQL' + bouncer if args.postgres else 'SQLite'}; sensor interval "
               f"{args.sensor_interval} s; planned events per "

@@ -16,6 +16,11 @@ class StoreUnavailable(DraftsError):
     within `DRAFTS_DB_RETRY_S`); the message names host and database, never the password."""
 
 
+class StoreLocked(StoreUnavailable):
+    """The SQLite file stayed locked by another writer through every try: the store is there,
+    but this operation could not write (`outages.BUSY_ATTEMPTS`)."""
+
+
 class TaskValidationError(DraftsError):
     """A documentation task cannot be drafted as it is stored."""
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from drafts_pipeline.errors import DraftsError, StoreUnavailable
+from drafts_pipeline.errors import DraftsError, StoreLocked
 from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore, schema
 from drafts_pipeline.store.models import DraftVersion, LLMCall
-from drafts_pipeline.store.outages import BUSY_ATTEMPTS, OUTAGES, run_riding_out
+from drafts_pipeline.store.outages import OUTAGES, run_riding_out
 from drafts_pipeline.store.schema import engine_for
 from drafts_pipeline_tests.factories import make_task
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
@@ -273,16 +273,19 @@ def busy_sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     engine_for(url).dispose()
 
 
-def hold_write_lock(url: str, seconds: float) -> threading.Thread:
-    """Another writer holds SQLite's write lock for `seconds` (as a long import would), from a
-    connection of its own; returns once the lock is taken."""
+def hold_write_lock(url: str, release: threading.Event | float) -> threading.Thread:
+    """Another writer holds SQLite's write lock (as a long import would), from a connection of
+    its own, until `release` is set (or for that many seconds); returns once it is taken."""
     taken = threading.Event()
 
     def hold() -> None:
         connection = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         connection.execute("BEGIN IMMEDIATE")
         taken.set()
-        time.sleep(seconds)
+        if isinstance(release, threading.Event):
+            release.wait(30)
+        else:
+            time.sleep(release)
         connection.execute("COMMIT")
         connection.close()
 
@@ -292,30 +295,50 @@ def hold_write_lock(url: str, seconds: float) -> threading.Thread:
     return holder
 
 
-def test_a_write_that_finds_sqlite_locked_past_the_busy_timeout_runs_again(
-    busy_sqlite_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The lock is held for longer than one busy timeout but less than the tries together:
-    the write waits it out and is stored once."""
-    store = DraftStore(database_url=busy_sqlite_url)
-    holder = hold_write_lock(busy_sqlite_url, 0.35)
+class _SetOnRecord(logging.Handler):
+    """Sets `event` at the first record that says `words`."""
 
-    with caplog.at_level(logging.WARNING, logger="drafts_pipeline.store.outages"):
+    def __init__(self, event: threading.Event, words: str) -> None:
+        super().__init__(logging.WARNING)
+        self.event, self.words = event, words
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.words in record.getMessage():
+            self.event.set()
+
+
+def test_a_write_that_finds_sqlite_locked_past_the_busy_timeout_runs_again(
+    busy_sqlite_url: str,
+) -> None:
+    """The lock is held through the first try (until its warning) and then let go: the write
+    runs again and is stored once."""
+    store = DraftStore(database_url=busy_sqlite_url)
+    retried = threading.Event()
+    handler = _SetOnRecord(retried, "locked by another writer")
+    outages_log = logging.getLogger("drafts_pipeline.store.outages")
+    outages_log.addHandler(handler)
+    holder = hold_write_lock(busy_sqlite_url, retried)
+    try:
         assert store.add_tasks([make_task("t.locked")]) == 1
-    holder.join()
+    finally:
+        retried.set()
+        holder.join()
+        outages_log.removeHandler(handler)
 
     assert store.task_ids("drafting") == ["t.locked"]
-    assert any("locked by another writer" in r.getMessage() for r in caplog.records)
 
 
 def test_a_write_that_stays_locked_fails_naming_the_file_and_writes_nothing(
     busy_sqlite_url: str,
 ) -> None:
     store = DraftStore(database_url=busy_sqlite_url)
-    holder = hold_write_lock(busy_sqlite_url, 0.2 * BUSY_ATTEMPTS + 1.0)
-
-    with pytest.raises(StoreUnavailable, match=r"busy\.sqlite3\) stayed locked by another writer"):
-        store.add_tasks([make_task("t.locked")])
-    holder.join()
+    release = threading.Event()
+    holder = hold_write_lock(busy_sqlite_url, release)
+    try:
+        with pytest.raises(StoreLocked, match=r"busy\.sqlite3\) stayed locked by another"):
+            store.add_tasks([make_task("t.locked")])
+    finally:
+        release.set()
+        holder.join()
 
     assert store.task_ids("drafting") == []

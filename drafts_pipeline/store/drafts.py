@@ -19,7 +19,7 @@ from sqlalchemy import Engine, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from drafts_pipeline.errors import StoreUnavailable
+from drafts_pipeline.errors import StoreLocked, StoreUnavailable
 from drafts_pipeline.llm.generation import CallAttempt, TokenUsage
 from drafts_pipeline.store import schema
 from drafts_pipeline.store.models import (
@@ -164,6 +164,12 @@ class StoreCallLog:
         extra = self._log_fields(call) if call is not None else {"run_id": self._run_id}
         try:
             yield
+        except StoreLocked as error:
+            # The lock may be free again by the next operation: this row alone is left.
+            logger.warning(
+                "%scould not %s call row %s (%s); it stays marked unfinished",
+                prefix, doing, handle, error, extra=extra,
+            )  # fmt: skip
         except StoreUnavailable:
             # Past the outage's limit: the step fails at its next store operation, and its
             # error line names the outage; a line per unfinished row would only repeat it.

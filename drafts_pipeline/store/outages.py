@@ -16,7 +16,8 @@ A database this process has never reached fails at once: a wrong host, port, dat
 password is likelier than an outage at that very moment. SQLite is a file, not a server: it has
 no outage, but another process can hold its write lock for long (a large import, a long
 ballot). The driver's busy timeout waits for it; an operation that still finds the file locked
-is run again whole, at most `BUSY_ATTEMPTS` times in all, then fails naming the file.
+is run again whole, at most `BUSY_ATTEMPTS` times in all, then fails naming the file
+(`StoreLocked`).
 
 Either way the error is `StoreUnavailable`, one line naming the host and database, never the
 password.
@@ -36,7 +37,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from drafts_pipeline.errors import StoreUnavailable
+from drafts_pipeline.errors import StoreLocked, StoreUnavailable
 from drafts_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -181,10 +182,9 @@ def _again_while_busy(engine: Engine, operation: Callable[[], T]) -> Callable[[]
                 if not is_busy(engine, error):
                     raise
                 if attempt == BUSY_ATTEMPTS:
-                    raise StoreUnavailable(
+                    raise StoreLocked(
                         f"the draft store ({where(engine.url)}) stayed locked by another "
-                        f"writer through {BUSY_ATTEMPTS} tries: answers not yet stored are "
-                        "lost and their tasks stay in drafting; run again once the other "
+                        f"writer through {BUSY_ATTEMPTS} tries; run again once the other "
                         "writer is done (many processes writing at once are what PostgreSQL "
                         "is for)"
                     ) from error
