@@ -914,6 +914,35 @@ def test_answers_for_tasks_live_runs_took_over_after_the_lease_are_recorded_once
         assert server.batch_book.held(name) == (kept, [])
 
 
+def test_a_billed_unreadable_item_of_a_task_taken_over_is_recorded_once(
+    instance: dg.DagsterInstance,
+    sqlite_store: DraftStore,
+    server: FakeProviderServer,
+    data_dir: Path,
+) -> None:
+    """A live run took every task over after the batches' lease; one of OpenAI's items had
+    been answered, billed, but with no content to read. The sensor settles the batch: that
+    item's call is recorded once, with its cost, as an answered one would be."""
+    store = sqlite_store
+    ids = add_tasks(store, 2)
+    server.script("openai").batch_item_errors = {0: "unreadable"}
+    assert run(instance, store, server, ids, BATCH).success
+    with store._session() as session, session.begin():
+        session.execute(update(DraftClaim).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    assert run(instance, store, server, ids).success
+    assert tick(instance, store, server).run_requests == []
+    assert not tick(instance, store, server).run_requests
+
+    with store._session() as session:
+        errored = session.scalars(
+            select(LLMCall).where(LLMCall.error_type == BATCH_ITEM_ERROR)
+        ).all()
+    [billed] = errored
+    assert billed.provider == "openai" and billed.request_id
+    assert billed.cost_usd is not None and billed.cost_usd > 0
+    assert {row.status for row in batches(store).values()} == {"collected"}
+
+
 def test_answers_collected_after_a_live_run_took_the_task_are_counted_once(
     sqlite_store: DraftStore,
 ) -> None:
