@@ -273,19 +273,16 @@ def busy_sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     engine_for(url).dispose()
 
 
-def hold_write_lock(url: str, release: threading.Event | float) -> threading.Thread:
+def hold_write_lock(url: str, release: threading.Event) -> threading.Thread:
     """Another writer holds SQLite's write lock (as a long import would), from a connection of
-    its own, until `release` is set (or for that many seconds); returns once it is taken."""
+    its own, until `release` is set; returns once the lock is taken."""
     taken = threading.Event()
 
     def hold() -> None:
         connection = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         connection.execute("BEGIN IMMEDIATE")
         taken.set()
-        if isinstance(release, threading.Event):
-            release.wait(30)
-        else:
-            time.sleep(release)
+        release.wait(30)
         connection.execute("COMMIT")
         connection.close()
 

@@ -150,20 +150,17 @@ class _Collector:
         batch = held.batch
         lost = set(held.lost)
         finished_at = batch.finished_at or utcnow()
-        paid = [
-            (task_id, self._answered_call(batch, item, finished_at))
-            for item in items
-            if (task_id := _task_of(batch, item.custom_id)) in lost
-            and item.kind == "succeeded"
-            and item.reply is not None
-        ] + [
-            (task_id, self._errored_call(batch, item, item.error or "errored", finished_at))
-            for item in items
-            if (task_id := _task_of(batch, item.custom_id)) in lost
-            and item.kind == "errored"
-            and item.usage is not None
-            and item.request_id is not None
-        ]
+        paid: list[tuple[str, FinishedCall]] = []
+        for item in items:
+            task_id = _task_of(batch, item.custom_id)
+            if task_id is None or task_id not in lost:
+                continue
+            if item.kind == "succeeded" and item.reply is not None:
+                paid.append((task_id, self._answered_call(batch, item, finished_at)))
+            elif item.kind == "errored" and item.usage is not None and item.request_id:
+                # Answered and billed, but unreadable.
+                call = self._errored_call(batch, item, item.error or "errored", finished_at)
+                paid.append((task_id, call))
         self.store.record_lost_items(paid, self.run_id)
 
     def _returned(self, task_id: str, detail: str) -> None:
@@ -237,6 +234,8 @@ class _Collector:
         tokens, at the batch price, and the request id of one whose answer came but could not
         be read (it was billed)."""
         billed = item.usage if item is not None else None
+        # Only a billed item has a request id (`batches._billed`).
+        request_id = item.request_id if item is not None else None
         attempt = CallAttempt(
             provider=batch.provider,
             model=batch.model,
@@ -244,7 +243,7 @@ class _Collector:
             started_at=batch.submitted_at,
             error_type=BATCH_ITEM_ERROR,
             error_message=message,
-            request_id=item.request_id if billed is not None and item is not None else None,
+            request_id=request_id,
             usage=billed,
             cost_usd=cost_usd(billed, self._price_of(batch), batch.model) if billed else None,
         )

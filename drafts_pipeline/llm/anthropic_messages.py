@@ -11,7 +11,7 @@ from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.pricing import token_count
 from drafts_pipeline.llm.prompt_cache import anthropic_caches
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
-from drafts_pipeline.llm.retry import MalformedResponseError
+from drafts_pipeline.llm.retry import MalformedResponseError, read_or_malformed
 from drafts_pipeline.llm.structured_output import TOOL_NAME, anthropic_fields
 
 if TYPE_CHECKING:
@@ -69,6 +69,9 @@ class AnthropicMessagesProvider(LiveProvider):
         return messages_reply(message)
 
 
+ANSWER = "Messages API answer"
+
+
 def messages_reply(message: Any) -> ProviderReply:
     """The reply in a Messages API answer: its text blocks (thinking blocks are not the answer),
     or, when the draft came as the forced tool's call, that call's input as JSON text (read and
@@ -80,13 +83,9 @@ def messages_reply(message: Any) -> ProviderReply:
             f"expected a Messages API object, got {type(message).__name__}"
         )
     request_id = answer_request_id(message)
-    try:
+    with read_or_malformed(ANSWER, request_id=request_id):
         tokens = _usage(message.usage)
-    except (AttributeError, TypeError) as error:
-        raise MalformedResponseError(
-            f"unreadable Messages API answer: {error}", request_id=request_id
-        ) from error
-    try:
+    with read_or_malformed(ANSWER, usage=tokens, request_id=request_id):
         calls = [
             block.input
             for block in message.content
@@ -103,10 +102,6 @@ def messages_reply(message: Any) -> ProviderReply:
             request_id=request_id,
             usage=tokens,
         )
-    except (AttributeError, TypeError) as error:
-        raise MalformedResponseError(
-            f"unreadable Messages API answer: {error}", usage=tokens, request_id=request_id
-        ) from error
 
 
 def _usage(usage: Any) -> TokenUsage:

@@ -1,6 +1,7 @@
 """What a provider call returns, the record of every HTTP attempt behind it, and the hook that
 records each attempt as it happens."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -81,7 +82,7 @@ class CallLog(Protocol):
         ...
 
 
-def billed_cost(calls: "tuple[CallAttempt, ...] | list[CallAttempt]") -> Decimal | None:
+def billed_cost(calls: Sequence[CallAttempt]) -> Decimal | None:
     """What the attempts that were billed (those with usage: answers, readable or not) cost
     together; None when none was billed or one's price is unknown."""
     billed = [call.cost_usd for call in calls if call.usage is not None]

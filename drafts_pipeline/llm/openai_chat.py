@@ -12,7 +12,7 @@ from drafts_pipeline.llm.generation import TokenUsage
 from drafts_pipeline.llm.pricing import token_count
 from drafts_pipeline.llm.prompt_cache import openai_breakpoint_after
 from drafts_pipeline.llm.provider import DraftRequest, LiveProvider
-from drafts_pipeline.llm.retry import MalformedResponseError
+from drafts_pipeline.llm.retry import MalformedResponseError, read_or_malformed
 from drafts_pipeline.llm.structured_output import openai_response_format
 
 if TYPE_CHECKING:
@@ -105,6 +105,9 @@ class OpenAIChatProvider(LiveProvider):
         return chat_reply(client.chat.completions.create(**body))
 
 
+ANSWER = "Chat Completions answer"
+
+
 def chat_reply(completion: Any) -> ProviderReply:
     """The reply in a Chat Completions answer.
 
@@ -119,13 +122,9 @@ def chat_reply(completion: Any) -> ProviderReply:
         )
     # Usage first: an answer whose content cannot be read was billed all the same.
     request_id = answer_request_id(completion)
-    try:
+    with read_or_malformed(ANSWER, request_id=request_id):
         usage = _usage(completion.usage)
-    except (AttributeError, TypeError) as error:
-        raise MalformedResponseError(
-            f"unreadable Chat Completions answer: {error}", request_id=request_id
-        ) from error
-    try:
+    with read_or_malformed(ANSWER, usage=usage, request_id=request_id):
         if not completion.choices:
             raise MalformedResponseError(
                 "Chat Completions answer without choices", usage=usage, request_id=request_id
@@ -140,10 +139,6 @@ def chat_reply(completion: Any) -> ProviderReply:
             request_id=request_id,
             usage=usage,
         )
-    except (AttributeError, TypeError) as error:
-        raise MalformedResponseError(
-            f"unreadable Chat Completions answer: {error}", usage=usage, request_id=request_id
-        ) from error
 
 
 def _usage(usage: Any) -> TokenUsage | None:

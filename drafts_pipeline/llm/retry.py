@@ -13,7 +13,8 @@ import json
 import math
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -70,6 +71,21 @@ class MalformedResponseError(DraftsError):
         super().__init__(message)
         self.usage = usage
         self.request_id = request_id
+
+
+@contextmanager
+def read_or_malformed(
+    what: str, *, usage: TokenUsage | None = None, request_id: str | None = None
+) -> Iterator[None]:
+    """Reading an SDK answer: a field missing or of the wrong type (`AttributeError`,
+    `TypeError`) becomes `MalformedResponseError` ("unreadable <what>: …"), carrying the
+    answer's usage and request id as far as they were read."""
+    try:
+        yield
+    except (AttributeError, TypeError) as error:
+        raise MalformedResponseError(
+            f"unreadable {what}: {error}", usage=usage, request_id=request_id
+        ) from error
 
 
 @dataclass(frozen=True)

@@ -162,12 +162,11 @@ def _again_after_rollback(operation: Callable[[], T]) -> Callable[[], T]:
 
 
 def is_busy(engine: Engine, error: BaseException) -> bool:
-    """SQLite's "database is locked" (or "busy"): another connection held the write lock past
-    the busy timeout."""
+    """SQLite's "database is locked" (SQLITE_BUSY): another connection held the write lock
+    past the busy timeout."""
     if engine.url.get_backend_name() != "sqlite" or not isinstance(error, OperationalError):
         return False
-    said = str(error.orig).lower()
-    return "database is locked" in said or "database is busy" in said
+    return "database is locked" in str(error.orig).lower()
 
 
 def _again_while_busy(engine: Engine, operation: Callable[[], T]) -> Callable[[], T]:
