@@ -157,8 +157,9 @@ class _Collector:
                 continue
             if item.kind == "succeeded" and item.reply is not None:
                 paid.append((task_id, self._answered_call(batch, item, finished_at)))
-            elif item.kind == "errored" and item.usage is not None and item.request_id:
-                # Answered and billed, but unreadable.
+            elif item.kind == "errored" and item.usage is not None:
+                # Answered and billed, but unreadable (one without a request id is left out
+                # by `record_lost_items`, as any).
                 call = self._errored_call(batch, item, item.error or "errored", finished_at)
                 paid.append((task_id, call))
         self.store.record_lost_items(paid, self.run_id)
