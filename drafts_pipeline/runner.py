@@ -4,14 +4,28 @@ The runs go to the user's Dagster instance (`DAGSTER_HOME`) when there is one, s
 in the UI, and otherwise to throwaway in-memory instances.
 """
 
+import ctypes
+import gc
 import math
+import multiprocessing
 import os
+import queue
 import re
+import signal
+import sys
 import threading
+import time
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -229,6 +243,206 @@ def run_in_process(
         )
 
 
+@dataclass(frozen=True)
+class RunSetup:
+    """What every batch run of one command shares: the providers it drafts with (a run has
+    begun once that many provider batches have), the drafting step's config and the log's."""
+
+    providers: int
+    drafting: dict[str, object]
+    logger_config: dict[str, str]
+
+    def run_config(self) -> dict[str, object]:
+        return {
+            "loggers": {LOGGER_NAME: {"config": self.logger_config}},
+            "ops": {"provider_drafts": {"config": self.drafting}},
+        }
+
+
+def _drafting_job(defs: dg.Definitions) -> dg.JobDefinition:
+    return defs.resolve_job_def("draft_tasks").with_logger_defs({LOGGER_NAME: command_line_logger})
+
+
+def run_batch(
+    job: dg.JobDefinition,
+    batch: Sequence[str],
+    run_id: str,
+    setup: RunSetup,
+    on_home_instance: bool,
+) -> BatchRun:
+    """One Dagster run of `job` over the partitions of `batch`."""
+    # Opened and disposed in the thread that runs: in-memory SQLite refuses other threads.
+    with open_instance(on_home_instance) as instance:
+        if not on_home_instance:
+            instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, list(batch))
+        result = job.execute_in_process(
+            instance=instance,
+            run_id=run_id,
+            tags=range_tags(batch[0], batch[-1]),
+            run_config=setup.run_config(),
+            raise_on_error=False,
+        )
+        return BatchRun(
+            batch[0], batch[-1], len(batch), result.success, result.run_id,
+            () if result.success else step_failures(result),
+        )  # fmt: skip
+
+
+def _run_here(
+    defs: dg.Definitions,
+    planned: list[list[str]],
+    concurrent_runs: int,
+    setup: RunSetup,
+    on_home_instance: bool,
+) -> list[BatchRun]:
+    """The runs in threads of this process."""
+    job = _drafting_job(defs)
+    with ThreadPoolExecutor(max_workers=concurrent_runs) as pool:
+        futures = []
+        for index, batch in enumerate(planned):
+            run_id = str(uuid.uuid4())
+            TURNS.watch(run_id)
+            futures.append(pool.submit(run_batch, job, batch, run_id, setup, on_home_instance))
+            # Start the next run once every provider of this one is sending (or has nothing
+            # to send), so that the next run's set-up does not compete for the CPU with this
+            # one's first requests, nor with its own predecessor's.
+            while not TURNS.wait_until_begun(run_id, setup.providers, 0.1):
+                if futures[-1].done():
+                    break
+            TURNS.unwatch(run_id)
+            if index == 1:  # the first run's setup and the second's are behind us
+                _prefetch_publish_imports()
+        return [future.result() for future in futures]
+
+
+def _run_in_workers(
+    defs: dg.Definitions, planned: list[list[str]], concurrent_runs: int, setup: RunSetup
+) -> list[BatchRun]:
+    """The runs over throwaway instances, in this process and in up to `concurrent_runs - 1`
+    worker processes, at most `concurrent_runs` at once.
+
+    One Python process drafts at most one core's worth (the GIL), and Dagster's events, the
+    prompts, the SDKs and the store's rows of a run at the providers' rate can need more than
+    that on a slow core. A worker is a fresh interpreter that imports the definitions (a few
+    seconds), so this process takes the first runs, in threads, while one worker starts once
+    the first run is sending; from then on a run goes to a worker when one is free, else here.
+    The runs share each provider's pace and sending turn through the draft store, as the
+    daemon's runs do, and a worker dies with this process."""
+    job = _drafting_job(defs)
+    context = multiprocessing.get_context("spawn")
+    begun: multiprocessing.Queue[str] = context.Queue()
+    spare = concurrent_runs - 1
+    here = ThreadPoolExecutor(max_workers=concurrent_runs)
+    workers = ProcessPoolExecutor(
+        max_workers=spare,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(begun, os.getpid()),
+    )
+    with here, workers:
+        futures: list[Future[BatchRun]] = []
+        running_here: list[Future[BatchRun]] = []
+        in_workers: list[Future[BatchRun]] = []
+        # Done once a worker has started and loaded the definitions; had a worker failed to
+        # start, every run stays here.
+        warm: Future[None] | None = None
+        started: set[str] = set()
+        for index, batch in enumerate(planned):
+            run_id = str(uuid.uuid4())
+            while True:
+                running_here = [future for future in running_here if not future.done()]
+                in_workers = [future for future in in_workers if not future.done()]
+                if len(running_here) + len(in_workers) < concurrent_runs:
+                    break
+                wait([*running_here, *in_workers], return_when=FIRST_COMPLETED)
+            # Start the next run once every provider of this one is sending (or has nothing
+            # to send), so that the next run's set-up does not compete for the CPU with this
+            # one's first requests, nor with its own predecessor's.
+            ready = warm is not None and warm.done() and warm.exception() is None
+            if ready and len(in_workers) < spare:
+                future = workers.submit(_run_in_worker, batch, run_id, setup)
+                in_workers.append(future)
+                while run_id not in started and not future.done():
+                    with suppress(queue.Empty):
+                        started.add(begun.get(timeout=0.1))
+            else:
+                TURNS.watch(run_id)
+                future = here.submit(run_batch, job, batch, run_id, setup, False)
+                running_here.append(future)
+                while not TURNS.wait_until_begun(run_id, setup.providers, 0.1):
+                    if future.done():
+                        break
+                TURNS.unwatch(run_id)
+            futures.append(future)
+            if warm is None:
+                warm = workers.submit(_ready)
+            if index == 1:
+                _prefetch_publish_imports()
+        return [future.result() for future in futures]
+
+
+# A worker process's drafting job and where it says that a run has begun sending.
+_WORKER: dict[str, object] = {}
+
+
+def _start_worker(begun: "multiprocessing.Queue[str]", parent: int) -> None:
+    """A worker process's start: die with the process that started it, load the definitions."""
+    _die_with(parent)
+    # As the command does: the per-task assets' `backfill_policy` is a beta parameter.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    from drafts_pipeline.definitions import defs
+
+    _WORKER["job"] = _drafting_job(defs)
+    _WORKER["begun"] = begun
+    # As `drafts-pipeline run` does for itself: what the imports built lives until the worker
+    # ends, and full collections need not walk it.
+    gc.freeze()
+
+
+def _ready() -> None:
+    """Nothing: a task that makes the pool start a worker."""
+
+
+def _die_with(parent: int) -> None:
+    """End this process when `parent` ends, however it ends (a `kill -9` too), so that no run
+    goes on drafting for a command that is gone: Linux's parent-death signal, and a thread that
+    looks every half second elsewhere."""
+    if sys.platform == "linux":
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # it ended before the signal was asked for
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _run_in_worker(batch: Sequence[str], run_id: str, setup: RunSetup) -> BatchRun:
+    """In a worker: one run, saying on the queue when every provider of it has begun."""
+    job = _WORKER["job"]
+    begun = _WORKER["begun"]
+    assert isinstance(job, dg.JobDefinition)
+    finished = threading.Event()
+
+    def tell_begun() -> None:
+        while not TURNS.wait_until_begun(run_id, setup.providers, 0.5):
+            if finished.is_set():
+                return
+        begun.put(run_id)  # type: ignore[attr-defined]
+
+    TURNS.watch(run_id)
+    threading.Thread(target=tell_begun, name="tell-begun", daemon=True).start()
+    try:
+        return run_batch(job, batch, run_id, setup, on_home_instance=False)
+    finally:
+        finished.set()
+        TURNS.unwatch(run_id)
+
+
 def _prefetch_publish_imports() -> None:
     """Import what publishing the voting set needs (pandas and pyarrow, 0.5 s) while the runs
     wait on the providers, instead of after the last answer."""
@@ -251,41 +465,11 @@ def _run_batches(
     loggers = {"loggers": {LOGGER_NAME: {"config": logger_config}}}
     # The providers the job drafts with (a bad DRAFTS_PROVIDERS fails here, before any run).
     providers = len(selected_providers(configured_providers()))
-    drafting_config = {**loggers, "ops": {"provider_drafts": {"config": dict(drafting)}}}
-    job = defs.resolve_job_def("draft_tasks").with_logger_defs({LOGGER_NAME: command_line_logger})
-
-    def run_batch(batch: Sequence[str], run_id: str) -> BatchRun:
-        # Opened and disposed in the thread that runs: in-memory SQLite refuses other threads.
-        with open_instance(on_home_instance) as instance:
-            if not on_home_instance:
-                instance.add_dynamic_partitions(TASK_PARTITIONS_NAME, list(batch))
-            result = job.execute_in_process(
-                instance=instance,
-                run_id=run_id,
-                tags=range_tags(batch[0], batch[-1]),
-                run_config=drafting_config,
-                raise_on_error=False,
-            )
-            return BatchRun(
-                batch[0], batch[-1], len(batch), result.success, result.run_id,
-                () if result.success else step_failures(result),
-            )  # fmt: skip
-
-    with ThreadPoolExecutor(max_workers=concurrent_runs) as pool:
-        futures = []
-        for index, batch in enumerate(planned):
-            run_id = str(uuid.uuid4())
-            TURNS.watch(run_id)
-            futures.append(pool.submit(run_batch, batch, run_id))
-            # Start the next run once every provider of this one is sending (or has nothing
-            # to send), so that the next run's set-up does not compete for the CPU with this
-            # one's first requests, nor with its own predecessor's.
-            while not TURNS.wait_until_begun(run_id, providers, 0.1) and not futures[-1].done():
-                pass
-            TURNS.unwatch(run_id)
-            if index == 1:  # the first run's setup and the second's are behind us
-                _prefetch_publish_imports()
-        results = [future.result() for future in futures]
+    setup = RunSetup(providers, dict(drafting), logger_config)
+    if on_home_instance or concurrent_runs == 1 or len(planned) == 1:
+        results = _run_here(defs, planned, concurrent_runs, setup, on_home_instance)
+    else:
+        results = _run_in_workers(defs, planned, concurrent_runs, setup)
     publish = defs.resolve_job_def("publish_voting_set").with_logger_defs(
         {LOGGER_NAME: command_line_logger}
     )

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -169,6 +170,73 @@ def test_a_killed_run_leaves_every_call_in_the_log_and_the_next_run_finishes(
     assert still_unfinished == unfinished
     after = sum(fake_providers.script(spec.name).calls for spec in SHIPPED_PROVIDERS)
     assert logged - sum(rows.values()) == after - sum(before.values())
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes `pid` started (Linux's /proc: children running multiprocessing)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"multiprocessing" in command:
+                found.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def connected_to(pid: int, port: int | None) -> bool:
+    """Process `pid` holds a TCP connection to `port` on this machine (its sockets' inodes
+    among /proc's IPv4 connections whose remote port is `port`)."""
+    try:
+        links = [os.readlink(link) for link in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:
+        return False
+    sockets = {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in sockets:
+            return True
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the process tree from /proc")
+def test_a_commands_later_runs_go_to_worker_processes_that_die_with_it(
+    live_env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
+) -> None:
+    store = DraftStore(database_url=database_url)
+    ids = seed(store, 120)
+    for spec in SHIPPED_PROVIDERS:
+        fake_providers.script(spec.name).latency_s = 1.0
+    port = urlsplit(fake_providers.base_url("claude")).port
+
+    # Runs of 2, 8, then 10 tasks: the first runs go in the command's process while a worker
+    # starts (on a busy machine, all those before it is ready), the later ones to the worker,
+    # which calls the providers itself.
+    command = start_run(live_env, tmp_path, "--batch-size", "10")
+    wait_for(lambda: any(connected_to(pid, port) for pid in workers_of(command.pid)))
+    workers = workers_of(command.pid)
+
+    command.send_signal(signal.SIGKILL)
+    command.wait(timeout=30)
+    # The workers end with it instead of drafting on for a command that is gone.
+    wait_for(lambda: not any(alive(pid) for pid in workers), timeout_s=10)
+    assert len(store.task_ids("voting")) < len(ids)
 
 
 def test_a_slow_call_keeps_its_claim_and_a_dead_runs_claim_is_taken_over(
