@@ -1,4 +1,5 @@
-"""Materialise the graph in this process, one Dagster run per batch of tasks, runs overlapping.
+"""Materialise the graph in this process and worker processes of its own, one Dagster run per
+batch of tasks, runs overlapping.
 
 The runs go to the user's Dagster instance (`DAGSTER_HOME`) when there is one, so that they show
 in the UI, and otherwise to throwaway in-memory instances.
@@ -219,8 +220,9 @@ def run_in_process(
     setting); `collect` has the runs collect the finished provider batches of their tasks
     instead of drafting.
 
-    Up to `concurrent_runs` batch runs go at once, each in a thread with an ephemeral instance
-    of its own holding just its batch's partitions. On the home instance the runs go one at a
+    Up to `concurrent_runs` batch runs go at once, each with an ephemeral instance of its own
+    holding just its batch's partitions, in a thread of this process or in a worker process
+    (`_run_in_workers`). On the home instance the runs go one at a
     time, each a range of partitions that are next to each other there. A run spends its first
     and last seconds on Dagster's events and on prompts and ballots; a second run's provider
     calls fill that time. The runs share each provider's pace through the draft store, so
