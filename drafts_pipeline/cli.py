@@ -254,7 +254,8 @@ def run(
     limit: int | None,
     submit: str | None,
 ) -> None:
-    """Materialise the graph in-process for every task in `drafting` (or the first N).
+    """Materialise the graph here for every task in `drafting` (or the first N): in this
+    process and worker processes of its own.
 
     Shows the drafts stored per provider, the rate-limited attempts and the spend as they
     happen, on stderr. With DAGSTER_HOME set, the runs are recorded in that Dagster instance
@@ -353,7 +354,7 @@ def batches_list() -> None:
     help="Seconds between looks at the providers while waiting.",
 )
 def batches_collect(wait: bool, every: int) -> None:
-    """Ask the providers about their batches now and collect the finished ones in-process:
+    """Ask the providers about their batches now and collect the finished ones here:
     what `provider_batches_sensor` and the runs it requests do under the daemon."""
     import logging
     import time

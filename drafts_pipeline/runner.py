@@ -26,6 +26,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TypeVar
@@ -342,7 +343,7 @@ def _run_in_workers(
         initargs=(begun, os.getpid()),
     )
     with here, workers:
-        futures: list[Future[BatchRun]] = []
+        futures: list[tuple[Future[BatchRun], Sequence[str], str]] = []
         running_here: list[Future[BatchRun]] = []
         in_workers: list[Future[BatchRun]] = []
         # Done once a worker has started and loaded the definitions; had a worker failed to
@@ -361,8 +362,11 @@ def _run_in_workers(
             # to send), so that the next run's set-up does not compete for the CPU with this
             # one's first requests, nor with its own predecessor's.
             ready = warm is not None and warm.done() and warm.exception() is None
+            future = None
             if ready and len(in_workers) < spare:
-                future = workers.submit(_run_in_worker, batch, run_id, setup)
+                with suppress(BrokenProcessPool):  # a worker died: the runs stay here
+                    future = workers.submit(_run_in_worker, batch, run_id, setup)
+            if future is not None:
                 in_workers.append(future)
                 while run_id not in started and not future.done():
                     with suppress(queue.Empty):
@@ -375,12 +379,26 @@ def _run_in_workers(
                     if future.done():
                         break
                 TURNS.unwatch(run_id)
-            futures.append(future)
+            futures.append((future, batch, run_id))
             if warm is None:
                 warm = workers.submit(_ready)
             if index == 1:
                 _prefetch_publish_imports()
-        return [future.result() for future in futures]
+        return [_outcome(*run) for run in futures]
+
+
+def _outcome(future: "Future[BatchRun]", batch: Sequence[str], run_id: str) -> BatchRun:
+    """A run's result; a run whose worker process died (killed, or out of memory: the pool
+    then ends every worker) is a failed run saying so, not the end of the command."""
+    try:
+        return future.result()
+    except BrokenProcessPool as error:
+        message = (
+            f"its worker process ended before the run did ({error}); the tasks it had not "
+            "stored stay in drafting: run again once their claims expire"
+        )
+        failure = StepFailure("worker", message, expected=True)
+        return BatchRun(batch[0], batch[-1], len(batch), False, run_id, (failure,))
 
 
 # A worker process's drafting job and where it says that a run has begun sending.
@@ -390,6 +408,9 @@ _WORKER: dict[str, object] = {}
 def _start_worker(begun: "multiprocessing.Queue[str]", parent: int) -> None:
     """A worker process's start: die with the process that started it, load the definitions."""
     _die_with(parent)
+    # Ctrl-C reaches the whole process group: the command decides (its runs end as they
+    # would in its threads), not each worker on its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # As the command does: the per-task assets' `backfill_policy` is a beta parameter.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     from drafts_pipeline.definitions import defs

@@ -173,7 +173,8 @@ def test_a_killed_run_leaves_every_call_in_the_log_and_the_next_run_finishes(
 
 
 def workers_of(pid: int) -> list[int]:
-    """The worker processes `pid` started (Linux's /proc: children running multiprocessing)."""
+    """The worker processes `pid` started (Linux's /proc: its children that multiprocessing
+    spawned, not its resource tracker)."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -185,7 +186,7 @@ def workers_of(pid: int) -> list[int]:
                 command = Path(f"/proc/{child}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"multiprocessing" in command:
+            if b"spawn_main" in command:
                 found.append(child)
     return found
 
@@ -237,6 +238,34 @@ def test_a_commands_later_runs_go_to_worker_processes_that_die_with_it(
     # The workers end with it instead of drafting on for a command that is gone.
     wait_for(lambda: not any(alive(pid) for pid in workers), timeout_s=10)
     assert len(store.task_ids("voting")) < len(ids)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the process tree from /proc")
+def test_a_worker_killed_mid_run_fails_its_run_and_the_command_drafts_the_rest(
+    live_env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
+) -> None:
+    store = DraftStore(database_url=database_url)
+    ids = seed(store, 120)
+    for spec in SHIPPED_PROVIDERS:
+        fake_providers.script(spec.name).latency_s = 1.0
+    port = urlsplit(fake_providers.base_url("claude")).port
+
+    command = start_run(live_env, tmp_path, "--batch-size", "10")
+    wait_for(lambda: any(connected_to(pid, port) for pid in workers_of(command.pid)))
+    drafting = [pid for pid in workers_of(command.pid) if connected_to(pid, port)]
+    os.kill(drafting[0], signal.SIGKILL)
+    output = command.communicate(timeout=300)[0]
+
+    # A dead worker breaks the pool, which ends its other workers too. The runs they held
+    # (none, had the killed worker just finished one) fail with one line each, status 2; the
+    # others and every later run (in the command's own process) draft their tasks.
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert command.returncode == (2 if errors else 0), output
+    assert "Traceback" not in output
+    assert all("its worker process ended before the run did" in line for line in errors), errors
+    assert f"{len(errors)} failed run(s)" in output
+    assert len(store.task_ids("voting")) >= len(ids) - 10 * len(errors)
 
 
 def test_a_slow_call_keeps_its_claim_and_a_dead_runs_claim_is_taken_over(
