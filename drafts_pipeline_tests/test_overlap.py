@@ -215,6 +215,21 @@ def connected_to(pid: int, port: int | None) -> bool:
     return False
 
 
+def start_with_a_drafting_worker(
+    live_env: dict[str, str], tmp_path: Path, fake_providers: FakeProviderServer
+) -> tuple[subprocess.Popen[str], list[int]]:
+    """`run` over the seeded tasks in runs of 10 (2, 8, then 10 each): the first runs go in
+    the command's process while a worker starts (on a busy machine, all those before it is
+    ready), the later ones to the worker, which calls the providers itself. Returns once a
+    worker holds a connection to the fake providers: the command and its drafting workers."""
+    for spec in SHIPPED_PROVIDERS:
+        fake_providers.script(spec.name).latency_s = 1.0
+    port = urlsplit(fake_providers.base_url("claude")).port
+    command = start_run(live_env, tmp_path, "--batch-size", "10")
+    wait_for(lambda: any(connected_to(pid, port) for pid in workers_of(command.pid)))
+    return command, [pid for pid in workers_of(command.pid) if connected_to(pid, port)]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="reads the process tree from /proc")
 def test_a_commands_later_runs_go_to_worker_processes_that_die_with_it(
@@ -222,15 +237,7 @@ def test_a_commands_later_runs_go_to_worker_processes_that_die_with_it(
 ) -> None:
     store = DraftStore(database_url=database_url)
     ids = seed(store, 120)
-    for spec in SHIPPED_PROVIDERS:
-        fake_providers.script(spec.name).latency_s = 1.0
-    port = urlsplit(fake_providers.base_url("claude")).port
-
-    # Runs of 2, 8, then 10 tasks: the first runs go in the command's process while a worker
-    # starts (on a busy machine, all those before it is ready), the later ones to the worker,
-    # which calls the providers itself.
-    command = start_run(live_env, tmp_path, "--batch-size", "10")
-    wait_for(lambda: any(connected_to(pid, port) for pid in workers_of(command.pid)))
+    command, _ = start_with_a_drafting_worker(live_env, tmp_path, fake_providers)
     workers = workers_of(command.pid)
 
     command.send_signal(signal.SIGKILL)
@@ -247,13 +254,7 @@ def test_a_worker_killed_mid_run_fails_its_run_and_the_command_drafts_the_rest(
 ) -> None:
     store = DraftStore(database_url=database_url)
     ids = seed(store, 120)
-    for spec in SHIPPED_PROVIDERS:
-        fake_providers.script(spec.name).latency_s = 1.0
-    port = urlsplit(fake_providers.base_url("claude")).port
-
-    command = start_run(live_env, tmp_path, "--batch-size", "10")
-    wait_for(lambda: any(connected_to(pid, port) for pid in workers_of(command.pid)))
-    drafting = [pid for pid in workers_of(command.pid) if connected_to(pid, port)]
+    command, drafting = start_with_a_drafting_worker(live_env, tmp_path, fake_providers)
     os.kill(drafting[0], signal.SIGKILL)
     output = command.communicate(timeout=300)[0]
 
