@@ -304,18 +304,30 @@ def _run_here(
         futures = []
         for index, batch in enumerate(planned):
             run_id = str(uuid.uuid4())
-            TURNS.watch(run_id)
-            futures.append(pool.submit(run_batch, job, batch, run_id, setup, on_home_instance))
-            # Start the next run once every provider of this one is sending (or has nothing
-            # to send), so that the next run's set-up does not compete for the CPU with this
-            # one's first requests, nor with its own predecessor's.
-            while not TURNS.wait_until_begun(run_id, setup.providers, 0.1):
-                if futures[-1].done():
-                    break
-            TURNS.unwatch(run_id)
+            futures.append(_start_here(pool, job, batch, run_id, setup, on_home_instance))
             if index == 1:  # the first run's setup and the second's are behind us
                 _prefetch_publish_imports()
         return [future.result() for future in futures]
+
+
+def _start_here(
+    pool: ThreadPoolExecutor,
+    job: dg.JobDefinition,
+    batch: Sequence[str],
+    run_id: str,
+    setup: RunSetup,
+    on_home_instance: bool,
+) -> "Future[BatchRun]":
+    """Start the run in a thread of `pool`; return once every provider of it is sending (or
+    has nothing to send), so that the next run's set-up does not compete for the CPU with this
+    one's first requests, nor with its own predecessor's."""
+    TURNS.watch(run_id)
+    future = pool.submit(run_batch, job, batch, run_id, setup, on_home_instance)
+    while not TURNS.wait_until_begun(run_id, setup.providers, 0.1):
+        if future.done():
+            break
+    TURNS.unwatch(run_id)
+    return future
 
 
 def _run_in_workers(
@@ -328,7 +340,8 @@ def _run_in_workers(
     prompts, the SDKs and the store's rows of a run at the providers' rate can need more than
     that on a slow core. A worker is a fresh interpreter that imports the definitions (a few
     seconds), so this process takes the first runs, in threads, while one worker starts once
-    the first run is sending; from then on a run goes to a worker when one is free, else here.
+    the first run is sending; from then on a run goes to a worker while fewer than
+    `concurrent_runs - 1` are busy (the pool starts the next on demand), else here.
     The runs share each provider's pace and sending turn through the draft store, as the
     daemon's runs do, and a worker dies with this process."""
     job = _drafting_job(defs)
@@ -358,9 +371,7 @@ def _run_in_workers(
                 if len(running_here) + len(in_workers) < concurrent_runs:
                     break
                 wait([*running_here, *in_workers], return_when=FIRST_COMPLETED)
-            # Start the next run once every provider of this one is sending (or has nothing
-            # to send), so that the next run's set-up does not compete for the CPU with this
-            # one's first requests, nor with its own predecessor's.
+            # As `_start_here` does, the next run starts once this one is sending.
             ready = warm is not None and warm.done() and warm.exception() is None
             future = None
             if ready and len(in_workers) < spare:
@@ -372,15 +383,12 @@ def _run_in_workers(
                     with suppress(queue.Empty):
                         started.add(begun.get(timeout=0.1))
             else:
-                TURNS.watch(run_id)
-                future = here.submit(run_batch, job, batch, run_id, setup, False)
+                future = _start_here(here, job, batch, run_id, setup, False)
                 running_here.append(future)
-                while not TURNS.wait_until_begun(run_id, setup.providers, 0.1):
-                    if future.done():
-                        break
-                TURNS.unwatch(run_id)
             futures.append((future, batch, run_id))
-            if warm is None:
+            # A worker is worth its start (a few seconds, waited for at the end if it never
+            # drafts) only with two runs or more still to come.
+            if warm is None and len(planned) - index > 2:
                 warm = workers.submit(_ready)
             if index == 1:
                 _prefetch_publish_imports()
