@@ -7,6 +7,7 @@ in the UI, and otherwise to throwaway in-memory instances.
 
 import ctypes
 import gc
+import io
 import math
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ from concurrent.futures import (
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import dagster as dg
 
@@ -223,8 +224,8 @@ def run_in_process(
 
     Up to `concurrent_runs` batch runs go at once, each with an ephemeral instance of its own
     holding just its batch's partitions, in a thread of this process or in a worker process
-    (`_run_in_workers`). On the home instance the runs go one at a
-    time, each a range of partitions that are next to each other there. A run spends its first
+    (`_run_in_workers`). On the home instance each run is a range of partitions that are next to
+    each other there, and this process holds one of them at a time. A run spends its first
     and last seconds on Dagster's events and on prompts and ballots; a second run's provider
     calls fill that time. The runs share each provider's pace through the draft store, so
     together they keep to its rate. The steps' warnings come as `log_format` lines on stderr.
@@ -232,10 +233,6 @@ def run_in_process(
     if on_home_instance:
         with dg.DagsterInstance.get() as instance:
             planned = plan_on_instance(instance, task_ids, batch_size)
-        # One run at a time: on an instance with settings, Dagster reconfigures Python logging
-        # (`logging.config.dictConfig`) as each run starts, which deadlocked against another
-        # thread's run writing its events through a logging handler.
-        concurrent_runs = 1
     else:
         planned = [list(batch) for batch in batches(list(task_ids), batch_size)]
     logger_config = {"log_level": log_level, "log_format": log_format}
@@ -298,9 +295,9 @@ def _run_here(
     setup: RunSetup,
     on_home_instance: bool,
 ) -> list[BatchRun]:
-    """The runs in threads of this process."""
+    """The runs in threads of this process (one at a time on the home instance)."""
     job = _drafting_job(defs)
-    with ThreadPoolExecutor(max_workers=concurrent_runs) as pool:
+    with ThreadPoolExecutor(max_workers=_here_at_most(concurrent_runs, on_home_instance)) as pool:
         futures = []
         for index, batch in enumerate(planned):
             run_id = str(uuid.uuid4())
@@ -308,6 +305,14 @@ def _run_here(
             if index == 1:  # the first run's setup and the second's are behind us
                 _prefetch_publish_imports()
         return [future.result() for future in futures]
+
+
+def _here_at_most(concurrent_runs: int, on_home_instance: bool) -> int:
+    """How many runs go at once in this process's threads. One on the home instance: on an
+    instance with settings Dagster reconfigures Python logging (`logging.config.dictConfig`) as
+    each run starts, which deadlocked against another thread's run writing its events through
+    a logging handler. Each worker process holds one run at a time anyway."""
+    return 1 if on_home_instance else concurrent_runs
 
 
 def _start_here(
@@ -331,10 +336,14 @@ def _start_here(
 
 
 def _run_in_workers(
-    defs: dg.Definitions, planned: list[list[str]], concurrent_runs: int, setup: RunSetup
+    defs: dg.Definitions,
+    planned: list[list[str]],
+    concurrent_runs: int,
+    setup: RunSetup,
+    on_home_instance: bool,
 ) -> list[BatchRun]:
-    """The runs over throwaway instances, in this process and in up to `concurrent_runs - 1`
-    worker processes, at most `concurrent_runs` at once.
+    """The runs, in this process and in up to `concurrent_runs - 1` worker processes, at most
+    `concurrent_runs` at once (on the home instance, one at a time in this process).
 
     One Python process drafts at most one core's worth (the GIL), and Dagster's events, the
     prompts, the SDKs and the store's rows of a run at the providers' rate can need more than
@@ -347,15 +356,17 @@ def _run_in_workers(
     job = _drafting_job(defs)
     context = multiprocessing.get_context("spawn")
     begun: multiprocessing.Queue[str] = context.Queue()
+    lines: multiprocessing.Queue[str | None] = context.Queue()
     spare = concurrent_runs - 1
-    here = ThreadPoolExecutor(max_workers=concurrent_runs)
+    here_at_most = _here_at_most(concurrent_runs, on_home_instance)
+    here = ThreadPoolExecutor(max_workers=here_at_most)
     workers = ProcessPoolExecutor(
         max_workers=spare,
         mp_context=context,
         initializer=_start_worker,
-        initargs=(begun, os.getpid()),
+        initargs=(begun, lines, os.getpid()),
     )
-    with here, workers:
+    with _relayed(lines), here, workers:
         futures: list[tuple[Future[BatchRun], Sequence[str], str]] = []
         running_here: list[Future[BatchRun]] = []
         in_workers: list[Future[BatchRun]] = []
@@ -363,28 +374,36 @@ def _run_in_workers(
         # start, every run stays here.
         warm: Future[None] | None = None
         started: set[str] = set()
+        broken = False  # a worker died, which ended the pool: the runs stay here
         for index, batch in enumerate(planned):
             run_id = str(uuid.uuid4())
-            while True:
-                running_here = [future for future in running_here if not future.done()]
-                in_workers = [future for future in in_workers if not future.done()]
-                if len(running_here) + len(in_workers) < concurrent_runs:
-                    break
-                wait([*running_here, *in_workers], return_when=FIRST_COMPLETED)
-            # As `_start_here` does, the next run starts once this one is sending.
-            ready = warm is not None and warm.done() and warm.exception() is None
-            future = None
-            if ready and len(in_workers) < spare:
-                with suppress(BrokenProcessPool):  # a worker died: the runs stay here
-                    future = workers.submit(_run_in_worker, batch, run_id, setup)
-            if future is not None:
-                in_workers.append(future)
-                while run_id not in started and not future.done():
-                    with suppress(queue.Empty):
-                        started.add(begun.get(timeout=0.1))
-            else:
-                future = _start_here(here, job, batch, run_id, setup, False)
-                running_here.append(future)
+            future: Future[BatchRun] | None = None
+            while future is None:
+                running_here = [other for other in running_here if not other.done()]
+                in_workers = [other for other in in_workers if not other.done()]
+                ready = not broken and warm is not None and warm.done() and warm.exception() is None
+                free = len(running_here) + len(in_workers) < concurrent_runs
+                if free and ready and len(in_workers) < spare:
+                    try:
+                        future = workers.submit(
+                            _run_in_worker, batch, run_id, setup, on_home_instance
+                        )
+                    except BrokenProcessPool:
+                        broken = True
+                        continue
+                    in_workers.append(future)
+                    # As `_start_here` does, the next run starts once this one is sending.
+                    while run_id not in started and not future.done():
+                        with suppress(queue.Empty):
+                            started.add(begun.get(timeout=0.1))
+                elif free and len(running_here) < here_at_most:
+                    future = _start_here(here, job, batch, run_id, setup, on_home_instance)
+                    running_here.append(future)
+                else:
+                    going: list[Future[Any]] = [*running_here, *in_workers]
+                    if warm is not None and not warm.done():  # or a worker's start
+                        going.append(warm)
+                    wait(going, return_when=FIRST_COMPLETED)
             futures.append((future, batch, run_id))
             # A worker is worth its start (a few seconds, waited for at the end if it never
             # drafts) only with two runs or more still to come.
@@ -413,9 +432,15 @@ def _outcome(future: "Future[BatchRun]", batch: Sequence[str], run_id: str) -> B
 _WORKER: dict[str, object] = {}
 
 
-def _start_worker(begun: "multiprocessing.Queue[str]", parent: int) -> None:
-    """A worker process's start: die with the process that started it, load the definitions."""
+def _start_worker(
+    begun: "multiprocessing.Queue[str]", lines: "multiprocessing.Queue[str | None]", parent: int
+) -> None:
+    """A worker process's start: die with the process that started it, write to its stderr,
+    load the definitions."""
     _die_with(parent)
+    # The command writes the worker's lines (its runs' warnings) to its own stderr, where the
+    # progress bars print them above themselves; written here they would tear through the bars.
+    sys.stderr = _LinesTo(lines)
     # Ctrl-C reaches the whole process group: the command decides (its runs end as they
     # would in its threads), not each worker on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -432,6 +457,57 @@ def _start_worker(begun: "multiprocessing.Queue[str]", parent: int) -> None:
 
 def _ready() -> None:
     """Nothing: a task that makes the pool start a worker."""
+
+
+class _LinesTo(io.TextIOBase):
+    """A worker's `sys.stderr`: whole lines, each put on `lines` as it ends (a line without its
+    end yet waits for it, or for a flush)."""
+
+    encoding = "utf-8"
+
+    def __init__(self, lines: "multiprocessing.Queue[str | None]") -> None:
+        self._lines = lines
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            end = self._pending.rfind("\n") + 1
+            if end:
+                self._lines.put(self._pending[:end])
+                self._pending = self._pending[end:]
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                self._lines.put(self._pending)
+                self._pending = ""
+
+
+@contextmanager
+def _relayed(lines: "multiprocessing.Queue[str | None]") -> Iterator[None]:
+    """Writes what the workers put on `lines` to this process's `sys.stderr` as it comes (the
+    stream that is current then: rich's, while progress bars show), until the block ends and
+    with it every worker."""
+
+    def relay() -> None:
+        while (text := lines.get()) is not None:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+    thread = threading.Thread(target=relay, name="worker-lines", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        # After every worker has ended, so after every line they put.
+        lines.put(None)
+        thread.join(timeout=5)
 
 
 def _die_with(parent: int) -> None:
@@ -452,7 +528,9 @@ def _die_with(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _run_in_worker(batch: Sequence[str], run_id: str, setup: RunSetup) -> BatchRun:
+def _run_in_worker(
+    batch: Sequence[str], run_id: str, setup: RunSetup, on_home_instance: bool
+) -> BatchRun:
     """In a worker: one run, saying on the queue when every provider of it has begun."""
     job = _WORKER["job"]
     begun = _WORKER["begun"]
@@ -468,7 +546,7 @@ def _run_in_worker(batch: Sequence[str], run_id: str, setup: RunSetup) -> BatchR
     TURNS.watch(run_id)
     threading.Thread(target=tell_begun, name="tell-begun", daemon=True).start()
     try:
-        return run_batch(job, batch, run_id, setup, on_home_instance=False)
+        return run_batch(job, batch, run_id, setup, on_home_instance)
     finally:
         finished.set()
         TURNS.unwatch(run_id)
@@ -497,10 +575,10 @@ def _run_batches(
     # The providers the job drafts with (a bad DRAFTS_PROVIDERS fails here, before any run).
     providers = len(selected_providers(configured_providers()))
     setup = RunSetup(providers, dict(drafting), logger_config)
-    if on_home_instance or concurrent_runs == 1 or len(planned) == 1:
+    if concurrent_runs == 1 or len(planned) == 1:
         results = _run_here(defs, planned, concurrent_runs, setup, on_home_instance)
     else:
-        results = _run_in_workers(defs, planned, concurrent_runs, setup)
+        results = _run_in_workers(defs, planned, concurrent_runs, setup, on_home_instance)
     publish = defs.resolve_job_def("publish_voting_set").with_logger_defs(
         {LOGGER_NAME: command_line_logger}
     )

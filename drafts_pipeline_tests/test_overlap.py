@@ -4,6 +4,7 @@ a slow call whose lease is renewed, a dead run's lease taken over."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +20,10 @@ from sqlalchemy import func, select
 
 from drafts_pipeline.drafting.provider_batch import draft_with_provider
 from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
+from drafts_pipeline.runner import batch_sizes
 from drafts_pipeline.store import DraftStore
 from drafts_pipeline.store.models import DraftVersion, LLMCall
+from drafts_pipeline_tests.daemon_process import REPOSITORY
 from drafts_pipeline_tests.factories import make_task, with_prompts
 from drafts_pipeline_tests.fake_providers import FakeProviderServer
 
@@ -269,6 +272,36 @@ def test_a_worker_killed_mid_run_fails_its_run_and_the_command_drafts_the_rest(
     assert len(store.task_ids("voting")) >= len(ids) - 10 * len(errors)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the process tree from /proc")
+def test_on_the_home_instance_workers_draft_too_and_their_runs_are_recorded_there(
+    live_env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
+) -> None:
+    """With `DAGSTER_HOME` the command's process holds one run at a time (Dagster reconfigures
+    logging as a run starts there) and its workers take the others, all recorded in that
+    instance."""
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPOSITORY / "dagster.yaml", home / "dagster.yaml")
+    live_env["DAGSTER_HOME"] = str(home)
+    store = DraftStore(database_url=database_url)
+    ids = seed(store, 120)
+    command, _ = start_with_a_drafting_worker(live_env, tmp_path, fake_providers)
+    output = command.communicate(timeout=300)[0]
+
+    assert command.returncode == 0, output
+    assert sorted(store.task_ids("voting")) == sorted(ids)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = [run for run in instance.get_runs() if run.job_name == "draft_tasks"]
+        assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+        assert len(runs) == len(batch_sizes(len(ids), 10))
+        for spec in SHIPPED_PROVIDERS:
+            key = dg.AssetKey(spec.asset_name)
+            assert instance.get_materialized_partitions(key) == set(ids), spec.name
+
+
 def test_a_slow_call_keeps_its_claim_and_a_dead_runs_claim_is_taken_over(
     store: DraftStore, fake_providers: FakeProviderServer
 ) -> None:
@@ -302,3 +335,54 @@ def test_a_slow_call_keeps_its_claim_and_a_dead_runs_claim_is_taken_over(
     latest = store.latest_drafts(ids, "kimi")
     assert {task_id: draft.version for task_id, draft in latest.items()} == dict.fromkeys(ids, 1)
     assert store.live_claims(ids) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the process tree from /proc")
+def test_a_workers_lines_go_to_the_commands_stderr(
+    tmp_path: Path,
+    sqlite_url: str,
+    fake_providers: FakeProviderServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The runs in this process (the test is the command here) and in its workers: claude's
+    answers are not JSON, a warning line for each task. Every line comes out of this process's
+    `sys.stderr`, where progress bars print lines above themselves, also those of the runs a
+    worker drafted; a worker writing to its own stderr would tear through the bars."""
+    from drafts_pipeline.definitions import build_definitions
+    from drafts_pipeline.runner import run_in_process
+
+    for name in [name for name in os.environ if name.endswith("_API_KEY")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DRAFTS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DRAFTS_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("DRAFTS_LLM_MODE", "live")
+    for spec in SHIPPED_PROVIDERS:
+        monkeypatch.setenv(spec.key_env, fake_providers.script(spec.name).api_key or "")
+        monkeypatch.setenv(spec.base_url_env, fake_providers.base_url(spec.name))
+    ids = seed(DraftStore(database_url=sqlite_url), 120)
+    for spec in SHIPPED_PROVIDERS:
+        fake_providers.script(spec.name).latency_s = 1.0
+    fake_providers.script("claude").answer = lambda prompt: "Not a JSON answer."
+    port = urlsplit(fake_providers.base_url("claude")).port
+    worker_drafted = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.05):
+            if any(connected_to(pid, port) for pid in workers_of(os.getpid())):
+                worker_drafted.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        results = run_in_process(build_definitions(), ids, batch_size=10, concurrent_runs=3)
+    finally:
+        done.set()
+        watcher.join()
+
+    assert all(run.success for run in results), results
+    assert worker_drafted.is_set()
+    err = capsys.readouterr().err
+    assert sorted(re.findall(r"task (\S+): claude: ", err)) == sorted(ids)
