@@ -694,6 +694,12 @@ def main() -> None:
         "instead of starting one from workspace.yaml",
     )
     parser.add_argument(
+        "--home",
+        action="store_true",
+        help="in-process: `drafts-pipeline run` with DAGSTER_HOME set (the path's instance "
+        "file), so that it records its runs in that instance, as beside a deployment",
+    )
+    parser.add_argument(
         "--planned-events-per-partition",
         action="store_true",
         help="Dagster's default for the daemon path: one planned event per partition of a run",
@@ -718,8 +724,9 @@ def main() -> None:
         print(f"machine: {os.cpu_count()} cores; a pure-Python loop of 20 million additions "
               f"takes {machine_yardstick_s():.2f} s (best of 3; again at the end)")  # fmt: skip
         bouncer = " (the instance's through PgBouncer)" if args.pgbouncer else ""
-        print(f"storage: {'PostgreSQL' + bouncer if args.postgres else 'SQLite'}; sensor interval "
-              f"{args.sensor_interval} s; planned events per "
+        home = "; in-process runs recorded in a Dagster home" if args.home else ""
+        print(f"storage: {'PostgreSQL' + bouncer if args.postgres else 'SQLite'}{home}; "
+              f"sensor interval {args.sensor_interval} s; planned events per "
               f"{'partition' if args.planned_events_per_partition else 'range'}")  # fmt: skip
         baseline = sequential_baseline(server, env, args.baseline_sample)
         print(f"\n[sequential baseline]\n  tasks per minute        {baseline:8.1f}   "
@@ -737,6 +744,11 @@ def main() -> None:
                             "DRAFTS_DATA_DIR": f"{folder}/{name}"}  # fmt: skip
                 if name == "in-process":
                     task_ids = load_tasks(url, args.tasks)
+                    if args.home:
+                        home = Path(folder, "in-process-home")
+                        home.mkdir()
+                        shutil.copy(setup.instance_file, home / "dagster.yaml")
+                        path_env["DAGSTER_HOME"] = str(home)
                     result = run_in_process_path(path_env, server, url, args.timeline)
                 else:
                     DraftStore(database_url=url).upgrade()
