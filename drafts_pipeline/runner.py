@@ -7,7 +7,6 @@ in the UI, and otherwise to throwaway in-memory instances.
 
 import ctypes
 import gc
-import io
 import math
 import multiprocessing
 import os
@@ -356,7 +355,8 @@ def _run_in_workers(
     job = _drafting_job(defs)
     context = multiprocessing.get_context("spawn")
     begun: multiprocessing.Queue[str] = context.Queue()
-    lines: multiprocessing.Queue[str | None] = context.Queue()
+    # What the workers write to their stdout and stderr, read here.
+    output, worker_output = context.Pipe(duplex=False)
     spare = concurrent_runs - 1
     here_at_most = _here_at_most(concurrent_runs, on_home_instance)
     here = ThreadPoolExecutor(max_workers=here_at_most)
@@ -364,9 +364,9 @@ def _run_in_workers(
         max_workers=spare,
         mp_context=context,
         initializer=_start_worker,
-        initargs=(begun, lines, os.getpid()),
+        initargs=(begun, worker_output, os.getpid()),
     )
-    with _relayed(lines), here, workers:
+    with _relayed(output, worker_output), here, workers:
         futures: list[tuple[Future[BatchRun], Sequence[str], str]] = []
         running_here: list[Future[BatchRun]] = []
         in_workers: list[Future[BatchRun]] = []
@@ -411,10 +411,12 @@ def _run_in_workers(
                 warm = workers.submit(_ready)
             if index == 1:
                 _prefetch_publish_imports()
-        return [_outcome(*run) for run in futures]
+        return [_outcome(*run, on_home_instance) for run in futures]
 
 
-def _outcome(future: "Future[BatchRun]", batch: Sequence[str], run_id: str) -> BatchRun:
+def _outcome(
+    future: "Future[BatchRun]", batch: Sequence[str], run_id: str, on_home_instance: bool
+) -> BatchRun:
     """A run's result; a run whose worker process died (killed, or out of memory: the pool
     then ends every worker) is a failed run saying so, not the end of the command."""
     try:
@@ -424,8 +426,21 @@ def _outcome(future: "Future[BatchRun]", batch: Sequence[str], run_id: str) -> B
             f"its worker process ended before the run did ({error}); the tasks it had not "
             "stored stay in drafting: run again once their claims expire"
         )
+        if on_home_instance:
+            _end_abandoned_run(run_id, message)
         failure = StepFailure("worker", message, expected=True)
         return BatchRun(batch[0], batch[-1], len(batch), False, run_id, (failure,))
+
+
+def _end_abandoned_run(run_id: str, message: str) -> None:
+    """Mark a run of the home instance failed that a dead worker left started, and free the
+    pool slots it held (else they stay taken for every later run of the instance)."""
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:  # it never started, or it got to its end
+            return
+        instance.report_run_failed(run, message)
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
 
 # A worker process's drafting job and where it says that a run has begun sending.
@@ -433,14 +448,22 @@ _WORKER: dict[str, object] = {}
 
 
 def _start_worker(
-    begun: "multiprocessing.Queue[str]", lines: "multiprocessing.Queue[str | None]", parent: int
+    begun: "multiprocessing.Queue[str]",
+    output: "multiprocessing.connection.Connection",
+    parent: int,
 ) -> None:
-    """A worker process's start: die with the process that started it, write to its stderr,
-    load the definitions."""
+    """A worker process's start: die with the process that started it, write to it, load the
+    definitions."""
     _die_with(parent)
-    # The command writes the worker's lines (its runs' warnings) to its own stderr, where the
-    # progress bars print them above themselves; written here they would tear through the bars.
-    sys.stderr = _LinesTo(lines)
+    # The command writes what the worker writes (its runs' warnings, a retry) to its own
+    # stderr, where progress bars print it above themselves: written to the terminal here, it
+    # would tear through the bars. The file descriptors themselves, so that whatever writes to
+    # them (Dagster's capture of a step's output too) goes there.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(output.fileno(), 1)
+    os.dup2(output.fileno(), 2)
+    output.close()
     # Ctrl-C reaches the whole process group: the command decides (its runs end as they
     # would in its threads), not each worker on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -459,55 +482,52 @@ def _ready() -> None:
     """Nothing: a task that makes the pool start a worker."""
 
 
-class _LinesTo(io.TextIOBase):
-    """A worker's `sys.stderr`: whole lines, each put on `lines` as it ends (a line without its
-    end yet waits for it, or for a flush)."""
-
-    encoding = "utf-8"
-
-    def __init__(self, lines: "multiprocessing.Queue[str | None]") -> None:
-        self._lines = lines
-        self._pending = ""
-        self._lock = threading.Lock()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            self._pending += text
-            end = self._pending.rfind("\n") + 1
-            if end:
-                self._lines.put(self._pending[:end])
-                self._pending = self._pending[end:]
-        return len(text)
-
-    def flush(self) -> None:
-        with self._lock:
-            if self._pending:
-                self._lines.put(self._pending)
-                self._pending = ""
-
-
 @contextmanager
-def _relayed(lines: "multiprocessing.Queue[str | None]") -> Iterator[None]:
-    """Writes what the workers put on `lines` to this process's `sys.stderr` as it comes (the
-    stream that is current then: rich's, while progress bars show), until the block ends and
-    with it every worker."""
+def _relayed(
+    output: "multiprocessing.connection.Connection",
+    worker_output: "multiprocessing.connection.Connection",
+) -> Iterator[None]:
+    """Writes what the workers write to `worker_output` (their stdout and stderr) to this
+    process's `sys.stderr`, line by line as it comes (the stream that is current then: rich's,
+    while progress bars show), until the block has ended and with it every worker."""
+    done = threading.Event()
+
+    def write(data: bytes) -> None:
+        try:
+            sys.stderr.write(data.decode(errors="replace"))
+            sys.stderr.flush()
+        except Exception:  # a closed stderr: the lines are lost, the workers must not block
+            pass
 
     def relay() -> None:
-        while (text := lines.get()) is not None:
-            sys.stderr.write(text)
-            sys.stderr.flush()
+        pending = b""
+        while True:
+            if not output.poll(0.2):
+                if done.is_set():  # every worker has ended and all they wrote is read
+                    break
+                continue
+            chunk = os.read(output.fileno(), 65536)
+            if not chunk:
+                break
+            pending += chunk
+            end = pending.rfind(b"\n") + 1
+            if end:
+                write(pending[:end])
+                pending = pending[end:]
+        if pending:
+            write(pending)
 
-    thread = threading.Thread(target=relay, name="worker-lines", daemon=True)
+    thread = threading.Thread(target=relay, name="worker-output", daemon=True)
     thread.start()
     try:
         yield
     finally:
-        # After every worker has ended, so after every line they put.
-        lines.put(None)
+        # Workers still to start would need this end of the pipe; they are all gone now.
+        worker_output.close()
+        done.set()
         thread.join(timeout=5)
+        if not thread.is_alive():  # else a lingering writer: the thread ends with the process
+            output.close()
 
 
 def _die_with(parent: int) -> None:

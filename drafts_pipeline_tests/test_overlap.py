@@ -1,6 +1,7 @@
 """Runs that overlap pay each provider once per task: two runs at once, a run killed mid-batch,
 a slow call whose lease is renewed, a dead run's lease taken over."""
 
+import itertools
 import json
 import os
 import re
@@ -50,10 +51,10 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
         done.wait(0.02)
 
 
-@pytest.fixture
-def live_env(
+def env_for(
     tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
 ) -> dict[str, str]:
+    """This process's environment but its API keys, live against the fake providers."""
     keep = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env = {
         **keep,
@@ -65,6 +66,13 @@ def live_env(
         env[spec.key_env] = fake_providers.script(spec.name).api_key or ""
         env[spec.base_url_env] = fake_providers.base_url(spec.name)
     return env
+
+
+@pytest.fixture
+def live_env(
+    tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
+) -> dict[str, str]:
+    return env_for(tmp_path, database_url, fake_providers)
 
 
 def start_run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen[str]:
@@ -274,32 +282,55 @@ def test_a_worker_killed_mid_run_fails_its_run_and_the_command_drafts_the_rest(
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="reads the process tree from /proc")
-def test_on_the_home_instance_workers_draft_too_and_their_runs_are_recorded_there(
-    live_env: dict[str, str], tmp_path: Path, database_url: str, fake_providers: FakeProviderServer
+def test_on_the_home_instance_workers_draft_too_and_a_dead_ones_run_is_ended_there(
+    tmp_path: Path, sqlite_url: str, fake_providers: FakeProviderServer
 ) -> None:
     """With `DAGSTER_HOME` the command's process holds one run at a time (Dagster reconfigures
     logging as a run starts there) and its workers take the others, all recorded in that
-    instance."""
+    instance. A worker killed mid-run leaves no run started there and no pool slot taken. (The
+    draft store's part is that of any run: SQLite is enough.)"""
     import dagster as dg
 
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPOSITORY / "dagster.yaml", home / "dagster.yaml")
-    live_env["DAGSTER_HOME"] = str(home)
-    store = DraftStore(database_url=database_url)
+    live_env = {**env_for(tmp_path, sqlite_url, fake_providers), "DAGSTER_HOME": str(home)}
+    store = DraftStore(database_url=sqlite_url)
     ids = seed(store, 120)
-    command, _ = start_with_a_drafting_worker(live_env, tmp_path, fake_providers)
-    output = command.communicate(timeout=300)[0]
+    command, drafting = start_with_a_drafting_worker(live_env, tmp_path, fake_providers)
+    os.kill(drafting[0], signal.SIGKILL)
+    try:
+        output = command.communicate(timeout=300)[0]
+    finally:
+        command.kill()
 
-    assert command.returncode == 0, output
-    assert sorted(store.task_ids("voting")) == sorted(ids)
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert command.returncode == (2 if errors else 0), output
+    assert len(store.task_ids("voting")) >= len(ids) - 10 * len(errors)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = [run for run in instance.get_runs() if run.job_name == "draft_tasks"]
-        assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
-        assert len(runs) == len(batch_sizes(len(ids), 10))
-        for spec in SHIPPED_PROVIDERS:
-            key = dg.AssetKey(spec.asset_name)
-            assert instance.get_materialized_partitions(key) == set(ids), spec.name
+        assert len(runs) >= len(batch_sizes(len(ids), 10)) - len(errors)
+        assert all(run.is_finished for run in runs), [run.status for run in runs]
+        # A run the pool held but had not started yet fails with a line and no run here.
+        failed = [run for run in runs if run.status == dg.DagsterRunStatus.FAILURE]
+        assert len(failed) <= len(errors), output
+        assert not instance.event_log_storage.get_concurrency_info("llm_providers").claimed_slots
+        # From start to end, by the process that ran each (its events say which).
+        spans: dict[int, list[tuple[float, float]]] = {}
+        for run in runs:
+            ends = {}
+            for record in instance.get_records_for_run(run.run_id).records:
+                event = record.event_log_entry.dagster_event
+                if event is not None:
+                    ends[event.event_type] = (event.pid, record.event_log_entry.timestamp)
+            pid, started = ends[dg.DagsterEventType.RUN_START]
+            ended = (
+                ends.get(dg.DagsterEventType.RUN_SUCCESS) or ends[dg.DagsterEventType.RUN_FAILURE]
+            )
+            spans.setdefault(pid, []).append((started, ended[1]))
+    assert command.pid in spans and len(spans) > 1, spans
+    here = sorted(spans[command.pid])
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(here)), here
 
 
 def test_a_slow_call_keeps_its_claim_and_a_dead_runs_claim_is_taken_over(
@@ -355,12 +386,8 @@ def test_a_workers_lines_go_to_the_commands_stderr(
 
     for name in [name for name in os.environ if name.endswith("_API_KEY")]:
         monkeypatch.delenv(name)
-    monkeypatch.setenv("DRAFTS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DRAFTS_DATABASE_URL", sqlite_url)
-    monkeypatch.setenv("DRAFTS_LLM_MODE", "live")
-    for spec in SHIPPED_PROVIDERS:
-        monkeypatch.setenv(spec.key_env, fake_providers.script(spec.name).api_key or "")
-        monkeypatch.setenv(spec.base_url_env, fake_providers.base_url(spec.name))
+    for name, value in env_for(tmp_path, sqlite_url, fake_providers).items():
+        monkeypatch.setenv(name, value)
     ids = seed(DraftStore(database_url=sqlite_url), 120)
     for spec in SHIPPED_PROVIDERS:
         fake_providers.script(spec.name).latency_s = 1.0
