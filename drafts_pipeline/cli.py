@@ -2,7 +2,6 @@
 rank the providers by the votes."""
 
 import contextlib
-import gc
 import os
 import sys
 import warnings
@@ -188,13 +187,6 @@ def _run_drafting(
     task_ids = store.drafting_queue(limit)
     if not task_ids:
         return []
-    # What is imported and built by now (Dagster, the SDKs, the definitions: some 335,000
-    # objects) lives until the command ends. Python's full collections would walk all of it
-    # every 15 s or so while the runs go, stopping every thread for 0.3 s; the requests such a
-    # stop holds back then leave together, and a provider that counts a sliding minute answers
-    # the bunch's 429 a minute later. Frozen, it is left out of collections (0.1 s each); what
-    # little of it is garbage already is never freed, a one-off cost of a command that exits.
-    gc.freeze()
     with (
         _progress(store, len(task_ids), settings.log_format)
         if show_progress

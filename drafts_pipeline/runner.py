@@ -6,7 +6,6 @@ in the UI, and otherwise to throwaway in-memory instances.
 """
 
 import ctypes
-import gc
 import math
 import multiprocessing
 import os
@@ -473,9 +472,6 @@ def _start_worker(
 
     _WORKER["job"] = _drafting_job(defs)
     _WORKER["begun"] = begun
-    # As `drafts-pipeline run` does for itself: what the imports built lives until the worker
-    # ends, and full collections need not walk it.
-    gc.freeze()
 
 
 def _ready() -> None:
