@@ -237,7 +237,12 @@ def start_with_a_drafting_worker(
         fake_providers.script(spec.name).latency_s = 1.0
     port = urlsplit(fake_providers.base_url("claude")).port
     command = start_run(live_env, tmp_path, "--batch-size", "10")
-    wait_for(lambda: any(connected_to(pid, port) for pid in workers_of(command.pid)))
+    try:
+        wait_for(lambda: any(connected_to(pid, port) for pid in workers_of(command.pid)))
+    except BaseException:
+        command.kill()  # its workers die with it
+        command.wait()
+        raise
     return command, [pid for pid in workers_of(command.pid) if connected_to(pid, port)]
 
 
@@ -267,7 +272,10 @@ def test_a_worker_killed_mid_run_fails_its_run_and_the_command_drafts_the_rest(
     ids = seed(store, 120)
     command, drafting = start_with_a_drafting_worker(live_env, tmp_path, fake_providers)
     os.kill(drafting[0], signal.SIGKILL)
-    output = command.communicate(timeout=300)[0]
+    try:
+        output = command.communicate(timeout=300)[0]
+    finally:
+        command.kill()
 
     # A dead worker breaks the pool, which ends its other workers too. The runs they held
     # (none, had the killed worker just finished one) fail with one line each, status 2; the
