@@ -220,9 +220,9 @@ def run_in_process(
     setting); `collect` has the runs collect the finished provider batches of their tasks
     instead of drafting.
 
-    Up to `concurrent_runs` batch runs go at once, each with an ephemeral instance of its own
-    holding just its batch's partitions, in a thread of this process or in a worker process
-    (`_run_in_workers`). On the home instance each run is a range of partitions that are next to
+    Up to `concurrent_runs` batch runs go at once, in a thread of this process or in a worker
+    process (`_run_in_workers`), each with an ephemeral instance of its own holding just its
+    batch's partitions. On the home instance each run is a range of partitions that are next to
     each other there, and this process holds one of them at a time. A run spends its first
     and last seconds on Dagster's events and on prompts and ballots; a second run's provider
     calls fill that time. The runs share each provider's pace through the draft store, so
@@ -426,7 +426,14 @@ def _outcome(
             "stored stay in drafting: run again once their claims expire"
         )
         if on_home_instance:
-            _end_abandoned_run(run_id, message)
+            try:
+                _end_abandoned_run(run_id, message)
+            except Exception as problem:  # the instance out of reach: said on the same line
+                # The error's name only: a storage error's text can carry connection details.
+                message += (
+                    "; marking its run failed in the Dagster instance failed too "
+                    f"({type(problem).__name__}): mark it failed in the UI"
+                )
         failure = StepFailure("worker", message, expected=True)
         return BatchRun(batch[0], batch[-1], len(batch), False, run_id, (failure,))
 
@@ -451,8 +458,8 @@ def _start_worker(
     output: "multiprocessing.connection.Connection",
     parent: int,
 ) -> None:
-    """A worker process's start: die with the process that started it, write to it, load the
-    definitions."""
+    """A worker process's start: die with the process that started it, send it what the worker
+    writes, load the definitions."""
     _die_with(parent)
     # The command writes what the worker writes (its runs' warnings, a retry) to its own
     # stderr, where progress bars print it above themselves: written to the terminal here, it
