@@ -724,8 +724,8 @@ def main() -> None:
         print(f"machine: {os.cpu_count()} cores; a pure-Python loop of 20 million additions "
               f"takes {machine_yardstick_s():.2f} s (best of 3; again at the end)")  # fmt: skip
         bouncer = " (the instance's through PgBouncer)" if args.pgbouncer else ""
-        home = "; in-process runs recorded in a Dagster home" if args.home else ""
-        print(f"storage: {'PostgreSQL' + bouncer if args.postgres else 'SQLite'}{home}; "
+        at_home = "; in-process runs recorded in a Dagster home" if args.home else ""
+        print(f"storage: {'PostgreSQL' + bouncer if args.postgres else 'SQLite'}{at_home}; "
               f"sensor interval {args.sensor_interval} s; planned events per "
               f"{'partition' if args.planned_events_per_partition else 'range'}")  # fmt: skip
         baseline = sequential_baseline(server, env, args.baseline_sample)
