@@ -237,13 +237,20 @@ def start_with_a_drafting_worker(
         fake_providers.script(spec.name).latency_s = 1.0
     port = urlsplit(fake_providers.base_url("claude")).port
     command = start_run(live_env, tmp_path, "--batch-size", "10")
+    drafting: list[int] = []
+
+    def a_worker_drafts() -> bool:
+        # Kept as seen: a worker between two runs can close its connections a moment later.
+        drafting[:] = [pid for pid in workers_of(command.pid) if connected_to(pid, port)]
+        return bool(drafting)
+
     try:
-        wait_for(lambda: any(connected_to(pid, port) for pid in workers_of(command.pid)))
+        wait_for(a_worker_drafts)
     except BaseException:
         command.kill()  # its workers die with it
         command.wait()
         raise
-    return command, [pid for pid in workers_of(command.pid) if connected_to(pid, port)]
+    return command, drafting
 
 
 @pytest.mark.slow
