@@ -253,6 +253,20 @@ def start_with_a_drafting_worker(
     return command, drafting
 
 
+def kill_a_drafting_worker(
+    live_env: dict[str, str], tmp_path: Path, fake_providers: FakeProviderServer
+) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """`run` as `start_with_a_drafting_worker` starts it, one of its drafting workers killed:
+    the command once it has ended, its output and its `error:` lines."""
+    command, drafting = start_with_a_drafting_worker(live_env, tmp_path, fake_providers)
+    os.kill(drafting[0], signal.SIGKILL)
+    try:
+        output = command.communicate(timeout=300)[0]
+    finally:
+        command.kill()
+    return command, output, [line for line in output.splitlines() if line.startswith("error:")]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="reads the process tree from /proc")
 def test_a_commands_later_runs_go_to_worker_processes_that_die_with_it(
@@ -277,17 +291,11 @@ def test_a_worker_killed_mid_run_fails_its_run_and_the_command_drafts_the_rest(
 ) -> None:
     store = DraftStore(database_url=database_url)
     ids = seed(store, 120)
-    command, drafting = start_with_a_drafting_worker(live_env, tmp_path, fake_providers)
-    os.kill(drafting[0], signal.SIGKILL)
-    try:
-        output = command.communicate(timeout=300)[0]
-    finally:
-        command.kill()
+    command, output, errors = kill_a_drafting_worker(live_env, tmp_path, fake_providers)
 
     # A dead worker breaks the pool, which ends its other workers too. The runs they held
     # (none, had the killed worker just finished one) fail with one line each, status 2; the
     # others and every later run (in the command's own process) draft their tasks.
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert command.returncode == (2 if errors else 0), output
     assert "Traceback" not in output
     assert all("its worker process ended before the run did" in line for line in errors), errors
@@ -312,14 +320,8 @@ def test_on_the_home_instance_workers_draft_too_and_a_dead_ones_run_is_ended_the
     live_env = {**env_for(tmp_path, sqlite_url, fake_providers), "DAGSTER_HOME": str(home)}
     store = DraftStore(database_url=sqlite_url)
     ids = seed(store, 120)
-    command, drafting = start_with_a_drafting_worker(live_env, tmp_path, fake_providers)
-    os.kill(drafting[0], signal.SIGKILL)
-    try:
-        output = command.communicate(timeout=300)[0]
-    finally:
-        command.kill()
+    command, output, errors = kill_a_drafting_worker(live_env, tmp_path, fake_providers)
 
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert command.returncode == (2 if errors else 0), output
     assert len(store.task_ids("voting")) >= len(ids) - 10 * len(errors)
     with dg.DagsterInstance.from_config(str(home)) as instance:
