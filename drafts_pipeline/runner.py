@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -339,11 +339,9 @@ def _run_in_workers(
     concurrent_runs: int,
     setup: RunSetup,
     on_home_instance: bool,
-    then: Callable[[], list[BatchRun]],
 ) -> list[BatchRun]:
     """The runs, in this process and in up to `concurrent_runs - 1` worker processes, at most
-    `concurrent_runs` at once (on the home instance, one at a time in this process); then
-    `then()`, while the workers end, whose results follow the runs'.
+    `concurrent_runs` at once (on the home instance, one at a time in this process).
 
     One Python process drafts at most one core's worth (the GIL), and Dagster's events, the
     prompts, the SDKs and the store's rows of a run at the providers' rate can need more than
@@ -412,12 +410,7 @@ def _run_in_workers(
                 warm = workers.submit(_ready)
             if index == 1:
                 _prefetch_publish_imports()
-        results = [_outcome(*run, on_home_instance) for run in futures]
-        # A worker's end is a whole interpreter's teardown (about a second): `then` goes
-        # meanwhile, and the block waits for the workers (and their last lines) after it.
-        workers.shutdown(wait=False)
-        results += then()
-    return results
+        return [_outcome(*run, on_home_instance) for run in futures]
 
 
 def _outcome(
@@ -605,21 +598,18 @@ def _run_batches(
     # The providers the job drafts with (a bad DRAFTS_PROVIDERS fails here, before any run).
     providers = len(selected_providers(configured_providers()))
     setup = RunSetup(providers, dict(drafting), logger_config)
-
-    def publish() -> list[BatchRun]:
-        """The voting-ready set; a failed run of it as a failed batch run."""
-        job = defs.resolve_job_def("publish_voting_set").with_logger_defs(
-            {LOGGER_NAME: command_line_logger}
-        )
-        with open_instance(on_home_instance) as instance:
-            result = job.execute_in_process(
-                instance=instance, run_config=loggers, raise_on_error=False
-            )
-        if result.success:
-            return []
-        name = "voting-ready set"
-        return [BatchRun(name, name, 0, False, result.run_id, step_failures(result))]
-
     if concurrent_runs == 1 or len(planned) == 1:
-        return _run_here(defs, planned, concurrent_runs, setup, on_home_instance) + publish()
-    return _run_in_workers(defs, planned, concurrent_runs, setup, on_home_instance, then=publish)
+        results = _run_here(defs, planned, concurrent_runs, setup, on_home_instance)
+    else:
+        results = _run_in_workers(defs, planned, concurrent_runs, setup, on_home_instance)
+    publish = defs.resolve_job_def("publish_voting_set").with_logger_defs(
+        {LOGGER_NAME: command_line_logger}
+    )
+    with open_instance(on_home_instance) as instance:
+        published = publish.execute_in_process(
+            instance=instance, run_config=loggers, raise_on_error=False
+        )
+    if not published.success:
+        name = "voting-ready set"
+        results.append(BatchRun(name, name, 0, False, published.run_id, step_failures(published)))
+    return results
