@@ -37,6 +37,9 @@ from drafts_pipeline.drafting.turns import TURNS
 from drafts_pipeline.errors import DraftsError
 from drafts_pipeline.llm.providers import configured_providers, selected_providers
 from drafts_pipeline.run_log import LOGGER_NAME, command_line_logger
+from drafts_pipeline.settings import Settings
+from drafts_pipeline.store.outages import OUTAGES
+from drafts_pipeline.store.schema import engine_for
 
 T = TypeVar("T")
 
@@ -459,7 +462,7 @@ def _start_worker(
     parent: int,
 ) -> None:
     """A worker process's start: die with the process that started it, send it what the worker
-    writes, load the definitions."""
+    writes, count the draft store as reached, load the definitions."""
     _die_with(parent)
     # The command writes what the worker writes (its runs' warnings, a retry) to its own
     # stderr, where progress bars print it above themselves: written to the terminal here, it
@@ -475,6 +478,10 @@ def _start_worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # As the command does: the per-task assets' `backfill_policy` is a beta parameter.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    # The command has reached the draft store (it read the tasks to draft there), so this
+    # worker's first connection failing is an outage to ride out, retried and reported as
+    # one, not a wrong DRAFTS_DATABASE_URL.
+    OUTAGES.reachable(engine_for(Settings.from_environment().database_url))
     from drafts_pipeline.definitions import defs
 
     _WORKER["job"] = _drafting_job(defs)

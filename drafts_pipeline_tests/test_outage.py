@@ -3,7 +3,9 @@ the run with one line per failed step and exit status 2, and nothing paid for is
 twice. A PostgreSQL server of the test's own is stopped and started again."""
 
 import logging
+import multiprocessing
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -11,11 +13,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from drafts_pipeline import runner
 from drafts_pipeline.errors import DraftsError, StoreLocked
 from drafts_pipeline.llm.providers import SHIPPED_PROVIDERS
 from drafts_pipeline.store import DraftStore, schema
@@ -339,3 +343,43 @@ def test_a_write_that_stays_locked_fails_naming_the_file_and_writes_nothing(
         holder.join()
 
     assert store.task_ids("drafting") == []
+
+
+def first_store_error() -> str:
+    """The error of a first read of the draft store at DRAFTS_DATABASE_URL, in this process."""
+    store = DraftStore(database_url=os.environ["DRAFTS_DATABASE_URL"])
+    try:
+        store.task_ids("drafting")
+    except DraftsError as error:
+        return str(error)
+    return "reached"
+
+
+@pytest.mark.slow
+def test_a_worker_that_starts_during_an_outage_rides_it_out_as_the_command_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The command reached its store before it started workers; one that starts while the
+    # server is down must report an outage, not a wrong URL. No server listens on `port`.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("DRAFTS_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:{port}/x")
+    monkeypatch.setenv("DRAFTS_DB_RETRY_S", "0.5")
+    monkeypatch.setenv("DRAFTS_LLM_MODE", "offline")
+
+    # A process that never reached the store: the URL may be wrong, and the line says so.
+    assert first_store_error().startswith("cannot reach the draft store")
+
+    context = multiprocessing.get_context("spawn")
+    output, worker_output = context.Pipe(duplex=False)
+    workers = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=context,
+        initializer=runner._start_worker,
+        initargs=(context.Queue(), worker_output, os.getpid()),
+    )
+    with runner._relayed(output, worker_output), workers:
+        message = workers.submit(first_store_error).result(timeout=120)
+    assert "has been out of reach for 0.5 s" in message, message
+    assert "bring the database back" in message
