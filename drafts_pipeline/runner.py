@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -342,9 +342,11 @@ def _run_in_workers(
     concurrent_runs: int,
     setup: RunSetup,
     on_home_instance: bool,
+    then: Callable[[], list[BatchRun]],
 ) -> list[BatchRun]:
     """The runs, in this process and in up to `concurrent_runs - 1` worker processes, at most
-    `concurrent_runs` at once (on the home instance, one at a time in this process).
+    `concurrent_runs` at once (on the home instance, one at a time in this process); then
+    `then()`, while the workers end, whose results follow the runs'.
 
     One Python process drafts at most one core's worth (the GIL), and Dagster's events, the
     prompts, the SDKs and the store's rows of a run at the providers' rate can need more than
@@ -413,7 +415,16 @@ def _run_in_workers(
                 warm = workers.submit(_ready)
             if index == 1:
                 _prefetch_publish_imports()
-        return [_outcome(*run, on_home_instance) for run in futures]
+        results = [_outcome(*run, on_home_instance) for run in futures]
+        # A worker's end is a whole interpreter's teardown (about a second): `then` goes
+        # meanwhile. The pool is shut down as it always is, waiting for its workers, only in
+        # another thread: without the wait, a worker still being spawned could find the pool's
+        # queues gone.
+        ending = threading.Thread(target=workers.shutdown, name="workers-end")
+        ending.start()
+        results += then()
+        ending.join()
+    return results
 
 
 def _outcome(
@@ -605,18 +616,21 @@ def _run_batches(
     # The providers the job drafts with (a bad DRAFTS_PROVIDERS fails here, before any run).
     providers = len(selected_providers(configured_providers()))
     setup = RunSetup(providers, dict(drafting), logger_config)
-    if concurrent_runs == 1 or len(planned) == 1:
-        results = _run_here(defs, planned, concurrent_runs, setup, on_home_instance)
-    else:
-        results = _run_in_workers(defs, planned, concurrent_runs, setup, on_home_instance)
-    publish = defs.resolve_job_def("publish_voting_set").with_logger_defs(
-        {LOGGER_NAME: command_line_logger}
-    )
-    with open_instance(on_home_instance) as instance:
-        published = publish.execute_in_process(
-            instance=instance, run_config=loggers, raise_on_error=False
+
+    def publish() -> list[BatchRun]:
+        """The voting-ready set; a failed run of it as a failed batch run."""
+        job = defs.resolve_job_def("publish_voting_set").with_logger_defs(
+            {LOGGER_NAME: command_line_logger}
         )
-    if not published.success:
+        with open_instance(on_home_instance) as instance:
+            result = job.execute_in_process(
+                instance=instance, run_config=loggers, raise_on_error=False
+            )
+        if result.success:
+            return []
         name = "voting-ready set"
-        results.append(BatchRun(name, name, 0, False, published.run_id, step_failures(published)))
-    return results
+        return [BatchRun(name, name, 0, False, result.run_id, step_failures(result))]
+
+    if concurrent_runs == 1 or len(planned) == 1:
+        return _run_here(defs, planned, concurrent_runs, setup, on_home_instance) + publish()
+    return _run_in_workers(defs, planned, concurrent_runs, setup, on_home_instance, then=publish)
